@@ -1,0 +1,60 @@
+# Pacer: `make run` starts it on this machine, `make test` runs every test, `make lint` every check.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PACKAGES := libs/common services/control
+PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
+
+.PHONY: help setup proto proto-check lint format test test-unit test-integration run admin clean
+
+help:
+	@echo "make run          start Pacer on this machine (control plane on 127.0.0.1:50051, SQLite in var/)"
+	@echo "make test         run the whole test suite (SQLite and PostgreSQL)"
+	@echo "make lint         ruff, mypy, import-linter, buf lint and the generated-stub drift check"
+	@echo "make proto        regenerate the Python stubs from protos/"
+	@echo "make clean        remove the virtualenv and local state in var/"
+
+setup: $(STAMP)
+
+$(STAMP): $(PYPROJECTS) requirements-dev.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
+	touch $(STAMP)
+
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
+
+proto-check: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py --check
+
+lint: $(STAMP) proto-check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	cd protos && ../$(BIN)/buf lint
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: $(STAMP)
+	PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: $(STAMP)
+	PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+run: $(STAMP)
+	$(BIN)/pacer-control
+
+admin: $(STAMP)
+	@echo "usage: $(BIN)/pacer-admin --help"
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,51 @@
+"""Typed, frozen settings read once from `PACER_*` environment variables by each composition root."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value its setting cannot take."""
+
+
+def _convert(name: str, raw: str, kind: Any) -> object:
+    if kind in (bool, "bool"):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{name}={raw!r} is not a boolean")
+    if kind in (int, "int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    return raw
+
+
+def load(cls: type[Any], environ: Mapping[str, str] | None = None) -> Any:
+    """Build the frozen dataclass `cls`, field `foo` read from `PACER_FOO` when set."""
+    env = os.environ if environ is None else environ
+    values = {}
+    for f in fields(cls):
+        name = f"PACER_{f.name.upper()}"
+        if name in env:
+            values[f.name] = _convert(name, env[name], f.type)
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    """Settings of the control plane (see the README's configuration table)."""
+
+    listen_addr: str = "127.0.0.1:50051"
+    database_url: str = "sqlite:///var/pacer.db"
+    var_dir: str = "var"
+    bootstrap_dev: bool = True
+    min_interval_ms: int = 1000
+    db_pool_size: int = 10
+    log_level: str = "INFO"

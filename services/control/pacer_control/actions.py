@@ -1,0 +1,457 @@
+"""The 17 public actions: validation, tenancy, audit and an immediate governor re-plan for schedule changes.
+
+Synchronous by design: the gRPC layer runs each call on the database worker pool.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from pacer_common.clock import Clock
+from pacer_common.errors import FailedPrecondition, InvalidArgument, NotFound
+from pacer_common.ids import looks_like, new_endpoint_id, new_job_id
+from pacer_control import schedule
+from pacer_control.auth import Principal
+from pacer_control.models import Endpoint, Job, Run
+from pacer_control.repository import (
+    FINAL_FAILURES,
+    JOB_ACTIVE,
+    JOB_ARCHIVED,
+    RUN_RUNNING,
+    RUN_SUCCESS,
+    Audit,
+    HealthView,
+    JobView,
+    Repository,
+)
+from pacer_control.validation import MAX_DESCRIPTION, BaselineInput, Checks, ClampInput
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+DEFAULT_RUN_LIMIT = 50
+MAX_RUN_LIMIT = 500
+DEFAULT_WINDOW_HOURS = 24
+MAX_WINDOW_HOURS = 720
+RUN_FILTERS: dict[str, tuple[str, ...] | None] = {
+    "all": None,
+    "success": (RUN_SUCCESS,),
+    "failure": FINAL_FAILURES,
+    "running": (RUN_RUNNING,),
+}
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """Everything AddEndpointToJob needs, as sent."""
+
+    name: str
+    url: str
+    method: str = ""
+    headers: Mapping[str, str] | None = None
+    body: str = ""
+    baseline: BaselineInput | None = None
+    clamp: ClampInput = field(default_factory=ClampInput)
+    timeout_ms: int = 0
+
+
+@dataclass(frozen=True)
+class EndpointChanges:
+    """UpdateEndpointConfig: None means keep the current value."""
+
+    name: str | None = None
+    url: str | None = None
+    method: str | None = None
+    headers: Mapping[str, str] | None = None
+    body: str | None = None
+    baseline: BaselineInput | None = None
+    clamp: ClampInput | None = None
+    timeout_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[JobView]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class PauseState:
+    paused: bool
+    paused_until: datetime | None
+    next_run_at: datetime | None
+
+
+def _require_id(kind: str, prefix: str, value: str) -> None:
+    # A malformed id cannot name anything: same answer as an unknown one, so ids reveal nothing.
+    if not looks_like(prefix, value):
+        raise NotFound(kind, value)
+
+
+def _require_live(endpoint: Endpoint, job: Job) -> None:
+    if endpoint.deleted_at is not None:
+        raise FailedPrecondition(f"endpoint {endpoint.id!r} was deleted")
+    if job.status != JOB_ACTIVE:
+        raise FailedPrecondition(f"job {job.id!r} is archived")
+
+
+def _encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_cursor(token: str) -> tuple[datetime, str]:
+    try:
+        created, job_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return datetime.fromisoformat(created), str(job_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidArgument.single("page_token", "is not a token returned by ListJobs") from None
+
+
+class ControlActions:
+    """The public actions over one repository, one clock and the service's interval floor."""
+
+    def __init__(self, repository: Repository, clock: Clock, min_interval_ms: int) -> None:
+        self._repository = repository
+        self._clock = clock
+        self._floor_ms = min_interval_ms
+
+    # -- jobs ------------------------------------------------------------------------------------------------------
+
+    def create_job(self, who: Principal, name: str, description: str) -> Job:
+        checks = Checks()
+        checks.name(name)
+        checks.text(description, "description", MAX_DESCRIPTION)
+        checks.done()
+        now = self._clock.now()
+        job = Job(
+            id=new_job_id(),
+            tenant_id=who.tenant_id,
+            name=name.strip(),
+            description=description,
+            status=JOB_ACTIVE,
+            created_at=now,
+            updated_at=now,
+        )
+        self._repository.insert_job(job, Audit("CreateJob", "job"))
+        return job
+
+    def get_job(self, who: Principal, job_id: str) -> JobView:
+        _require_id("job", "job", job_id)
+        return self._repository.get_job(who.tenant_id, job_id)
+
+    def list_jobs(self, who: Principal, status: str | None, page_size: int, page_token: str) -> JobPage:
+        checks = Checks()
+        checks.in_range(page_size, "page_size", 0, MAX_PAGE_SIZE)
+        checks.done()
+        size = page_size or DEFAULT_PAGE_SIZE
+        after = _decode_cursor(page_token) if page_token else None
+        views = self._repository.list_jobs(who.tenant_id, status, size + 1, after)
+        more = len(views) > size
+        views = views[:size]
+        return JobPage(views, _encode_cursor(views[-1].job) if more else "")
+
+    def update_job(
+        self, who: Principal, job_id: str, name: str | None, description: str | None, reason: str
+    ) -> datetime:
+        checks = Checks()
+        if name is not None:
+            checks.name(name)
+        if description is not None:
+            checks.text(description, "description", MAX_DESCRIPTION)
+        checks.reason(reason)
+        checks.done()
+        _require_id("job", "job", job_id)
+        now = self._clock.now()
+
+        def change(job: Job) -> datetime:
+            if job.status == JOB_ARCHIVED:
+                raise FailedPrecondition(f"job {job_id!r} is archived")
+            job.name = name.strip() if name is not None else job.name
+            job.description = description if description is not None else job.description
+            job.updated_at = now
+            return now
+
+        return self._repository.change_job(who.tenant_id, job_id, change, Audit("UpdateJob", "job", reason), now)
+
+    def archive_job(self, who: Principal, job_id: str, reason: str) -> datetime:
+        checks = Checks()
+        checks.reason(reason)
+        checks.done()
+        _require_id("job", "job", job_id)
+        now = self._clock.now()
+        return self._repository.archive_job(who.tenant_id, job_id, Audit("ArchiveJob", "job", reason), now)
+
+    # -- endpoints -------------------------------------------------------------------------------------------------
+
+    def add_endpoint(self, who: Principal, job_id: str, spec: EndpointSpec, reason: str) -> Endpoint:
+        checks = Checks()
+        checks.name(spec.name)
+        checks.url(spec.url)
+        method = checks.method(spec.method)
+        checks.headers(spec.headers or {})
+        checks.body(spec.body)
+        timeout_ms = checks.timeout(spec.timeout_ms)
+        checks.baseline(spec.baseline, self._floor_ms)
+        checks.clamp(spec.clamp, self._floor_ms)
+        checks.reason(reason)
+        checks.done()
+        _require_id("job", "job", job_id)
+        now = self._clock.now()
+
+        def build(job: Job) -> Endpoint:
+            if job.status != JOB_ACTIVE:
+                raise FailedPrecondition(f"job {job_id!r} is archived")
+            endpoint = Endpoint(
+                id=new_endpoint_id(),
+                tenant_id=who.tenant_id,
+                job_id=job_id,
+                name=spec.name.strip(),
+                url=spec.url,
+                method=method,
+                headers=dict(spec.headers or {}),
+                body=spec.body,
+                timeout_ms=timeout_ms,
+                created_at=now,
+                updated_at=now,
+                anchor_at=now,
+                failure_count=0,
+                paused=False,
+            )
+            _set_baseline(endpoint, spec.baseline)
+            _set_clamp(endpoint, spec.clamp)
+            schedule.replan(endpoint, now)
+            return endpoint
+
+        return self._repository.insert_endpoint(
+            who.tenant_id, job_id, build, Audit("AddEndpointToJob", "endpoint", reason), now
+        )
+
+    def update_endpoint(self, who: Principal, endpoint_id: str, changes: EndpointChanges, reason: str) -> Endpoint:
+        checks, now = self._check_changes(changes, reason), self._clock.now()
+        method = checks.method(changes.method) if changes.method is not None else None
+        timeout_ms = checks.timeout(changes.timeout_ms) if changes.timeout_ms is not None else None
+        checks.done()
+
+        def change(endpoint: Endpoint, job: Job) -> Endpoint:
+            _require_live(endpoint, job)
+            _apply_changes(endpoint, changes, method, timeout_ms)
+            if changes.baseline is not None:
+                endpoint.anchor_at = now  # a new cadence starts from the moment it was set
+            endpoint.updated_at = now
+            schedule.replan(endpoint, now)
+            return endpoint
+
+        return self._change(who, endpoint_id, change, Audit("UpdateEndpointConfig", "endpoint", reason), now)
+
+    def _check_changes(self, changes: EndpointChanges, reason: str) -> Checks:
+        checks = Checks()
+        if changes.name is not None:
+            checks.name(changes.name)
+        if changes.url is not None:
+            checks.url(changes.url)
+        if changes.headers is not None:
+            checks.headers(changes.headers)
+        if changes.body is not None:
+            checks.body(changes.body)
+        if changes.baseline is not None:
+            checks.baseline(changes.baseline, self._floor_ms)
+        if changes.clamp is not None:
+            checks.clamp(changes.clamp, self._floor_ms)
+        checks.reason(reason)
+        return checks
+
+    def delete_endpoint(self, who: Principal, endpoint_id: str, reason: str) -> datetime:
+        now = self._checked_reason(reason)
+
+        def change(endpoint: Endpoint, job: Job) -> datetime:
+            if endpoint.deleted_at is None:
+                endpoint.deleted_at = endpoint.updated_at = now
+                schedule.replan(endpoint, now, live=False)
+            return endpoint.deleted_at
+
+        return self._change(who, endpoint_id, change, Audit("DeleteEndpoint", "endpoint", reason), now)
+
+    def list_job_endpoints(self, who: Principal, job_id: str) -> list[Endpoint]:
+        _require_id("job", "job", job_id)
+        return self._repository.list_job_endpoints(who.tenant_id, job_id)
+
+    # -- steering --------------------------------------------------------------------------------------------------
+
+    def apply_interval_hint(
+        self, who: Principal, endpoint_id: str, interval_ms: int, ttl_minutes: int | None, reason: str
+    ) -> Endpoint:
+        checks = Checks()
+        checks.interval(interval_ms, "interval_ms", self._floor_ms)
+        ttl = checks.ttl(ttl_minutes)
+        checks.reason(reason)
+        checks.done()
+        now = self._clock.now()
+
+        def change(endpoint: Endpoint, job: Job) -> Endpoint:
+            _require_live(endpoint, job)
+            endpoint.hint_interval_ms = interval_ms
+            endpoint.hint_expires_at = now + timedelta(minutes=ttl)
+            schedule.replan(endpoint, now)
+            return endpoint
+
+        return self._change(who, endpoint_id, change, Audit("ApplyIntervalHint", "endpoint", reason), now)
+
+    def schedule_one_shot(
+        self, who: Principal, endpoint_id: str, run_at: datetime | None, ttl_minutes: int | None, reason: str
+    ) -> datetime:
+        now = self._clock.now()
+        checks = Checks()
+        checks.run_at(run_at, now)
+        ttl = checks.ttl(ttl_minutes)
+        checks.reason(reason)
+        checks.done()
+        assert run_at is not None
+
+        def change(endpoint: Endpoint, job: Job) -> datetime:
+            _require_live(endpoint, job)
+            endpoint.oneshot_at = run_at
+            endpoint.oneshot_expires_at = max(run_at, now) + timedelta(minutes=ttl)
+            schedule.replan(endpoint, now)
+            return _one_shot_time(endpoint, max(run_at, now))
+
+        return self._change(who, endpoint_id, change, Audit("ScheduleOneShotRun", "endpoint", reason), now)
+
+    def pause_or_resume(
+        self, who: Principal, endpoint_id: str, pause_until: datetime | None, resume: bool, reason: str
+    ) -> PauseState:
+        now = self._clock.now()
+        checks = Checks()
+        if resume and pause_until is not None:
+            checks.fail("pause_until", "must not be set together with resume")
+        elif pause_until is not None and pause_until <= now:
+            checks.fail("pause_until", "must be in the future")
+        checks.reason(reason)
+        checks.done()
+
+        def change(endpoint: Endpoint, job: Job) -> PauseState:
+            _require_live(endpoint, job)
+            if resume:
+                if endpoint.paused:
+                    endpoint.anchor_at = now  # the cadence restarts from the resume
+                endpoint.paused, endpoint.paused_until = False, None
+            else:
+                endpoint.paused, endpoint.paused_until = True, pause_until
+            schedule.replan(endpoint, now)
+            return PauseState(endpoint.paused, endpoint.paused_until, endpoint.next_run_at)
+
+        return self._change(who, endpoint_id, change, Audit("PauseOrResumeEndpoint", "endpoint", reason), now)
+
+    def clear_hints(self, who: Principal, endpoint_id: str, reason: str) -> tuple[datetime, Endpoint]:
+        now = self._checked_reason(reason)
+
+        def change(endpoint: Endpoint, job: Job) -> tuple[datetime, Endpoint]:
+            _require_live(endpoint, job)
+            endpoint.hint_interval_ms = endpoint.hint_expires_at = None
+            schedule.clear_one_shot(endpoint)
+            schedule.replan(endpoint, now)
+            return now, endpoint
+
+        return self._change(who, endpoint_id, change, Audit("ClearAdaptiveHints", "endpoint", reason), now)
+
+    def reset_failures(self, who: Principal, endpoint_id: str, reason: str) -> Endpoint:
+        now = self._checked_reason(reason)
+
+        def change(endpoint: Endpoint, job: Job) -> Endpoint:
+            _require_live(endpoint, job)
+            endpoint.failure_count = 0
+            schedule.replan(endpoint, now)
+            return endpoint
+
+        return self._change(who, endpoint_id, change, Audit("ResetFailureCount", "endpoint", reason), now)
+
+    # -- visibility ------------------------------------------------------------------------------------------------
+
+    def list_runs(
+        self,
+        who: Principal,
+        *,
+        job_id: str | None,
+        endpoint_id: str | None,
+        status: str,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Run], int]:
+        checks = Checks()
+        checks.in_range(limit, "limit", 0, MAX_RUN_LIMIT)
+        if offset < 0:
+            checks.fail("offset", "must not be negative")
+        checks.done()
+        return self._repository.list_runs(
+            who.tenant_id,
+            job_id=job_id,
+            endpoint_id=endpoint_id,
+            statuses=RUN_FILTERS[status],
+            limit=limit or DEFAULT_RUN_LIMIT,
+            offset=offset,
+        )
+
+    def get_run(self, who: Principal, run_id: str) -> Run:
+        _require_id("run", "run", run_id)
+        return self._repository.get_run(who.tenant_id, run_id)
+
+    def endpoint_health(self, who: Principal, endpoint_id: str, window_hours: int) -> HealthView:
+        checks = Checks()
+        checks.in_range(window_hours, "window_hours", 0, MAX_WINDOW_HOURS)
+        checks.done()
+        _require_id("endpoint", "ep", endpoint_id)
+        since = self._clock.now() - timedelta(hours=window_hours or DEFAULT_WINDOW_HOURS)
+        return self._repository.endpoint_health(who.tenant_id, endpoint_id, since)
+
+    # -- shared steps ----------------------------------------------------------------------------------------------
+
+    def _checked_reason(self, reason: str) -> datetime:
+        checks = Checks()
+        checks.reason(reason)
+        checks.done()
+        return self._clock.now()
+
+    def _change(
+        self, who: Principal, endpoint_id: str, change: Callable[[Endpoint, Job], T], audit: Audit, now: datetime
+    ) -> T:
+        _require_id("endpoint", "ep", endpoint_id)
+        return self._repository.change_endpoint(who.tenant_id, endpoint_id, change, audit, now)
+
+
+def _one_shot_time(endpoint: Endpoint, wanted: datetime) -> datetime:
+    """When the one-shot will fire: as asked, unless the min clamp (a cooldown) holds it back."""
+    if endpoint.min_interval_ms and endpoint.last_started_at is not None:
+        return max(wanted, endpoint.last_started_at + timedelta(milliseconds=endpoint.min_interval_ms))
+    return wanted
+
+
+def _set_baseline(endpoint: Endpoint, baseline: BaselineInput | None) -> None:
+    assert baseline is not None
+    endpoint.cron_expression = baseline.cron_expression
+    endpoint.cron_timezone = baseline.cron_timezone if baseline.cron_expression is not None else ""
+    endpoint.interval_ms = baseline.interval_ms
+
+
+def _set_clamp(endpoint: Endpoint, clamp: ClampInput) -> None:
+    endpoint.min_interval_ms = clamp.min_interval_ms
+    endpoint.max_interval_ms = clamp.max_interval_ms
+
+
+def _apply_changes(endpoint: Endpoint, changes: EndpointChanges, method: str | None, timeout_ms: int | None) -> None:
+    endpoint.name = changes.name.strip() if changes.name is not None else endpoint.name
+    endpoint.url = changes.url if changes.url is not None else endpoint.url
+    endpoint.method = method if method is not None else endpoint.method
+    endpoint.headers = dict(changes.headers) if changes.headers is not None else endpoint.headers
+    endpoint.body = changes.body if changes.body is not None else endpoint.body
+    endpoint.timeout_ms = timeout_ms if timeout_ms is not None else endpoint.timeout_ms
+    if changes.baseline is not None:
+        _set_baseline(endpoint, changes.baseline)
+    if changes.clamp is not None:
+        _set_clamp(endpoint, changes.clamp)

@@ -1,0 +1,79 @@
+"""pacer-admin: run migrations, create tenants, create and revoke API keys (a new key is shown once)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pacer_common.clock import SystemClock
+from pacer_common.settings import ControlSettings, load
+from pacer_control.auth import issue_key
+from pacer_control.database import make_engine, migrate
+from pacer_control.repository import Repository
+from pacer_control.tenancy import TenantExists, create_tenant
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pacer-admin", description=__doc__)
+    parser.add_argument("--database-url", help="database URL (default: PACER_DATABASE_URL or the embedded SQLite)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="bring the database schema up to date")
+    tenant = commands.add_parser("create-tenant", help="create a tenant and print its id")
+    tenant.add_argument("name")
+    key = commands.add_parser("create-key", help="create an API key for a tenant; the key is printed once")
+    key.add_argument("tenant", help="tenant name")
+    key.add_argument("--label", default="", help="what the key is for")
+    revoke = commands.add_parser("revoke-key", help="revoke a key by its prefix (the 8 characters after 'pk_')")
+    revoke.add_argument("prefix")
+    keys = commands.add_parser("list-keys", help="list a tenant's keys (prefixes only)")
+    keys.add_argument("tenant", help="tenant name")
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = load(ControlSettings)
+    engine = make_engine(args.database_url or settings.database_url)
+    migrate(engine)
+    repository, now = Repository(engine), SystemClock().now()
+    match args.command:
+        case "migrate":
+            print("schema is up to date")
+        case "create-tenant":
+            try:
+                print(create_tenant(repository, args.name, now))
+            except TenantExists:
+                print(f"tenant {args.name!r} already exists", file=sys.stderr)
+                return 1
+        case "create-key":
+            tenant = repository.find_tenant(args.tenant)
+            if tenant is None:
+                print(f"no tenant named {args.tenant!r}", file=sys.stderr)
+                return 1
+            issued = issue_key(repository, tenant.id, args.label, now)
+            print(issued.secret)
+            print("store this key now: it is not shown again", file=sys.stderr)
+        case "revoke-key":
+            if not repository.revoke_api_key(args.prefix, now):
+                print(f"no live key with prefix {args.prefix!r}", file=sys.stderr)
+                return 1
+            print(f"revoked {args.prefix}")
+        case "list-keys":
+            tenant = repository.find_tenant(args.tenant)
+            if tenant is None:
+                print(f"no tenant named {args.tenant!r}", file=sys.stderr)
+                return 1
+            for key in repository.list_api_keys(tenant.id):
+                state = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "live"
+                print(f"pk_{key.prefix}_…  {state}  created {key.created_at.isoformat()}  {key.label}")
+    engine.dispose()
+    return 0
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Translation between protobuf messages and the control plane's domain values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from pacer.control.v1 import control_service_pb2 as pb
+from pacer_control.actions import EndpointChanges, EndpointSpec
+from pacer_control.models import Endpoint, Run
+from pacer_control.repository import HealthView, JobView
+from pacer_control.validation import BaselineInput, ClampInput
+
+JOB_STATUS_FILTERS = {
+    pb.JOB_STATUS_UNSPECIFIED: None,
+    pb.JOB_STATUS_ACTIVE: "active",
+    pb.JOB_STATUS_ARCHIVED: "archived",
+}
+RUN_STATUS_FILTERS = {
+    pb.RUN_STATUS_FILTER_UNSPECIFIED: "all",
+    pb.RUN_STATUS_FILTER_SUCCESS: "success",
+    pb.RUN_STATUS_FILTER_FAILURE: "failure",
+    pb.RUN_STATUS_FILTER_RUNNING: "running",
+}
+
+
+def ts(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment.astimezone(UTC))
+    return stamp
+
+
+def moment(message: object, field: str) -> datetime | None:
+    """The aware UTC datetime in a Timestamp field, None when the field is unset."""
+    if not message.HasField(field):  # type: ignore[attr-defined]
+        return None
+    stamp: Timestamp = getattr(message, field)
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def job_status(value: str) -> pb.JobStatus.ValueType:
+    return pb.JobStatus.Value(f"JOB_STATUS_{value.upper()}")
+
+
+def run_status(value: str) -> pb.RunStatus.ValueType:
+    return pb.RunStatus.Value(f"RUN_STATUS_{value.upper()}")
+
+
+def run_source(value: str) -> pb.RunSource.ValueType:
+    return pb.RunSource.Value(f"RUN_SOURCE_{value.upper().replace('-', '_')}")
+
+
+def baseline(message: pb.AddEndpointToJobRequest | pb.UpdateEndpointConfigRequest) -> BaselineInput | None:
+    if not message.HasField("baseline"):
+        return None
+    sent = message.baseline
+    cron = sent.cron if sent.HasField("cron") else None
+    return BaselineInput(
+        cron_expression=cron.expression if cron is not None else None,
+        cron_timezone=cron.timezone if cron is not None else "",
+        interval_ms=sent.interval_ms if sent.interval_ms != 0 else None,
+    )
+
+
+def clamp(message: pb.Clamp) -> ClampInput:
+    return ClampInput(message.min_interval_ms, message.max_interval_ms)
+
+
+def endpoint_spec(request: pb.AddEndpointToJobRequest) -> EndpointSpec:
+    return EndpointSpec(
+        name=request.name,
+        url=request.url,
+        method=request.method,
+        headers=dict(request.headers),
+        body=request.body,
+        baseline=baseline(request),
+        clamp=clamp(request.clamp),
+        timeout_ms=request.timeout_ms,
+    )
+
+
+def endpoint_changes(request: pb.UpdateEndpointConfigRequest) -> EndpointChanges:
+    def optional(field: str) -> object:
+        return getattr(request, field) if request.HasField(field) else None  # type: ignore[arg-type]
+
+    return EndpointChanges(
+        name=optional("name"),  # type: ignore[arg-type]
+        url=optional("url"),  # type: ignore[arg-type]
+        method=optional("method"),  # type: ignore[arg-type]
+        headers=dict(request.headers.entries) if request.HasField("headers") else None,
+        body=optional("body"),  # type: ignore[arg-type]
+        baseline=baseline(request),
+        clamp=clamp(request.clamp) if request.HasField("clamp") else None,
+        timeout_ms=optional("timeout_ms"),  # type: ignore[arg-type]
+    )
+
+
+def job(view: JobView) -> pb.Job:
+    return pb.Job(
+        job_id=view.job.id,
+        name=view.job.name,
+        description=view.job.description,
+        status=job_status(view.job.status),
+        created_at=ts(view.job.created_at),
+        updated_at=ts(view.job.updated_at),
+        endpoint_count=view.endpoint_count,
+        failure_count=view.failure_count,
+        archived_at=ts(view.job.archived_at),
+    )
+
+
+def job_summary(view: JobView) -> pb.JobSummary:
+    return pb.JobSummary(
+        job_id=view.job.id,
+        name=view.job.name,
+        status=job_status(view.job.status),
+        endpoint_count=view.endpoint_count,
+        last_run_at=ts(view.last_run_at),
+    )
+
+
+def endpoint_summary(endpoint: Endpoint) -> pb.EndpointSummary:
+    return pb.EndpointSummary(
+        endpoint_id=endpoint.id,
+        name=endpoint.name,
+        next_run_at=ts(endpoint.next_run_at),
+        last_run_at=ts(endpoint.last_started_at if endpoint.last_status is not None else None),
+        failure_count=endpoint.failure_count,
+        paused_until=ts(endpoint.paused_until),
+        paused=endpoint.paused,
+        next_run_source=run_source(endpoint.next_run_source),
+    )
+
+
+def run_summary(run: Run) -> pb.RunSummary:
+    return pb.RunSummary(
+        run_id=run.id,
+        endpoint_id=run.endpoint_id,
+        job_id=run.job_id,
+        scheduled_for=ts(run.scheduled_for),
+        started_at=ts(run.started_at),
+        status=run_status(run.status),
+        duration_ms=run.duration_ms,
+        source=run_source(run.source),
+    )
+
+
+def run(record: Run) -> pb.Run:
+    return pb.Run(
+        run_id=record.id,
+        endpoint_id=record.endpoint_id,
+        job_id=record.job_id,
+        status=run_status(record.status),
+        source=run_source(record.source),
+        attempt=record.attempt,
+        scheduled_for=ts(record.scheduled_for),
+        started_at=ts(record.started_at),
+        finished_at=ts(record.finished_at),
+        duration_ms=record.duration_ms,
+        http_status=record.http_status,
+        error_message=record.error_message,
+        response_body=record.response_body,
+        response_truncated=record.response_truncated,
+    )
+
+
+def health(view: HealthView) -> pb.SummarizeEndpointHealthResponse:
+    last = view.last_run
+    return pb.SummarizeEndpointHealthResponse(
+        success_count=view.success_count,
+        failure_count=view.failure_count,
+        avg_duration_ms=view.avg_duration_ms,
+        p95_duration_ms=view.p95_duration_ms,
+        last_run=pb.LastRun(status=run_status(last.status), at=ts(last.finished_at)) if last else None,
+        failure_streak=view.failure_streak,
+    )

@@ -1,0 +1,59 @@
+"""Composition root of the control plane: settings -> database -> server, until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pacer_common.clock import SystemClock
+from pacer_common.logs import configure_logging
+from pacer_common.settings import ControlSettings, load
+from pacer_control.database import make_engine, migrate
+from pacer_control.repository import Repository
+from pacer_control.server import SERVICE_NAME, build_server, mark_serving
+from pacer_control.tenancy import ensure_dev_key
+
+log = logging.getLogger("pacer.control")
+GRACE_S = 5.0
+
+
+async def serve(settings: ControlSettings) -> None:
+    engine = make_engine(settings.database_url, settings.db_pool_size)
+    migrate(engine)
+    repository = Repository(engine)
+    clock = SystemClock()
+    if settings.bootstrap_dev:
+        key_path = ensure_dev_key(repository, Path(settings.var_dir), clock.now())
+        log.info("dev tenant ready", extra={"event": "control.dev_key", "key_file": str(key_path)})
+    # SQLite takes one writer at a time: one database thread serializes it; PostgreSQL gets a pool.
+    workers = 1 if engine.dialect.name == "sqlite" else settings.db_pool_size
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db") as pool:
+        server, port, health = build_server(repository, clock, pool, settings.min_interval_ms, settings.listen_addr)
+        await server.start()
+        await mark_serving(health)
+        log.info(
+            "control plane serving",
+            extra={"event": "control.started", "addr": settings.listen_addr, "port": port, "service": SERVICE_NAME},
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("control plane stopping", extra={"event": "control.stopping"})
+        await health.enter_graceful_shutdown()
+        await server.stop(GRACE_S)
+    engine.dispose()
+
+
+def main() -> None:
+    settings = load(ControlSettings)
+    configure_logging(settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The control plane's tables as typed SQLAlchemy models; Alembic migrations must match them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        moment = value.astimezone(UTC)
+        return moment.replace(tzinfo=None) if dialect.name == "sqlite" else moment
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime(), dict[str, Any]: JSON(), int: Integer()}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    archived_at: Mapped[datetime | None]
+
+
+class Endpoint(Base):
+    __tablename__ = "endpoints"
+    __table_args__ = (
+        # The claim path: due endpoints without a live lease, in time order.
+        Index(
+            "ix_endpoints_due",
+            "next_run_at",
+            postgresql_where=text("lease_run_id IS NULL AND next_run_at IS NOT NULL"),
+            sqlite_where=text("lease_run_id IS NULL AND next_run_at IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(String(2048))
+    method: Mapped[str] = mapped_column(String(8))
+    headers: Mapped[dict[str, Any]]
+    body: Mapped[str] = mapped_column(Text, default="")
+    cron_expression: Mapped[str | None] = mapped_column(String(200))
+    cron_timezone: Mapped[str] = mapped_column(String(64), default="")
+    interval_ms: Mapped[int | None] = mapped_column(BigInteger)
+    min_interval_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    max_interval_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    timeout_ms: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+    # Schedule state, the governor's inputs and output.
+    anchor_at: Mapped[datetime]
+    last_started_at: Mapped[datetime | None]
+    last_status: Mapped[str | None] = mapped_column(String(16))
+    failure_count: Mapped[int] = mapped_column(default=0)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_until: Mapped[datetime | None]
+    hint_interval_ms: Mapped[int | None] = mapped_column(BigInteger)
+    hint_expires_at: Mapped[datetime | None]
+    oneshot_at: Mapped[datetime | None]
+    oneshot_expires_at: Mapped[datetime | None]
+    next_run_at: Mapped[datetime | None]
+    next_run_source: Mapped[str] = mapped_column(String(24))
+    # The run in flight, if any: its id fences results, its expiry lets the reaper find it.
+    lease_run_id: Mapped[str | None] = mapped_column(String(40))
+    lease_expires_at: Mapped[datetime | None]
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_tenant_scheduled", "tenant_id", "scheduled_for"),
+        Index("ix_runs_endpoint_scheduled", "endpoint_id", "scheduled_for"),
+        Index("ix_runs_job_scheduled", "job_id", "scheduled_for"),
+        Index("ix_runs_status_lease", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(24))
+    attempt: Mapped[int]
+    scheduled_for: Mapped[datetime]
+    lease_expires_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    duration_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    http_status: Mapped[int] = mapped_column(default=0)
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    response_body: Mapped[str] = mapped_column(Text, default="")
+    response_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditRecord(Base):
+    __tablename__ = "audit_records"
+    __table_args__ = (Index("ix_audit_records_tenant_at", "tenant_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime]

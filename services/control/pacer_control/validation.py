@@ -1,0 +1,166 @@
+"""Request validation: every check names the field at fault, and all faults are reported at once."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from pacer_common.cron import CronError, validate_cron
+from pacer_common.errors import FieldViolation, InvalidArgument
+
+MAX_NAME = 200
+MAX_DESCRIPTION = 2000
+MAX_REASON = 500
+MAX_URL = 2048
+MAX_HEADERS = 50
+MAX_HEADER_NAME = 256
+MAX_HEADERS_BYTES = 16 * 1024
+MAX_BODY_BYTES = 256 * 1024
+MIN_TIMEOUT_MS = 100
+MAX_TIMEOUT_MS = 300_000
+DEFAULT_TIMEOUT_MS = 30_000
+MAX_INTERVAL_MS = 366 * 24 * 3600 * 1000
+DEFAULT_TTL_MINUTES = 60
+MAX_TTL_MINUTES = 7 * 24 * 60
+ONESHOT_PAST_TOLERANCE = timedelta(minutes=5)
+ONESHOT_HORIZON = timedelta(days=366)
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+@dataclass(frozen=True)
+class BaselineInput:
+    """A baseline as sent: at most one of the two should be set."""
+
+    cron_expression: str | None = None
+    cron_timezone: str = ""
+    interval_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class ClampInput:
+    min_interval_ms: int = 0
+    max_interval_ms: int = 0
+
+
+class Checks:
+    """Collects field violations; `done()` raises them together."""
+
+    def __init__(self) -> None:
+        self.found: list[FieldViolation] = []
+
+    def fail(self, field: str, description: str) -> None:
+        self.found.append(FieldViolation(field, description))
+
+    def done(self) -> None:
+        if self.found:
+            raise InvalidArgument(self.found)
+
+    def name(self, value: str, field: str = "name") -> None:
+        if not value.strip():
+            self.fail(field, "must not be empty")
+        elif len(value) > MAX_NAME:
+            self.fail(field, f"must be at most {MAX_NAME} characters")
+
+    def text(self, value: str, field: str, limit: int) -> None:
+        if len(value) > limit:
+            self.fail(field, f"must be at most {limit} characters")
+
+    def reason(self, value: str) -> None:
+        self.text(value, "reason", MAX_REASON)
+
+    def url(self, value: str, field: str = "url") -> None:
+        if len(value) > MAX_URL:
+            self.fail(field, f"must be at most {MAX_URL} characters")
+            return
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError as error:
+            self.fail(field, f"is not a valid URL: {error}")
+            return
+        if parts.scheme not in ("http", "https"):
+            self.fail(field, "must be an absolute http:// or https:// URL")
+        elif not parts.hostname:
+            self.fail(field, "must name a host")
+
+    def method(self, value: str, field: str = "method") -> str:
+        method = value.upper() or "GET"
+        if method not in METHODS:
+            self.fail(field, f"must be one of {', '.join(METHODS)}")
+        return method
+
+    def headers(self, headers: Mapping[str, str], field: str = "headers") -> None:
+        if len(headers) > MAX_HEADERS:
+            self.fail(field, f"must have at most {MAX_HEADERS} entries")
+        bad = sorted(n for n in headers if len(n) > MAX_HEADER_NAME or not _TOKEN.match(n))
+        if bad:
+            self.fail(field, f"invalid header name {bad[0][:40]!r}")
+        if any("\r" in v or "\n" in v for v in headers.values()):
+            self.fail(field, "header values must not contain line breaks")
+        size = sum(len(n.encode()) + len(v.encode()) for n, v in headers.items())
+        if size > MAX_HEADERS_BYTES:
+            self.fail(field, f"must be at most {MAX_HEADERS_BYTES} bytes in all")
+
+    def body(self, value: str, field: str = "body") -> None:
+        if len(value.encode()) > MAX_BODY_BYTES:
+            self.fail(field, f"must be at most {MAX_BODY_BYTES} bytes")
+
+    def timeout(self, value: int, field: str = "timeout_ms") -> int:
+        if value == 0:
+            return DEFAULT_TIMEOUT_MS
+        if not MIN_TIMEOUT_MS <= value <= MAX_TIMEOUT_MS:
+            self.fail(field, f"must be between {MIN_TIMEOUT_MS} and {MAX_TIMEOUT_MS} ms")
+        return value
+
+    def interval(self, value: int, field: str, floor_ms: int) -> None:
+        if value < floor_ms:
+            self.fail(field, f"must be at least {floor_ms} ms")
+        elif value > MAX_INTERVAL_MS:
+            self.fail(field, f"must be at most {MAX_INTERVAL_MS} ms (366 days)")
+
+    def baseline(self, baseline: BaselineInput | None, floor_ms: int, field: str = "baseline") -> None:
+        has_cron = baseline is not None and baseline.cron_expression is not None
+        has_interval = baseline is not None and baseline.interval_ms is not None
+        if has_cron == has_interval:
+            self.fail(field, "set exactly one of cron or interval_ms")
+            return
+        assert baseline is not None
+        if baseline.interval_ms is not None:
+            self.interval(baseline.interval_ms, f"{field}.interval_ms", floor_ms)
+            return
+        try:
+            validate_cron(baseline.cron_expression or "", baseline.cron_timezone)
+        except CronError as error:
+            self.fail(f"{field}.cron.{error.field}", str(error))
+
+    def clamp(self, clamp: ClampInput, floor_ms: int, field: str = "clamp") -> None:
+        for name, value in (("min_interval_ms", clamp.min_interval_ms), ("max_interval_ms", clamp.max_interval_ms)):
+            if value < 0:
+                self.fail(f"{field}.{name}", "must not be negative (0 means no bound)")
+            elif value:
+                self.interval(value, f"{field}.{name}", floor_ms)
+        if clamp.min_interval_ms > 0 and clamp.max_interval_ms > 0 and clamp.min_interval_ms > clamp.max_interval_ms:
+            self.fail(field, "min_interval_ms must not exceed max_interval_ms")
+
+    def ttl(self, value: int | None, field: str = "ttl_minutes") -> int:
+        if value is None:
+            return DEFAULT_TTL_MINUTES
+        if not 1 <= value <= MAX_TTL_MINUTES:
+            self.fail(field, f"must be between 1 and {MAX_TTL_MINUTES} minutes")
+        return value
+
+    def run_at(self, value: datetime | None, now: datetime, field: str = "run_at") -> None:
+        if value is None:
+            self.fail(field, "is required")
+        elif value < now - ONESHOT_PAST_TOLERANCE:
+            self.fail(field, "is more than 5 minutes in the past")
+        elif value > now + ONESHOT_HORIZON:
+            self.fail(field, "is more than 366 days ahead")
+
+    def in_range(self, value: int, field: str, low: int, high: int) -> None:
+        if not low <= value <= high:
+            self.fail(field, f"must be between {low} and {high}")

@@ -1,0 +1,24 @@
+"""Session-wide test setup: the PostgreSQL server the integration and e2e tiers share."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.databases import PostgresDatabases, postgres_problem
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases | None]:
+    """Template-based PostgreSQL databases; None (tests skip) when unreachable, an error under CI=true."""
+    problem = postgres_problem()
+    if problem is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{problem}; PostgreSQL tests must run in CI", pytrace=False)
+        yield None
+        return
+    databases = PostgresDatabases()
+    yield databases
+    databases.close()
