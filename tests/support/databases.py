@@ -54,9 +54,11 @@ class PostgresDatabases:
     def url_of(self, name: str) -> str:
         return make_url(postgres_url()).set(database=name).render_as_string(hide_password=False)
 
-    def create(self) -> str:
+    def create(self, *, migrated: bool = True) -> str:
+        """A new database: a copy of the migrated template, or an empty one when `migrated` is False."""
         name = f"{self._prefix}_{next(self._counter)}"
-        self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"')
+        template = self._template if migrated else "template0"
+        self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return self.url_of(name)
 
     def drop(self, url: str) -> None:
