@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
 from pacer_control.database import make_engine, migrate
 from pacer_control.models import Base
-from sqlalchemy import inspect
 
 
 def test_migrated_schema_equals_the_models(database_url: str) -> None:

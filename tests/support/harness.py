@@ -21,11 +21,12 @@ from pacer_control.auth import issue_key
 from pacer_control.database import make_engine
 from pacer_control.models import Endpoint
 from pacer_control.repository import Repository, RunResult
-from pacer_control.server import build_server
+from pacer_control.server import ServerOptions, build_server
 from pacer_control.tenancy import create_tenant
 
 MIN_INTERVAL_MS = 1000
 LEASE_GRACE_MS = 30_000
+SERVICE_TOKEN = "svc_test-service-token"
 
 
 def ts(moment: datetime) -> Timestamp:
@@ -86,7 +87,8 @@ class _ServerThread:
         self._call(self._server.start())
 
     async def _build(self, repository: Repository, clock: FakeClock) -> Any:
-        return build_server(repository, clock, self._pool, MIN_INTERVAL_MS, "127.0.0.1:0")
+        options = ServerOptions("127.0.0.1:0", MIN_INTERVAL_MS, SERVICE_TOKEN, LEASE_GRACE_MS)
+        return build_server(repository, clock, self._pool, options)
 
     def _call(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)

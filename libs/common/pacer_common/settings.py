@@ -49,3 +49,6 @@ class ControlSettings:
     min_interval_ms: int = 1000
     db_pool_size: int = 10
     log_level: str = "INFO"
+    service_token: str = ""
+    lease_grace_ms: int = 10_000
+    reaper_interval_ms: int = 1000

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from pacer_common.errors import Unauthenticated
+from pacer_common.errors import PermissionDenied, Unauthenticated
 from pacer_common.ids import new_id
 from pacer_control.models import ApiKey
 from pacer_control.repository import Repository
@@ -92,3 +92,18 @@ class Authenticator:
         if record is None or record.revoked_at is not None or not hmac.compare_digest(record.key_hash, hash_key(token)):
             raise Unauthenticated("unknown or revoked API key")
         return Principal(tenant_id=record.tenant_id, key_prefix=record.prefix)
+
+
+class ServiceAuthenticator:
+    """Admits internal callers (schedulers) holding the service token; tenant keys are refused."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def authenticate(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> None:
+        token = bearer_token(metadata)
+        if hmac.compare_digest(token.encode(), self._token.encode()):
+            return
+        if split_key(token) is not None:
+            raise PermissionDenied("tenant API keys cannot call internal RPCs")
+        raise Unauthenticated("unknown service credential")

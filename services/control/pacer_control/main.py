@@ -9,11 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pacer_common.clock import SystemClock
+from pacer_common.credentials import service_token
 from pacer_common.logs import configure_logging
 from pacer_common.settings import ControlSettings, load
 from pacer_control.database import make_engine, migrate
+from pacer_control.reaper import reap_forever
 from pacer_control.repository import Repository
-from pacer_control.server import SERVICE_NAME, build_server, mark_serving
+from pacer_control.server import SERVICE_NAME, ServerOptions, build_server, mark_serving
 from pacer_control.tenancy import ensure_dev_key
 
 log = logging.getLogger("pacer.control")
@@ -31,9 +33,16 @@ async def serve(settings: ControlSettings) -> None:
     # SQLite takes one writer at a time: one database thread serializes it; PostgreSQL gets a pool.
     workers = 1 if engine.dialect.name == "sqlite" else settings.db_pool_size
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db") as pool:
-        server, port, health = build_server(repository, clock, pool, settings.min_interval_ms, settings.listen_addr)
+        options = ServerOptions(
+            listen_addr=settings.listen_addr,
+            min_interval_ms=settings.min_interval_ms,
+            service_token=service_token(settings.service_token, settings.var_dir, create=settings.bootstrap_dev),
+            lease_grace_ms=settings.lease_grace_ms,
+        )
+        server, port, health = build_server(repository, clock, pool, options)
         await server.start()
         await mark_serving(health)
+        reaper = asyncio.create_task(reap_forever(repository, clock, pool, settings.reaper_interval_ms / 1000))
         log.info(
             "control plane serving",
             extra={"event": "control.started", "addr": settings.listen_addr, "port": port, "service": SERVICE_NAME},
@@ -45,6 +54,7 @@ async def serve(settings: ControlSettings) -> None:
         await stop.wait()
         log.info("control plane stopping", extra={"event": "control.stopping"})
         await health.enter_graceful_shutdown()
+        reaper.cancel()
         await server.stop(GRACE_S)
     engine.dispose()
 

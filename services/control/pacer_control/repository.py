@@ -418,8 +418,13 @@ class Repository:
             timeout_ms=endpoint.timeout_ms,
         )
 
-    def record_results(self, results: Sequence[RunResult], now: datetime) -> None:
-        """Store a batch of outcomes; only a result that still holds its endpoint's lease moves the schedule."""
+    def record_results(self, results: Sequence[RunResult], now: datetime) -> tuple[int, int]:
+        """Store a batch of outcomes; only a result that still holds its lease moves the schedule.
+
+        Returns (applied, stale): results that settled their run, and results recorded without effect on the
+        schedule because the run was already settled (LOST) or is unknown.
+        """
+        applied = 0
         with self._tx() as s:
             for result in results:
                 run = s.get(Run, result.run_id, with_for_update=True)
@@ -430,6 +435,18 @@ class Repository:
                     continue
                 _store_outcome(run, result)
                 self._settle(s, run, result.status, result.started_at, now)
+                applied += 1
+        return applied, len(results) - applied
+
+    def extend_leases(self, run_ids: Sequence[str], until: datetime) -> list[str]:
+        """Move the lease of each RUNNING run (and its endpoint) to `until`; returns the runs extended."""
+        with self._tx() as s:
+            runs = list(s.scalars(select(Run).where(Run.id.in_(run_ids), Run.status == RUN_RUNNING)))
+            for run in runs:
+                run.lease_expires_at = until
+            extended = [run.id for run in runs]
+            s.execute(update(Endpoint).where(Endpoint.lease_run_id.in_(extended)).values(lease_expires_at=until))
+            return extended
 
     def reap_expired(self, now: datetime, limit: int) -> int:
         """Mark RUNNING runs whose lease has expired as LOST and re-plan their endpoints; returns how many."""

@@ -1,0 +1,136 @@
+"""The internal LeaseService: schedulers claim due runs, report results in batches, extend leases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import grpc
+
+from pacer.control.v1 import control_service_pb2 as pb
+from pacer.internal.v1 import lease_service_pb2 as lease_pb
+from pacer.internal.v1 import lease_service_pb2_grpc as lease_grpc
+from pacer_common.clock import Clock
+from pacer_common.errors import PacerError
+from pacer_common.status import to_grpc_status
+from pacer_control.auth import ServiceAuthenticator
+from pacer_control.codec import moment, ts
+from pacer_control.repository import ClaimedRun, Repository, RunResult
+from pacer_control.validation import Checks
+
+T = TypeVar("T")
+MAX_HORIZON_MS = 60_000
+MAX_CLAIM = 5000
+MAX_BATCH = 5000
+REPORTABLE = {pb.RUN_STATUS_SUCCESS, pb.RUN_STATUS_FAILURE, pb.RUN_STATUS_TIMEOUT, pb.RUN_STATUS_BLOCKED}
+
+
+def work_item(run: ClaimedRun) -> lease_pb.WorkItem:
+    return lease_pb.WorkItem(
+        run_id=run.run_id,
+        endpoint_id=run.endpoint_id,
+        tenant_id=run.tenant_id,
+        scheduled_for=ts(run.scheduled_for),
+        lease_expires_at=ts(run.lease_expires_at),
+        url=run.url,
+        method=run.method,
+        headers=run.headers,
+        body=run.body,
+        timeout_ms=run.timeout_ms,
+    )
+
+
+def run_result(message: lease_pb.RunResult) -> RunResult:
+    finished = moment(message, "finished_at")
+    assert finished is not None
+    return RunResult(
+        run_id=message.run_id,
+        status=pb.RunStatus.Name(message.status).removeprefix("RUN_STATUS_"),
+        started_at=moment(message, "started_at"),
+        finished_at=finished,
+        duration_ms=message.duration_ms,
+        http_status=message.http_status,
+        error_message=message.error_message,
+        response_body=message.response_body,
+        response_truncated=message.response_truncated,
+    )
+
+
+def _check_results(results: list[lease_pb.RunResult]) -> None:
+    checks = Checks()
+    if len(results) > MAX_BATCH:
+        checks.fail("results", f"at most {MAX_BATCH} per batch")
+    for index, result in enumerate(results):
+        if result.status not in REPORTABLE:
+            checks.fail(f"results[{index}].status", "must be SUCCESS, FAILURE, TIMEOUT or BLOCKED")
+        if not result.HasField("finished_at"):
+            checks.fail(f"results[{index}].finished_at", "is required")
+    checks.done()
+
+
+class LeaseApi(lease_grpc.LeaseServiceServicer):
+    """pacer.internal.v1.LeaseService over the repository; only the service credential may call it."""
+
+    def __init__(
+        self, repository: Repository, clock: Clock, auth: ServiceAuthenticator, pool: Executor, lease_grace_ms: int
+    ) -> None:
+        self._repository = repository
+        self._clock = clock
+        self._auth = auth
+        self._pool = pool
+        self._grace_ms = lease_grace_ms
+
+    async def _run(self, context: grpc.aio.ServicerContext, work: Callable[[], T]) -> T:
+        metadata = context.invocation_metadata()
+
+        def call() -> T:
+            self._auth.authenticate(metadata)
+            return work()
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        except PacerError as error:
+            await context.abort_with_status(to_grpc_status(error))
+        raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+
+    async def ClaimDueRuns(
+        self, request: lease_pb.ClaimDueRunsRequest, context: grpc.aio.ServicerContext
+    ) -> lease_pb.ClaimDueRunsResponse:
+        checks = Checks()
+        checks.in_range(request.horizon_ms, "horizon_ms", 0, MAX_HORIZON_MS)
+        checks.in_range(request.limit, "limit", 1, MAX_CLAIM)
+
+        def claim() -> tuple[list[ClaimedRun], datetime]:
+            checks.done()
+            now = self._clock.now()
+            return self._repository.claim_due(now, request.horizon_ms, request.limit, self._grace_ms), now
+
+        runs, now = await self._run(context, claim)
+        return lease_pb.ClaimDueRunsResponse(items=[work_item(r) for r in runs], now=ts(now))
+
+    async def ReportResults(
+        self, request: lease_pb.ReportResultsRequest, context: grpc.aio.ServicerContext
+    ) -> lease_pb.ReportResultsResponse:
+        results = list(request.results)
+
+        def report() -> tuple[int, int]:
+            _check_results(results)
+            return self._repository.record_results([run_result(r) for r in results], self._clock.now())
+
+        applied, stale = await self._run(context, report)
+        return lease_pb.ReportResultsResponse(applied=applied, stale=stale)
+
+    async def ExtendLeases(
+        self, request: lease_pb.ExtendLeasesRequest, context: grpc.aio.ServicerContext
+    ) -> lease_pb.ExtendLeasesResponse:
+        def extend() -> list[str]:
+            checks = Checks()
+            checks.in_range(request.extend_ms, "extend_ms", 1000, 3_600_000)
+            checks.done()
+            until = self._clock.now() + timedelta(milliseconds=request.extend_ms)
+            return self._repository.extend_leases(list(request.run_ids), until)
+
+        return lease_pb.ExtendLeasesResponse(extended_run_ids=await self._run(context, extend))
