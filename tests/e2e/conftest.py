@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.databases import PostgresDatabases
+from tests.support.stack import Stack
+from tests.support.target import HttpTarget
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -22,3 +24,31 @@ def database_url(
     url = postgres_databases.create(migrated=False)  # the service migrates it, as in production
     yield url
     postgres_databases.drop(url)
+
+
+@pytest.fixture
+def target() -> Iterator[HttpTarget]:
+    running = HttpTarget().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, database_url: str, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """Control, one scheduler and one executor (loopback allowed), on a fresh database."""
+    running = Stack(tmp_path, database_url)
+    running.add_scheduler()
+    running.add_executor()
+    yield running
+    running.close()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(running.logs()[-20_000:])
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+    return report

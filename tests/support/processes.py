@@ -68,14 +68,23 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def start_control(tmp: Path, database_url: str, name: str = "control") -> tuple[ServiceProcess, str]:
-    """Start pacer-control on a free port with its state in `tmp`; returns it once healthy, with its address."""
-    addr = f"127.0.0.1:{free_port()}"
-    env = {"PACER_LISTEN_ADDR": addr, "PACER_DATABASE_URL": database_url, "PACER_VAR_DIR": str(tmp / "var")}
-    service = ServiceProcess("pacer-control", env, tmp / f"{name}.log")
+def start_service(command: str, addr: str | None, env: Mapping[str, str], log_path: Path) -> ServiceProcess:
+    """Start a service; when it listens on `addr`, return only once it reports SERVING."""
+    service = ServiceProcess(command, env, log_path)
+    if addr is None:
+        return service
     try:
         wait_serving(addr, process=service.process)
     except (RuntimeError, TimeoutError):
         service.stop()
-        raise AssertionError(f"control did not start:\n{service.logs()}") from None
-    return service, addr
+        raise AssertionError(f"{command} did not start:\n{service.logs()}") from None
+    return service
+
+
+def start_control(
+    tmp: Path, database_url: str, name: str = "control", addr: str | None = None, env: Mapping[str, str] | None = None
+) -> tuple[ServiceProcess, str]:
+    """Start pacer-control (on a free port unless `addr`) with its state in `tmp`; returns it once healthy."""
+    addr = addr or f"127.0.0.1:{free_port()}"
+    settings = {"PACER_LISTEN_ADDR": addr, "PACER_DATABASE_URL": database_url, "PACER_VAR_DIR": str(tmp / "var")}
+    return start_service("pacer-control", addr, {**settings, **(env or {})}, tmp / f"{name}.log"), addr

@@ -42,7 +42,9 @@ async def serve(settings: ControlSettings) -> None:
         server, port, health = build_server(repository, clock, pool, options)
         await server.start()
         await mark_serving(health)
-        reaper = asyncio.create_task(reap_forever(repository, clock, pool, settings.reaper_interval_ms / 1000))
+        reaper = asyncio.create_task(
+            reap_forever(repository, clock, pool, settings.reaper_interval_ms / 1000, settings.lease_grace_ms / 1000)
+        )
         log.info(
             "control plane serving",
             extra={"event": "control.started", "addr": settings.listen_addr, "port": port, "service": SERVICE_NAME},

@@ -15,9 +15,16 @@ log = logging.getLogger("pacer.control.reaper")
 BATCH = 500
 
 
-async def reap_forever(repository: Repository, clock: Clock, pool: Executor, interval_s: float) -> None:
-    """Every `interval_s`, settle expired leases as LOST until cancelled; database trouble is logged, not fatal."""
+async def reap_forever(
+    repository: Repository, clock: Clock, pool: Executor, interval_s: float, first_delay_s: float
+) -> None:
+    """Every `interval_s`, settle expired leases as LOST until cancelled; database trouble is logged, not fatal.
+
+    The first pass waits `first_delay_s` (the lease grace): after a control restart, schedulers get that long to
+    deliver the results they buffered while it was down before their runs can be declared lost.
+    """
     loop = asyncio.get_running_loop()
+    await asyncio.sleep(first_delay_s)
     while True:
         try:
             lost = BATCH
