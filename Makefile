@@ -4,15 +4,16 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := libs/common services/control
+PACKAGES := libs/common services/control services/scheduler services/executor
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: help setup proto proto-check lint format test test-unit test-integration run admin clean
+.PHONY: help setup proto proto-check lint format test test-unit test-integration run bench admin clean
 
 help:
 	@echo "make run          start Pacer on this machine (control plane on 127.0.0.1:50051, SQLite in var/)"
 	@echo "make test         run the whole test suite (SQLite and PostgreSQL)"
 	@echo "make lint         ruff, mypy, import-linter, buf lint and the generated-stub drift check"
+	@echo "make bench        claim-query and end-to-end benchmarks on PostgreSQL and SQLite (prints the figures)"
 	@echo "make proto        regenerate the Python stubs from protos/"
 	@echo "make clean        remove the virtualenv and local state in var/"
 
@@ -51,7 +52,13 @@ test-integration: $(STAMP)
 	PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 run: $(STAMP)
-	$(BIN)/pacer-control
+	$(BIN)/python scripts/run_local.py
+
+bench: $(STAMP)
+	PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m bench.claim_query --backend postgresql
+	$(BIN)/python -m bench.claim_query --backend sqlite
+	PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m bench.pipeline --backend postgresql
+	$(BIN)/python -m bench.pipeline --backend sqlite
 
 admin: $(STAMP)
 	@echo "usage: $(BIN)/pacer-admin --help"

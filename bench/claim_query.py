@@ -16,11 +16,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import Engine, delete, func, select, text, update
+
 from pacer_control.database import make_engine, migrate
 from pacer_control.models import Endpoint, Run
 from pacer_control.repository import Repository
-from sqlalchemy import Engine, delete, func, select, text, update
-
 from tests.support.databases import PostgresDatabases
 
 FILL = {

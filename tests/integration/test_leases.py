@@ -202,3 +202,24 @@ def test_concurrent_claimers_never_get_the_same_run(harness: Harness) -> None:
     claimed = [run_id for batch in batches for run_id in batch]
     assert len(claimed) == 40
     assert len(set(claimed)) == 40
+
+
+def test_a_claim_is_capped_so_it_fits_one_message(harness: Harness) -> None:
+    job = harness.a.CreateJob(pb.CreateJobRequest(name="bulky")).job_id
+    for n in range(20):
+        harness.a.AddEndpointToJob(
+            pb.AddEndpointToJobRequest(
+                job_id=job,
+                name=f"bulky-{n}",
+                url="https://api.example.com/ingest",
+                method="POST",
+                body="x" * 250_000,
+                baseline=pb.Baseline(interval_ms=60_000),
+            )
+        )
+    harness.clock.advance(60)
+    leases = Leases(harness)
+    batches = [list(leases.claim(limit=100).items) for _ in range(4)]
+    assert 0 < len(batches[0]) < 20
+    assert all(sum(len(item.body) for item in batch) <= 3 * 1024 * 1024 for batch in batches)
+    assert len({item.run_id for batch in batches for item in batch}) == 20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
@@ -18,46 +19,60 @@ SCHEDULER_ENV = {"PACER_CLAIM_INTERVAL_MS": "100", "PACER_CLAIM_HORIZON_MS": "10
 class Stack:
     """A running Pacer: `client` speaks the public API with the dev tenant's key."""
 
-    def __init__(self, tmp: Path, database_url: str) -> None:
+    def __init__(self, tmp: Path, database_url: str, control_env: Mapping[str, str] | None = None) -> None:
         self.tmp = tmp
         self.database_url = database_url
         self.var = tmp / "var"
-        self.control, self.control_addr = start_control(tmp, database_url, env=CONTROL_ENV)
+        self._control_env = {**CONTROL_ENV, **(control_env or {})}
+        self.control, self.control_addr = start_control(tmp, database_url, env=self._control_env)
         self.schedulers: dict[str, tuple[ServiceProcess, str]] = {}
         self.executors: dict[str, ServiceProcess] = {}
         self._channel = grpc.insecure_channel(self.control_addr)
         self.client = Client(self._channel, (self.var / "dev-api-key").read_text().strip())
 
-    def add_scheduler(self, name: str = "scheduler") -> str:
+    def add_scheduler(self, name: str = "scheduler", env: Mapping[str, str] | None = None) -> str:
         addr = f"127.0.0.1:{free_port()}"
-        env = {
+        settings = {
             **SCHEDULER_ENV,
             "PACER_SCHEDULER_ADDR": addr,
             "PACER_CONTROL_ADDR": self.control_addr,
             "PACER_VAR_DIR": str(self.var),
             "PACER_SCHEDULER_ID": name,
+            **(env or {}),
         }
-        self.schedulers[name] = (start_service("pacer-scheduler", addr, env, self.tmp / f"{name}.log"), addr)
+        self.schedulers[name] = (start_service("pacer-scheduler", addr, settings, self.tmp / f"{name}.log"), addr)
         return addr
 
     def add_executor(
-        self, name: str = "executor", *, egress_allow: str = "loopback", capacity: int = 50, schedulers: str = ""
+        self,
+        name: str = "executor",
+        *,
+        egress_allow: str = "loopback",
+        capacity: int = 50,
+        schedulers: str = "",
+        env: Mapping[str, str] | None = None,
     ) -> ServiceProcess:
-        env = {
+        settings = {
             "PACER_SCHEDULER_ADDRS": schedulers or ",".join(addr for _, addr in self.schedulers.values()),
             "PACER_EXECUTOR_ID": name,
             "PACER_EGRESS_ALLOW": egress_allow,
             "PACER_CAPACITY": str(capacity),
             "PACER_VAR_DIR": str(self.var),
+            **(env or {}),
         }
-        self.executors[name] = start_service("pacer-executor", None, env, self.tmp / f"{name}.log")
+        self.executors[name] = start_service("pacer-executor", None, settings, self.tmp / f"{name}.log")
         return self.executors[name]
 
     def restart_control(self) -> None:
         assert self.control.stop() == 0, self.control.logs()
         self.control, _ = start_control(
-            self.tmp, self.database_url, name="control-restarted", addr=self.control_addr, env=CONTROL_ENV
+            self.tmp, self.database_url, name="control-restarted", addr=self.control_addr, env=self._control_env
         )
+
+    def pids(self) -> list[int]:
+        """Process ids of every service of this stack."""
+        processes = [self.control, *(p for p, _ in self.schedulers.values()), *self.executors.values()]
+        return [p.process.pid for p in processes]
 
     def job(self, name: str = "e2e") -> str:
         return str(self.client.CreateJob(pb.CreateJobRequest(name=name)).job_id)

@@ -396,7 +396,7 @@ class Repository:
             .with_for_update(skip_locked=True)
         )
         with self._engine.begin() as connection:
-            rows = connection.execute(query).all()
+            rows = _within_bytes(connection.execute(query).all(), CLAIM_MAX_BYTES)
             if not rows:
                 return []
             claims = [_claim_of(row, lease_grace_ms) for row in rows]
@@ -468,6 +468,7 @@ _ENDPOINTS: Table = Endpoint.__table__  # type: ignore[assignment]
 _RUNS: Table = Run.__table__  # type: ignore[assignment]
 _JOBS: Table = Job.__table__  # type: ignore[assignment]
 RUN_LOST = "LOST"
+CLAIM_MAX_BYTES = 3 * 1024 * 1024  # under gRPC's default 4 MiB message limit, with room for the envelope
 _CLAIM_COLUMNS = (
     "id",
     "tenant_id",
@@ -526,6 +527,19 @@ _LATE_UPDATE = _by_id_update(
     _RUNS, ("started_at", "duration_ms", "http_status", "response_body", "response_truncated", "error_message")
 )
 _SETTLE_UPDATE = _by_id_update(_ENDPOINTS, _SETTLED_COLUMNS)
+
+
+def _within_bytes(rows: Sequence[Any], budget: int) -> Sequence[Any]:
+    """The longest prefix of due rows whose requests fit the budget (at least one): a claim must fit one message.
+
+    Rows left out stay unclaimed and due; the next claim takes them.
+    """
+    used = 0
+    for count, row in enumerate(rows):
+        used += len(row.url) + len(row.body.encode()) + sum(len(k) + len(v) for k, v in row.headers.items())
+        if used > budget and count > 0:
+            return rows[:count]
+    return rows
 
 
 def _claim_of(row: Any, lease_grace_ms: int) -> ClaimedRun:

@@ -1,0 +1,53 @@
+"""The executor's settings: a frozen dataclass read once from `PACER_*` variables by the composition root."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+from pacer_common.settings import SettingsError
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """Settings of the executor; field `foo` comes from `PACER_FOO` (see `pacer_common.settings.load`).
+
+    `scheduler_addrs` is a comma separated list: the executor keeps one stream to every scheduler named and splits
+    `capacity` (its bound on concurrent runs) between them. `egress_allow` widens the egress policy
+    (`EgressPolicy.from_strings`). The service token is `service_token`, else the file the control plane writes in
+    `var_dir`.
+    """
+
+    scheduler_addrs: str = "127.0.0.1:50052"
+    executor_id: str = ""
+    capacity: int = 100
+    egress_allow: str = ""
+    capture_limit_bytes: int = 65536
+    service_token: str = ""
+    var_dir: str = "var"
+    drain_timeout_ms: int = 30_000
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not self.scheduler_addresses:
+            raise SettingsError("PACER_SCHEDULER_ADDRS must name at least one scheduler (host:port)")
+        _at_least("PACER_CAPACITY", self.capacity, 1)
+        _at_least("PACER_CAPTURE_LIMIT_BYTES", self.capture_limit_bytes, 0)
+        _at_least("PACER_DRAIN_TIMEOUT_MS", self.drain_timeout_ms, 0)
+
+    @property
+    def scheduler_addresses(self) -> tuple[str, ...]:
+        """The schedulers to connect to, in the order given, blanks and repeats dropped."""
+        named = (part.strip() for part in self.scheduler_addrs.split(","))
+        return tuple(dict.fromkeys(address for address in named if address))
+
+    @property
+    def identity(self) -> str:
+        """The id this executor announces: `executor_id`, else `<hostname>-<pid>`."""
+        return self.executor_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise SettingsError(f"{name}={value} must be at least {low}")

@@ -1,0 +1,366 @@
+"""The executor's stream to one scheduler: Hello and credits out, work items in, Started and results out.
+
+`SchedulerStream` keeps the stream up: it connects, says Hello with its share of the capacity, serves the stream
+through a `_Link`, and reconnects with jittered exponential backoff when the stream breaks or the scheduler is
+down. A link has one writer task (a gRPC call takes one write at a time), fed by a queue, and one reader task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Final, Protocol, assert_never
+
+import grpc
+
+from pacer.control.v1 import control_service_pb2 as control_pb
+from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
+from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
+from pacer.internal.v1 import lease_service_pb2 as lease_pb
+from pacer_executor.runner import Outcome, RunStatus, WorkItem
+from pacer_executor.worker import Worker
+
+log = logging.getLogger("pacer.executor.stream")
+
+INITIAL_BACKOFF_S: Final = 0.1
+MAX_BACKOFF_S: Final = 5.0
+# A stream that stayed up this long resets the backoff; one refused right after Hello (say, a bad token) does not,
+# so a scheduler that turns the executor away is not retried ten times a second.
+HEALTHY_AFTER_S: Final = 1.0
+# How long a closing stream waits for the scheduler to end its side after the executor half-closed.
+CLOSE_GRACE_S: Final = 2.0
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """What a stream announces and carries: the executor's id, this stream's share of the capacity (its Hello
+    and first credit grant) and the call metadata (the service credential)."""
+
+    executor_id: str
+    capacity: int
+    metadata: tuple[tuple[str, str], ...]
+
+
+class ReconnectBackoff:
+    """Delays between connection attempts: `initial_s` doubling up to `max_s`, each scaled by a factor in
+    [0.5, 1] drawn from `random` (values in [0, 1)), so executors restarted together do not reconnect in step."""
+
+    def __init__(
+        self, random: Callable[[], float], *, initial_s: float = INITIAL_BACKOFF_S, max_s: float = MAX_BACKOFF_S
+    ) -> None:
+        self._random = random
+        self._initial_s = initial_s
+        self._max_s = max_s
+        self._next_s = initial_s
+
+    def next_delay_s(self) -> float:
+        """The delay before the next attempt; each call doubles the one after, up to `max_s`."""
+        nominal = self._next_s
+        self._next_s = min(self._next_s * 2, self._max_s)
+        return nominal * (0.5 + 0.5 * self._random())
+
+    def reset(self) -> None:
+        """Start again from `initial_s` (after a stream was up)."""
+        self._next_s = self._initial_s
+
+
+def decode_work(item: lease_pb.WorkItem) -> WorkItem:
+    """The runner's view of a work item received from the scheduler."""
+    return WorkItem(
+        run_id=item.run_id,
+        endpoint_id=item.endpoint_id,
+        scheduled_for=item.scheduled_for.ToDatetime(tzinfo=UTC),
+        url=item.url,
+        method=item.method,
+        headers=dict(item.headers),
+        body=item.body,
+        timeout_ms=item.timeout_ms,
+    )
+
+
+def encode_result(outcome: Outcome, executor_id: str) -> lease_pb.RunResult:
+    """The RunResult reporting `outcome`; `started_at` stays unset for BLOCKED runs, which never sent anything."""
+    result = lease_pb.RunResult(
+        run_id=outcome.run_id,
+        status=_run_status(outcome.status),
+        duration_ms=outcome.duration_ms,
+        http_status=outcome.http_status,
+        error_message=outcome.error_message,
+        response_body=outcome.response_body,
+        response_truncated=outcome.response_truncated,
+        executor_id=executor_id,
+    )
+    if outcome.status != "BLOCKED":
+        result.started_at.FromDatetime(outcome.started_at)
+    result.finished_at.FromDatetime(outcome.finished_at)
+    return result
+
+
+def _run_status(status: RunStatus) -> control_pb.RunStatus.ValueType:
+    match status:
+        case "SUCCESS":
+            return control_pb.RUN_STATUS_SUCCESS
+        case "FAILURE":
+            return control_pb.RUN_STATUS_FAILURE
+        case "TIMEOUT":
+            return control_pb.RUN_STATUS_TIMEOUT
+        case "BLOCKED":
+            return control_pb.RUN_STATUS_BLOCKED
+        case _:
+            assert_never(status)
+
+
+class ConnectCall(Protocol):
+    """The part of grpc.aio's stream-stream call object a link uses."""
+
+    async def wait_for_connection(self) -> None: ...
+
+    async def write(self, request: dispatch_pb.ConnectRequest) -> None: ...
+
+    async def read(self) -> object: ...
+
+    async def done_writing(self) -> None: ...
+
+    def cancel(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    """One message for the writer; `outcome` is set for results, so the worker learns when it was written."""
+
+    request: dispatch_pb.ConnectRequest
+    outcome: Outcome | None = None
+
+
+class StreamEnded(Exception):
+    """The stream ended; `reason` says how, for the log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Link:
+    """One open Connect call after Hello: the worker's `Link` to this scheduler.
+
+    `credits` mirrors the scheduler's count: the Hello share, minus items received, plus credits returned. Items
+    beyond it (a scheduler sending more than granted) wait here unacknowledged until a credit frees up.
+    """
+
+    def __init__(self, call: ConnectCall, worker: Worker, options: StreamOptions) -> None:
+        self._call = call
+        self._worker = worker
+        self._executor_id = options.executor_id
+        self._credits = options.capacity
+        self._backlog: deque[WorkItem] = deque()
+        self._outbox: asyncio.Queue[_Outgoing | None] = asyncio.Queue()
+        self._in_hand: _Outgoing | None = None
+        self._open = True
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def send_started(self, run_id: str) -> None:
+        self._queue(dispatch_pb.ConnectRequest(started=dispatch_pb.Started(run_id=run_id)))
+
+    def send_result(self, outcome: Outcome, *, returns_credit: bool) -> None:
+        result = encode_result(outcome, self._executor_id)
+        self._outbox.put_nowait(_Outgoing(dispatch_pb.ConnectRequest(result=result), outcome))
+        # While draining the slot stays closed: the scheduler sends nothing more anyway.
+        if returns_credit and not self._worker.draining:
+            self._credits += 1
+            self._queue(dispatch_pb.ConnectRequest(credit=dispatch_pb.Credit(count=1)))
+            self._admit()
+
+    def send_draining(self) -> None:
+        self._queue(dispatch_pb.ConnectRequest(draining=dispatch_pb.Draining()))
+        self._refuse_backlog()
+
+    def finish(self) -> None:
+        """Half-close the stream once everything queued so far is written."""
+        self._outbox.put_nowait(None)
+
+    def unsent(self) -> list[Outcome]:
+        """Outcomes queued here but never written; call once the link ended."""
+        left: list[_Outgoing | None] = [self._in_hand]
+        while not self._outbox.empty():
+            left.append(self._outbox.get_nowait())
+        return [message.outcome for message in left if message is not None and message.outcome is not None]
+
+    async def serve(self) -> None:
+        """Exchange messages until the stream ends; raises StreamEnded unless it ended because of `finish`."""
+        reader = asyncio.create_task(self._read())
+        writer = asyncio.create_task(self._write())
+        try:
+            done, _ = await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
+            if writer in done and writer.exception() is None:
+                # We half-closed; the scheduler ends its side when it has read everything.
+                await asyncio.wait((reader,), timeout=CLOSE_GRACE_S)
+                return
+            for task in done:
+                _raise_ended(task)
+        finally:
+            self._open = False
+            reader.cancel()
+            writer.cancel()
+            await asyncio.gather(reader, writer, return_exceptions=True)
+            self._call.cancel()
+
+    async def _read(self) -> None:
+        while True:
+            response = await self._call.read()
+            if not isinstance(response, dispatch_pb.ConnectResponse):
+                raise StreamEnded("the scheduler ended the stream")
+            if response.HasField("work"):
+                self._receive(decode_work(response.work))
+
+    async def _write(self) -> None:
+        while (message := await self._outbox.get()) is not None:
+            self._in_hand = message
+            await self._call.write(message.request)
+            self._in_hand = None
+            if message.outcome is not None:
+                self._worker.result_sent()
+        await self._call.done_writing()
+
+    def _receive(self, item: WorkItem) -> None:
+        if self._worker.draining:
+            log.info("work refused while draining", extra=_item_fields("work.refused", item))
+            return
+        if self._credits == 0:
+            log.warning("scheduler sent more work than granted", extra=_item_fields("stream.credit_exceeded", item))
+        self._backlog.append(item)
+        self._admit()
+
+    def _admit(self) -> None:
+        while self._credits > 0 and self._backlog and not self._worker.draining:
+            self._credits -= 1
+            self._worker.accept(self._backlog.popleft(), self)
+
+    def _refuse_backlog(self) -> None:
+        for item in self._backlog:
+            log.info("work refused while draining", extra=_item_fields("work.refused", item))
+        self._backlog.clear()
+
+    def _queue(self, request: dispatch_pb.ConnectRequest) -> None:
+        self._outbox.put_nowait(_Outgoing(request))
+
+
+class SchedulerStream:
+    """Keeps a stream to the scheduler at `address` open from `start` until `close`.
+
+    Connects, says Hello, serves work through a `_Link`, and when the stream breaks or the scheduler is down logs
+    `scheduler.unreachable` and tries again after a backoff delay (reset once a stream stayed up HEALTHY_AFTER_S).
+    """
+
+    def __init__(self, address: str, worker: Worker, options: StreamOptions, backoff: ReconnectBackoff) -> None:
+        self._address = address
+        self._worker = worker
+        self._options = options
+        self._backoff = backoff
+        self._closing = asyncio.Event()
+        self._link: _Link | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    def start(self) -> None:
+        """Begin connecting in the background."""
+        if self._task is not None:
+            raise RuntimeError("stream already started")
+        self._task = asyncio.create_task(self._run(), name=f"stream {self._address}")
+
+    async def close(self) -> None:
+        """Stop reconnecting; write what is queued on an open stream, half-close it and wait (a bounded time) for
+        the scheduler to end it. A stream not connected is abandoned at once."""
+        self._closing.set()
+        if self._task is None:
+            return
+        if self._link is None:
+            self._task.cancel()
+        else:
+            self._link.finish()
+        done, _ = await asyncio.wait((self._task,), timeout=2 * CLOSE_GRACE_S)
+        if not done:
+            self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closing.is_set():
+            began = loop.time()
+            opened, reason = await self._session()
+            if self._closing.is_set():
+                return
+            if opened and loop.time() - began >= HEALTHY_AFTER_S:
+                self._backoff.reset()
+            delay_s = self._backoff.next_delay_s()
+            log.warning(
+                "scheduler unreachable",
+                extra={
+                    "event": "scheduler.unreachable",
+                    "scheduler": self._address,
+                    "reason": reason,
+                    "retry_in_ms": round(delay_s * 1000),
+                },
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay_s)
+
+    async def _session(self) -> tuple[bool, str]:
+        """One connection attempt and the stream's life: whether Hello went out, and why the stream ended."""
+        opened = False
+        try:
+            async with grpc.aio.insecure_channel(self._address) as channel:
+                call: ConnectCall = dispatch_grpc.DispatchServiceStub(channel).Connect(metadata=self._options.metadata)
+                await call.wait_for_connection()
+                await call.write(self._hello())
+                opened = True
+                await self._serve(call)
+        except StreamEnded as ended:
+            return opened, ended.reason
+        except grpc.aio.AioRpcError as error:
+            return opened, f"{error.code().name}: {error.details()}"
+        except asyncio.InvalidStateError:
+            return opened, "the stream ended"
+        except Exception as error:
+            # A bug must not end the stream for good: log it and reconnect like after any other break.
+            log.exception("stream failed", extra={"event": "stream.crashed", "scheduler": self._address})
+            return opened, f"executor error: {type(error).__name__}"
+        return opened, "closed"
+
+    async def _serve(self, call: ConnectCall) -> None:
+        link = _Link(call, self._worker, self._options)
+        self._link = link
+        self._worker.link_opened(link)
+        log.info(
+            "scheduler stream open",
+            extra={"event": "stream.connected", "scheduler": self._address, "capacity": self._options.capacity},
+        )
+        try:
+            await link.serve()
+        finally:
+            self._link = None
+            self._worker.link_closed(link, link.unsent())
+
+    def _hello(self) -> dispatch_pb.ConnectRequest:
+        hello = dispatch_pb.Hello(executor_id=self._options.executor_id, capacity=self._options.capacity)
+        return dispatch_pb.ConnectRequest(hello=hello)
+
+
+def _raise_ended(task: asyncio.Task[None]) -> None:
+    """Re-raise how a reader or writer task ended (the reader only ends by raising)."""
+    error = task.exception()
+    raise error if error is not None else StreamEnded("the stream ended")
+
+
+def _item_fields(event: str, item: WorkItem) -> dict[str, object]:
+    return {"event": event, "run_id": item.run_id, "endpoint_id": item.endpoint_id}

@@ -1,0 +1,99 @@
+"""The claim loop: leases runs due within the horizon from the control plane and hands them to the timer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pacer_scheduler.control import ClaimSource, ControlError, ControlRefused
+from pacer_scheduler.retry import Outage, RetryDelay
+from pacer_scheduler.timer import Timer
+
+log = logging.getLogger("pacer.scheduler.claims")
+
+
+@dataclass(frozen=True)
+class ClaimPolicy:
+    """How far ahead, how often and how much to claim; `max_pending` bounds claimed-but-undispatched runs."""
+
+    horizon_ms: int
+    interval_ms: int
+    batch: int
+    max_pending: int
+
+
+class ClaimLoop:
+    """Claims every `interval_ms`, at once again after a full batch, never holding more than `max_pending` runs.
+
+    `pending()` counts claimed runs not yet dispatched (timer plus ready queue). While the control plane is
+    unreachable the loop retries with exponential backoff (see RetryDelay) and logs once per outage; it never
+    raises. `stop()` lets a claim already on the wire finish, so no leased run is ever left behind unheld.
+    """
+
+    def __init__(
+        self,
+        source: ClaimSource,
+        timer: Timer,
+        pending: Callable[[], int],
+        policy: ClaimPolicy,
+        retry: RetryDelay | None = None,
+    ) -> None:
+        self._source = source
+        self._timer = timer
+        self._pending = pending
+        self._policy = policy
+        self._retry = retry or RetryDelay()
+        self._outage = Outage(log, "claims")
+        self._stopping = asyncio.Event()
+        self.claimed = 0
+
+    def stop(self) -> None:
+        """Ask the loop to end after the claim in progress, if any."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Claim until `stop()`."""
+        while not self._stopping.is_set():
+            try:
+                pause_s = await self._claim_once()
+            except Exception:  # a bug in one claim must not end claiming for good
+                log.exception("claim failed unexpectedly", extra={"event": "claim.crashed"})
+                pause_s = self._retry.next()
+            if pause_s:
+                await self._pause(pause_s)
+
+    async def _claim_once(self) -> float:
+        """One claim; returns how long to pause before the next (0 after a full batch)."""
+        limit = min(self._policy.batch, self._policy.max_pending - self._pending())
+        if limit <= 0:
+            log.debug("claim skipped: pending runs at their bound", extra={"event": "claim.backpressure"})
+            return self._policy.interval_ms / 1000
+        try:
+            items = await self._source.claim(self._policy.horizon_ms, limit)
+        except ControlError as error:
+            self._failed(error)
+            return self._retry.next()
+        self._outage.succeeded()
+        self._retry.reset()
+        self._timer.add(items)
+        self.claimed += len(items)
+        if items:
+            log.debug("runs claimed", extra={"event": "claim.done", "count": len(items)})
+        return 0.0 if len(items) == limit else self._policy.interval_ms / 1000
+
+    def _failed(self, error: ControlError) -> None:
+        if isinstance(error, ControlRefused):
+            # A wrong token or a bad setting: an operator must act; keep trying so a fix is picked up.
+            log.error(
+                "control plane refused the claim",
+                extra={"event": "claim.refused", "code": error.code, "reason": error.details},
+            )
+        else:
+            self._outage.failed(error.code)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)

@@ -1,0 +1,181 @@
+"""Composition root of the scheduler: settings -> control channel, timer, dispatcher, batcher, executor server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from pacer_common.clock import Clock, SystemClock
+from pacer_common.credentials import service_token
+from pacer_common.logs import configure_logging
+from pacer_common.settings import load
+from pacer_scheduler.auth import ServiceGate
+from pacer_scheduler.claims import ClaimLoop, ClaimPolicy
+from pacer_scheduler.control import LeaseClient, control_channel
+from pacer_scheduler.dispatch import Dispatcher
+from pacer_scheduler.metrics import SchedulerMetrics
+from pacer_scheduler.results import ResultBatcher
+from pacer_scheduler.retry import RetryDelay
+from pacer_scheduler.server import build_server, mark_serving
+from pacer_scheduler.settings import SchedulerSettings
+from pacer_scheduler.stream import DispatchApi
+from pacer_scheduler.timer import Timer
+
+log = logging.getLogger("pacer.scheduler")
+
+DRAIN_POLL_S = 0.05
+FLUSH_GRACE_S = 5.0  # results still get this long to reach the control plane after a drain timed out
+STREAM_GRACE_S = 1.0
+
+
+class Scheduler:
+    """One scheduler, wired from settings: claims from the control plane, serves executors on `port`."""
+
+    def __init__(self, settings: SchedulerSettings, token: str, clock: Clock) -> None:
+        self.settings = settings
+        self.metrics = SchedulerMetrics()
+        self._channel = control_channel(settings.control_addr)
+        lease_client = LeaseClient(self._channel, token, settings.identity)
+        self.dispatcher = Dispatcher(clock, self.metrics)
+        self.timer = Timer(clock, self.dispatcher.release)
+        self.batcher = ResultBatcher(
+            lease_client, self.metrics, batch_size=settings.result_batch, flush_ms=settings.result_flush_ms
+        )
+        self.claims = ClaimLoop(lease_client, self.timer, self.pending, _policy(settings))
+        self._api = DispatchApi(self.dispatcher, self.batcher, ServiceGate(token))
+        self._server, self.port, self._health = build_server(self._api, settings.scheduler_addr)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopped = False
+        self.crashed = asyncio.Event()
+
+    def _watch(self, task: asyncio.Task[None]) -> None:
+        # A loop that dies leaves the scheduler claiming without dispatching (or the reverse): say so loudly and
+        # let `serve` drain and exit non-zero so the supervisor restarts the process.
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error(
+            "scheduler task crashed",
+            exc_info=task.exception(),
+            extra={"event": "scheduler.crashed", "task": task.get_name()},
+        )
+        self.crashed.set()
+
+    def pending(self) -> int:
+        """Claimed runs not yet dispatched: held by the timer or waiting for executor credit."""
+        return len(self.timer) + self.dispatcher.ready
+
+    def settled(self) -> bool:
+        """True when every claimed run was dispatched and every dispatched run reported its result."""
+        return self.pending() == 0 and self.dispatcher.in_flight == 0
+
+    async def start(self) -> None:
+        """Listen for executors, report SERVING and start the timer, the batcher and the claim loop."""
+        await self._server.start()
+        await mark_serving(self._health)
+        for name, work in (("timer", self.timer.run), ("results", self.batcher.run), ("claims", self.claims.run)):
+            task = asyncio.create_task(work(), name=f"scheduler-{name}")
+            task.add_done_callback(self._watch)
+            self._tasks[name] = task
+        log.info(
+            "scheduler serving",
+            extra={"event": "scheduler.started", "port": self.port, "scheduler_id": self.settings.identity},
+        )
+
+    async def drain_and_stop(self) -> None:
+        """Stop claiming, dispatch what was claimed, wait for results (up to drain_timeout_ms), flush, stop.
+
+        Calling it again does nothing.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        log.info("scheduler draining", extra={"event": "scheduler.draining", "pending": self.pending()})
+        await self._health.enter_graceful_shutdown()
+        self.claims.stop()
+        await asyncio.wait([self._tasks["claims"]])  # lets a claim on the wire land; a crash was already logged
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.drain_timeout_ms / 1000
+        while not self.settled() and loop.time() < deadline:
+            await asyncio.sleep(DRAIN_POLL_S)
+        await self._flush(max(deadline - loop.time(), FLUSH_GRACE_S))
+        self._api.close()
+        await self._server.stop(STREAM_GRACE_S)
+        await _cancel(self._tasks["timer"])
+        await self._channel.close()
+        log.info("scheduler stopped", extra={"event": "scheduler.stopped", **self._leftovers()})
+
+    async def _flush(self, timeout_s: float) -> None:
+        self.batcher.close()
+        task = self._tasks["results"]
+        await asyncio.wait([task], timeout=timeout_s)
+        await _cancel(task)
+
+    def _leftovers(self) -> dict[str, int]:
+        # Whatever remains is settled by lease expiry (LOST) on the control plane.
+        return {
+            "undispatched": self.pending(),
+            "in_flight": self.dispatcher.in_flight,
+            "results_undelivered": len(self.batcher),
+        }
+
+
+def _policy(settings: SchedulerSettings) -> ClaimPolicy:
+    return ClaimPolicy(
+        horizon_ms=settings.claim_horizon_ms,
+        interval_ms=settings.claim_interval_ms,
+        batch=settings.claim_batch,
+        max_pending=settings.max_pending,
+    )
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.wait([task])  # never raises: the outcome was logged by Scheduler._watch
+
+
+async def _token(settings: SchedulerSettings, stop: asyncio.Event) -> str | None:
+    """The service token, waiting for the control plane to write its file; None if stopped first."""
+    retry, warned = RetryDelay(), False
+    while not stop.is_set():
+        try:
+            return service_token(settings.service_token, settings.var_dir, create=False)
+        except FileNotFoundError as missing:
+            if not warned:  # once: in the dev profile the control plane may simply still be starting
+                log.warning(str(missing), extra={"event": "scheduler.token_missing"})
+                warned = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), retry.next())
+    return None
+
+
+async def serve(settings: SchedulerSettings, clock: Clock | None = None) -> int:
+    """Run a scheduler until SIGTERM or SIGINT (exit status 0) or a crashed loop (1), draining it either way."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    token = await _token(settings, stop)
+    if token is None:
+        return 0
+    scheduler = Scheduler(settings, token, clock or SystemClock())
+    await scheduler.start()
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(scheduler.crashed.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for waiting in waits:
+        waiting.cancel()
+    await scheduler.drain_and_stop()
+    return 1 if scheduler.crashed.is_set() else 0
+
+
+def main() -> None:
+    settings = load(SchedulerSettings)
+    configure_logging(settings.log_level)
+    # grpc's event-loop plumbing logs a line per call at DEBUG, which would drown our own debug events.
+    logging.getLogger("grpc._cython.cygrpc").setLevel(max(logging.INFO, logging.getLogger().level))
+    raise SystemExit(asyncio.run(serve(settings)))
+
+
+if __name__ == "__main__":
+    main()

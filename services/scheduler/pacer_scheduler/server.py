@@ -1,0 +1,41 @@
+"""Assembles the scheduler's gRPC server: DispatchService for executors, health checking and reflection."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
+from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
+from pacer_scheduler.stream import DispatchApi
+
+SERVICE_NAME = dispatch_pb.DESCRIPTOR.services_by_name["DispatchService"].full_name
+# Executor streams live for hours: ping them to notice a vanished executor (and re-dispatch its unstarted work)
+# within ~30 s, and let executors ping us as often as every 10 s without being cut off.
+SERVER_OPTIONS = (
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 0),
+)
+
+
+def build_server(api: DispatchApi, listen_addr: str) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """A server bound to `listen_addr`, ready to start; returns it with its port and health servicer."""
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    dispatch_grpc.add_DispatchServiceServicer_to_server(api, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(listen_addr)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen_addr}")
+    return server, port, health_servicer
+
+
+async def mark_serving(health_servicer: health.aio.HealthServicer) -> None:
+    """Report SERVING for the server as a whole and for DispatchService."""
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

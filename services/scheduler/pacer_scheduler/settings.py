@@ -1,0 +1,57 @@
+"""The scheduler's settings: a frozen dataclass read once from `PACER_*` variables by the composition root."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+from pacer_common.settings import SettingsError
+
+# The control plane refuses claims beyond these (see LeaseService); settings outside them cannot work.
+MAX_CLAIM_HORIZON_MS = 60_000
+MAX_CLAIM_BATCH = 5000
+MAX_RESULT_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """Settings of the scheduler; field `foo` comes from `PACER_FOO` (see `pacer_common.settings.load`).
+
+    `scheduler_addr` is where executors connect (named apart from the shared PACER_LISTEN_ADDR), `control_addr`
+    where the control plane's LeaseService answers. The service token is `service_token`, else the file the
+    control plane writes in `var_dir`.
+    """
+
+    scheduler_addr: str = "127.0.0.1:50052"
+    control_addr: str = "127.0.0.1:50051"
+    service_token: str = ""
+    var_dir: str = "var"
+    claim_horizon_ms: int = 1500
+    claim_interval_ms: int = 200
+    claim_batch: int = 1000
+    max_pending: int = 20_000
+    result_batch: int = 500
+    result_flush_ms: int = 50
+    drain_timeout_ms: int = 30_000
+    scheduler_id: str = ""
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        _in_range("PACER_CLAIM_HORIZON_MS", self.claim_horizon_ms, 0, MAX_CLAIM_HORIZON_MS)
+        _in_range("PACER_CLAIM_INTERVAL_MS", self.claim_interval_ms, 1, 60_000)
+        _in_range("PACER_CLAIM_BATCH", self.claim_batch, 1, MAX_CLAIM_BATCH)
+        _in_range("PACER_MAX_PENDING", self.max_pending, 1, 10_000_000)
+        _in_range("PACER_RESULT_BATCH", self.result_batch, 1, MAX_RESULT_BATCH)
+        _in_range("PACER_RESULT_FLUSH_MS", self.result_flush_ms, 1, 60_000)
+        _in_range("PACER_DRAIN_TIMEOUT_MS", self.drain_timeout_ms, 0, 3_600_000)
+
+    @property
+    def identity(self) -> str:
+        """The id this scheduler claims under: `scheduler_id`, else `<hostname>-<pid>`."""
+        return self.scheduler_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _in_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} must be between {low} and {high}")

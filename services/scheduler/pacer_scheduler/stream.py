@@ -1,0 +1,158 @@
+"""The executor stream server (pacer.internal.v1.DispatchService): one bidirectional stream per executor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import grpc
+
+from pacer.control.v1 import control_service_pb2 as pb
+from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
+from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
+from pacer.internal.v1 import lease_service_pb2 as lease_pb
+from pacer_common.errors import InvalidArgument, PacerError
+from pacer_common.status import to_grpc_status
+from pacer_scheduler.auth import ServiceGate
+from pacer_scheduler.dispatch import Dispatcher, ExecutorSession
+from pacer_scheduler.results import ResultBatcher
+
+log = logging.getLogger("pacer.scheduler.stream")
+
+MAX_CAPACITY = 100_000
+MAX_EXECUTOR_ID = 200
+REPORTABLE = frozenset({pb.RUN_STATUS_SUCCESS, pb.RUN_STATUS_FAILURE, pb.RUN_STATUS_TIMEOUT, pb.RUN_STATUS_BLOCKED})
+
+
+def _hello_problem(message: dispatch_pb.ConnectRequest) -> InvalidArgument | None:
+    if not message.HasField("hello"):
+        return InvalidArgument.single("hello", "the first message of a stream must be hello")
+    if not 0 < len(message.hello.executor_id) <= MAX_EXECUTOR_ID:
+        return InvalidArgument.single("hello.executor_id", f"must be 1 to {MAX_EXECUTOR_ID} characters")
+    if not 0 < message.hello.capacity <= MAX_CAPACITY:
+        return InvalidArgument.single("hello.capacity", f"must be between 1 and {MAX_CAPACITY}")
+    return None
+
+
+def _result_problem(result: lease_pb.RunResult) -> str | None:
+    if not result.run_id:
+        return "run_id is empty"
+    if result.status not in REPORTABLE:
+        return "status must be SUCCESS, FAILURE, TIMEOUT or BLOCKED"
+    if not result.HasField("finished_at"):
+        return "finished_at is required"
+    return None
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: PacerError) -> None:
+    await context.abort_with_status(to_grpc_status(error))
+
+
+class DispatchApi(dispatch_grpc.DispatchServiceServicer):
+    """Serves executor streams: hello and credits in, work items out (never beyond credit), results to the batcher.
+
+    Only the service token may connect (UNAUTHENTICATED otherwise, PERMISSION_DENIED for a tenant key). When a
+    stream ends for any reason, its unstarted items are dispatched again elsewhere.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, batcher: ResultBatcher, gate: ServiceGate) -> None:
+        self._dispatcher = dispatcher
+        self._batcher = batcher
+        self._gate = gate
+        self._closing = asyncio.Event()
+
+    def close(self) -> None:
+        """End every open stream with OK, so executors reconnect elsewhere instead of waiting to be cut off."""
+        self._closing.set()
+
+    # The stub types Connect as a generator; this one uses grpc.aio's read()/write() API instead, so reading and
+    # writing run independently, and returns None.
+    async def Connect(  # type: ignore[override]
+        self, request_iterator: object, context: grpc.aio.ServicerContext
+    ) -> None:
+        """Serve one executor stream until it ends; the first message must be Hello."""
+        try:
+            self._gate.check(context.invocation_metadata())
+        except PacerError as error:
+            await _abort(context, error)
+        hello = await context.read()
+        if hello is grpc.aio.EOF:
+            return
+        problem = _hello_problem(hello)
+        if problem is not None:
+            await _abort(context, problem)
+        outbox: asyncio.Queue[lease_pb.WorkItem] = asyncio.Queue()
+        session = self._dispatcher.connect(hello.hello.executor_id, hello.hello.capacity, outbox.put_nowait)
+        try:
+            await self._serve(session, outbox, context)
+        finally:
+            self._dispatcher.disconnect(session)
+
+    async def _serve(
+        self, session: ExecutorSession, outbox: asyncio.Queue[lease_pb.WorkItem], context: grpc.aio.ServicerContext
+    ) -> None:
+        reader = asyncio.create_task(self._read(session, context))
+        writer = asyncio.create_task(self._write(outbox, context))
+        closing = asyncio.create_task(self._closing.wait())
+        try:
+            await asyncio.wait((reader, writer, closing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, writer, closing):
+                task.cancel()
+                # Collect the outcome so a cancelled or broken half never surfaces as an unretrieved error.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if reader.done() and not reader.cancelled():
+            reader.result()  # re-raises an abort for a bad message, which must reach grpc
+
+    async def _read(self, session: ExecutorSession, context: grpc.aio.ServicerContext) -> None:
+        while True:
+            message = await context.read()
+            if message is grpc.aio.EOF:
+                return
+            await self._handle(session, message, context)
+
+    async def _write(self, outbox: asyncio.Queue[lease_pb.WorkItem], context: grpc.aio.ServicerContext) -> None:
+        while True:
+            item = await outbox.get()
+            await context.write(dispatch_pb.ConnectResponse(work=item))
+
+    async def _handle(
+        self, session: ExecutorSession, message: dispatch_pb.ConnectRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        kind = message.WhichOneof("kind")
+        match kind:
+            case "credit":
+                if message.credit.count <= 0:
+                    await _abort(context, InvalidArgument.single("credit.count", "must be positive"))
+                self._dispatcher.grant(session, message.credit.count)
+            case "started":
+                self._dispatcher.started(session, message.started.run_id)
+            case "result":
+                await self._result(session, message.result)
+            case "draining":
+                self._dispatcher.drain(session)
+            case "hello":
+                await _abort(context, InvalidArgument.single("hello", "hello is sent once, first"))
+            case None:
+                pass  # an empty message, or a kind newer than this scheduler: nothing to do
+            case _:
+                log.warning("unknown message kind", extra={"event": "stream.unknown", "kind": kind})
+
+    async def _result(self, session: ExecutorSession, result: lease_pb.RunResult) -> None:
+        self._dispatcher.finished(session, result.run_id)
+        problem = _result_problem(result)
+        if problem is not None:
+            # The control plane would reject the whole batch; drop this one and let its lease settle it as LOST.
+            log.warning(
+                "invalid result dropped",
+                extra={
+                    "event": "result.invalid",
+                    "run_id": result.run_id,
+                    "executor_id": session.executor_id,
+                    "reason": problem,
+                },
+            )
+            return
+        await self._batcher.put(result)

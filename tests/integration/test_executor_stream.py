@@ -1,0 +1,384 @@
+"""The executor in-process against a fake scheduler (a real grpc.aio server) and a real local HTTP target.
+
+The fake scheduler records every message the executor sends on each Connect call and sends the work items a test
+queues, by default only as many as the executor granted credits for. Only loopback addresses are contacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import grpc
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from pacer.control.v1 import control_service_pb2 as control_pb
+from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
+from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
+from pacer.internal.v1 import lease_service_pb2 as lease_pb
+from pacer_common.credentials import bearer
+from pacer_executor.egress import EgressPolicy
+from pacer_executor.main import serve
+from pacer_executor.settings import ExecutorSettings
+
+TOKEN = "svc_test-token"
+EXECUTOR_ID = "exec-test"
+DEADLINE_S = 10.0
+SLOW_S = 0.2
+
+
+async def eventually(condition: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def logged(caplog: pytest.LogCaptureFixture, event: str) -> bool:
+    return any(getattr(record, "event", None) == event for record in caplog.records)
+
+
+@dataclass
+class Connection:
+    """One Connect call as the fake scheduler saw it."""
+
+    metadata: dict[str, str]
+    received: list[dispatch_pb.ConnectRequest] = field(default_factory=list)
+    credits: int = 0
+    ended: bool = False
+    credit_arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def record(self, message: dispatch_pb.ConnectRequest) -> None:
+        self.received.append(message)
+        if message.HasField("hello"):
+            self.credits += message.hello.capacity
+        elif message.HasField("credit"):
+            self.credits += message.credit.count
+        self.credit_arrived.set()
+
+    def kinds(self) -> list[str]:
+        return [str(message.WhichOneof("kind")) for message in self.received]
+
+    def started(self) -> list[str]:
+        return [m.started.run_id for m in self.received if m.HasField("started")]
+
+    def results(self) -> list[lease_pb.RunResult]:
+        return [m.result for m in self.received if m.HasField("result")]
+
+    def most_started_at_once(self) -> int:
+        """The most runs the executor reported started and not yet finished, at any point of the stream."""
+        running = peak = 0
+        for kind in self.kinds():
+            running += {"started": 1, "result": -1}.get(kind, 0)
+            peak = max(peak, running)
+        return peak
+
+    def result_for(self, run_id: str) -> lease_pb.RunResult | None:
+        return next((result for result in self.results() if result.run_id == run_id), None)
+
+
+class FakeScheduler(dispatch_grpc.DispatchServiceServicer):
+    """DispatchService that records what executors send and sends queued work items.
+
+    With `respect_credits` it sends an item only while the executor has credit, like the real scheduler;
+    without, it sends everything at once, to test the executor's own bound.
+    """
+
+    def __init__(self, *, respect_credits: bool = True) -> None:
+        self.connections: list[Connection] = []
+        self._respect_credits = respect_credits
+        self._work: asyncio.Queue[lease_pb.WorkItem] = asyncio.Queue()
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def last(self) -> Connection:
+        return self.connections[-1]
+
+    def send(self, *items: lease_pb.WorkItem) -> None:
+        for item in items:
+            self._work.put_nowait(item)
+
+    async def start(self) -> None:
+        """Listen on an ephemeral port, or again on the previous one after `stop`."""
+        self._server = grpc.aio.server()
+        dispatch_grpc.add_DispatchServiceServicer_to_server(self, self._server)
+        port = self._server.add_insecure_port(self.address)
+        assert port, f"cannot listen on {self.address}"
+        self.port = port
+        await self._server.start()
+
+    async def stop(self) -> None:
+        """Stop at once: open streams break."""
+        if self._server is not None:
+            await self._server.stop(None)
+            self._server = None
+
+    # The reader/writer form of a grpc.aio streaming handler: it reads and writes through `context`, returns None.
+    async def Connect(self, request_iterator: object, context: grpc.aio.ServicerContext) -> None:  # type: ignore[override]
+        connection = Connection(metadata=dict(context.invocation_metadata()))
+        self.connections.append(connection)
+        sender = asyncio.create_task(self._send_work(connection, context))
+        try:
+            while (message := await context.read()) is not grpc.aio.EOF:
+                connection.record(message)
+        finally:
+            connection.ended = True
+            sender.cancel()
+
+    async def _send_work(self, connection: Connection, context: grpc.aio.ServicerContext) -> None:
+        while True:
+            item = await self._work.get()
+            while self._respect_credits and connection.credits < 1:
+                connection.credit_arrived.clear()
+                await connection.credit_arrived.wait()
+            connection.credits -= 1
+            await context.write(dispatch_pb.ConnectResponse(work=item))
+
+
+class Target:
+    """A real HTTP server on 127.0.0.1: `/ok` answers at once, `/slow` after SLOW_S, `/gated` once `gate` is set.
+
+    It records the run id of every request and the most requests it ever had in progress at once.
+    """
+
+    def __init__(self) -> None:
+        self.run_ids: list[str] = []
+        self.answered: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.gate = asyncio.Event()
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+    def url(self, path: str) -> str:
+        port: int = self._sock.getsockname()[1]
+        return f"http://127.0.0.1:{port}{path}"
+
+    async def start(self) -> None:
+        self._sock.bind(("127.0.0.1", 0))
+        await self._runner.setup()
+        await web.SockSite(self._runner, self._sock).start()
+
+    async def close(self) -> None:
+        self.gate.set()
+        await self._runner.cleanup()
+        self._sock.close()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        run_id = request.headers.get("X-Pacer-Run-Id", "")
+        self.run_ids.append(run_id)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if request.path == "/slow":
+                await asyncio.sleep(SLOW_S)
+            elif request.path == "/gated":
+                await self.gate.wait()
+        finally:
+            self.in_flight -= 1
+        self.answered.append(run_id)
+        return web.Response(text="ok")
+
+
+class RunningExecutor:
+    """The executor's composition root (`serve`) as a task, stopped the way a signal stops it."""
+
+    def __init__(self, settings: ExecutorSettings) -> None:
+        self.stop = asyncio.Event()
+        policy = EgressPolicy.from_strings(settings.egress_allow)
+        self.task = asyncio.create_task(serve(settings, policy, bearer(TOKEN), self.stop))
+
+    async def shut_down(self) -> None:
+        """Request shutdown and wait until `serve` returned."""
+        self.stop.set()
+        await asyncio.wait_for(self.task, DEADLINE_S)
+
+
+def executor_settings(*addresses: str, capacity: int) -> ExecutorSettings:
+    return ExecutorSettings(
+        scheduler_addrs=",".join(addresses),
+        executor_id=EXECUTOR_ID,
+        capacity=capacity,
+        egress_allow="loopback",
+        service_token=TOKEN,
+        drain_timeout_ms=int(DEADLINE_S * 1000),
+    )
+
+
+def work(run_id: str, url: str) -> lease_pb.WorkItem:
+    item = lease_pb.WorkItem(
+        run_id=run_id, endpoint_id="ep_test", tenant_id="tn_test", url=url, method="GET", timeout_ms=5000
+    )
+    item.scheduled_for.FromDatetime(datetime.now(UTC))
+    return item
+
+
+@pytest_asyncio.fixture
+async def target() -> AsyncIterator[Target]:
+    running = Target()
+    await running.start()
+    yield running
+    await running.close()
+
+
+@pytest_asyncio.fixture
+async def scheduler() -> AsyncIterator[FakeScheduler]:
+    fake = FakeScheduler()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest_asyncio.fixture
+async def executors() -> AsyncIterator[Callable[[ExecutorSettings], RunningExecutor]]:
+    """Starts executors; each is shut down at teardown unless the test did."""
+    started: list[RunningExecutor] = []
+
+    def start(settings: ExecutorSettings) -> RunningExecutor:
+        started.append(RunningExecutor(settings))
+        return started[-1]
+
+    yield start
+    for executor in started:
+        if not executor.task.done():
+            await executor.shut_down()
+
+
+@pytest.mark.asyncio
+async def test_hello_then_started_result_and_credit(
+    scheduler: FakeScheduler, target: Target, executors: Callable[[ExecutorSettings], RunningExecutor]
+) -> None:
+    executors(executor_settings(scheduler.address, capacity=3))
+    await eventually(lambda: bool(scheduler.connections) and bool(scheduler.last.received), "the hello")
+
+    connection = scheduler.last
+    assert connection.received[0].hello == dispatch_pb.Hello(executor_id=EXECUTOR_ID, capacity=3)
+    assert connection.metadata["authorization"] == f"Bearer {TOKEN}"
+
+    scheduler.send(work("run_1", target.url("/ok")))
+    await eventually(lambda: "credit" in connection.kinds(), "the result and the credit")
+
+    assert target.run_ids == ["run_1"]
+    assert connection.kinds() == ["hello", "started", "result", "credit"]
+    assert connection.started() == ["run_1"]
+    result = connection.result_for("run_1")
+    assert result is not None
+    assert result.status == control_pb.RUN_STATUS_SUCCESS
+    assert result.http_status == 200
+    assert result.response_body == "ok"
+    assert result.executor_id == EXECUTOR_ID
+    assert result.started_at.ToDatetime() <= result.finished_at.ToDatetime()
+    assert connection.received[-1].credit.count == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("respect_credits", [True, False], ids=["scheduler-respects-credits", "greedy-scheduler"])
+async def test_never_more_runs_at_once_than_capacity(
+    respect_credits: bool, target: Target, executors: Callable[[ExecutorSettings], RunningExecutor]
+) -> None:
+    scheduler = FakeScheduler(respect_credits=respect_credits)
+    await scheduler.start()
+    try:
+        executors(executor_settings(scheduler.address, capacity=2))
+        run_ids = [f"run_{n}" for n in range(5)]
+        scheduler.send(*(work(run_id, target.url("/slow")) for run_id in run_ids))
+        await eventually(
+            lambda: bool(scheduler.connections) and scheduler.last.kinds().count("credit") == 5, "five credits back"
+        )
+
+        connection = scheduler.last
+        assert target.max_in_flight == 2
+        assert connection.most_started_at_once() == 2
+        assert sorted(target.run_ids) == run_ids
+        assert [result.status for result in connection.results()] == [control_pb.RUN_STATUS_SUCCESS] * 5
+    finally:
+        await scheduler.stop()
+
+
+@pytest.mark.asyncio
+async def test_connects_to_every_scheduler_with_a_share_of_the_capacity(
+    scheduler: FakeScheduler, target: Target, executors: Callable[[ExecutorSettings], RunningExecutor]
+) -> None:
+    other = FakeScheduler()
+    await other.start()
+    try:
+        executors(executor_settings(scheduler.address, other.address, capacity=3))
+        await eventually(lambda: all(fake.connections and fake.last.received for fake in (scheduler, other)), "hellos")
+        assert scheduler.last.received[0].hello.capacity == 2
+        assert other.last.received[0].hello.capacity == 1
+
+        other.send(work("run_other", target.url("/ok")))
+        await eventually(lambda: other.last.result_for("run_other") is not None, "the result on the second stream")
+        assert scheduler.last.results() == []
+    finally:
+        await other.stop()
+
+
+@pytest.mark.asyncio
+async def test_result_of_a_run_in_flight_during_an_outage_is_sent_after_reconnecting(
+    scheduler: FakeScheduler,
+    target: Target,
+    executors: Callable[[ExecutorSettings], RunningExecutor],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    executors(executor_settings(scheduler.address, capacity=2))
+    scheduler.send(work("run_outage", target.url("/gated")))
+    await eventually(lambda: bool(scheduler.connections) and scheduler.last.started() == ["run_outage"], "Started")
+    first = scheduler.last
+
+    await scheduler.stop()
+    await eventually(lambda: logged(caplog, "scheduler.unreachable"), "the executor to notice the outage")
+    target.gate.set()
+    await eventually(lambda: target.answered == ["run_outage"], "the target's answer during the outage")
+    await scheduler.start()
+    await eventually(lambda: len(scheduler.connections) == 2, "the reconnect")
+    second = scheduler.last
+    await eventually(lambda: second.result_for("run_outage") is not None, "the result after reconnecting")
+
+    assert first.results() == []
+    assert second.kinds()[0] == "hello"
+    result = second.result_for("run_outage")
+    assert result is not None
+    assert result.status == control_pb.RUN_STATUS_SUCCESS
+    # The run's credit belonged to the broken stream; the new stream's Hello granted its full share again.
+    assert "credit" not in second.kinds()
+    assert target.run_ids == ["run_outage"]
+
+
+@pytest.mark.asyncio
+async def test_drain_finishes_the_run_in_flight_and_reports_it_but_starts_nothing_new(
+    scheduler: FakeScheduler, target: Target, executors: Callable[[ExecutorSettings], RunningExecutor]
+) -> None:
+    executor = executors(executor_settings(scheduler.address, capacity=2))
+    scheduler.send(work("run_draining", target.url("/gated")))
+    await eventually(lambda: bool(scheduler.connections) and scheduler.last.started() == ["run_draining"], "Started")
+    connection = scheduler.last
+
+    executor.stop.set()
+    await eventually(lambda: "draining" in connection.kinds(), "Draining")
+    scheduler.send(work("run_too_late", target.url("/ok")))
+    target.gate.set()
+    await asyncio.wait_for(executor.task, DEADLINE_S)
+
+    kinds = connection.kinds()
+    assert kinds == ["hello", "started", "draining", "result"]
+    result = connection.result_for("run_draining")
+    assert result is not None
+    assert result.status == control_pb.RUN_STATUS_SUCCESS
+    assert target.run_ids == ["run_draining"]
+    await eventually(lambda: connection.ended, "the stream to end")

@@ -1,0 +1,372 @@
+"""The scheduler against a real control plane (SQLite and PostgreSQL), on the wall clock, with fake executors.
+
+Everything runs in the test's event loop: the control plane's grpc.aio server (restartable on its port), the
+scheduler's parts and its DispatchService on 127.0.0.1:0, and executors speaking the stream protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import grpc
+import pytest
+import pytest_asyncio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pacer.control.v1 import control_service_pb2 as pb
+from pacer.control.v1 import control_service_pb2_grpc as pb_grpc
+from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
+from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
+from pacer.internal.v1 import lease_service_pb2 as lease_pb
+from pacer_common.clock import SystemClock
+from pacer_common.credentials import bearer
+from pacer_control.auth import issue_key
+from pacer_control.database import make_engine
+from pacer_control.repository import Repository
+from pacer_control.server import ServerOptions, build_server
+from pacer_control.tenancy import create_tenant
+from pacer_scheduler.main import Scheduler
+from pacer_scheduler.settings import SchedulerSettings
+
+pytestmark = pytest.mark.timeout(60)
+
+SERVICE_TOKEN = "svc_scheduler-integration-token"
+MIN_INTERVAL_MS = 1000
+LEASE_GRACE_MS = 30_000
+URL = "https://target.example.com/ping"
+
+
+async def eventually(condition: Callable[[], object], timeout_s: float = 8.0, what: str = "condition") -> None:
+    """Poll `condition` (sync) until it is truthy; fail after `timeout_s`."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+class ControlPlane:
+    """The real control plane on a fresh database and the wall clock, with one tenant and its API key."""
+
+    def __init__(self, database_url: str) -> None:
+        self.engine = make_engine(database_url)
+        self.repository = Repository(self.engine)
+        now = SystemClock().now()
+        tenant_id = create_tenant(self.repository, "acme", now)
+        self.key = issue_key(self.repository, tenant_id, "tests", now).secret
+        sqlite = database_url.startswith("sqlite")
+        self._pool = ThreadPoolExecutor(max_workers=1 if sqlite else 4, thread_name_prefix="db")
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        """Listen on the same port as before, or a free one the first time."""
+        options = ServerOptions(f"127.0.0.1:{self.port}", MIN_INTERVAL_MS, SERVICE_TOKEN, LEASE_GRACE_MS)
+        self._server, self.port, _ = build_server(self.repository, SystemClock(), self._pool, options)
+        await self._server.start()
+        self._channel = grpc.aio.insecure_channel(self.address)
+        self.api = pb_grpc.ControlServiceStub(self._channel)
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        await self._channel.close()
+        await self._server.stop(None)
+        self._server = None
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self.stop()
+        self._pool.shutdown()
+        self.engine.dispose()
+
+    async def call(self, rpc: str, request: object) -> object:
+        return await getattr(self.api, rpc)(request, metadata=bearer(self.key), timeout=10)
+
+    async def add_endpoints(self, count: int, interval_ms: int = 1000) -> list[str]:
+        job = await self.call("CreateJob", pb.CreateJobRequest(name="scheduler tests"))
+        ids = []
+        for n in range(count):
+            request = pb.AddEndpointToJobRequest(
+                job_id=job.job_id, name=f"ep-{n}", url=URL, baseline=pb.Baseline(interval_ms=interval_ms)
+            )
+            ids.append((await self.call("AddEndpointToJob", request)).endpoint_id)
+        return ids
+
+    async def runs(self, **filters: object) -> list[pb.RunSummary]:
+        response = await self.call("ListRuns", pb.ListRunsRequest(limit=500, **filters))
+        return list(response.runs)
+
+
+class FakeExecutor:
+    """Speaks the executor side of DispatchService and checks the scheduler never sends beyond its credits.
+
+    `ack` sends Started then a SUCCESS result for each item; `hold_results` keeps results until
+    `release_results()`; each result is followed by a one-credit grant, `credit_delay_s` later.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        name: str,
+        capacity: int,
+        *,
+        ack: bool = True,
+        hold_results: bool = False,
+        credit_delay_s: float = 0.0,
+    ) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.ack = ack
+        self.credit_delay_s = credit_delay_s
+        self.received: list[lease_pb.WorkItem] = []
+        self.lateness_s: list[float] = []
+        self.reported: list[str] = []
+        self.granted = 0
+        self.overdrawn = False
+        self._results_released = asyncio.Event()
+        if not hold_results:
+            self._results_released.set()
+        self._channel = grpc.aio.insecure_channel(address)
+        self._write_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [item.run_id for item in self.received]
+
+    async def connect(self) -> None:
+        stub = dispatch_grpc.DispatchServiceStub(self._channel)
+        self._call = stub.Connect(metadata=bearer(SERVICE_TOKEN))
+        self.granted = self.capacity
+        await self._write(
+            dispatch_pb.ConnectRequest(hello=dispatch_pb.Hello(executor_id=self.name, capacity=self.capacity))
+        )
+        self._spawn(self._read())
+
+    def release_results(self) -> None:
+        self._results_released.set()
+
+    async def disconnect(self) -> None:
+        self._call.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, grpc.RpcError):
+                await task
+        await self._channel.close()
+
+    def _spawn(self, work: object) -> None:
+        task = asyncio.create_task(work)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _write(self, message: dispatch_pb.ConnectRequest) -> None:
+        async with self._write_lock:
+            await self._call.write(message)
+
+    async def _read(self) -> None:
+        async for response in self._call:
+            item = response.work
+            self.received.append(item)
+            self.lateness_s.append((datetime.now(UTC) - item.scheduled_for.ToDatetime(tzinfo=UTC)).total_seconds())
+            self.overdrawn |= len(self.received) > self.granted
+            if self.ack:
+                self._spawn(self._perform(item))
+
+    async def _perform(self, item: lease_pb.WorkItem) -> None:
+        await self._write(dispatch_pb.ConnectRequest(started=dispatch_pb.Started(run_id=item.run_id)))
+        result = lease_pb.RunResult(
+            run_id=item.run_id, status=pb.RUN_STATUS_SUCCESS, duration_ms=1, http_status=200, executor_id=self.name
+        )
+        result.started_at.GetCurrentTime()
+        result.finished_at.GetCurrentTime()
+        await self._results_released.wait()
+        await self._write(dispatch_pb.ConnectRequest(result=result))
+        self.reported.append(item.run_id)
+        await asyncio.sleep(self.credit_delay_s)  # a slow executor: capacity comes back late
+        self.granted += 1
+        await self._write(dispatch_pb.ConnectRequest(credit=dispatch_pb.Credit(count=1)))
+
+
+@pytest_asyncio.fixture
+async def control(database_url: str) -> AsyncIterator[ControlPlane]:
+    plane = ControlPlane(database_url)
+    await plane.start()
+    yield plane
+    await plane.close()
+
+
+@pytest_asyncio.fixture
+async def scheduler(control: ControlPlane) -> AsyncIterator[Scheduler]:
+    settings = SchedulerSettings(
+        scheduler_addr="127.0.0.1:0",
+        control_addr=control.address,
+        service_token=SERVICE_TOKEN,
+        scheduler_id="scheduler-under-test",
+        drain_timeout_ms=5000,
+    )
+    running = Scheduler(settings, SERVICE_TOKEN, SystemClock())
+    await running.start()
+    yield running
+    await running.drain_and_stop()
+
+
+@pytest_asyncio.fixture
+async def executors(scheduler: Scheduler) -> AsyncIterator[Callable[..., FakeExecutor]]:
+    """Makes connected-on-demand fake executors and disconnects them all at the end."""
+    made: list[FakeExecutor] = []
+
+    def make(name: str, capacity: int, **behaviour: object) -> FakeExecutor:
+        executor = FakeExecutor(f"127.0.0.1:{scheduler.port}", name, capacity, **behaviour)  # type: ignore[arg-type]
+        made.append(executor)
+        return executor
+
+    yield make
+    await scheduler.drain_and_stop()  # while executors are still there to take what was claimed
+    for executor in made:
+        with contextlib.suppress(Exception):
+            await executor.disconnect()
+
+
+def seconds_between(runs: list[pb.RunSummary]) -> list[float]:
+    times = sorted(r.scheduled_for.ToDatetime(tzinfo=UTC) for r in runs)
+    return [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+
+
+@pytest.mark.asyncio
+async def test_an_interval_endpoint_runs_on_cadence_and_every_result_is_recorded(control, scheduler, executors):
+    executor = executors("ex-1", capacity=4)
+    await executor.connect()
+    [endpoint_id] = await control.add_endpoints(1, interval_ms=1000)
+
+    await eventually(lambda: len(executor.reported) >= 3, what="three runs performed")
+    await scheduler.drain_and_stop()
+
+    runs = await control.runs(endpoint_id=endpoint_id)
+    assert sorted(r.run_id for r in runs) == sorted(executor.run_ids)
+    assert {pb.RunStatus.Name(r.status) for r in runs} == {"RUN_STATUS_SUCCESS"}  # none left RUNNING
+    assert all(0.99 <= gap <= 1.3 for gap in seconds_between(runs)), seconds_between(runs)
+    assert max(scheduler.metrics.recent_lateness_s) < 0.2
+    assert max(executor.lateness_s) < 0.25
+    assert not executor.overdrawn
+
+
+@pytest.mark.asyncio
+async def test_due_runs_wait_for_credit_instead_of_overdrawing_a_slow_executor(control, scheduler, executors):
+    executor = executors("slow", capacity=1, credit_delay_s=0.3)
+    await executor.connect()
+    endpoint_ids = await control.add_endpoints(3, interval_ms=1000)
+
+    await eventually(lambda: len(executor.reported) >= 3, what="three runs performed one at a time")
+
+    assert not executor.overdrawn
+    assert {item.endpoint_id for item in executor.received[:3]} == set(endpoint_ids)
+    # The three were due within milliseconds of each other; the later ones waited for credit, in due order.
+    assert max(executor.lateness_s[:3]) >= 0.25
+    firsts = executor.received[:3]
+    assert [i.scheduled_for.ToDatetime() for i in firsts] == sorted(i.scheduled_for.ToDatetime() for i in firsts)
+    performed = set(executor.reported[:3])
+
+    async def recorded() -> bool:
+        return {r.run_id for r in await control.runs(status=pb.RUN_STATUS_FILTER_SUCCESS)} >= performed
+
+    await eventually_async(recorded, what="the three results recorded")
+
+
+@pytest.mark.asyncio
+async def test_unstarted_work_goes_to_another_executor_when_the_first_disconnects(control, scheduler, executors):
+    silent = executors("silent", capacity=5, ack=False)
+    await silent.connect()
+    endpoint_ids = await control.add_endpoints(2, interval_ms=1000)
+    await eventually(lambda: len(silent.received) == 2, what="both runs sent to the first executor")
+    stranded = set(silent.run_ids)
+
+    healthy = executors("healthy", capacity=5)
+    await healthy.connect()
+    await silent.disconnect()
+
+    await eventually(lambda: stranded <= set(healthy.reported), what="stranded runs re-dispatched and performed")
+    assert scheduler.metrics.redispatched == 2
+
+    async def settled() -> bool:
+        runs = [r for e in endpoint_ids for r in await control.runs(endpoint_id=e) if r.run_id in stranded]
+        return len(runs) == 2 and all(r.status == pb.RUN_STATUS_SUCCESS for r in runs)
+
+    await eventually_async(settled, what="stranded runs recorded as SUCCESS")
+
+
+@pytest.mark.asyncio
+async def test_results_reported_while_the_control_plane_is_down_arrive_after_it_returns(
+    control, scheduler, executors, caplog
+):
+    caplog.set_level(logging.INFO, logger="pacer.scheduler")
+    executor = executors("ex-1", capacity=2, hold_results=True)
+    await executor.connect()
+    [endpoint_id] = await control.add_endpoints(1, interval_ms=1000)
+    await eventually(lambda: len(executor.received) == 1, what="a run dispatched")
+
+    await control.stop()
+    executor.release_results()
+    await eventually(lambda: scheduler.metrics.report_failures >= 2, what="reports failing during the outage")
+    await control.start()
+
+    [run_id] = executor.run_ids[:1]
+
+    async def recorded() -> bool:
+        return any(r.run_id == run_id and r.status == pb.RUN_STATUS_SUCCESS for r in await control.runs())
+
+    await eventually_async(recorded, what="the result recorded after the outage")
+    assert endpoint_id == executor.received[0].endpoint_id
+    unreachable = [r for r in caplog.records if getattr(r, "event", None) == "control.unreachable"]
+    assert sum(r.caller == "results" for r in unreachable) == 1  # one warning per outage, not one per retry
+
+
+@pytest.mark.asyncio
+async def test_only_the_service_token_may_open_an_executor_stream(control, scheduler):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{scheduler.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "pacer.internal.v1.DispatchService"):
+            answer = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+        stub = dispatch_grpc.DispatchServiceStub(channel)
+        hello = dispatch_pb.ConnectRequest(hello=dispatch_pb.Hello(executor_id="x", capacity=1))
+        assert await refusal(stub, [hello], bearer(control.key)) == grpc.StatusCode.PERMISSION_DENIED
+        assert await refusal(stub, [hello], bearer("svc_wrong")) == grpc.StatusCode.UNAUTHENTICATED
+        assert await refusal(stub, [hello], ()) == grpc.StatusCode.UNAUTHENTICATED
+        credit = dispatch_pb.ConnectRequest(credit=dispatch_pb.Credit(count=1))
+        assert await refusal(stub, [credit], bearer(SERVICE_TOKEN)) == grpc.StatusCode.INVALID_ARGUMENT
+        bad_credit = dispatch_pb.ConnectRequest(credit=dispatch_pb.Credit(count=-1))
+        assert await refusal(stub, [hello, bad_credit], bearer(SERVICE_TOKEN)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def refusal(
+    stub: dispatch_grpc.DispatchServiceStub, messages: list[dispatch_pb.ConnectRequest], metadata: object
+) -> grpc.StatusCode:
+    """The status code a stream that sends `messages` ends with."""
+    call = stub.Connect(metadata=metadata, timeout=5)
+    with contextlib.suppress(grpc.RpcError, asyncio.InvalidStateError):
+        for message in messages:
+            await call.write(message)
+    with contextlib.suppress(grpc.RpcError):
+        async for _ in call:
+            pass
+    return await call.code()
+
+
+async def eventually_async(condition: Callable[[], object], timeout_s: float = 8.0, what: str = "condition") -> None:
+    """Like `eventually`, for a coroutine function."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await condition():  # type: ignore[misc]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
