@@ -89,6 +89,14 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICKS
 
 
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory (VmHWM) in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def postgres_pids() -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
@@ -141,11 +149,14 @@ def run(args: argparse.Namespace, database_url: str, root: Path) -> None:
                 stack.add_executor(f"executor-{n}", capacity=args.capacity, env={"PACER_LOG_LEVEL": "WARNING"})
             create_endpoints(stack, base_url, args.endpoints, args.interval_ms)
             time.sleep(args.warmup_s)
-            pids = stack.pids()
+            services = stack.pids_by_service()
             pg = postgres_pids() if args.backend == "postgresql" else []
-            cpu_before, pg_before, start = cpu_seconds(pids), cpu_seconds(pg), datetime.now(UTC)
+            before = {name: cpu_seconds([pid]) for name, pid in services.items()}
+            pg_before, start = cpu_seconds(pg), datetime.now(UTC)
             time.sleep(args.duration_s)
-            cpu_after, pg_after, end = cpu_seconds(pids), cpu_seconds(pg), datetime.now(UTC)
+            after = {name: cpu_seconds([pid]) for name, pid in services.items()}
+            pg_after, end = cpu_seconds(pg), datetime.now(UTC)
+            peaks = {name: peak_rss_mib(pid) for name, pid in services.items()}
             time.sleep(2)  # let the window's last results arrive
         finally:
             stack.close()
@@ -159,9 +170,12 @@ def run(args: argparse.Namespace, database_url: str, root: Path) -> None:
         f"  p95 {percentile(late, 0.95):.1f}  p99 {percentile(late, 0.99):.1f}  max {max(late, default=0):.1f}"
     )
     per_thousand = 1000 / max(total, 1)
-    print(f"  CPU s / 1000 runs   {(cpu_after - cpu_before) * per_thousand:8.3f}  (Pacer's processes)")
+    used = {name: after[name] - before[name] for name in before}
+    shares = ", ".join(f"{name} {seconds * per_thousand:.3f}" for name, seconds in used.items())
+    print(f"  CPU s / 1000 runs   {sum(used.values()) * per_thousand:8.3f}  (Pacer's processes: {shares})")
     if pg:
         print(f"  CPU s / 1000 runs   {(pg_after - pg_before) * per_thousand:8.3f}  (PostgreSQL)")
+    print("  peak RSS MiB        " + ", ".join(f"{name} {mib:.0f}" for name, mib in peaks.items()))
 
 
 def main() -> None:

@@ -69,10 +69,12 @@ class Stack:
             self.tmp, self.database_url, name="control-restarted", addr=self.control_addr, env=self._control_env
         )
 
-    def pids(self) -> list[int]:
-        """Process ids of every service of this stack."""
-        processes = [self.control, *(p for p, _ in self.schedulers.values()), *self.executors.values()]
-        return [p.process.pid for p in processes]
+    def pids_by_service(self) -> dict[str, int]:
+        """Process id of every service of this stack, by name."""
+        found = {"control": self.control.process.pid}
+        found.update({name: p.process.pid for name, (p, _) in self.schedulers.items()})
+        found.update({name: p.process.pid for name, p in self.executors.items()})
+        return found
 
     def job(self, name: str = "e2e") -> str:
         return str(self.client.CreateJob(pb.CreateJobRequest(name=name)).job_id)

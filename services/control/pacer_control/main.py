@@ -25,6 +25,7 @@ GRACE_S = 5.0
 async def serve(settings: ControlSettings) -> None:
     engine = make_engine(settings.database_url, settings.db_pool_size)
     migrate(engine)
+    log.info("schema up to date", extra={"event": "control.migrated", "backend": engine.dialect.name})
     repository = Repository(engine)
     clock = SystemClock()
     if settings.bootstrap_dev:
@@ -64,6 +65,7 @@ async def serve(settings: ControlSettings) -> None:
 def main() -> None:
     settings = load(ControlSettings)
     configure_logging(settings.log_level)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line of our own says the schema is current
     asyncio.run(serve(settings))
 
 

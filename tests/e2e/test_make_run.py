@@ -1,0 +1,55 @@
+"""What `make run` gives a newcomer: three services up, a first endpoint firing within seconds, a clean Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import free_port
+from tests.support.target import HttpTarget, wait_for
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_run_local_starts_everything_and_a_first_endpoint_fires(tmp_path: Path, target: HttpTarget) -> None:
+    control, scheduler = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    env = {
+        **os.environ,
+        "PACER_DATABASE_URL": f"sqlite:///{tmp_path / 'pacer.db'}",
+        "PACER_VAR_DIR": str(tmp_path / "var"),
+        "PACER_LISTEN_ADDR": control,
+        "PACER_CONTROL_ADDR": control,
+        "PACER_SCHEDULER_ADDR": scheduler,
+        "PACER_SCHEDULER_ADDRS": scheduler,
+    }
+    output = tmp_path / "run.log"
+    with output.open("wb") as sink:
+        launcher = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "run_local.py")], env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for(lambda: "Pacer is running" in output.read_text(), 60, "the three services")
+        wait_for(lambda: "executor connected" in output.read_text(), 30, "the executor to connect")
+        created = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "first_endpoint.py"), target.url("/health"), "--every-s", "1"],
+            env={**env, "PACER_ADDR": control, "PACER_API_KEY": (tmp_path / "var" / "dev-api-key").read_text().strip()},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert created.returncode == 0, created.stderr
+        wait_for(lambda: len(target.hits_on("/health")) >= 2, 10, "the first endpoint to fire")
+        wait_for(lambda: " run " in output.read_text() and "SUCCESS 200" in output.read_text(), 10, "a run line")
+    finally:
+        launcher.send_signal(signal.SIGINT)
+        code = launcher.wait(timeout=60)
+    assert code == 0, output.read_text()
+    log = output.read_text()
+    assert "scheduler stopped" in log
+    assert "control plane stopping" in log
