@@ -101,6 +101,8 @@ def test_admin_cli_creates_tenants_and_keys_and_revokes_them(tmp_path: Path, dat
             assert client.CreateJob(pb.CreateJobRequest(name="billing")).job_id
             prefix = key.split("_")[1]
             assert key not in admin(database_url, "list-keys", "acme").stdout
+            assert admin(database_url, "set-quota", "acme", "--max-jobs", "1").returncode == 0
+            assert "max_jobs         1" in admin(database_url, "show-quota", "acme").stdout
             assert admin(database_url, "revoke-key", prefix).returncode == 0
             with pytest.raises(grpc.RpcError) as refused:
                 client.ListJobs(pb.ListJobsRequest())

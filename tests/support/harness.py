@@ -20,6 +20,7 @@ from pacer_common.clock import FakeClock
 from pacer_control.auth import issue_key
 from pacer_control.database import make_engine
 from pacer_control.models import Endpoint
+from pacer_control.quotas import Quota
 from pacer_control.repository import Repository, RunResult
 from pacer_control.server import ServerOptions, build_server
 from pacer_control.tenancy import create_tenant
@@ -27,6 +28,8 @@ from pacer_control.tenancy import create_tenant
 MIN_INTERVAL_MS = 1000
 LEASE_GRACE_MS = 30_000
 SERVICE_TOKEN = "svc_test-service-token"
+# The fake clock stands still, so a rate limit would never refill: tests that are not about quotas get none.
+UNLIMITED = Quota(rate_per_s=1e9, burst=10**9)
 
 
 def ts(moment: datetime) -> Timestamp:
@@ -78,7 +81,8 @@ class Client:
 class _ServerThread:
     """Runs the grpc.aio server on its own event loop in a daemon thread."""
 
-    def __init__(self, repository: Repository, clock: FakeClock, workers: int) -> None:
+    def __init__(self, repository: Repository, clock: FakeClock, workers: int, quotas: Quota) -> None:
+        self._quotas = quotas
         self._loop = asyncio.new_event_loop()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -87,7 +91,7 @@ class _ServerThread:
         self._call(self._server.start())
 
     async def _build(self, repository: Repository, clock: FakeClock) -> Any:
-        options = ServerOptions("127.0.0.1:0", MIN_INTERVAL_MS, SERVICE_TOKEN, LEASE_GRACE_MS)
+        options = ServerOptions("127.0.0.1:0", MIN_INTERVAL_MS, SERVICE_TOKEN, LEASE_GRACE_MS, self._quotas)
         return build_server(repository, clock, self._pool, options)
 
     def _call(self, coroutine: Any) -> Any:
@@ -104,7 +108,7 @@ class _ServerThread:
 class Harness:
     """The control plane on a fresh database, with tenants `acme` (a) and `globex` (b)."""
 
-    def __init__(self, database_url: str, backend: str) -> None:
+    def __init__(self, database_url: str, backend: str, quotas: Quota = UNLIMITED) -> None:
         self.backend = backend
         self.clock = FakeClock()
         self.engine = make_engine(database_url)
@@ -112,7 +116,7 @@ class Harness:
         now = self.clock.now()
         self.tenants = {name: create_tenant(self.repository, name, now) for name in ("acme", "globex")}
         keys = {name: issue_key(self.repository, tid, "tests", now).secret for name, tid in self.tenants.items()}
-        self._server = _ServerThread(self.repository, self.clock, workers=1 if backend == "sqlite" else 4)
+        self._server = _ServerThread(self.repository, self.clock, 1 if backend == "sqlite" else 4, quotas)
         self.address = f"127.0.0.1:{self._server.port}"
         self._channel = grpc.insecure_channel(self.address)
         self.a = Client(self._channel, keys["acme"])

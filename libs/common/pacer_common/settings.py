@@ -52,3 +52,8 @@ class ControlSettings:
     service_token: str = ""
     lease_grace_ms: int = 10_000
     reaper_interval_ms: int = 1000
+    quota_max_jobs: int = 1000
+    quota_max_endpoints: int = 100_000
+    quota_min_interval_ms: int = 0
+    quota_rate_per_s: int = 200
+    quota_burst: int = 1000

@@ -19,6 +19,7 @@ from pacer_common.ids import looks_like, new_endpoint_id, new_job_id
 from pacer_control import schedule
 from pacer_control.auth import Principal
 from pacer_control.models import Endpoint, Job, Run
+from pacer_control.quotas import QuotaGuard
 from pacer_control.repository import (
     FINAL_FAILURES,
     JOB_ACTIVE,
@@ -118,10 +119,11 @@ def _decode_cursor(token: str) -> tuple[datetime, str]:
 class ControlActions:
     """The public actions over one repository, one clock and the service's interval floor."""
 
-    def __init__(self, repository: Repository, clock: Clock, min_interval_ms: int) -> None:
+    def __init__(self, repository: Repository, clock: Clock, min_interval_ms: int, quotas: QuotaGuard) -> None:
         self._repository = repository
         self._clock = clock
         self._floor_ms = min_interval_ms
+        self._quotas = quotas
 
     # -- jobs ------------------------------------------------------------------------------------------------------
 
@@ -140,7 +142,7 @@ class ControlActions:
             created_at=now,
             updated_at=now,
         )
-        self._repository.insert_job(job, Audit("CreateJob", "job"))
+        self._repository.insert_job(job, Audit("CreateJob", "job"), self._quotas.quota(who.tenant_id).max_jobs)
         return job
 
     def get_job(self, who: Principal, job_id: str) -> JobView:
@@ -204,6 +206,7 @@ class ControlActions:
         checks.reason(reason)
         checks.done()
         _require_id("job", "job", job_id)
+        self._check_quota_intervals(who, spec.baseline, spec.clamp)
         now = self._clock.now()
 
         def build(job: Job) -> Endpoint:
@@ -230,15 +233,16 @@ class ControlActions:
             schedule.replan(endpoint, now)
             return endpoint
 
-        return self._repository.insert_endpoint(
-            who.tenant_id, job_id, build, Audit("AddEndpointToJob", "endpoint", reason), now
-        )
+        audit = Audit("AddEndpointToJob", "endpoint", reason)
+        max_endpoints = self._quotas.quota(who.tenant_id).max_endpoints
+        return self._repository.insert_endpoint(who.tenant_id, job_id, build, audit, now, max_endpoints)
 
     def update_endpoint(self, who: Principal, endpoint_id: str, changes: EndpointChanges, reason: str) -> Endpoint:
         checks, now = self._check_changes(changes, reason), self._clock.now()
         method = checks.method(changes.method) if changes.method is not None else None
         timeout_ms = checks.timeout(changes.timeout_ms) if changes.timeout_ms is not None else None
         checks.done()
+        self._check_quota_intervals(who, changes.baseline, changes.clamp)
 
         def change(endpoint: Endpoint, job: Job) -> Endpoint:
             _require_live(endpoint, job)
@@ -293,6 +297,7 @@ class ControlActions:
         ttl = checks.ttl(ttl_minutes)
         checks.reason(reason)
         checks.done()
+        self._quotas.check_intervals(who.tenant_id, {"interval_ms": interval_ms})
         now = self._clock.now()
 
         def change(endpoint: Endpoint, job: Job) -> Endpoint:
@@ -410,7 +415,19 @@ class ControlActions:
         since = self._clock.now() - timedelta(hours=window_hours or DEFAULT_WINDOW_HOURS)
         return self._repository.endpoint_health(who.tenant_id, endpoint_id, since)
 
-    # -- shared steps ----------------------------------------------------------------------------------------------
+    # -- shared steps --------------------------------------------------------------------------------------------
+
+    def _check_quota_intervals(self, who: Principal, baseline: BaselineInput | None, clamp: ClampInput | None) -> None:
+        """Hold valid intervals to the tenant's own floor (RESOURCE_EXHAUSTED, not a validation error)."""
+        intervals = {}
+        if baseline is not None and baseline.interval_ms is not None:
+            intervals["baseline.interval_ms"] = baseline.interval_ms
+        if clamp is not None:
+            intervals["clamp.min_interval_ms"] = clamp.min_interval_ms
+            intervals["clamp.max_interval_ms"] = clamp.max_interval_ms
+        self._quotas.check_intervals(who.tenant_id, intervals)
+        if baseline is not None and baseline.cron_expression is not None:
+            self._quotas.check_cron(who.tenant_id, "baseline.cron", baseline.cron_expression, baseline.cron_timezone)
 
     def _checked_reason(self, reason: str) -> datetime:
         checks = Checks()

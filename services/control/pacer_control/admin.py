@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from pacer_common.clock import SystemClock
 from pacer_common.settings import ControlSettings, load
@@ -28,7 +29,37 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("prefix")
     keys = commands.add_parser("list-keys", help="list a tenant's keys (prefixes only)")
     keys.add_argument("tenant", help="tenant name")
+    quota = commands.add_parser("set-quota", help="set a tenant's limits ('default' returns one to the default)")
+    quota.add_argument("tenant", help="tenant name")
+    for name, kind in QUOTA_OPTIONS.items():
+        quota.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_quota_value(kind))
+    show = commands.add_parser("show-quota", help="show a tenant's own limits (unset ones use the defaults)")
+    show.add_argument("tenant", help="tenant name")
     return parser
+
+
+QUOTA_OPTIONS: dict[str, type] = {
+    "max_jobs": int,
+    "max_endpoints": int,
+    "min_interval_ms": int,
+    "rate_per_s": float,
+    "burst": int,
+}
+
+
+def _quota_value(kind: type) -> Callable[[str], object]:
+    def parse(text: str) -> object:
+        if text == "default":
+            return RESET
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError("must not be negative")
+        return value
+
+    return parse
+
+
+RESET = object()
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -59,6 +90,8 @@ def run(argv: Sequence[str] | None = None) -> int:
                 print(f"no live key with prefix {args.prefix!r}", file=sys.stderr)
                 return 1
             print(f"revoked {args.prefix}")
+        case "set-quota" | "show-quota":
+            return _quota_command(repository, args, now)
         case "list-keys":
             tenant = repository.find_tenant(args.tenant)
             if tenant is None:
@@ -68,6 +101,21 @@ def run(argv: Sequence[str] | None = None) -> int:
                 state = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "live"
                 print(f"pk_{key.prefix}_…  {state}  created {key.created_at.isoformat()}  {key.label}")
     engine.dispose()
+    return 0
+
+
+def _quota_command(repository: Repository, args: argparse.Namespace, now: datetime) -> int:
+    tenant = repository.find_tenant(args.tenant)
+    if tenant is None:
+        print(f"no tenant named {args.tenant!r}", file=sys.stderr)
+        return 1
+    if args.command == "set-quota":
+        given = {name: getattr(args, name) for name in QUOTA_OPTIONS if getattr(args, name) is not None}
+        repository.set_tenant_quota(tenant.id, {k: None if v is RESET else v for k, v in given.items()}, now)
+    own = repository.tenant_quota(tenant.id) or {}
+    for name in QUOTA_OPTIONS:
+        value = own.get(name)
+        print(f"{name:<16} {'default' if value is None else value}")
     return 0
 
 

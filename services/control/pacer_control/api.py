@@ -18,6 +18,7 @@ from pacer_common.status import to_grpc_status
 from pacer_control import codec
 from pacer_control.actions import ControlActions
 from pacer_control.auth import Authenticator, Principal
+from pacer_control.quotas import QuotaGuard
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -27,17 +28,22 @@ Context: TypeAlias = grpc.aio.ServicerContext
 class ControlApi(pb_grpc.ControlServiceServicer):
     """pacer.control.v1.ControlService over ControlActions; database work runs on `pool`."""
 
-    def __init__(self, actions: ControlActions, authenticator: Authenticator, pool: Executor) -> None:
+    def __init__(
+        self, actions: ControlActions, authenticator: Authenticator, quotas: QuotaGuard, pool: Executor
+    ) -> None:
         self._actions = actions
         self._auth = authenticator
+        self._quotas = quotas
         self._pool = pool
 
     async def _run(self, context: Context, work: Callable[[Principal], T]) -> T:
-        """Authenticate the caller and run `work` for it; domain errors abort the call with their status."""
+        """Authenticate the caller, apply its rate limit and run `work` for it; errors abort with their status."""
         metadata = context.invocation_metadata()
 
         def call() -> T:
-            return work(self._auth.authenticate(metadata))
+            who = self._auth.authenticate(metadata)
+            self._quotas.admit(who.tenant_id)
+            return work(who)
 
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, call)

@@ -13,6 +13,7 @@ from pacer_common.credentials import service_token
 from pacer_common.logs import configure_logging
 from pacer_common.settings import ControlSettings, load
 from pacer_control.database import make_engine, migrate
+from pacer_control.quotas import Quota
 from pacer_control.reaper import reap_forever
 from pacer_control.repository import Repository
 from pacer_control.server import SERVICE_NAME, ServerOptions, build_server, mark_serving
@@ -39,6 +40,13 @@ async def serve(settings: ControlSettings) -> None:
             min_interval_ms=settings.min_interval_ms,
             service_token=service_token(settings.service_token, settings.var_dir, create=settings.bootstrap_dev),
             lease_grace_ms=settings.lease_grace_ms,
+            quota_defaults=Quota(
+                max_jobs=settings.quota_max_jobs,
+                max_endpoints=settings.quota_max_endpoints,
+                min_interval_ms=settings.quota_min_interval_ms,
+                rate_per_s=settings.quota_rate_per_s,
+                burst=settings.quota_burst,
+            ),
         )
         server, port, health = build_server(repository, clock, pool, options)
         await server.start()

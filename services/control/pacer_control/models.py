@@ -5,7 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -163,3 +176,17 @@ class AuditRecord(Base):
     target_id: Mapped[str] = mapped_column(String(40))
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime]
+
+
+class TenantQuota(Base):
+    """A tenant's own limits; a NULL column means the service default."""
+
+    __tablename__ = "tenant_quotas"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    max_jobs: Mapped[int | None]
+    max_endpoints: Mapped[int | None]
+    min_interval_ms: Mapped[int | None] = mapped_column(BigInteger)
+    rate_per_s: Mapped[float | None] = mapped_column(Float)
+    burst: Mapped[int | None]
+    updated_at: Mapped[datetime]

@@ -28,11 +28,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from pacer_common.errors import NotFound
+from pacer_common.errors import NotFound, QuotaViolation, ResourceExhausted
 from pacer_common.governor import Source
 from pacer_common.ids import new_run_id
 from pacer_control import schedule
-from pacer_control.models import ApiKey, AuditRecord, Endpoint, Job, Run, Tenant, UtcDateTime
+from pacer_control.models import ApiKey, AuditRecord, Endpoint, Job, Run, Tenant, TenantQuota, UtcDateTime
 
 T = TypeVar("T")
 
@@ -41,6 +41,20 @@ JOB_ARCHIVED = "archived"
 RUN_RUNNING = "RUNNING"
 RUN_SUCCESS = "SUCCESS"
 FINAL_FAILURES = ("FAILURE", "TIMEOUT", "LOST", "BLOCKED")
+QUOTA_FIELDS = ("max_jobs", "max_endpoints", "min_interval_ms", "rate_per_s", "burst")
+
+
+def quota_exceeded(
+    tenant_id: str, limit: str, description: str, retry_after_s: float | None = None
+) -> ResourceExhausted:
+    """RESOURCE_EXHAUSTED naming the tenant's limit (a QuotaFailure detail), with RetryInfo when it passes."""
+    violation = QuotaViolation(f"tenant:{tenant_id}/{limit}", description)
+    return ResourceExhausted(f"quota exceeded: {description}", [violation], retry_after_s)
+
+
+def _lock_tenant(s: Session, tenant_id: str) -> None:
+    """Serialize a tenant's creations, so two concurrent requests cannot both pass a count limit."""
+    s.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,25 @@ class Repository:
         with self._tx() as s:
             return list(s.scalars(select(ApiKey).where(ApiKey.tenant_id == tenant_id).order_by(ApiKey.created_at)))
 
+    def tenant_quota(self, tenant_id: str) -> dict[str, Any] | None:
+        """The tenant's own limits (None values mean the default), or None when it has none."""
+        with self._tx() as s:
+            row = s.get(TenantQuota, tenant_id)
+            if row is None:
+                return None
+            return {name: getattr(row, name) for name in QUOTA_FIELDS}
+
+    def set_tenant_quota(self, tenant_id: str, values: dict[str, Any], now: datetime) -> None:
+        """Set some of the tenant's limits; a None value returns that limit to the default."""
+        with self._tx() as s:
+            row = s.get(TenantQuota, tenant_id, with_for_update=True)
+            if row is None:
+                row = TenantQuota(tenant_id=tenant_id, updated_at=now)
+                s.add(row)
+            for name, value in values.items():
+                setattr(row, name, value)
+            row.updated_at = now
+
     # -- audit -----------------------------------------------------------------------------------------------------
 
     @staticmethod
@@ -169,8 +202,15 @@ class Repository:
 
     # -- jobs ------------------------------------------------------------------------------------------------------
 
-    def insert_job(self, job: Job, audit: Audit) -> None:
+    def insert_job(self, job: Job, audit: Audit, max_jobs: int) -> None:
+        """Insert and audit the job, unless the tenant already has `max_jobs` active jobs."""
         with self._tx() as s:
+            _lock_tenant(s, job.tenant_id)
+            active = s.scalar(
+                select(func.count()).select_from(Job).where(Job.tenant_id == job.tenant_id, Job.status == JOB_ACTIVE)
+            )
+            if (active or 0) >= max_jobs:
+                raise quota_exceeded(job.tenant_id, "max_jobs", f"at most {max_jobs} active jobs")
             s.add(job)
             s.flush()
             self._audit(s, job.tenant_id, audit, job.id, job.created_at)
@@ -255,12 +295,27 @@ class Repository:
     # -- endpoints -------------------------------------------------------------------------------------------------
 
     def insert_endpoint(
-        self, tenant_id: str, job_id: str, build: Callable[[Job], Endpoint], audit: Audit, now: datetime
+        self,
+        tenant_id: str,
+        job_id: str,
+        build: Callable[[Job], Endpoint],
+        audit: Audit,
+        now: datetime,
+        max_endpoints: int,
     ) -> Endpoint:
-        """Lock the job, let `build` check it and make the endpoint, insert and audit."""
+        """Lock the job, let `build` check it and make the endpoint, insert and audit, within `max_endpoints`."""
         with self._tx() as s:
+            _lock_tenant(s, tenant_id)
             job = self._locked_job(s, tenant_id, job_id)
             endpoint = build(job)
+            live = s.scalar(
+                select(func.count())
+                .select_from(Endpoint)
+                .join(Job, Job.id == Endpoint.job_id)
+                .where(Endpoint.tenant_id == tenant_id, Endpoint.deleted_at.is_(None), Job.status == JOB_ACTIVE)
+            )
+            if (live or 0) >= max_endpoints:
+                raise quota_exceeded(tenant_id, "max_endpoints", f"at most {max_endpoints} endpoints")
             s.add(endpoint)
             s.flush()
             self._audit(s, tenant_id, audit, endpoint.id, now)

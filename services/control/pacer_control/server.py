@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,6 +18,7 @@ from pacer_control.actions import ControlActions
 from pacer_control.api import ControlApi
 from pacer_control.auth import Authenticator, ServiceAuthenticator
 from pacer_control.leases import LeaseApi
+from pacer_control.quotas import Quota, QuotaGuard
 from pacer_control.repository import Repository
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ControlService"].full_name
@@ -32,6 +33,7 @@ class ServerOptions:
     min_interval_ms: int
     service_token: str
     lease_grace_ms: int
+    quota_defaults: Quota = field(default_factory=Quota)
 
 
 def build_server(
@@ -39,8 +41,9 @@ def build_server(
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server bound to `options.listen_addr`, ready to start; returns it with its port and health servicer."""
     server = grpc.aio.server()
-    actions = ControlActions(repository, clock, options.min_interval_ms)
-    pb_grpc.add_ControlServiceServicer_to_server(ControlApi(actions, Authenticator(repository), pool), server)
+    quotas = QuotaGuard(repository, options.quota_defaults, clock)
+    actions = ControlActions(repository, clock, options.min_interval_ms, quotas)
+    pb_grpc.add_ControlServiceServicer_to_server(ControlApi(actions, Authenticator(repository), quotas, pool), server)
     leases = LeaseApi(repository, clock, ServiceAuthenticator(options.service_token), pool, options.lease_grace_ms)
     lease_grpc.add_LeaseServiceServicer_to_server(leases, server)
     health_servicer = health.aio.HealthServicer()

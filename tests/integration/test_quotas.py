@@ -1,0 +1,145 @@
+"""QuotaGuard: each tenant limit refuses the request that crosses it and creates nothing; the rate limit recovers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from pacer.control.v1 import control_service_pb2 as pb
+from pacer_control.quotas import Quota
+from tests.support.harness import Harness, status_of, violations
+
+HarnessFactory = Callable[[Quota], Harness]
+
+
+@pytest.fixture
+def with_quota(database_url: str) -> Iterator[HarnessFactory]:
+    started: list[Harness] = []
+
+    def start(quota: Quota) -> Harness:
+        backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+        started.append(Harness(database_url, backend, quotas=quota))
+        return started[-1]
+
+    yield start
+    for harness in started:
+        harness.close()
+
+
+def quota_failure(error: grpc.RpcError) -> tuple[list[str], float | None]:
+    """Subjects of the QuotaFailure detail and the RetryInfo delay (None when absent)."""
+    subjects, retry = [], None
+    for detail in rpc_status.from_call(error).details:
+        failure, info = error_details_pb2.QuotaFailure(), error_details_pb2.RetryInfo()
+        if detail.Unpack(failure):
+            subjects += [v.subject for v in failure.violations]
+        elif detail.Unpack(info):
+            retry = info.retry_delay.ToMilliseconds() / 1000
+    return subjects, retry
+
+
+def refused(call: Callable[[], object]) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    assert status_of(caught.value) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    return caught.value
+
+
+def new_job(harness: Harness, name: str = "quota") -> str:
+    return str(harness.a.CreateJob(pb.CreateJobRequest(name=name)).job_id)
+
+
+def endpoint_request(job_id: str, **fields: object) -> pb.AddEndpointToJobRequest:
+    fields.setdefault("baseline", pb.Baseline(interval_ms=60_000))
+    return pb.AddEndpointToJobRequest(job_id=job_id, name="check", url="https://status.example.com/", **fields)
+
+
+def test_the_job_limit_refuses_the_job_that_crosses_it(with_quota: HarnessFactory) -> None:
+    harness = with_quota(Quota(max_jobs=2, rate_per_s=1e9, burst=10**9))
+    first, _ = new_job(harness, "one"), new_job(harness, "two")
+    error = refused(lambda: new_job(harness, "three"))
+    assert quota_failure(error)[0] == [f"tenant:{harness.tenants['acme']}/max_jobs"]
+    assert [j.name for j in harness.a.ListJobs(pb.ListJobsRequest()).jobs] == ["two", "one"]
+    assert [r["action"] for r in harness.audit()].count("CreateJob") == 2
+    harness.b.CreateJob(pb.CreateJobRequest(name="other tenant"))  # its own count
+    harness.a.ArchiveJob(pb.ArchiveJobRequest(job_id=first))
+    assert new_job(harness, "three")  # archived jobs do not count
+
+
+def test_the_endpoint_limit_refuses_the_endpoint_that_crosses_it(with_quota: HarnessFactory) -> None:
+    harness = with_quota(Quota(max_endpoints=2, rate_per_s=1e9, burst=10**9))
+    job_id = new_job(harness)
+    for _ in range(2):
+        harness.a.AddEndpointToJob(endpoint_request(job_id))
+    error = refused(lambda: harness.a.AddEndpointToJob(endpoint_request(job_id)))
+    assert quota_failure(error)[0] == [f"tenant:{harness.tenants['acme']}/max_endpoints"]
+    assert len(harness.a.ListJobEndpoints(pb.ListJobEndpointsRequest(job_id=job_id)).endpoints) == 2
+    assert [r["action"] for r in harness.audit()].count("AddEndpointToJob") == 2
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "field"),
+    [
+        ({"baseline": pb.Baseline(interval_ms=30_000)}, "baseline.interval_ms"),
+        ({"clamp": pb.Clamp(min_interval_ms=5_000)}, "clamp.min_interval_ms"),
+        ({"baseline": pb.Baseline(cron=pb.CronSchedule(expression="*/10 * * * * *"))}, "baseline.cron"),
+    ],
+    ids=["baseline", "clamp", "cron"],
+)
+def test_the_tenant_floor_refuses_shorter_intervals(
+    with_quota: HarnessFactory, request_fields: dict[str, object], field: str
+) -> None:
+    harness = with_quota(Quota(min_interval_ms=60_000, rate_per_s=1e9, burst=10**9))
+    job_id = new_job(harness)
+    error = refused(lambda: harness.a.AddEndpointToJob(endpoint_request(job_id, **request_fields)))
+    assert field in error.details()
+    assert quota_failure(error)[0] == [f"tenant:{harness.tenants['acme']}/min_interval_ms"]
+    assert harness.a.ListJobEndpoints(pb.ListJobEndpointsRequest(job_id=job_id)).endpoints == []
+
+
+def test_the_tenant_floor_holds_for_hints_and_the_service_floor_stays_a_validation_error(
+    with_quota: HarnessFactory,
+) -> None:
+    harness = with_quota(Quota(min_interval_ms=60_000, rate_per_s=1e9, burst=10**9))
+    job_id = new_job(harness)
+    hourly = pb.Baseline(cron=pb.CronSchedule(expression="0 * * * *"))
+    endpoint_id = harness.a.AddEndpointToJob(endpoint_request(job_id, baseline=hourly)).endpoint_id
+    refused(
+        lambda: harness.a.ApplyIntervalHint(pb.ApplyIntervalHintRequest(endpoint_id=endpoint_id, interval_ms=10_000))
+    )
+    with pytest.raises(grpc.RpcError) as invalid:
+        harness.a.ApplyIntervalHint(pb.ApplyIntervalHintRequest(endpoint_id=endpoint_id, interval_ms=500))
+    assert status_of(invalid.value) == grpc.StatusCode.INVALID_ARGUMENT
+    assert "interval_ms" in violations(invalid.value)
+    ok = harness.a.ApplyIntervalHint(pb.ApplyIntervalHintRequest(endpoint_id=endpoint_id, interval_ms=60_000))
+    assert ok.HasField("hint_expires_at")
+
+
+def test_the_rate_limit_refuses_with_retry_info_and_recovers(with_quota: HarnessFactory) -> None:
+    harness = with_quota(Quota(rate_per_s=2, burst=3))
+    for _ in range(3):
+        harness.a.ListJobs(pb.ListJobsRequest())
+    error = refused(lambda: harness.a.ListJobs(pb.ListJobsRequest()))
+    subjects, retry = quota_failure(error)
+    assert subjects == [f"tenant:{harness.tenants['acme']}/rate"]
+    assert retry == pytest.approx(0.5)
+    assert harness.b.ListJobs(pb.ListJobsRequest()).jobs == []  # another tenant has its own bucket
+    harness.clock.advance(0.5)
+    assert harness.a.ListJobs(pb.ListJobsRequest()).jobs == []
+    refused(lambda: harness.a.ListJobs(pb.ListJobsRequest()))
+
+
+def test_a_tenants_own_quota_overrides_the_default(with_quota: HarnessFactory) -> None:
+    harness = with_quota(Quota(max_jobs=100, rate_per_s=1e9, burst=10**9))
+    new_job(harness)
+    harness.repository.set_tenant_quota(harness.tenants["acme"], {"max_jobs": 1}, harness.clock.now())
+    harness.clock.advance(6)  # quotas are cached for a few seconds
+    refused(lambda: new_job(harness))
+    harness.b.CreateJob(pb.CreateJobRequest(name="unaffected"))
+    harness.repository.set_tenant_quota(harness.tenants["acme"], {"max_jobs": None}, harness.clock.now())
+    harness.clock.advance(6)
+    assert new_job(harness)
