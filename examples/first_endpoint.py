@@ -1,14 +1,13 @@
 """Create a job with one endpoint that Pacer calls every few seconds, and print when it runs next.
 
-.venv/bin/python examples/first_endpoint.py https://example.com/health --every-s 30
+.venv/bin/python -m examples.first_endpoint https://example.com/health --every-s 30
 """
 
 from __future__ import annotations
 
 import argparse
 
-from pacer_client import Pacer
-
+from examples.pacer_client import Pacer
 from pacer.control.v1 import control_service_pb2 as pb
 
 
@@ -19,7 +18,7 @@ def main() -> None:
     parser.add_argument("--job", default="My first job", help="job name")
     args = parser.parse_args()
     pacer = Pacer()
-    job = pacer.CreateJob(pb.CreateJobRequest(name=args.job, description="created by examples/first_endpoint.py"))
+    job = pacer.CreateJob(pb.CreateJobRequest(name=args.job, description="created by examples.first_endpoint"))
     endpoint = pacer.AddEndpointToJob(
         pb.AddEndpointToJobRequest(
             job_id=job.job_id,

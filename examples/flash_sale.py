@@ -1,7 +1,7 @@
 """The seed's flash-sale monitoring job: 10 endpoints in 4 tiers, set up and steered through the public API.
 
-    .venv/bin/python examples/flash_sale.py setup [--target http://127.0.0.1:8080]
-    .venv/bin/python examples/flash_sale.py steer JOB_ID      # one agent decision of each kind, printed as it goes
+    .venv/bin/python -m examples.flash_sale setup [--target http://127.0.0.1:8080]
+    .venv/bin/python -m examples.flash_sale steer JOB_ID      # one agent decision of each kind, printed as it goes
 
 Health checks run on a baseline; investigations stay paused until needed; recovery actions and alerts are paused
 one-shot endpoints whose min clamp is their cooldown ("fire once, then cool down").
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from pacer_client import Pacer
 
+from examples.pacer_client import Pacer
 from pacer.control.v1 import control_service_pb2 as pb
 
 MINUTE_MS = 60_000
@@ -37,8 +37,8 @@ ENDPOINTS = (
     Spec("health", "traffic-monitor", "/metrics/traffic", MINUTE_MS, min_ms=20_000, max_ms=5 * MINUTE_MS),
     Spec("health", "order-health", "/metrics/orders", 2 * MINUTE_MS),
     Spec("health", "inventory-check", "/metrics/inventory", 3 * MINUTE_MS),
-    Spec("investigation", "slow-page-analyzer", "/investigate/pages", MINUTE_MS, paused=True),
-    Spec("investigation", "query-tracer", "/investigate/queries", MINUTE_MS, paused=True),
+    Spec("investigation", "slow-page-analyzer", "/investigate/pages", 50_000, paused=True),
+    Spec("investigation", "query-tracer", "/investigate/queries", 70_000, paused=True),
     Spec(
         "recovery", "cache-warm-up", "/recover/cache", 60 * MINUTE_MS, min_ms=10 * MINUTE_MS, paused=True, method="POST"
     ),

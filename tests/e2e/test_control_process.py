@@ -30,7 +30,12 @@ ACTIONS = {
 def run_example(script: str, *args: str, addr: str, key: str) -> str:
     env = {**os.environ, "PACER_ADDR": addr, "PACER_API_KEY": key}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / script), *args], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", f"examples.{script.removesuffix('.py')}", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

@@ -37,7 +37,8 @@ def test_run_local_starts_everything_and_a_first_endpoint_fires(tmp_path: Path, 
         wait_for(lambda: "Pacer is running" in output.read_text(), 60, "the three services")
         wait_for(lambda: "executor connected" in output.read_text(), 30, "the executor to connect")
         created = subprocess.run(
-            [sys.executable, str(ROOT / "examples" / "first_endpoint.py"), target.url("/health"), "--every-s", "1"],
+            [sys.executable, "-m", "examples.first_endpoint", target.url("/health"), "--every-s", "1"],
+            cwd=ROOT,
             env={**env, "PACER_ADDR": control, "PACER_API_KEY": (tmp_path / "var" / "dev-api-key").read_text().strip()},
             capture_output=True,
             text=True,
