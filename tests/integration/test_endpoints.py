@@ -280,3 +280,29 @@ def test_deleted_endpoint_stops_firing(harness):
 
     assert harness.a.ListRuns(pb.ListRunsRequest(endpoint_id=deleted)).total == 0
     assert harness.a.ListRuns(pb.ListRunsRequest(endpoint_id=live)).total == 2
+
+
+def test_list_job_endpoints_shows_the_config_but_only_a_digest_of_headers_and_body(harness):
+    from pacer_common.digest import config_digest
+
+    job_id = harness.a.CreateJob(pb.CreateJobRequest(name="config")).job_id
+    headers = {"Authorization": "Bearer target-secret", "X-Tier": "health"}
+    harness.a.AddEndpointToJob(
+        pb.AddEndpointToJobRequest(
+            job_id=job_id,
+            name="orders",
+            url="https://shop.example.com/orders",
+            method="post",
+            headers=headers,
+            body='{"probe": true}',
+            baseline=pb.Baseline(cron=pb.CronSchedule(expression="*/5 * * * *", timezone="Europe/Berlin")),
+            clamp=pb.Clamp(min_interval_ms=60_000, max_interval_ms=600_000),
+            timeout_ms=5_000,
+        )
+    )
+    (summary,) = harness.a.ListJobEndpoints(pb.ListJobEndpointsRequest(job_id=job_id)).endpoints
+    assert (summary.url, summary.method, summary.timeout_ms) == ("https://shop.example.com/orders", "POST", 5_000)
+    assert (summary.baseline.cron.expression, summary.baseline.cron.timezone) == ("*/5 * * * *", "Europe/Berlin")
+    assert (summary.clamp.min_interval_ms, summary.clamp.max_interval_ms) == (60_000, 600_000)
+    assert summary.config_digest == config_digest(headers, '{"probe": true}')
+    assert "target-secret" not in str(summary)

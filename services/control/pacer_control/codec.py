@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pacer.control.v1 import control_service_pb2 as pb
+from pacer_common.digest import config_digest
 from pacer_control.actions import EndpointChanges, EndpointSpec
 from pacer_control.models import Endpoint, Run
 from pacer_control.repository import HealthView, JobView
@@ -132,7 +133,19 @@ def endpoint_summary(endpoint: Endpoint) -> pb.EndpointSummary:
         paused_until=ts(endpoint.paused_until),
         paused=endpoint.paused,
         next_run_source=run_source(endpoint.next_run_source),
+        url=endpoint.url,
+        method=endpoint.method,
+        baseline=baseline_message(endpoint),
+        clamp=pb.Clamp(min_interval_ms=endpoint.min_interval_ms, max_interval_ms=endpoint.max_interval_ms),
+        timeout_ms=endpoint.timeout_ms,
+        config_digest=config_digest(endpoint.headers, endpoint.body),
     )
+
+
+def baseline_message(endpoint: Endpoint) -> pb.Baseline:
+    if endpoint.cron_expression is not None:
+        return pb.Baseline(cron=pb.CronSchedule(expression=endpoint.cron_expression, timezone=endpoint.cron_timezone))
+    return pb.Baseline(interval_ms=endpoint.interval_ms or 0)
 
 
 def run_summary(run: Run) -> pb.RunSummary:

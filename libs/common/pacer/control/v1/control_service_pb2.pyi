@@ -972,6 +972,12 @@ class EndpointSummary(_message.Message):
     PAUSED_UNTIL_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
     NEXT_RUN_SOURCE_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    BASELINE_FIELD_NUMBER: _builtins.int
+    CLAMP_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    CONFIG_DIGEST_FIELD_NUMBER: _builtins.int
     endpoint_id: _builtins.str
     """Id of the endpoint."""
     name: _builtins.str
@@ -982,6 +988,17 @@ class EndpointSummary(_message.Message):
     """True while the endpoint is paused, timed or indefinitely."""
     next_run_source: Global___RunSource.ValueType
     """The rule that chose next_run_at."""
+    url: _builtins.str
+    """Absolute URL the endpoint calls."""
+    method: _builtins.str
+    """HTTP method."""
+    timeout_ms: _builtins.int
+    """Timeout for the whole HTTP exchange, in milliseconds."""
+    config_digest: _builtins.str
+    """Hex SHA-256 of the headers and body, so a client can tell whether its own differ without the values (which
+    may hold credentials) ever being returned: the digest of the UTF-8 JSON array [[[name, value], ...] sorted by
+    name, body], written without spaces.
+    """
     @_builtins.property
     def next_run_at(self) -> _timestamp_pb2.Timestamp:
         """When the endpoint runs next; unset while paused indefinitely or archived."""
@@ -994,6 +1011,14 @@ class EndpointSummary(_message.Message):
     def paused_until(self) -> _timestamp_pb2.Timestamp:
         """End of the current timed pause; unset when active or paused indefinitely."""
 
+    @_builtins.property
+    def baseline(self) -> Global___Baseline:
+        """The baseline cadence."""
+
+    @_builtins.property
+    def clamp(self) -> Global___Clamp:
+        """Bounds on the time between runs."""
+
     def __init__(
         self,
         *,
@@ -1005,10 +1030,16 @@ class EndpointSummary(_message.Message):
         paused_until: _timestamp_pb2.Timestamp | None = ...,
         paused: _builtins.bool = ...,
         next_run_source: Global___RunSource.ValueType = ...,
+        url: _builtins.str = ...,
+        method: _builtins.str = ...,
+        baseline: Global___Baseline | None = ...,
+        clamp: Global___Clamp | None = ...,
+        timeout_ms: _builtins.int = ...,
+        config_digest: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_run_at", b"last_run_at", "next_run_at", b"next_run_at", "paused_until", b"paused_until"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp", "last_run_at", b"last_run_at", "next_run_at", b"next_run_at", "paused_until", b"paused_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint_id", b"endpoint_id", "failure_count", b"failure_count", "last_run_at", b"last_run_at", "name", b"name", "next_run_at", b"next_run_at", "next_run_source", b"next_run_source", "paused", b"paused", "paused_until", b"paused_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp", "config_digest", b"config_digest", "endpoint_id", b"endpoint_id", "failure_count", b"failure_count", "last_run_at", b"last_run_at", "method", b"method", "name", b"name", "next_run_at", b"next_run_at", "next_run_source", b"next_run_source", "paused", b"paused", "paused_until", b"paused_until", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
