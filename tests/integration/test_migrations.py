@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -30,3 +33,19 @@ def test_migrations_create_every_table_and_the_claim_index(database_url: str) ->
         assert "ix_endpoints_due" in {index["name"] for index in inspector.get_indexes("endpoints")}
     finally:
         engine.dispose()
+
+
+def test_concurrent_migrations_on_postgresql_wait_for_each_other(postgres_databases) -> None:
+    """Control replicas and the migration Job may start together on one database: every one of them succeeds."""
+    if postgres_databases is None:
+        pytest.skip("PostgreSQL is not reachable (set PACER_TEST_DATABASE_URL, or CI=true to make this an error)")
+    url = postgres_databases.create(migrated=False)
+    engines = [make_engine(url) for _ in range(3)]
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            list(pool.map(migrate, engines))
+        assert "ix_endpoints_due" in {index["name"] for index in inspect(engines[0]).get_indexes("endpoints")}
+    finally:
+        for engine in engines:
+            engine.dispose()
+        postgres_databases.drop(url)

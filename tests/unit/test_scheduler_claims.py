@@ -175,3 +175,23 @@ def test_settings_come_from_pacer_variables_and_are_checked():
     assert load(SchedulerSettings, {"PACER_SCHEDULER_ID": "sched-a"}).identity == "sched-a"
     with pytest.raises(SettingsError):
         load(SchedulerSettings, {"PACER_CLAIM_BATCH": "6000"})
+
+
+@pytest.mark.asyncio
+async def test_without_an_executor_the_loop_only_probes_and_claims_nothing() -> None:
+    asked: list[int] = []
+
+    class Source:
+        async def claim(self, horizon_ms: int, limit: int) -> list[object]:
+            asked.append(limit)
+            return []
+
+    class NoTimer:
+        def add(self, items: list[object]) -> None:
+            assert items == [], "nothing may be claimed"
+
+    policy = ClaimPolicy(horizon_ms=1500, interval_ms=200, batch=100, max_pending=1000)
+    loop = ClaimLoop(Source(), NoTimer(), lambda: 0, policy, staffed=lambda: False)  # type: ignore[arg-type]
+    assert await loop._claim_once() == 0.2
+    assert asked == [0]
+    assert loop.reachable is True

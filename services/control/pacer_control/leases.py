@@ -18,7 +18,8 @@ from pacer_common.errors import PacerError
 from pacer_common.status import to_grpc_status
 from pacer_control.auth import ServiceAuthenticator
 from pacer_control.codec import moment, ts
-from pacer_control.repository import ClaimedRun, Repository, RunResult
+from pacer_control.metrics import ControlMetrics
+from pacer_control.repository import ClaimedRun, Recorded, Repository, RunResult
 from pacer_control.validation import Checks
 
 T = TypeVar("T")
@@ -72,16 +73,26 @@ def _check_results(results: list[lease_pb.RunResult]) -> None:
 
 
 class LeaseApi(lease_grpc.LeaseServiceServicer):
-    """pacer.internal.v1.LeaseService over the repository; only the service credential may call it."""
+    """pacer.internal.v1.LeaseService over the repository; only the service credential may call it.
+
+    Runs settled by reported results are counted in `metrics` (`pacer_runs_total`).
+    """
 
     def __init__(
-        self, repository: Repository, clock: Clock, auth: ServiceAuthenticator, pool: Executor, lease_grace_ms: int
+        self,
+        repository: Repository,
+        clock: Clock,
+        auth: ServiceAuthenticator,
+        pool: Executor,
+        lease_grace_ms: int,
+        metrics: ControlMetrics,
     ) -> None:
         self._repository = repository
         self._clock = clock
         self._auth = auth
         self._pool = pool
         self._grace_ms = lease_grace_ms
+        self._metrics = metrics
 
     async def _run(self, context: grpc.aio.ServicerContext, work: Callable[[], T]) -> T:
         metadata = context.invocation_metadata()
@@ -101,7 +112,7 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
     ) -> lease_pb.ClaimDueRunsResponse:
         checks = Checks()
         checks.in_range(request.horizon_ms, "horizon_ms", 0, MAX_HORIZON_MS)
-        checks.in_range(request.limit, "limit", 1, MAX_CLAIM)
+        checks.in_range(request.limit, "limit", 0, MAX_CLAIM)
 
         def claim() -> tuple[list[ClaimedRun], datetime]:
             checks.done()
@@ -116,12 +127,13 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
     ) -> lease_pb.ReportResultsResponse:
         results = list(request.results)
 
-        def report() -> tuple[int, int]:
+        def report() -> Recorded:
             _check_results(results)
             return self._repository.record_results([run_result(r) for r in results], self._clock.now())
 
-        applied, stale = await self._run(context, report)
-        return lease_pb.ReportResultsResponse(applied=applied, stale=stale)
+        recorded = await self._run(context, report)
+        self._metrics.runs_settled(recorded.settled)
+        return lease_pb.ReportResultsResponse(applied=recorded.applied, stale=recorded.stale)
 
     async def ExtendLeases(
         self, request: lease_pb.ExtendLeasesRequest, context: grpc.aio.ServicerContext

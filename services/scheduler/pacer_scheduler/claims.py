@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from pacer_scheduler.control import ClaimSource, ControlError, ControlRefused
+from pacer_scheduler.metrics import SchedulerMetrics
 from pacer_scheduler.retry import Outage, RetryDelay
 from pacer_scheduler.timer import Timer
 
@@ -31,6 +33,11 @@ class ClaimLoop:
     `pending()` counts claimed runs not yet dispatched (timer plus ready queue). While the control plane is
     unreachable the loop retries with exponential backoff (see RetryDelay) and logs once per outage; it never
     raises. `stop()` lets a claim already on the wire finish, so no leased run is ever left behind unheld.
+
+    `staffed()` says whether any executor takes work; without one the loop does not claim at all.
+    `reachable` says how the last claim went: True after a success, False after the control plane failed or
+    refused it, None before the first; `called_at` when that was (monotonic seconds). The scheduler's readiness
+    follows them (see pacer_scheduler.readiness). Claims are measured in `metrics`.
     """
 
     def __init__(
@@ -40,15 +47,21 @@ class ClaimLoop:
         pending: Callable[[], int],
         policy: ClaimPolicy,
         retry: RetryDelay | None = None,
+        metrics: SchedulerMetrics | None = None,
+        staffed: Callable[[], bool] = lambda: True,
     ) -> None:
         self._source = source
+        self._staffed = staffed
         self._timer = timer
         self._pending = pending
         self._policy = policy
         self._retry = retry or RetryDelay()
+        self._metrics = metrics or SchedulerMetrics()
         self._outage = Outage(log, "claims")
         self._stopping = asyncio.Event()
         self.claimed = 0
+        self.reachable: bool | None = None
+        self.called_at: float | None = None
 
     def stop(self) -> None:
         """Ask the loop to end after the claim in progress, if any."""
@@ -67,24 +80,32 @@ class ClaimLoop:
 
     async def _claim_once(self) -> float:
         """One claim; returns how long to pause before the next (0 after a full batch)."""
-        limit = min(self._policy.batch, self._policy.max_pending - self._pending())
-        if limit <= 0:
+        # Runs claimed with no executor to take them would sit out their leases and end LOST, while another
+        # scheduler with executors could run them: unstaffed, the loop only probes (a claim of 0 runs), which
+        # keeps readiness meaningful.
+        staffed = self._staffed()
+        limit = min(self._policy.batch, self._policy.max_pending - self._pending()) if staffed else 0
+        if staffed and limit <= 0:
             log.debug("claim skipped: pending runs at their bound", extra={"event": "claim.backpressure"})
             return self._policy.interval_ms / 1000
+        began = time.perf_counter()
         try:
             items = await self._source.claim(self._policy.horizon_ms, limit)
         except ControlError as error:
             self._failed(error)
             return self._retry.next()
+        self._metrics.claimed(len(items), time.perf_counter() - began)
+        self.reachable, self.called_at = True, time.monotonic()
         self._outage.succeeded()
         self._retry.reset()
         self._timer.add(items)
         self.claimed += len(items)
         if items:
             log.debug("runs claimed", extra={"event": "claim.done", "count": len(items)})
-        return 0.0 if len(items) == limit else self._policy.interval_ms / 1000
+        return 0.0 if limit and len(items) == limit else self._policy.interval_ms / 1000
 
     def _failed(self, error: ControlError) -> None:
+        self.reachable, self.called_at = False, time.monotonic()
         if isinstance(error, ControlRefused):
             # A wrong token or a bad setting: an operator must act; keep trying so a fix is picked up.
             log.error(

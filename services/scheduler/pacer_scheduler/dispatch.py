@@ -74,6 +74,11 @@ class Dispatcher:
     def executors(self) -> int:
         return len(self._sessions)
 
+    @property
+    def accepting(self) -> bool:
+        """True while some connected executor still takes work."""
+        return any(session.accepting for session in self._sessions)
+
     def release(self, items: Iterable[lease_pb.WorkItem]) -> None:
         """Dispatch due `items` now, or queue them until an executor has credit."""
         for item in items:
@@ -105,11 +110,13 @@ class Dispatcher:
         """The executor reported `run_id` (a result implies it started)."""
         session.unstarted.pop(run_id, None)
         session.started.discard(run_id)
+        self._publish()
 
     def drain(self, session: ExecutorSession) -> None:
         """The executor is shutting down: send it nothing more."""
         session.draining = True
         log.info("executor draining", extra={"event": "executor.draining", "executor_id": session.executor_id})
+        self._publish()
 
     def disconnect(self, session: ExecutorSession) -> None:
         """The stream ended: unstarted items go to other executors; started ones are left to their lease."""
@@ -126,15 +133,21 @@ class Dispatcher:
                 "abandoned": len(session.started),
             },
         )
-        self._metrics.redispatched += len(requeued)
+        self._metrics.runs_redispatched(len(requeued))
         self.release(requeued)
 
     def _pump(self) -> None:
         while len(self._ready):
             session = self._pick()
             if session is None:
-                return
+                break
             self._dispatch(session, self._ready.pop())
+        self._publish()
+
+    def _publish(self) -> None:
+        """Show the executors' state in the metrics; after every change (a few executors: a cheap sum)."""
+        credits = sum(session.credits for session in self._sessions if not session.draining)
+        self._metrics.executors_changed(len(self._sessions), credits, self.in_flight)
 
     def _pick(self) -> ExecutorSession | None:
         count = len(self._sessions)
@@ -151,7 +164,7 @@ class Dispatcher:
     def _dispatch(self, session: ExecutorSession, item: lease_pb.WorkItem) -> None:
         now = self._clock.now()
         if item.HasField("lease_expires_at") and item.lease_expires_at.ToDatetime(tzinfo=UTC) <= now:
-            self._metrics.expired += 1
+            self._metrics.run_expired()
             log.warning("run lease expired before dispatch", extra=_run_fields("run.expired", item))
             return
         session.credits -= 1
@@ -165,4 +178,4 @@ class Dispatcher:
 
 
 def _run_fields(event: str, item: lease_pb.WorkItem) -> dict[str, object]:
-    return {"event": event, "run_id": item.run_id, "endpoint_id": item.endpoint_id, "tenant_id": item.tenant_id}
+    return {"event": event, "run_id": item.run_id, "endpoint_id": item.endpoint_id, "tenant": item.tenant_id}

@@ -6,19 +6,28 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
+
+import grpc
+from grpc_health.v1 import health
+from prometheus_client import CollectorRegistry
 
 from pacer_common.clock import Clock, SystemClock
 from pacer_common.credentials import service_token
+from pacer_common.health import health_server
 from pacer_common.logs import configure_logging
 from pacer_common.settings import load
+from pacer_common.telemetry import ClientMetricsInterceptor, ServerMetricsInterceptor, new_registry, serve_metrics
+from pacer_common.tls import channel_credentials, server_credentials
 from pacer_scheduler.auth import ServiceGate
 from pacer_scheduler.claims import ClaimLoop, ClaimPolicy
 from pacer_scheduler.control import LeaseClient, control_channel
 from pacer_scheduler.dispatch import Dispatcher
 from pacer_scheduler.metrics import SchedulerMetrics
+from pacer_scheduler.readiness import ControlReachability, lease_service_probe
 from pacer_scheduler.results import ResultBatcher
 from pacer_scheduler.retry import RetryDelay
-from pacer_scheduler.server import build_server, mark_serving
+from pacer_scheduler.server import build_server, readiness
 from pacer_scheduler.settings import SchedulerSettings
 from pacer_scheduler.stream import DispatchApi
 from pacer_scheduler.timer import Timer
@@ -28,24 +37,56 @@ log = logging.getLogger("pacer.scheduler")
 DRAIN_POLL_S = 0.05
 FLUSH_GRACE_S = 5.0  # results still get this long to reach the control plane after a drain timed out
 STREAM_GRACE_S = 1.0
+READINESS_POLL_S = 0.25  # how soon readiness shows a claim's success or failure
+# Claims older than this no longer say whether the control plane answers: a health check of it stands in.
+CLAIM_EVIDENCE_S = 2.0
+
+
+def _tls(settings: SchedulerSettings) -> tuple[grpc.ServerCredentials | None, grpc.ChannelCredentials | None]:
+    """Credentials of the executor-facing server and of the channel to the control plane (None: plaintext)."""
+    server = server_credentials(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+    client = channel_credentials(settings.tls_ca_file, settings.tls_client_cert_file, settings.tls_client_key_file)
+    return server, client
 
 
 class Scheduler:
-    """One scheduler, wired from settings: claims from the control plane, serves executors on `port`."""
+    """One scheduler, wired from settings: claims from the control plane, serves executors on `port`.
 
-    def __init__(self, settings: SchedulerSettings, token: str, clock: Clock) -> None:
+    Its metrics go to `registry` (a private one when None); it is ready (grpc.health.v1) while the control plane
+    answers its claims (or, while it has no reason to claim, a health check).
+    """
+
+    def __init__(
+        self, settings: SchedulerSettings, token: str, clock: Clock, registry: CollectorRegistry | None = None
+    ) -> None:
         self.settings = settings
-        self.metrics = SchedulerMetrics()
-        self._channel = control_channel(settings.control_addr)
+        self.metrics = SchedulerMetrics(registry)
+        server_tls, control_tls = _tls(settings)
+        interceptor = ClientMetricsInterceptor(self.metrics.grpc_client)
+        self._channel = control_channel(settings.control_addr, control_tls, [interceptor])
         lease_client = LeaseClient(self._channel, token, settings.identity)
         self.dispatcher = Dispatcher(clock, self.metrics)
         self.timer = Timer(clock, self.dispatcher.release)
         self.batcher = ResultBatcher(
             lease_client, self.metrics, batch_size=settings.result_batch, flush_ms=settings.result_flush_ms
         )
-        self.claims = ClaimLoop(lease_client, self.timer, self.pending, _policy(settings))
+        self.claims = ClaimLoop(
+            lease_client,
+            self.timer,
+            self.pending,
+            _policy(settings),
+            metrics=self.metrics,
+            staffed=lambda: self.dispatcher.accepting,
+        )
         self._api = DispatchApi(self.dispatcher, self.batcher, ServiceGate(token))
-        self._server, self.port, self._health = build_server(self._api, settings.scheduler_addr)
+        self._server, self.port, self.health = build_server(
+            self._api,
+            settings.scheduler_addr,
+            credentials=server_tls,
+            interceptors=[ServerMetricsInterceptor(self.metrics.grpc_server)],
+        )
+        self.readiness = readiness(self.health)
+        self._control = ControlReachability(self.claims, lease_service_probe(self._channel), CLAIM_EVIDENCE_S)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopped = False
         self.crashed = asyncio.Event()
@@ -71,10 +112,16 @@ class Scheduler:
         return self.pending() == 0 and self.dispatcher.in_flight == 0
 
     async def start(self) -> None:
-        """Listen for executors, report SERVING and start the timer, the batcher and the claim loop."""
+        """Listen for executors and start the timer, the batcher, the claim loop and readiness reporting
+        (NOT_SERVING until the control plane answered)."""
+        await self.readiness.start()
         await self._server.start()
-        await mark_serving(self._health)
-        for name, work in (("timer", self.timer.run), ("results", self.batcher.run), ("claims", self.claims.run)):
+        for name, work in (
+            ("timer", self.timer.run),
+            ("results", self.batcher.run),
+            ("claims", self.claims.run),
+            ("readiness", self._follow_control),
+        ):
             task = asyncio.create_task(work(), name=f"scheduler-{name}")
             task.add_done_callback(self._watch)
             self._tasks[name] = task
@@ -82,6 +129,11 @@ class Scheduler:
             "scheduler serving",
             extra={"event": "scheduler.started", "port": self.port, "scheduler_id": self.settings.identity},
         )
+
+    async def _follow_control(self) -> None:
+        while True:
+            await self.readiness.update(await self._control.reachable())
+            await asyncio.sleep(READINESS_POLL_S)
 
     async def drain_and_stop(self) -> None:
         """Stop claiming, dispatch what was claimed, wait for results (up to drain_timeout_ms), flush, stop.
@@ -92,7 +144,8 @@ class Scheduler:
             return
         self._stopped = True
         log.info("scheduler draining", extra={"event": "scheduler.draining", "pending": self.pending()})
-        await self._health.enter_graceful_shutdown()
+        await self.readiness.shutting_down()
+        await _cancel(self._tasks["readiness"])
         self.claims.stop()
         await asyncio.wait([self._tasks["claims"]])  # lets a claim on the wire land; a crash was already logged
         loop = asyncio.get_running_loop()
@@ -150,6 +203,21 @@ async def _token(settings: SchedulerSettings, stop: asyncio.Event) -> str | None
     return None
 
 
+@contextlib.asynccontextmanager
+async def _health_only_server(addr: str, servicer: health.aio.HealthServicer) -> AsyncIterator[None]:
+    """The optional plaintext health port (PACER_HEALTH_ADDR) for probes that cannot speak TLS."""
+    if not addr:
+        yield
+        return
+    server, port = health_server(addr, servicer)
+    await server.start()
+    log.info("health served", extra={"event": "health.serving", "addr": addr, "port": port})
+    try:
+        yield
+    finally:
+        await server.stop(None)
+
+
 async def serve(settings: SchedulerSettings, clock: Clock | None = None) -> int:
     """Run a scheduler until SIGTERM or SIGINT (exit status 0) or a crashed loop (1), draining it either way."""
     stop = asyncio.Event()
@@ -159,21 +227,28 @@ async def serve(settings: SchedulerSettings, clock: Clock | None = None) -> int:
     token = await _token(settings, stop)
     if token is None:
         return 0
-    scheduler = Scheduler(settings, token, clock or SystemClock())
-    await scheduler.start()
-    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(scheduler.crashed.wait())]
-    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    for waiting in waits:
-        waiting.cancel()
-    await scheduler.drain_and_stop()
+    registry = new_registry()
+    endpoint = serve_metrics(settings.metrics_addr, registry)
+    scheduler = Scheduler(settings, token, clock or SystemClock(), registry)
+    async with _health_only_server(settings.health_addr, scheduler.health):
+        await scheduler.start()
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(scheduler.crashed.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
+        await scheduler.drain_and_stop()
+    if endpoint is not None:
+        endpoint.close()
     return 1 if scheduler.crashed.is_set() else 0
 
 
 def main() -> None:
-    settings = load(SchedulerSettings)
+    try:
+        settings = load(SchedulerSettings)
+        _tls(settings)  # refuse bad TLS settings now, with a plain message, rather than as a traceback later
+    except ValueError as error:
+        raise SystemExit(f"pacer-scheduler: {error}") from None
     configure_logging(settings.log_level)
-    # grpc's event-loop plumbing logs a line per call at DEBUG, which would drown our own debug events.
-    logging.getLogger("grpc._cython.cygrpc").setLevel(max(logging.INFO, logging.getLogger().level))
     raise SystemExit(asyncio.run(serve(settings)))
 
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from pacer_control.models import Base
 
-engine = context.config.attributes.get("engine")
-if not isinstance(engine, Engine):
-    raise RuntimeError("run migrations through pacer_control.database.migrate (or `pacer-admin migrate`)")
 
-with engine.connect() as connection:
+def run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
@@ -21,3 +18,14 @@ with engine.connect() as connection:
     with context.begin_transaction():
         context.run_migrations()
     connection.commit()
+
+
+given = context.config.attributes.get("connection")
+engine = context.config.attributes.get("engine")
+if isinstance(given, Connection):
+    run(given)  # the caller's connection, which holds the migration lock
+elif isinstance(engine, Engine):
+    with engine.connect() as connection:
+        run(connection)
+else:
+    raise RuntimeError("run migrations through pacer_control.database.migrate (or `pacer-admin migrate`)")

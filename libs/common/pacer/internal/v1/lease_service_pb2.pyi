@@ -180,7 +180,9 @@ class ClaimDueRunsRequest(_message.Message):
     horizon_ms: _builtins.int
     """Claim runs due up to this many milliseconds ahead of now (0 to 60000)."""
     limit: _builtins.int
-    """Claim at most this many runs (1 to 5000)."""
+    """Claim at most this many runs (0 to 5000). Zero claims nothing: a probe that
+    the control plane and its database answer.
+    """
     def __init__(
         self,
         *,
