@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := libs/common services/control services/scheduler services/executor
+PACKAGES := libs/common services/control services/scheduler services/executor services/gateway services/mcp services/cli
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
 .PHONY: help setup proto proto-check lint format test test-unit test-integration run bench admin clean

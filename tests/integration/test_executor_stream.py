@@ -217,6 +217,8 @@ def executor_settings(*addresses: str, capacity: int) -> ExecutorSettings:
         egress_allow="loopback",
         service_token=TOKEN,
         drain_timeout_ms=int(DEADLINE_S * 1000),
+        metrics_addr="",  # the executor's fixed default ports are for processes, not for tests in one process
+        health_addr="",
     )
 
 

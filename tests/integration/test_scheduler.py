@@ -334,9 +334,9 @@ async def test_results_reported_while_the_control_plane_is_down_arrive_after_it_
 async def test_only_the_service_token_may_open_an_executor_stream(control, scheduler):
     async with grpc.aio.insecure_channel(f"127.0.0.1:{scheduler.port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        for service in ("", "pacer.internal.v1.DispatchService"):
-            answer = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        for service in ("", "pacer.internal.v1.DispatchService", "liveness"):
+            # Ready once a claim succeeded: the control plane is reachable.
+            await eventually_async(lambda s=service: serving(health, s), what=f"{service!r} SERVING")
 
         stub = dispatch_grpc.DispatchServiceStub(channel)
         hello = dispatch_pb.ConnectRequest(hello=dispatch_pb.Hello(executor_id="x", capacity=1))
@@ -347,6 +347,11 @@ async def test_only_the_service_token_may_open_an_executor_stream(control, sched
         assert await refusal(stub, [credit], bearer(SERVICE_TOKEN)) == grpc.StatusCode.INVALID_ARGUMENT
         bad_credit = dispatch_pb.ConnectRequest(credit=dispatch_pb.Credit(count=-1))
         assert await refusal(stub, [hello, bad_credit], bearer(SERVICE_TOKEN)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def serving(health: health_pb2_grpc.HealthStub, service: str) -> bool:
+    answer = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 async def refusal(

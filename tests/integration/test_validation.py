@@ -662,3 +662,50 @@ def test_adding_an_endpoint_to_an_archived_job_fails_precondition(harness, ctx):
     assert status_of(raised.value) == grpc.StatusCode.FAILED_PRECONDITION
     names = [e.name for e in harness.a.ListJobEndpoints(pb.ListJobEndpointsRequest(job_id=ctx.job_id)).endpoints]
     assert names == ["health"]
+
+
+NUL_CASES = [
+    ("CreateJob", lambda h, ids: pb.CreateJobRequest(name="bad\x00name"), "name"),
+    ("CreateJob", lambda h, ids: pb.CreateJobRequest(name="ok", description="a\x00b"), "description"),
+    (
+        "AddEndpointToJob",
+        lambda h, ids: pb.AddEndpointToJobRequest(
+            job_id=ids["job"], name="n", url="https://x.example.com/\x00", baseline=pb.Baseline(interval_ms=60_000)
+        ),
+        "url",
+    ),
+    (
+        "AddEndpointToJob",
+        lambda h, ids: pb.AddEndpointToJobRequest(
+            job_id=ids["job"],
+            name="n",
+            url="https://x.example.com/",
+            body="\x00",
+            baseline=pb.Baseline(interval_ms=60_000),
+        ),
+        "body",
+    ),
+    ("UpdateJob", lambda h, ids: pb.UpdateJobRequest(job_id=ids["job"], reason="\x00"), "reason"),
+]
+
+
+@pytest.mark.parametrize(("rpc", "build", "field"), NUL_CASES, ids=[f"{c[0]}-{c[2]}" for c in NUL_CASES])
+def test_nul_characters_are_refused_with_the_field_named(harness, rpc, build, field):
+    ids = {"job": harness.a.CreateJob(pb.CreateJobRequest(name="nul")).job_id}
+    with pytest.raises(grpc.RpcError) as refused:
+        getattr(harness.a, rpc)(build(harness, ids))
+    assert status_of(refused.value) == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in violations(refused.value)
+
+
+def test_run_filters_and_page_tokens_with_nul_never_reach_the_database(harness):
+    assert harness.a.ListRuns(pb.ListRunsRequest(job_id="job_\x00")).total == 0
+    assert harness.a.ListRuns(pb.ListRunsRequest(endpoint_id="\x00")).total == 0
+    import base64
+    import json
+
+    token = base64.urlsafe_b64encode(json.dumps(["2026-01-05T10:00:00+00:00", "job_\x00"]).encode()).decode()
+    with pytest.raises(grpc.RpcError) as refused:
+        harness.a.ListJobs(pb.ListJobsRequest(page_token=token))
+    assert status_of(refused.value) == grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_token" in violations(refused.value)

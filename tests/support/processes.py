@@ -23,6 +23,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def health_status(addr: str, service: str = "", timeout_s: float = 2.0) -> str:
+    """The grpc.health.v1 status name `service` has at `addr` (plaintext), or the gRPC error code's name."""
+    with grpc.insecure_channel(addr) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
+            )
+        except grpc.RpcError as error:
+            return str(error.code().name)  # type: ignore[attr-defined]
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
 def wait_serving(addr: str, deadline_s: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
     """Poll grpc.health.v1 until the server at `addr` says SERVING."""
     give_up = time.monotonic() + deadline_s
@@ -69,12 +81,13 @@ class ServiceProcess:
 
 
 def start_service(command: str, addr: str | None, env: Mapping[str, str], log_path: Path) -> ServiceProcess:
-    """Start a service; when it listens on `addr`, return only once it reports SERVING."""
+    """Start a service; when it listens on `addr`, return only once it reports SERVING (asked on its plaintext
+    health port, PACER_HEALTH_ADDR, when it has one: `addr` may speak TLS)."""
     service = ServiceProcess(command, env, log_path)
     if addr is None:
         return service
     try:
-        wait_serving(addr, process=service.process)
+        wait_serving(env.get("PACER_HEALTH_ADDR") or addr, process=service.process)
     except (RuntimeError, TimeoutError):
         service.stop()
         raise AssertionError(f"{command} did not start:\n{service.logs()}") from None
@@ -84,7 +97,15 @@ def start_service(command: str, addr: str | None, env: Mapping[str, str], log_pa
 def start_control(
     tmp: Path, database_url: str, name: str = "control", addr: str | None = None, env: Mapping[str, str] | None = None
 ) -> tuple[ServiceProcess, str]:
-    """Start pacer-control (on a free port unless `addr`) with its state in `tmp`; returns it once healthy."""
+    """Start pacer-control (on a free port unless `addr`) with its state in `tmp`; returns it once healthy.
+
+    Its metrics go to a free port too, unless `env` names one: the default port would collide between tests.
+    """
     addr = addr or f"127.0.0.1:{free_port()}"
-    settings = {"PACER_LISTEN_ADDR": addr, "PACER_DATABASE_URL": database_url, "PACER_VAR_DIR": str(tmp / "var")}
+    settings = {
+        "PACER_LISTEN_ADDR": addr,
+        "PACER_DATABASE_URL": database_url,
+        "PACER_VAR_DIR": str(tmp / "var"),
+        "PACER_METRICS_ADDR": f"127.0.0.1:{free_port()}",
+    }
     return start_service("pacer-control", addr, {**settings, **(env or {})}, tmp / f"{name}.log"), addr

@@ -40,7 +40,12 @@ def load(cls: type[Any], environ: Mapping[str, str] | None = None) -> Any:
 
 @dataclass(frozen=True)
 class ControlSettings:
-    """Settings of the control plane (see the README's configuration table)."""
+    """Settings of the control plane (see the README's configuration table and docs/operations.md).
+
+    `metrics_addr` serves Prometheus `/metrics` (empty: off); `health_addr` adds a plaintext server answering only
+    grpc.health.v1 (empty: health is on `listen_addr` only). `tls_cert_file` and `tls_key_file` make the API
+    TLS; `tls_client_ca_file` as well makes it mutual TLS for every caller (see `pacer_common.tls`).
+    """
 
     listen_addr: str = "127.0.0.1:50051"
     database_url: str = "sqlite:///var/pacer.db"
@@ -57,3 +62,8 @@ class ControlSettings:
     quota_min_interval_ms: int = 0
     quota_rate_per_s: int = 200
     quota_burst: int = 1000
+    metrics_addr: str = "127.0.0.1:9464"
+    health_addr: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""

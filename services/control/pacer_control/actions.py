@@ -111,7 +111,10 @@ def _encode_cursor(job: Job) -> str:
 def _decode_cursor(token: str) -> tuple[datetime, str]:
     try:
         created, job_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(created), str(job_id)
+        moment = datetime.fromisoformat(created)
+        if not looks_like("job", job_id) or moment.tzinfo is None:
+            raise ValueError(token)
+        return moment, job_id
     except (ValueError, TypeError, binascii.Error):
         raise InvalidArgument.single("page_token", "is not a token returned by ListJobs") from None
 
@@ -394,6 +397,10 @@ class ControlActions:
         if offset < 0:
             checks.fail("offset", "must not be negative")
         checks.done()
+        if (job_id is not None and not looks_like("job", job_id)) or (
+            endpoint_id is not None and not looks_like("ep", endpoint_id)
+        ):
+            return [], 0  # no run can match an id of the wrong shape, as none matches another tenant's id
         return self._repository.list_runs(
             who.tenant_id,
             job_id=job_id,

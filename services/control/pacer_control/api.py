@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer.control.v1 import control_service_pb2_grpc as pb_grpc
 from pacer_common.errors import PacerError
+from pacer_common.logs import first_line
 from pacer_common.status import to_grpc_status
 from pacer_control import codec
 from pacer_control.actions import ControlActions
@@ -49,8 +50,9 @@ class ControlApi(pb_grpc.ControlServiceServicer):
             return await asyncio.get_running_loop().run_in_executor(self._pool, call)
         except PacerError as error:
             await context.abort_with_status(to_grpc_status(error))
-        except OperationalError:
-            log.exception("database unavailable")
+        except OperationalError as error:
+            # The first line names the failure; statement parameters never appear (the engine hides them).
+            log.error("database unavailable", extra={"event": "db.unavailable", "error": first_line(error)})
             await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable, retry later")
         raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 import grpc
+from sqlalchemy.exc import SQLAlchemyError
 
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
@@ -23,6 +25,7 @@ from pacer_control.repository import ClaimedRun, Recorded, Repository, RunResult
 from pacer_control.validation import Checks
 
 T = TypeVar("T")
+log = logging.getLogger("pacer.control.leases")
 MAX_HORIZON_MS = 60_000
 MAX_CLAIM = 5000
 MAX_BATCH = 5000
@@ -105,6 +108,9 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
             return await asyncio.get_running_loop().run_in_executor(self._pool, call)
         except PacerError as error:
             await context.abort_with_status(to_grpc_status(error))
+        except SQLAlchemyError:
+            log.exception("lease call failed on the database", extra={"event": "control.database_error"})
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable, retry later")
         raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
     async def ClaimDueRuns(

@@ -3,78 +3,163 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health
+from sqlalchemy import Engine
 
 from pacer_common.clock import SystemClock
 from pacer_common.credentials import service_token
+from pacer_common.health import Readiness, health_server, probe_forever
 from pacer_common.logs import configure_logging
 from pacer_common.settings import ControlSettings, load
+from pacer_common.telemetry import ServerMetricsInterceptor, new_registry, serve_metrics
+from pacer_common.tls import server_credentials
 from pacer_control.database import make_engine, migrate
+from pacer_control.metrics import ControlMetrics, watch_database
 from pacer_control.quotas import Quota
 from pacer_control.reaper import reap_forever
 from pacer_control.repository import Repository
-from pacer_control.server import SERVICE_NAME, ServerOptions, build_server, mark_serving
+from pacer_control.server import SERVICE_NAME, ServerOptions, build_server, readiness
 from pacer_control.tenancy import ensure_dev_key
 
 log = logging.getLogger("pacer.control")
 GRACE_S = 5.0
+# Readiness follows the database: a `SELECT 1` this often, failing when it takes longer than the timeout.
+DB_PROBE_INTERVAL_S = 2.0
+DB_PROBE_TIMEOUT_S = 3.0
 
 
-async def serve(settings: ControlSettings) -> None:
+def _options(settings: ControlSettings) -> ServerOptions:
+    return ServerOptions(
+        listen_addr=settings.listen_addr,
+        min_interval_ms=settings.min_interval_ms,
+        service_token=service_token(settings.service_token, settings.var_dir, create=settings.bootstrap_dev),
+        lease_grace_ms=settings.lease_grace_ms,
+        quota_defaults=Quota(
+            max_jobs=settings.quota_max_jobs,
+            max_endpoints=settings.quota_max_endpoints,
+            min_interval_ms=settings.quota_min_interval_ms,
+            rate_per_s=settings.quota_rate_per_s,
+            burst=settings.quota_burst,
+        ),
+    )
+
+
+@contextlib.asynccontextmanager
+async def _health_only_server(
+    addr: str, servicer: health.aio.HealthServicer, metrics: ControlMetrics
+) -> AsyncIterator[None]:
+    """The optional plaintext health port (PACER_HEALTH_ADDR) for probes that cannot speak TLS."""
+    if not addr:
+        yield
+        return
+    server, port = health_server(addr, servicer, [ServerMetricsInterceptor(metrics.grpc_server)])
+    await server.start()
+    log.info("health served", extra={"event": "health.serving", "addr": addr, "port": port})
+    try:
+        yield
+    finally:
+        await server.stop(None)
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _open_database(settings: ControlSettings) -> tuple[Engine, Repository]:
+    """The migrated database, with the dev tenant when the embedded profile asks for it."""
     engine = make_engine(settings.database_url, settings.db_pool_size)
     migrate(engine)
     log.info("schema up to date", extra={"event": "control.migrated", "backend": engine.dialect.name})
     repository = Repository(engine)
-    clock = SystemClock()
     if settings.bootstrap_dev:
-        key_path = ensure_dev_key(repository, Path(settings.var_dir), clock.now())
+        key_path = ensure_dev_key(repository, Path(settings.var_dir), SystemClock().now())
         log.info("dev tenant ready", extra={"event": "control.dev_key", "key_file": str(key_path)})
+    return engine, repository
+
+
+def _background(
+    settings: ControlSettings, repository: Repository, pool: Executor, ready: Readiness, metrics: ControlMetrics
+) -> list[asyncio.Task[None]]:
+    """The reaper of expired leases and the database probe behind readiness."""
+    reaper = reap_forever(
+        repository,
+        SystemClock(),
+        pool,
+        settings.reaper_interval_ms / 1000,
+        settings.lease_grace_ms / 1000,
+        metrics,
+    )
+    probe = probe_forever(ready, repository.ping, DB_PROBE_INTERVAL_S, DB_PROBE_TIMEOUT_S)
+    return [asyncio.create_task(reaper), asyncio.create_task(probe)]
+
+
+async def serve(settings: ControlSettings, credentials: grpc.ServerCredentials | None = None) -> None:
+    """Run the control plane until SIGTERM or SIGINT; `credentials` make its port TLS (see pacer_common.tls)."""
+    engine, repository = _open_database(settings)
+    registry = new_registry()
+    metrics = ControlMetrics(registry)
+    watch_database(registry, engine, repository.endpoint_counts)
+    endpoint = serve_metrics(settings.metrics_addr, registry)
     # SQLite takes one writer at a time: one database thread serializes it; PostgreSQL gets a pool.
     workers = 1 if engine.dialect.name == "sqlite" else settings.db_pool_size
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db") as pool:
-        options = ServerOptions(
-            listen_addr=settings.listen_addr,
-            min_interval_ms=settings.min_interval_ms,
-            service_token=service_token(settings.service_token, settings.var_dir, create=settings.bootstrap_dev),
-            lease_grace_ms=settings.lease_grace_ms,
-            quota_defaults=Quota(
-                max_jobs=settings.quota_max_jobs,
-                max_endpoints=settings.quota_max_endpoints,
-                min_interval_ms=settings.quota_min_interval_ms,
-                rate_per_s=settings.quota_rate_per_s,
-                burst=settings.quota_burst,
-            ),
+        server, port, health_servicer = build_server(
+            repository, SystemClock(), pool, _options(settings), metrics=metrics, credentials=credentials
         )
-        server, port, health = build_server(repository, clock, pool, options)
-        await server.start()
-        await mark_serving(health)
-        reaper = asyncio.create_task(
-            reap_forever(repository, clock, pool, settings.reaper_interval_ms / 1000, settings.lease_grace_ms / 1000)
-        )
-        log.info(
-            "control plane serving",
-            extra={"event": "control.started", "addr": settings.listen_addr, "port": port, "service": SERVICE_NAME},
-        )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("control plane stopping", extra={"event": "control.stopping"})
-        await health.enter_graceful_shutdown()
-        reaper.cancel()
-        await server.stop(GRACE_S)
+        ready = readiness(health_servicer)
+        await ready.start()
+        async with _health_only_server(settings.health_addr, health_servicer, metrics):
+            await server.start()
+            tasks = _background(settings, repository, pool, ready, metrics)
+            log.info(
+                "control plane serving",
+                extra={
+                    "event": "control.started",
+                    "addr": settings.listen_addr,
+                    "port": port,
+                    "service": SERVICE_NAME,
+                    "tls": _tls_mode(settings),
+                },
+            )
+            await _until_signalled()
+            log.info("control plane stopping", extra={"event": "control.stopping"})
+            await ready.shutting_down()
+            for task in tasks:
+                task.cancel()
+            await server.stop(GRACE_S)
+    if endpoint is not None:
+        endpoint.close()
     engine.dispose()
 
 
+def _tls_mode(settings: ControlSettings) -> str:
+    if not settings.tls_cert_file:
+        return "off"
+    return "mutual" if settings.tls_client_ca_file else "server"
+
+
 def main() -> None:
-    settings = load(ControlSettings)
+    try:
+        settings = load(ControlSettings)
+        credentials = server_credentials(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+    except ValueError as error:
+        # Before logging is configured: a plain message on standard error and exit status 1.
+        raise SystemExit(f"pacer-control: {error}") from None
     configure_logging(settings.log_level)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line of our own says the schema is current
-    asyncio.run(serve(settings))
+    asyncio.run(serve(settings, credentials))
 
 
 if __name__ == "__main__":

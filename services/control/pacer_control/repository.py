@@ -6,7 +6,8 @@ inside that transaction, so the domain rules (validation, governor re-plan) and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,8 +20,10 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     func,
     insert,
+    literal,
     or_,
     select,
     type_coerce,
@@ -98,6 +101,30 @@ class ClaimedRun:
     headers: dict[str, str]
     body: str
     timeout_ms: int
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a batch of results did: runs settled by it, by final status, and results that came too late (stale)."""
+
+    settled: Mapping[str, int]
+    stale: int
+
+    @property
+    def applied(self) -> int:
+        return sum(self.settled.values())
+
+
+@dataclass(frozen=True)
+class LostRun:
+    """A run the reaper settled as LOST because its lease expired without a result."""
+
+    run_id: str
+    endpoint_id: str
+    tenant_id: str
+
+
+ENDPOINT_STATES = ("active", "paused", "deleted")
 
 
 @dataclass(frozen=True)
@@ -459,11 +486,11 @@ class Repository:
             connection.execute(_LEASE_UPDATE, [_lease_row(row, claim) for row, claim in zip(rows, claims, strict=True)])
             return claims
 
-    def record_results(self, results: Sequence[RunResult], now: datetime) -> tuple[int, int]:
+    def record_results(self, results: Sequence[RunResult], now: datetime) -> Recorded:
         """Store a batch of outcomes in one transaction; only a result that still holds its lease moves the schedule.
 
-        Returns (applied, stale): results that settled their run, and results recorded without effect on the
-        schedule because the run was already settled (LOST) or is unknown.
+        Returns the runs the batch settled, by status, and how many results were stale: recorded without effect on
+        the schedule because the run was already settled (LOST) or is unknown.
         """
         by_run = {result.run_id: result for result in results}
         query = (
@@ -484,7 +511,7 @@ class Repository:
                 _Settled(run.id, run.endpoint_id, by_run[run.id].status, by_run[run.id].started_at) for run in live
             ]
             _settle(connection, settled, now)
-        return len(live), len(results) - len(live)
+        return Recorded(Counter(item.status for item in settled), len(results) - len(live))
 
     def extend_leases(self, run_ids: Sequence[str], until: datetime) -> list[str]:
         """Move the lease of each RUNNING run (and its endpoint) to `until`; returns the runs extended."""
@@ -496,10 +523,10 @@ class Repository:
             s.execute(update(Endpoint).where(Endpoint.lease_run_id.in_(extended)).values(lease_expires_at=until))
             return extended
 
-    def reap_expired(self, now: datetime, limit: int) -> int:
-        """Mark RUNNING runs whose lease has expired as LOST and re-plan their endpoints; returns how many."""
+    def reap_expired(self, now: datetime, limit: int) -> list[LostRun]:
+        """Mark up to `limit` RUNNING runs whose lease has expired as LOST and re-plan their endpoints; returns them."""
         query = (
-            select(_RUNS.c.id, _RUNS.c.endpoint_id)
+            select(_RUNS.c.id, _RUNS.c.endpoint_id, _RUNS.c.tenant_id)
             .where(_RUNS.c.status == RUN_RUNNING, _RUNS.c.lease_expires_at < now)
             .order_by(_RUNS.c.lease_expires_at)
             .limit(limit)
@@ -514,7 +541,29 @@ class Repository:
                     .values(status=RUN_LOST, finished_at=now, error_message="lease expired before a result arrived")
                 )
                 _settle(connection, [_Settled(run.id, run.endpoint_id, RUN_LOST, None) for run in runs], now)
-            return len(runs)
+            return [LostRun(run.id, run.endpoint_id, run.tenant_id) for run in runs]
+
+    # -- operations: health and metrics -----------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """One round trip to the database (`SELECT 1`); raises SQLAlchemyError when it cannot be reached."""
+        with self._engine.connect() as connection:
+            connection.execute(select(1))
+
+    def endpoint_counts(self) -> dict[str, int]:
+        """Endpoints by state, every state present: `deleted`; `paused` (paused, or never firing again because
+        their job is archived); `active` (the rest). One scan with one GROUP BY, for a metrics scrape."""
+        state = case(
+            (_ENDPOINTS.c.deleted_at.is_not(None), literal("deleted")),
+            (or_(_ENDPOINTS.c.paused, _ENDPOINTS.c.next_run_at.is_(None)), literal("paused")),
+            else_=literal("active"),
+        ).label("state")
+        # Grouped by the subquery's column: PostgreSQL would not match a CASE repeated with fresh bind parameters.
+        states = select(state).subquery()
+        query = select(states.c.state, func.count()).group_by(states.c.state)
+        with self._engine.connect() as connection:
+            counted = {str(name): int(count) for name, count in connection.execute(query)}
+        return {name: counted.get(name, 0) for name in ENDPOINT_STATES}
 
 
 # -- the hot path in Core: claims and results --------------------------------------------------------------------

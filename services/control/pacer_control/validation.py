@@ -59,13 +59,24 @@ class Checks:
         if self.found:
             raise InvalidArgument(self.found)
 
+    def printable(self, value: str, field: str) -> bool:
+        """False (and a violation) when `value` holds NUL, which no database column can store."""
+        if "\x00" in value:
+            self.fail(field, "must not contain NUL characters")
+            return False
+        return True
+
     def name(self, value: str, field: str = "name") -> None:
+        if not self.printable(value, field):
+            return
         if not value.strip():
             self.fail(field, "must not be empty")
         elif len(value) > MAX_NAME:
             self.fail(field, f"must be at most {MAX_NAME} characters")
 
     def text(self, value: str, field: str, limit: int) -> None:
+        if not self.printable(value, field):
+            return
         if len(value) > limit:
             self.fail(field, f"must be at most {limit} characters")
 
@@ -73,6 +84,8 @@ class Checks:
         self.text(value, "reason", MAX_REASON)
 
     def url(self, value: str, field: str = "url") -> None:
+        if not self.printable(value, field):
+            return
         if len(value) > MAX_URL:
             self.fail(field, f"must be at most {MAX_URL} characters")
             return
@@ -99,13 +112,15 @@ class Checks:
         bad = sorted(n for n in headers if len(n) > MAX_HEADER_NAME or not _TOKEN.match(n))
         if bad:
             self.fail(field, f"invalid header name {bad[0][:40]!r}")
-        if any("\r" in v or "\n" in v for v in headers.values()):
-            self.fail(field, "header values must not contain line breaks")
+        if any("\r" in v or "\n" in v or "\x00" in v for v in headers.values()):
+            self.fail(field, "header values must not contain line breaks or NUL characters")
         size = sum(len(n.encode()) + len(v.encode()) for n, v in headers.items())
         if size > MAX_HEADERS_BYTES:
             self.fail(field, f"must be at most {MAX_HEADERS_BYTES} bytes in all")
 
     def body(self, value: str, field: str = "body") -> None:
+        if not self.printable(value, field):
+            return
         if len(value.encode()) > MAX_BODY_BYTES:
             self.fail(field, f"must be at most {MAX_BODY_BYTES} bytes")
 

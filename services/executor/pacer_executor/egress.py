@@ -63,12 +63,34 @@ _NUMERIC_LABEL: Final = re.compile(r"[0-9]+|0x[0-9a-f]*", re.IGNORECASE)
 _LOOPBACK_PROBES: Final = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
 
 
-class EgressBlocked(Exception):
-    """A call was refused by the egress policy; `reason` says why, for the run record."""
+# The kinds of refusal as metric labels (`pacer_egress_refusals_total{reason_category}`): a fixed, small set.
+_CATEGORY_LABELS: Final[dict[Category, str]] = {
+    "cloud metadata": "cloud_metadata",
+    "loopback": "loopback",
+    "private": "private",
+    "shared (CGNAT)": "cgnat",
+    "link-local": "link_local",
+    "multicast": "multicast",
+    "reserved": "reserved",
+}
 
-    def __init__(self, reason: str) -> None:
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a destination is refused: `reason` for the run record, `category` (a short label) for counting."""
+
+    reason: str
+    category: str
+
+
+class EgressBlocked(Exception):
+    """A call was refused by the egress policy; `reason` says why, for the run record, `category` what kind of
+    destination it was (see `Refusal`)."""
+
+    def __init__(self, reason: str, category: str = "policy") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.category = category
 
 
 @dataclass(frozen=True)
@@ -112,15 +134,21 @@ class EgressPolicy:
 
         IPv4-mapped, NAT64 and 6to4 IPv6 addresses are judged by the IPv4 address they carry.
         """
+        found = self.judge(address, host)
+        return None if found is None else found.reason
+
+    def judge(self, address: IPAddress, host: str = "") -> Refusal | None:
+        """`refusal`, with the kind of address refused."""
         judged = _embedded_ipv4(address) or address
         category = _category(judged)
         if category is None:
             return None
+        refused = Refusal(_reason(address, judged, category), _CATEGORY_LABELS[category])
         if category == "cloud metadata":
-            return None if self._lists_exactly(judged) else _reason(address, judged, category)
+            return None if self._lists_exactly(judged) else refused
         if self._allows_explicitly(judged, host) or self._allows_category(category):
             return None
-        return _reason(address, judged, category)
+        return refused
 
     def destination_refusal(self, scheme: str, host: str) -> str | None:
         """Judge a URL's scheme and host (as the URL carries it) before anything is sent; None if it may proceed.
@@ -128,15 +156,20 @@ class EgressPolicy:
         IP literals and loopback names (`localhost`, `*.localhost`) are judged here; other names return None and
         are judged address by address by `PolicyResolver` when aiohttp resolves them.
         """
+        found = self.judge_destination(scheme, host)
+        return None if found is None else found.reason
+
+    def judge_destination(self, scheme: str, host: str) -> Refusal | None:
+        """`destination_refusal`, with the kind of destination refused."""
         if scheme.lower() not in ALLOWED_SCHEMES:
-            return f"scheme {scheme!r} is not allowed (only http and https)"
+            return Refusal(f"scheme {scheme!r} is not allowed (only http and https)", "scheme")
         literal = _parse_literal(host)
         if literal is not None:
-            return self.refusal(literal, host)
+            return self.judge(literal, host)
         if _looks_numeric(host):
-            return f"{host} is not a canonical IP address"
+            return Refusal(f"{host} is not a canonical IP address", "non_canonical")
         if _is_loopback_name(host) and all(self.refusal(probe, host) for probe in _LOOPBACK_PROBES):
-            return f"{host} names the loopback interface"
+            return Refusal(f"{host} names the loopback interface", "loopback")
         return None
 
     def _lists_exactly(self, address: IPAddress) -> bool:
@@ -170,23 +203,26 @@ class PolicyResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         answers = await self._upstream.resolve(host, port, family)
-        reasons = [self._judge(answer, host) for answer in answers]
-        allowed = [answer for answer, reason in zip(answers, reasons, strict=True) if reason is None]
+        refusals = [self._judge(answer, host) for answer in answers]
+        allowed = [answer for answer, refusal in zip(answers, refusals, strict=True) if refusal is None]
         if allowed:
             return allowed
         # Every answer was refused (or there were none): report the first reason, it names the address.
-        first = next((reason for reason in reasons if reason is not None), "the name resolved to no addresses")
-        raise EgressBlocked(f"{host}: {first}")
+        first = next((refusal for refusal in refusals if refusal is not None), _NO_ADDRESSES)
+        raise EgressBlocked(f"{host}: {first.reason}", first.category)
 
     async def close(self) -> None:
         await self._upstream.close()
 
-    def _judge(self, answer: ResolveResult, host: str) -> str | None:
+    def _judge(self, answer: ResolveResult, host: str) -> Refusal | None:
         try:
             address = ipaddress.ip_address(answer["host"])
         except ValueError:
-            return f"the resolver answered {answer['host']!r}, which is not an IP address"
-        return self._policy.refusal(address, host)
+            return Refusal(f"the resolver answered {answer['host']!r}, which is not an IP address", "unresolvable")
+        return self._policy.judge(address, host)
+
+
+_NO_ADDRESSES: Final = Refusal("the name resolved to no addresses", "unresolvable")
 
 
 def _category(address: IPAddress) -> Category | None:

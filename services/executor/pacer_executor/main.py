@@ -1,42 +1,80 @@
 """Composition root of the executor: settings -> runner -> worker -> one stream per scheduler, until SIGTERM or
-Ctrl-C, then a drain: no new work, in-flight runs finish and report, streams close, exit 0."""
+Ctrl-C, then a drain: no new work, in-flight runs finish and report, streams close, exit 0.
+
+Beside the streams it serves Prometheus `/metrics` (PACER_METRICS_ADDR) and a small gRPC server with only
+grpc.health.v1 (PACER_HEALTH_ADDR): ready while at least one scheduler stream is open, `liveness` while it runs.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import signal
+from collections.abc import AsyncIterator
+
+from grpc_health.v1 import health
 
 from pacer_common.clock import SystemClock
 from pacer_common.credentials import bearer, service_token
+from pacer_common.health import Readiness, follow, health_server
 from pacer_common.logs import configure_logging
 from pacer_common.settings import load
+from pacer_common.telemetry import ClientMetricsInterceptor, ServerMetricsInterceptor, new_registry, serve_metrics
+from pacer_common.tls import channel_credentials, open_channel
 from pacer_executor.egress import EgressPolicy
+from pacer_executor.metrics import ExecutorMetrics
 from pacer_executor.runner import HttpRunner
 from pacer_executor.settings import ExecutorSettings
-from pacer_executor.stream import ReconnectBackoff, SchedulerStream, StreamOptions
+from pacer_executor.stream import ChannelFactory, ReconnectBackoff, SchedulerStream, StreamOptions
 from pacer_executor.worker import Worker, split_capacity
 
 log = logging.getLogger("pacer.executor")
 
+READINESS_POLL_S = 0.25  # how soon readiness shows a stream opening or breaking
+Metadata = tuple[tuple[str, str], ...]
 
-async def serve(
-    settings: ExecutorSettings, policy: EgressPolicy, metadata: tuple[tuple[str, str], ...], stop: asyncio.Event
-) -> None:
+
+async def serve(settings: ExecutorSettings, policy: EgressPolicy, metadata: Metadata, stop: asyncio.Event) -> None:
     """Run the executor until `stop` is set, then drain for up to `drain_timeout_ms` and close every stream.
 
-    `metadata` is what every stream carries (the service credential); `policy` judges every destination.
+    `metadata` is what every stream carries (the service credential); `policy` judges every destination. The
+    metrics and health servers listen where the settings say (nowhere when empty) for as long as this runs.
     """
+    registry = new_registry()
+    metrics = ExecutorMetrics(registry)
+    endpoint = serve_metrics(settings.metrics_addr, registry)
+    try:
+        async with _health(settings.health_addr, metrics) as readiness:
+            await _run(settings, policy, metadata, stop, metrics, readiness)
+    finally:
+        if endpoint is not None:
+            endpoint.close()
+
+
+async def _run(
+    settings: ExecutorSettings,
+    policy: EgressPolicy,
+    metadata: Metadata,
+    stop: asyncio.Event,
+    metrics: ExecutorMetrics,
+    readiness: Readiness,
+) -> None:
     clock = SystemClock()
     runner = HttpRunner(
-        policy, clock, capture_limit_bytes=settings.capture_limit_bytes, max_connections=settings.capacity
+        policy,
+        clock,
+        capture_limit_bytes=settings.capture_limit_bytes,
+        max_connections=settings.capacity,
+        metrics=metrics,
     )
     async with runner:
-        worker = Worker(runner, clock, settings.capacity)
-        streams = _streams(settings, worker, metadata)
+        worker = Worker(runner, clock, settings.capacity, metrics)
+        streams = _streams(settings, worker, metadata, _channels(settings, metrics))
         for stream in streams:
             stream.start()
+        follower = asyncio.create_task(follow(readiness, lambda: worker.connected > 0, READINESS_POLL_S))
         log.info(
             "executor started",
             extra={
@@ -47,18 +85,47 @@ async def serve(
             },
         )
         await stop.wait()
+        await readiness.shutting_down()
+        follower.cancel()
         await _shut_down(worker, streams, settings.drain_timeout_ms / 1000)
 
 
+@contextlib.asynccontextmanager
+async def _health(addr: str, metrics: ExecutorMetrics) -> AsyncIterator[Readiness]:
+    """Readiness, published by a health-only gRPC server on `addr` while the block runs (unpublished if empty)."""
+    servicer = health.aio.HealthServicer()
+    readiness = Readiness(servicer, (), dependency="scheduler stream")
+    await readiness.start()
+    if not addr:
+        yield readiness
+        return
+    server, port = health_server(addr, servicer, [ServerMetricsInterceptor(metrics.grpc_server)])
+    await server.start()
+    log.info("health served", extra={"event": "health.serving", "addr": addr, "port": port})
+    try:
+        yield readiness
+    finally:
+        await server.stop(None)
+
+
+def _channels(settings: ExecutorSettings, metrics: ExecutorMetrics) -> ChannelFactory:
+    """How each stream opens its channel: TLS per the settings, its calls measured in `metrics`."""
+    credentials = channel_credentials(settings.tls_ca_file, settings.tls_client_cert_file, settings.tls_client_key_file)
+    interceptors = [ClientMetricsInterceptor(metrics.grpc_client)]
+    return lambda address: open_channel(address, credentials, interceptors=interceptors)
+
+
 def _streams(
-    settings: ExecutorSettings, worker: Worker, metadata: tuple[tuple[str, str], ...]
+    settings: ExecutorSettings, worker: Worker, metadata: Metadata, channels: ChannelFactory
 ) -> list[SchedulerStream]:
     addresses = settings.scheduler_addresses
     shares = split_capacity(settings.capacity, len(addresses))
     # One generator for all streams, seeded by the OS, so processes started together draw different jitter.
     jitter = random.Random().random
     return [
-        SchedulerStream(address, worker, StreamOptions(settings.identity, share, metadata), ReconnectBackoff(jitter))
+        SchedulerStream(
+            address, worker, StreamOptions(settings.identity, share, metadata, channels), ReconnectBackoff(jitter)
+        )
         for address, share in zip(addresses, shares, strict=True)
     ]
 
@@ -70,9 +137,7 @@ async def _shut_down(worker: Worker, streams: list[SchedulerStream], drain_timeo
     log.info("executor stopped", extra={"event": "executor.stopped", "all_reported": delivered})
 
 
-async def _serve_until_signalled(
-    settings: ExecutorSettings, policy: EgressPolicy, metadata: tuple[tuple[str, str], ...]
-) -> None:
+async def _serve_until_signalled(settings: ExecutorSettings, policy: EgressPolicy, metadata: Metadata) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -86,6 +151,7 @@ def main() -> None:
         settings = load(ExecutorSettings)
         policy = EgressPolicy.from_strings(settings.egress_allow)
         token = service_token(settings.service_token, settings.var_dir, create=False)
+        channel_credentials(settings.tls_ca_file, settings.tls_client_cert_file, settings.tls_client_key_file)
     except (ValueError, FileNotFoundError) as error:
         # Before logging is configured: a plain message on standard error and exit status 1.
         raise SystemExit(f"pacer-executor: {error}") from None

@@ -24,6 +24,7 @@ from yarl import URL
 
 from pacer_common.clock import Clock
 from pacer_executor.egress import EgressBlocked, EgressPolicy, PolicyResolver
+from pacer_executor.metrics import ExecutorMetrics
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,10 @@ _PACER_HEADERS: Final = frozenset({"x-pacer-run-id", "x-pacer-endpoint-id", "x-p
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One due run: the call to make and how long it may take (`timeout_ms` covers the whole exchange)."""
+    """One due run: the call to make and how long it may take (`timeout_ms` covers the whole exchange).
+
+    `headers` may carry the target's credentials: they go to the target and nowhere else (never to a log).
+    """
 
     run_id: str
     endpoint_id: str
@@ -50,6 +54,7 @@ class WorkItem:
     headers: Mapping[str, str]
     body: str
     timeout_ms: int
+    tenant_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,13 +90,14 @@ class _Hop:
 
 @dataclass(frozen=True)
 class _Result:
-    """An Outcome without its timing."""
+    """An Outcome without its timing; `refusal_category` says what kind of destination a BLOCKED run hit."""
 
     status: RunStatus
     http_status: int = 0
     error_message: str = ""
     response_body: str = ""
     response_truncated: bool = False
+    refusal_category: str = ""
 
     def outcome(self, run_id: str, started_at: datetime, finished_at: datetime, duration_ms: int) -> Outcome:
         """This result with the run's identity and timing."""
@@ -121,8 +127,10 @@ class HttpRunner:
         max_redirects: int = 5,
         user_agent: str = "Pacer/0.1",
         upstream_resolver: AbstractResolver | None = None,
+        metrics: ExecutorMetrics | None = None,
     ) -> None:
-        """`upstream_resolver` answers DNS questions before the policy filters them (default: getaddrinfo)."""
+        """`upstream_resolver` answers DNS questions before the policy filters them (default: getaddrinfo);
+        each run's duration and egress refusals are measured in `metrics`."""
         if capture_limit_bytes < 0 or max_connections < 1 or max_redirects < 0:
             raise ValueError("capture_limit_bytes and max_redirects must be >= 0, max_connections >= 1")
         self._policy = policy
@@ -132,6 +140,7 @@ class HttpRunner:
         self._max_redirects = max_redirects
         self._user_agent = user_agent
         self._upstream_resolver = upstream_resolver
+        self._metrics = metrics or ExecutorMetrics()
         self._resolver: PolicyResolver | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -169,16 +178,24 @@ class HttpRunner:
         started_at = self._clock.now()
         began = time.monotonic()
         result = await self._attempt(self._session, item)
-        duration_ms = round((time.monotonic() - began) * 1000)
-        outcome = result.outcome(item.run_id, started_at, self._clock.now(), duration_ms)
+        elapsed_s = time.monotonic() - began
+        outcome = result.outcome(item.run_id, started_at, self._clock.now(), round(elapsed_s * 1000))
+        self._measure(result, elapsed_s)
         _log_outcome(item, outcome)
         return outcome
+
+    def _measure(self, result: _Result, elapsed_s: float) -> None:
+        self._metrics.run_finished(result.status, elapsed_s)
+        if result.status == "BLOCKED":
+            self._metrics.egress_refused(result.refusal_category)
 
     async def _attempt(self, session: aiohttp.ClientSession, item: WorkItem) -> _Result:
         try:
             return await self._exchange(session, item)
         except EgressBlocked as blocked:
-            return _Result("BLOCKED", error_message=f"egress refused: {blocked.reason}")
+            return _Result(
+                "BLOCKED", error_message=f"egress refused: {blocked.reason}", refusal_category=blocked.category
+            )
         except TimeoutError:
             # Before ClientError: aiohttp's timeout errors are both.
             return _Result("TIMEOUT", error_message=f"no complete response within {item.timeout_ms} ms")
@@ -187,7 +204,7 @@ class HttpRunner:
         except aiohttp.ClientConnectorError as exc:
             return _Result("FAILURE", error_message=f"connection failed: {exc}")
         except aiohttp.ClientError as exc:
-            return _Result("FAILURE", error_message=f"{type(exc).__name__}: {exc}")
+            return _Result("FAILURE", error_message=_describe(exc))
         except ValueError as exc:
             # Unusable endpoint configuration (URL, method, header names) is the run's failure, not the executor's.
             return _Result("FAILURE", error_message=f"invalid request: {exc}")
@@ -214,9 +231,9 @@ class HttpRunner:
     def _check_destination(self, url: URL) -> None:
         if not url.scheme:
             raise ValueError("the URL needs a scheme and a host")
-        reason = self._policy.destination_refusal(url.scheme, url.raw_host or "")
-        if reason is not None:
-            raise EgressBlocked(reason)
+        refusal = self._policy.judge_destination(url.scheme, url.raw_host or "")
+        if refusal is not None:
+            raise EgressBlocked(refusal.reason, refusal.category)
         if not url.raw_host:
             raise ValueError("the URL needs a scheme and a host")
 
@@ -232,6 +249,16 @@ class HttpRunner:
             response_body=body,
             response_truncated=truncated,
         )
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    """What went wrong, without the request URL that some aiohttp errors repeat: a URL can carry a token in its
+    query or user info, and this text is logged as well as stored."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{type(exc).__name__}: {exc.status}, {exc.message}"
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return f"{type(exc).__name__}: the URL cannot be requested"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _first_hop(item: WorkItem, user_agent: str) -> _Hop:
@@ -303,6 +330,7 @@ def _log_outcome(item: WorkItem, outcome: Outcome) -> None:
             "event": "run.finished",
             "run_id": item.run_id,
             "endpoint_id": item.endpoint_id,
+            "tenant": item.tenant_id,
             "status": outcome.status,
             "http_status": outcome.http_status,
             "duration_ms": outcome.duration_ms,

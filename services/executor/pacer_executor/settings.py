@@ -17,6 +17,10 @@ class ExecutorSettings:
     `capacity` (its bound on concurrent runs) between them. `egress_allow` widens the egress policy
     (`EgressPolicy.from_strings`). The service token is `service_token`, else the file the control plane writes in
     `var_dir`.
+
+    Operations (docs/operations.md): `metrics_addr` serves Prometheus `/metrics`, `health_addr` a plaintext
+    grpc.health.v1 server (ready while a scheduler stream is open); empty turns either off. TLS toward the
+    schedulers: `tls_ca_file` to trust, `tls_client_cert_file`/`tls_client_key_file` to present (mutual TLS).
     """
 
     scheduler_addrs: str = "127.0.0.1:50052"
@@ -28,6 +32,11 @@ class ExecutorSettings:
     var_dir: str = "var"
     drain_timeout_ms: int = 30_000
     log_level: str = "INFO"
+    metrics_addr: str = "127.0.0.1:9466"
+    health_addr: str = "127.0.0.1:50053"
+    tls_ca_file: str = ""
+    tls_client_cert_file: str = ""
+    tls_client_key_file: str = ""
 
     def __post_init__(self) -> None:
         if not self.scheduler_addresses:

@@ -36,14 +36,24 @@ HEALTHY_AFTER_S: Final = 1.0
 CLOSE_GRACE_S: Final = 2.0
 
 
+ChannelFactory = Callable[[str], grpc.aio.Channel]
+
+
+def plaintext_channel(address: str) -> grpc.aio.Channel:
+    """A plaintext channel to `address`, without interceptors."""
+    return grpc.aio.insecure_channel(address)
+
+
 @dataclass(frozen=True)
 class StreamOptions:
     """What a stream announces and carries: the executor's id, this stream's share of the capacity (its Hello
-    and first credit grant) and the call metadata (the service credential)."""
+    and first credit grant) and the call metadata (the service credential); `open_channel` makes the channel of
+    each connection attempt (TLS and metrics interceptors are its business)."""
 
     executor_id: str
     capacity: int
     metadata: tuple[tuple[str, str], ...]
+    open_channel: ChannelFactory = plaintext_channel
 
 
 class ReconnectBackoff:
@@ -80,6 +90,7 @@ def decode_work(item: lease_pb.WorkItem) -> WorkItem:
         headers=dict(item.headers),
         body=item.body,
         timeout_ms=item.timeout_ms,
+        tenant_id=item.tenant_id,
     )
 
 
@@ -319,7 +330,7 @@ class SchedulerStream:
         """One connection attempt and the stream's life: whether Hello went out, and why the stream ended."""
         opened = False
         try:
-            async with grpc.aio.insecure_channel(self._address) as channel:
+            async with self._options.open_channel(self._address) as channel:
                 call: ConnectCall = dispatch_grpc.DispatchServiceStub(channel).Connect(metadata=self._options.metadata)
                 await call.wait_for_connection()
                 await call.write(self._hello())
@@ -363,4 +374,4 @@ def _raise_ended(task: asyncio.Task[None]) -> None:
 
 
 def _item_fields(event: str, item: WorkItem) -> dict[str, object]:
-    return {"event": event, "run_id": item.run_id, "endpoint_id": item.endpoint_id}
+    return {"event": event, "run_id": item.run_id, "endpoint_id": item.endpoint_id, "tenant": item.tenant_id}

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from pacer_common.clock import Clock
+from pacer_executor.metrics import ExecutorMetrics
 from pacer_executor.runner import Outcome, Runner, WorkItem
 
 log = logging.getLogger("pacer.executor.worker")
@@ -54,14 +55,16 @@ class Worker:
     """Runs accepted work items on at most `capacity` slots and routes every outcome to an open stream.
 
     An item starts (and its stream sends Started) only when a slot is free; an item whose stream ended, or that
-    would start after draining began, is dropped unacknowledged, so the scheduler dispatches it again.
+    would start after draining began, is dropped unacknowledged, so the scheduler dispatches it again. Runs in
+    progress and open streams are shown in `metrics`.
     """
 
-    def __init__(self, runner: Runner, clock: Clock, capacity: int) -> None:
+    def __init__(self, runner: Runner, clock: Clock, capacity: int, metrics: ExecutorMetrics | None = None) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self._runner = runner
         self._clock = clock
+        self._metrics = metrics or ExecutorMetrics()
         self._slots = asyncio.Semaphore(capacity)
         self._runs: set[asyncio.Task[None]] = set()
         self._links: list[Link] = []
@@ -75,6 +78,11 @@ class Worker:
     def draining(self) -> bool:
         """True once `drain` began: no new run starts."""
         return self._draining
+
+    @property
+    def connected(self) -> int:
+        """Scheduler streams open now (said Hello and not ended): the executor can take work while above 0."""
+        return sum(1 for link in self._links if link.is_open)
 
     @property
     def undelivered(self) -> int:
@@ -91,6 +99,7 @@ class Worker:
     def link_opened(self, link: Link) -> None:
         """`link` said Hello: it now takes outcomes, first those that waited for any stream."""
         self._links.append(link)
+        self._metrics.schedulers_connected.set(len(self._links))
         if self._draining:
             link.send_draining()
         waiting, self._pending = self._pending, []
@@ -101,6 +110,7 @@ class Worker:
         """`link` ended (its `is_open` is already False); `unsent` are outcomes it never wrote."""
         if link in self._links:
             self._links.remove(link)
+        self._metrics.schedulers_connected.set(len(self._links))
         for outcome in unsent:
             self.deliver(outcome, None)
 
@@ -158,7 +168,8 @@ class Worker:
                 log.info("run not started", extra=_run_fields("run.abandoned", item))
                 return None
             link.send_started(item.run_id)
-            return await self._outcome(item)
+            with self._metrics.runs_in_flight.track_inprogress():
+                return await self._outcome(item)
 
     async def _outcome(self, item: WorkItem) -> Outcome:
         """The runner's outcome; a runner bug becomes a FAILURE outcome, so the run is still reported."""
@@ -194,4 +205,4 @@ class Worker:
 
 
 def _run_fields(event: str, item: WorkItem) -> dict[str, object]:
-    return {"event": event, "run_id": item.run_id, "endpoint_id": item.endpoint_id}
+    return {"event": event, "run_id": item.run_id, "endpoint_id": item.endpoint_id, "tenant": item.tenant_id}

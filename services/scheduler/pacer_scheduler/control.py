@@ -10,6 +10,7 @@ import grpc
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer.internal.v1 import lease_service_pb2_grpc as lease_grpc
 from pacer_common.credentials import bearer
+from pacer_common.tls import open_channel
 
 CLAIM_TIMEOUT_S = 5.0
 REPORT_TIMEOUT_S = 10.0
@@ -72,9 +73,13 @@ class ResultSink(Protocol):
         ...
 
 
-def control_channel(address: str) -> grpc.aio.Channel:
-    """An insecure channel to the control plane with keepalive on."""
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+def control_channel(
+    address: str,
+    credentials: grpc.ChannelCredentials | None = None,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+) -> grpc.aio.Channel:
+    """A channel to the control plane with keepalive on: TLS with `credentials`, else plaintext."""
+    return open_channel(address, credentials, options=CHANNEL_OPTIONS, interceptors=interceptors)
 
 
 def _translate(error: grpc.aio.AioRpcError) -> ControlError:

@@ -9,7 +9,6 @@ import signal
 from collections.abc import AsyncIterator
 
 import grpc
-from grpc_health.v1 import health
 from prometheus_client import CollectorRegistry
 
 from pacer_common.clock import Clock, SystemClock
@@ -204,12 +203,12 @@ async def _token(settings: SchedulerSettings, stop: asyncio.Event) -> str | None
 
 
 @contextlib.asynccontextmanager
-async def _health_only_server(addr: str, servicer: health.aio.HealthServicer) -> AsyncIterator[None]:
+async def _health_only_server(addr: str, scheduler: Scheduler) -> AsyncIterator[None]:
     """The optional plaintext health port (PACER_HEALTH_ADDR) for probes that cannot speak TLS."""
     if not addr:
         yield
         return
-    server, port = health_server(addr, servicer)
+    server, port = health_server(addr, scheduler.health, [ServerMetricsInterceptor(scheduler.metrics.grpc_server)])
     await server.start()
     log.info("health served", extra={"event": "health.serving", "addr": addr, "port": port})
     try:
@@ -230,7 +229,7 @@ async def serve(settings: SchedulerSettings, clock: Clock | None = None) -> int:
     registry = new_registry()
     endpoint = serve_metrics(settings.metrics_addr, registry)
     scheduler = Scheduler(settings, token, clock or SystemClock(), registry)
-    async with _health_only_server(settings.health_addr, scheduler.health):
+    async with _health_only_server(settings.health_addr, scheduler):
         await scheduler.start()
         waits = [asyncio.create_task(stop.wait()), asyncio.create_task(scheduler.crashed.wait())]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

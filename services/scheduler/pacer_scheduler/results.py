@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_scheduler.control import ControlError, ControlRefused, ResultSink
@@ -108,19 +109,18 @@ class ResultBatcher:
 
     async def _send_batch(self) -> None:
         batch = self._pending[: self._batch_length()]
+        began = time.perf_counter()
         try:
             await self._sink.report(batch)
         except ControlError as error:
+            self._metrics.report_finished(len(batch), time.perf_counter() - began, delivered=False)
             await self._failed(error, len(batch))
             return
+        self._metrics.report_finished(len(batch), time.perf_counter() - began, delivered=True)
         self._outage.succeeded()
         self._retry.reset()
-        self._delivered(len(batch))
+        self._discard(len(batch))
         log.debug("results reported", extra={"event": "results.reported", "count": len(batch)})
-
-    def _delivered(self, count: int) -> None:
-        self._metrics.results_reported += count
-        self._discard(count)
 
     def _discard(self, count: int) -> None:
         # Only put() appends, at the end, so the first `count` entries are still the batch just sent.
@@ -130,7 +130,6 @@ class ResultBatcher:
         self._room.set()
 
     async def _failed(self, error: ControlError, count: int) -> None:
-        self._metrics.report_failures += 1
         if isinstance(error, ControlRefused) and error.code == "INVALID_ARGUMENT":
             log.error(
                 "control plane rejected a result batch as invalid; dropping it",

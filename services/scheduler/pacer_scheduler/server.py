@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
 from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
+from pacer_common.health import Readiness
+from pacer_common.tls import add_port
 from pacer_scheduler.stream import DispatchApi
 
 SERVICE_NAME = dispatch_pb.DESCRIPTOR.services_by_name["DispatchService"].full_name
@@ -22,20 +26,26 @@ SERVER_OPTIONS = (
 )
 
 
-def build_server(api: DispatchApi, listen_addr: str) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """A server bound to `listen_addr`, ready to start; returns it with its port and health servicer."""
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+def build_server(
+    api: DispatchApi,
+    listen_addr: str,
+    *,
+    credentials: grpc.ServerCredentials | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """A server bound to `listen_addr`, ready to start; returns it with its port and health servicer.
+
+    With `credentials` the port speaks TLS (mutual TLS when they require executors' client certificates).
+    """
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors))
     dispatch_grpc.add_DispatchServiceServicer_to_server(api, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(listen_addr)
-    if port == 0:
-        raise OSError(f"cannot listen on {listen_addr}")
+    port = add_port(server, listen_addr, credentials)
     return server, port, health_servicer
 
 
-async def mark_serving(health_servicer: health.aio.HealthServicer) -> None:
-    """Report SERVING for the server as a whole and for DispatchService."""
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+def readiness(health_servicer: health.aio.HealthServicer) -> Readiness:
+    """Readiness of the server and of DispatchService: executors get work only while claims succeed."""
+    return Readiness(health_servicer, (SERVICE_NAME,), dependency="control plane")

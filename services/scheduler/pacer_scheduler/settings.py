@@ -21,6 +21,12 @@ class SchedulerSettings:
     `scheduler_addr` is where executors connect (named apart from the shared PACER_LISTEN_ADDR), `control_addr`
     where the control plane's LeaseService answers. The service token is `service_token`, else the file the
     control plane writes in `var_dir`.
+
+    Operations (docs/operations.md): `metrics_addr` serves Prometheus `/metrics` (empty: off); `health_addr` adds
+    a plaintext server answering only grpc.health.v1 (empty: health on `scheduler_addr` only). TLS: the server
+    side (`tls_cert_file`, `tls_key_file`, and `tls_client_ca_file` for mutual TLS with executors) and the client
+    side toward the control plane (`tls_ca_file` to trust, `tls_client_cert_file`/`tls_client_key_file` to
+    present); see `pacer_common.tls`.
     """
 
     scheduler_addr: str = "127.0.0.1:50052"
@@ -36,6 +42,14 @@ class SchedulerSettings:
     drain_timeout_ms: int = 30_000
     scheduler_id: str = ""
     log_level: str = "INFO"
+    metrics_addr: str = "127.0.0.1:9465"
+    health_addr: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    tls_ca_file: str = ""
+    tls_client_cert_file: str = ""
+    tls_client_key_file: str = ""
 
     def __post_init__(self) -> None:
         _in_range("PACER_CLAIM_HORIZON_MS", self.claim_horizon_ms, 0, MAX_CLAIM_HORIZON_MS)

@@ -1,0 +1,213 @@
+"""`pacerctl apply -f FILE [--dry-run]`: make Pacer hold the jobs and endpoints a YAML file describes.
+
+Apply is idempotent by name within the caller's tenant: it reads first (ListJobs over every page, then GetJob and
+ListJobEndpoints for each active job the file names), plans with `reconcile.plan`, prints the plan, and then makes the
+changes in order. A second apply of the same file finds nothing to do and makes no mutating call. Every mutating
+call carries the reason `pacerctl apply <file name>` for the audit trail (CreateJob has no reason field).
+
+Nothing is ever deleted or archived, and pause state is only set when an endpoint is created (see `reconcile`).
+The file is validated in full before any call; a refused call stops the apply, the changes before it stay made, and
+running apply again picks up from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pacer.control.v1 import control_service_pb2 as pb
+from pacer_cli import reconcile
+from pacer_cli.commands import Session, Subcommand
+from pacer_cli.manifest import Manifest, ManifestError, load
+from pacer_cli.reconcile import (
+    Change,
+    Conflict,
+    CreateEndpoint,
+    CreateJob,
+    ObservedJob,
+    Plan,
+    UpdateEndpoint,
+    UpdateJob,
+)
+from pacer_common.client import ApiError
+
+MAX_REASON = 500
+CONFLICT_EXIT = 4  # like FAILED_PRECONDITION: Pacer's state, not the file, is in the way
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`-f FILE` and `--dry-run`."""
+    parser.add_argument(
+        "-f", "--file", required=True, metavar="FILE", help="the YAML file to apply (see examples/use-cases/)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+
+
+def reason_for(path: str) -> str:
+    """The audit reason of every call an apply of `path` makes: `pacerctl apply flash-sale.yaml`."""
+    return f"pacerctl apply {Path(path).name}"[:MAX_REASON]
+
+
+# --- reading what Pacer holds ----------------------------------------------------------------------------------------
+
+
+def active_jobs(session: Session) -> list[pb.JobSummary]:
+    """Every active job of the caller's tenant, following the page tokens."""
+    request = pb.ListJobsRequest(status=pb.JOB_STATUS_ACTIVE)
+    jobs: list[pb.JobSummary] = []
+    while True:
+        page: pb.ListJobsResponse = session.call("ListJobs", request)
+        jobs.extend(page.jobs)
+        if not page.next_page_token:
+            return jobs
+        request.page_token = page.next_page_token
+
+
+def observe(session: Session, manifest: Manifest) -> dict[str, ObservedJob]:
+    """The active jobs the file names, by name, with their endpoints.
+
+    Raises Conflict when two active jobs share a name the file uses (archived jobs are never matched).
+    """
+    ids_by_name: dict[str, list[str]] = {}
+    for summary in active_jobs(session):
+        ids_by_name.setdefault(summary.name, []).append(summary.job_id)
+    observed: dict[str, ObservedJob] = {}
+    for job in manifest.jobs:
+        ids = ids_by_name.get(job.name, [])
+        if len(ids) > 1:
+            raise Conflict(
+                f"{len(ids)} active jobs are named {job.name!r} ({', '.join(ids)}); "
+                "apply matches jobs by name: archive or rename all but one"
+            )
+        if ids:
+            observed[job.name] = _observe_job(session, ids[0])
+    return observed
+
+
+def _observe_job(session: Session, job_id: str) -> ObservedJob:
+    job: pb.Job = session.call("GetJob", pb.GetJobRequest(job_id=job_id)).job
+    listed: pb.ListJobEndpointsResponse = session.call("ListJobEndpoints", pb.ListJobEndpointsRequest(job_id=job_id))
+    return ObservedJob(job_id, job.name, job.description, tuple(listed.endpoints))
+
+
+# --- making the changes ----------------------------------------------------------------------------------------------
+
+
+class _Executor:
+    """Makes the changes of one plan in order, remembering the ids of the jobs it created for their endpoints."""
+
+    def __init__(self, session: Session, reason: str) -> None:
+        self._session = session
+        self._reason = reason
+        self._created_jobs: dict[str, str] = {}
+
+    def make(self, change: Change) -> str:
+        """Make one change; returns the id of the job or endpoint it created or changed."""
+        call = self._session.call
+        match change:
+            case CreateJob(job=job):
+                created = call("CreateJob", pb.CreateJobRequest(name=job.name, description=job.description))
+                self._created_jobs[job.name] = created.job_id
+                return str(created.job_id)
+            case UpdateJob(job=job, job_id=job_id):
+                call("UpdateJob", pb.UpdateJobRequest(job_id=job_id, description=job.description, reason=self._reason))
+                return job_id
+            case CreateEndpoint():
+                return self._add(change)
+            case UpdateEndpoint():
+                call("UpdateEndpointConfig", reconcile.update_request(change, self._reason))
+                return change.endpoint_id
+
+    def _add(self, change: CreateEndpoint) -> str:
+        """AddEndpointToJob, then an indefinite pause for `paused: true` (the only time apply sets pause state)."""
+        job_id = change.job_id or self._created_jobs[change.job.name]
+        request = reconcile.add_request(job_id, change.endpoint, self._reason)
+        endpoint_id = str(self._session.call("AddEndpointToJob", request).endpoint_id)
+        if change.endpoint.paused:
+            pause = pb.PauseOrResumeEndpointRequest(endpoint_id=endpoint_id, reason=self._reason)
+            self._session.call("PauseOrResumeEndpoint", pause)
+        return endpoint_id
+
+
+def execute(session: Session, plan: Plan, reason: str) -> list[str]:
+    """Make every change of `plan` in order; returns the id each change created or changed.
+
+    A refused call propagates as ApiError after a note on stderr saying which change it was and how many were made.
+    """
+    executor = _Executor(session, reason)
+    ids: list[str] = []
+    for change in plan.changes:
+        try:
+            ids.append(executor.make(change))
+        except ApiError:
+            session.stderr.write(
+                f"pacerctl apply: stopped at `{reconcile.change_line(change)}` ({_path(change)}); "
+                f"{len(ids)} of {len(plan.changes)} changes were made before it. "
+                "Fix the cause and apply again: it carries on from here.\n"
+            )
+            raise
+    return ids
+
+
+def _path(change: Change) -> str:
+    match change:
+        case CreateJob(job=job) | UpdateJob(job=job):
+            return job.path
+        case CreateEndpoint(endpoint=endpoint) | UpdateEndpoint(endpoint=endpoint):
+            return endpoint.path
+
+
+# --- the command -----------------------------------------------------------------------------------------------------
+
+
+def invalid_text(error: ManifestError) -> str:
+    """The stderr text for a file that cannot be applied: the file, then one line per problem with its path."""
+    lines = [f"pacerctl apply: error: {error.source} is not valid; nothing was changed"]
+    lines += [f"  {problem}" for problem in error.problems]
+    return "".join(line + "\n" for line in lines)
+
+
+def apply(session: Session, args: argparse.Namespace) -> int:
+    """Validate the file, plan against what Pacer holds, print the plan, and (unless --dry-run) make the changes.
+
+    Exit 0 on success; 2 for a file that cannot be applied; 4 when Pacer holds two objects with a name the file uses;
+    an API error's own exit code when a call is refused.
+    """
+    try:
+        manifest = load(args.file)
+    except ManifestError as error:
+        session.stderr.write(invalid_text(error))
+        return 2
+    try:
+        plan = reconcile.plan(manifest, observe(session, manifest))
+    except Conflict as error:
+        session.stderr.write(f"pacerctl apply: error: {error}; nothing was changed\n")
+        return CONFLICT_EXIT
+    if session.json:
+        return _apply_json(session, plan, args)
+    session.emit("".join(line + "\n" for line in reconcile.plan_lines(plan)))
+    if not args.dry_run:
+        execute(session, plan, reason_for(args.file))
+    session.emit(reconcile.outcome_line(plan, dry_run=args.dry_run) + "\n")
+    return 0
+
+
+def _apply_json(session: Session, plan: Plan, args: argparse.Namespace) -> int:
+    """--json: the changes as a JSON list on stdout (with ids once made); untracked endpoints are noted on stderr."""
+    for item in plan.untracked:
+        session.stderr.write(reconcile.untracked_line(item) + "\n")
+    ids: list[str] = [] if args.dry_run else execute(session, plan, reason_for(args.file))
+    session.emit(reconcile.plan_json(plan, ids) + "\n")
+    return 0
+
+
+def subcommand() -> Subcommand:
+    """`pacerctl apply` (a top-level command: its group is its name)."""
+    return Subcommand(
+        "apply",
+        "",
+        "create or update jobs and endpoints from a YAML file; idempotent, never deletes",
+        "pacerctl apply -f examples/use-cases/flash-sale.yaml --dry-run",
+        add_arguments,
+        apply,
+    )

@@ -1,0 +1,271 @@
+"""Turning responses into text: aligned tables and key/value blocks for people, the protobuf JSON mapping for programs.
+
+Every function here is pure (message in, string out), so the CLI's output can be tested without a server. Times are
+shown in UTC as `2026-01-05 10:00:00Z` whatever the machine's time zone, so output pasted between people in different
+places means the same thing; an unset time is `-`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC
+from typing import Protocol
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from pacer.control.v1 import control_service_pb2 as pb
+from pacer_common.client import ApiError
+
+UNSET = "-"
+_TIMESTAMP = "google.protobuf.Timestamp"
+_SOURCE_ENUM = "pacer.control.v1.RunSource"
+_CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class EnumType(Protocol):
+    """What rendering needs of an enum descriptor (the pure-Python and the upb descriptors both fit)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def full_name(self) -> str: ...
+    @property
+    def values_by_number(self) -> Mapping[int, _Named]: ...
+
+
+class _FullNamed(Protocol):
+    @property
+    def full_name(self) -> str: ...
+
+
+class _MessageField(Protocol):
+    @property
+    def message_type(self) -> _FullNamed | None: ...
+
+
+def _is_timestamp(field: _MessageField) -> bool:
+    return field.message_type is not None and field.message_type.full_name == _TIMESTAMP
+
+
+def to_json(message: Message, *, compact: bool = False) -> str:
+    """The protobuf JSON mapping of `message`, with proto field names and zero values shown.
+
+    Zero values are printed because a script reading `failure_count` should find 0, not a missing key; int64 fields
+    are strings, as the mapping requires. `compact` gives one line (for JSON Lines streams).
+    """
+    return json_format.MessageToJson(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+        indent=None if compact else 2,
+    )
+
+
+def format_time(stamp: Timestamp) -> str:
+    """`2026-01-05 10:00:00Z`, or `-` for the unset (zero) timestamp."""
+    if stamp.seconds == 0 and stamp.nanos == 0:
+        return UNSET
+    return stamp.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def format_millis(millis: int) -> str:
+    """A duration for people: `850ms`, `12.3s`, `2m5s`, `1h30m`, `2d`."""
+    if millis < 1000:
+        return f"{millis}ms"
+    if millis < 60_000:
+        return f"{millis / 1000:.1f}s".replace(".0s", "s")
+    parts: list[str] = []
+    remaining_s = millis // 1000
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, remaining_s = divmod(remaining_s, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def enum_label(enum: EnumType, number: int) -> str:
+    """An enum value without its type prefix: `SUCCESS`, `ACTIVE`; run sources as the design names them.
+
+    Sources read `baseline-interval`, `ai-oneshot`, ... (the governor's vocabulary); an unknown number (a newer
+    server) is shown as the number rather than failing.
+    """
+    value = enum.values_by_number.get(number)
+    if value is None:
+        return str(number)
+    prefix = _CAMEL_BOUNDARY.sub("_", enum.name).upper() + "_"
+    label = value.name.removeprefix(prefix)
+    if label == "UNSPECIFIED":
+        return UNSET
+    return label.lower().replace("_", "-") if enum.full_name == _SOURCE_ENUM else label
+
+
+def status_label(number: int) -> str:
+    """A RunStatus without its prefix."""
+    return enum_label(pb.RunStatus.DESCRIPTOR, number)
+
+
+def source_label(number: int) -> str:
+    """A RunSource in the governor's vocabulary."""
+    return enum_label(pb.RunSource.DESCRIPTOR, number)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: frozenset[int] = frozenset()) -> str:
+    """Columns padded to their widest cell, two spaces apart; columns in `right` are right-aligned (numbers).
+
+    The last column is not padded, so no line has trailing spaces. Ends with a newline.
+    """
+    widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            cell.rjust(w) if i in right else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(padded).rstrip()
+
+    return "".join(line(cells) + "\n" for cells in (headers, *rows))
+
+
+def key_values(pairs: Sequence[tuple[str, str]]) -> str:
+    """`key  value` lines with the values aligned; a multi-line value continues under its first line."""
+    width = max((len(key) for key, _ in pairs), default=0)
+    lines: list[str] = []
+    for key, value in pairs:
+        first, *rest = value.split("\n") if value else [""]
+        lines.append(f"{key.ljust(width)}  {first}".rstrip())
+        lines.extend(f"{' ' * width}  {more}".rstrip() for more in rest)
+    return "".join(line + "\n" for line in lines)
+
+
+def message_pairs(message: Message, prefix: str = "") -> list[tuple[str, str]]:
+    """The fields of a (non-list) message as (name, text) pairs, nested messages flattened as `last_run.status`."""
+    pairs: list[tuple[str, str]] = []
+    for field in message.DESCRIPTOR.fields:
+        name = prefix + field.name
+        value = getattr(message, field.name)
+        if _is_timestamp(field):
+            pairs.append((name, format_time(value)))
+        elif field.type == FieldDescriptor.TYPE_MESSAGE and not field.is_repeated:
+            nested = message_pairs(value, name + ".") if message.HasField(field.name) else [(name, UNSET)]
+            pairs.extend(nested)
+        elif field.enum_type is not None:
+            pairs.append((name, enum_label(field.enum_type, value)))
+        elif field.type == FieldDescriptor.TYPE_BOOL:
+            pairs.append((name, "yes" if value else "no"))
+        else:
+            pairs.append((name, str(value)))
+    return pairs
+
+
+def details(message: Message) -> str:
+    """A single-object response as aligned key/value lines; a lone nested message (GetJob's `job`) is unwrapped."""
+    fields = message.DESCRIPTOR.fields
+    only = fields[0] if len(fields) == 1 else None
+    if only is not None and only.type == FieldDescriptor.TYPE_MESSAGE and not _is_timestamp(only):
+        return key_values(message_pairs(getattr(message, only.name)))
+    return key_values(message_pairs(message))
+
+
+def jobs_table(response: pb.ListJobsResponse) -> str:
+    """ListJobs as a table, with the token of the next page when there is one."""
+    if not response.jobs:
+        return "no jobs\n"
+    rows = [
+        (
+            job.job_id,
+            job.name,
+            enum_label(pb.JobStatus.DESCRIPTOR, job.status),
+            str(job.endpoint_count),
+            format_time(job.last_run_at),
+        )
+        for job in response.jobs
+    ]
+    text = table(("ID", "NAME", "STATUS", "ENDPOINTS", "LAST RUN"), rows, right=frozenset({3}))
+    if response.next_page_token:
+        text += f"more: --page-token {response.next_page_token} (or --all)\n"
+    return text
+
+
+def _paused(endpoint: pb.EndpointSummary) -> str:
+    if not endpoint.paused:
+        return "no"
+    return "until " + format_time(endpoint.paused_until) if endpoint.HasField("paused_until") else "indefinitely"
+
+
+def endpoints_table(response: pb.ListJobEndpointsResponse) -> str:
+    """ListJobEndpoints as a table: when each endpoint runs next, and why."""
+    if not response.endpoints:
+        return "no endpoints\n"
+    rows = [
+        (
+            e.endpoint_id,
+            e.name,
+            format_time(e.next_run_at),
+            source_label(e.next_run_source),
+            format_time(e.last_run_at),
+            str(e.failure_count),
+            _paused(e),
+        )
+        for e in response.endpoints
+    ]
+    headers = ("ID", "NAME", "NEXT RUN", "SOURCE", "LAST RUN", "FAILURES", "PAUSED")
+    return table(headers, rows, right=frozenset({5}))
+
+
+def _run_row(run: pb.RunSummary) -> tuple[str, ...]:
+    finished = run.status not in (pb.RUN_STATUS_RUNNING, pb.RUN_STATUS_UNSPECIFIED)
+    duration = format_millis(run.duration_ms) if finished else UNSET
+    return (
+        run.run_id,
+        run.endpoint_id,
+        format_time(run.scheduled_for),
+        format_time(run.started_at),
+        status_label(run.status),
+        duration,
+        source_label(run.source),
+    )
+
+
+def runs_table(response: pb.ListRunsResponse, offset: int = 0) -> str:
+    """ListRuns as a table, with which slice of the matching runs it shows."""
+    if not response.runs:
+        return f"no runs (of {response.total} matching)\n" if response.total else "no runs\n"
+    headers = ("ID", "ENDPOINT", "SCHEDULED", "STARTED", "STATUS", "DURATION", "SOURCE")
+    text = table(headers, [_run_row(run) for run in response.runs], right=frozenset({5}))
+    last = offset + len(response.runs)
+    text += f"runs {offset + 1}-{last} of {response.total}"
+    return text + (f"; more: --offset {last}\n" if last < response.total else "\n")
+
+
+def run_line(run: pb.RunSummary) -> str:
+    """One run as a fixed-width line, for a live tail where later rows cannot re-align earlier ones."""
+    _, endpoint, scheduled, _, status, duration, source = _run_row(run)
+    return f"{scheduled}  {status:<7}  {duration:>7}  {endpoint}  {run.run_id}  {source}\n"
+
+
+def error_text(error: ApiError, flag_for: Callable[[str], str | None], addr: str) -> str:
+    """The stderr text of a refused call: `error: CODE: message`, then one line per violation.
+
+    `flag_for` names the command-line option behind a request field, so `baseline.interval_ms` points at `--every`.
+    """
+    lines = [f"error: {error.code}: {error.message}"]
+    for violation in error.field_violations:
+        flag = flag_for(violation.field)
+        lines.append(f"  {violation.field}: {violation.description}" + (f" ({flag})" if flag else ""))
+    lines += [f"  {quota.subject}: {quota.description}" for quota in error.quota_violations]
+    if error.retry_after_s is not None:
+        lines.append(f"  retry after {error.retry_after_s:g} s")
+    if error.code == "UNAVAILABLE":
+        lines.append(f"  is the control plane running at {addr}? (set --addr or PACER_ADDR)")
+    if error.code == "UNAUTHENTICATED":
+        lines.append("  check the key: --api-key, PACER_API_KEY or var/dev-api-key")
+    return "".join(line + "\n" for line in lines)

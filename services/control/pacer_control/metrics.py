@@ -1,0 +1,147 @@
+"""Everything the control plane measures, declared in one place on the registry its composition root made.
+
+Served at `/metrics` (PACER_METRICS_ADDR); docs/operations.md lists every metric and what to alert on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import QueuePool
+
+from pacer_common.telemetry import GrpcMetrics, grpc_metrics
+
+log = logging.getLogger("pacer.control.metrics")
+
+RUN_STATUSES = ("SUCCESS", "FAILURE", "TIMEOUT", "BLOCKED", "LOST")
+ENDPOINT_COUNT_CACHE_S = 10.0
+
+
+class ControlMetrics:
+    """The control plane's own metrics and its gRPC server metrics, registered on `registry`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.grpc_server: GrpcMetrics = grpc_metrics(registry, "server")
+        self.runs = Counter(
+            "pacer_runs_total",
+            "Runs settled with a final status, by status; LOST runs are found by the reaper when a lease expires.",
+            ["status"],
+            registry=registry,
+        )
+        self.leases_expired = Counter(
+            "pacer_leases_expired_total",
+            "Leases that expired without a result (each one settles its run as LOST).",
+            registry=registry,
+        )
+        for status in RUN_STATUSES:
+            self.runs.labels(status)  # every series exists from the start, so rate() and alerts see zeros
+
+    def runs_settled(self, by_status: Mapping[str, int]) -> None:
+        """Count runs a result batch settled."""
+        for status, count in by_status.items():
+            self.runs.labels(status).inc(count)
+
+    def runs_lost(self, count: int) -> None:
+        """Count runs the reaper settled as LOST."""
+        self.leases_expired.inc(count)
+        self.runs.labels("LOST").inc(count)
+
+
+def watch_database(
+    registry: CollectorRegistry,
+    engine: Engine,
+    count_endpoints: Callable[[], Mapping[str, int]],
+    cache_s: float = ENDPOINT_COUNT_CACHE_S,
+) -> None:
+    """Register the metrics read from the database at scrape time: pool connections and endpoints by state."""
+    registry.register(PoolCollector(engine))
+    registry.register(EndpointCollector(count_endpoints, cache_s))
+
+
+class PoolCollector:
+    """`pacer_db_pool_connections{state=in_use|idle}`, read from the SQLAlchemy pool at each scrape."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def describe(self) -> list[Metric]:
+        return [_pool_family()]
+
+    def collect(self) -> Iterator[Metric]:
+        pool = self._engine.pool
+        if not isinstance(pool, QueuePool):  # other pools (in-memory SQLite) keep no count
+            return
+        family = _pool_family()
+        family.add_metric(["in_use"], pool.checkedout())
+        family.add_metric(["idle"], pool.checkedin())
+        yield family
+
+
+def _pool_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "pacer_db_pool_connections",
+        "Database connections held by this control replica: in_use (checked out) or idle (pooled, open).",
+        labels=["state"],
+    )
+
+
+class EndpointCollector:
+    """`pacer_endpoints{state=active|paused|deleted}`: one counting query per `cache_s` at most, at scrape time.
+
+    Scrapes run on the metrics server's threads, so the cache is locked. When the database cannot answer the
+    family is left out of the scrape (and the failure logged) rather than failing the whole scrape.
+    """
+
+    def __init__(
+        self,
+        count: Callable[[], Mapping[str, int]],
+        cache_s: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._count = count
+        self._cache_s = cache_s
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._counts: Mapping[str, int] | None = None
+        self._counted_at = 0.0
+
+    def describe(self) -> list[Metric]:
+        return [_endpoint_family()]
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._current()
+        if counts is None:
+            return
+        family = _endpoint_family()
+        for state, value in counts.items():
+            family.add_metric([state], value)
+        yield family
+
+    def _current(self) -> Mapping[str, int] | None:
+        with self._lock:
+            if self._counts is None or self._monotonic() - self._counted_at >= self._cache_s:
+                try:
+                    self._counts = self._count()
+                except SQLAlchemyError as error:
+                    log.warning(
+                        "endpoints not counted", extra={"event": "metrics.count_failed", "error": type(error).__name__}
+                    )
+                    self._counts = None
+                    return None
+                self._counted_at = self._monotonic()
+            return self._counts
+
+
+def _endpoint_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "pacer_endpoints",
+        "Endpoints by state: active, paused (paused or in an archived job) and deleted; refreshed every ~10 s.",
+        labels=["state"],
+    )

@@ -1,0 +1,67 @@
+"""Composition root of the REST gateway: settings -> control-plane client -> HTTP server, until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from pacer_common.client import AsyncControlClient
+from pacer_common.logs import configure_logging
+from pacer_gateway.app import create_app
+from pacer_gateway.settings import GatewaySettings, host_and_port, load_settings
+
+log = logging.getLogger("pacer.gateway")
+GRACE_S = 5.0
+
+
+class JsonAccessLogger(AbstractAccessLogger):
+    """One structured line per request (`event="http.request"`), in the same JSON logs as everything else."""
+
+    def log(self, request: Any, response: Any, time: float) -> None:
+        self.logger.info(
+            "request",
+            extra={
+                "event": "http.request",
+                "method": request.method,
+                "path": request.path,
+                "status": response.status,
+                "duration_ms": round(time * 1000, 1),
+            },
+        )
+
+
+async def serve(settings: GatewaySettings) -> None:
+    host, port = host_and_port(settings.gateway_addr)
+    client = AsyncControlClient(settings.control_addr)
+    runner = web.AppRunner(create_app(client), access_log_class=JsonAccessLogger, access_log=log)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, shutdown_timeout=GRACE_S).start()
+        log.info(
+            "gateway serving",
+            extra={"event": "gateway.started", "addr": settings.gateway_addr, "control_addr": settings.control_addr},
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("gateway stopping", extra={"event": "gateway.stopping"})
+    finally:
+        await runner.cleanup()
+        await client.close()
+
+
+def main() -> None:
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

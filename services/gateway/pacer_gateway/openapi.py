@@ -1,0 +1,297 @@
+"""The OpenAPI 3.1 document of the gateway, generated from the route table and the protobuf descriptors.
+
+Nothing here is written by hand per operation: parameters, bodies and responses come from the same `Route` entries
+and field kinds the gateway decodes and encodes with, so the document cannot drift from what the gateway does.
+Request schemas describe the decoder in `routes.py`; response schemas describe
+`MessageToDict(always_print_fields_with_no_presence=True)`: lowerCamelCase names, enums by name, int64 as decimal
+strings, timestamps as RFC 3339 strings, and every field without presence always present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+from types import MappingProxyType
+from typing import Any, Literal
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+from pacer_gateway.problems import PROBLEM_JSON
+from pacer_gateway.routes import (
+    INT64_STRING,
+    INT_RANGE,
+    MAX_BODY_BYTES,
+    ROUTES,
+    Route,
+    enum_names,
+    is_map,
+    map_fields,
+    message_type,
+    value_kind,
+)
+
+Direction = Literal["input", "output"]
+NO_NUL = "^[^\\u0000]*$"
+_ERRORS_ALL = (400, 401, 403, 404, 409, 412, 429, 502, 503, 504)
+_ERRORS_BODY = (413, 415)
+_ERROR_TEXT = MappingProxyType(
+    {
+        400: "Invalid request: `invalidParams` names each parameter at fault.",
+        401: "Missing, unknown or revoked API key.",
+        403: "The key may not call this operation.",
+        404: "No such route or object, or one that belongs to another tenant.",
+        409: "Conflicts with a concurrent change.",
+        412: "The job is archived or the endpoint was deleted.",
+        413: f"The request body is larger than {MAX_BODY_BYTES} bytes.",
+        415: "The request body is not `application/json`.",
+        429: "A quota or rate limit refused the request: `violations` lists the quotas, `Retry-After` the wait.",
+        502: "The control plane failed.",
+        503: "The control plane is unavailable; retry later.",
+        504: "The control plane did not answer in time; retry later.",
+    }
+)
+_DESCRIPTION = """\
+Pacer's ControlService as JSON over HTTP. Send an API key as `Authorization: Bearer <key>`.
+
+Bodies follow the protobuf JSON mapping: fields in lowerCamelCase (requests also accept the proto's snake_case
+names), enums by name, int64 values as decimal strings in responses (requests accept numbers or strings), timestamps
+as RFC 3339 strings. Responses always include fields that have no presence in the proto (zeros, empty strings and
+lists); unset optional values and messages are left out.
+
+Errors are `application/problem+json` (RFC 9457) with `code`, the gRPC status name, and `invalidParams` naming each
+parameter at fault."""
+
+
+class _Components:
+    """Message schemas, collected by name as the operations reference them."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.schemas: dict[str, Any] = {}
+        self._outputs = _reachable(route.response_type for route in routes)
+
+    def ref(self, descriptor: Descriptor, direction: Direction, ignored: Mapping[str, str] | None = None) -> str:
+        """A $ref to the schema of `descriptor` read (input) or written (output), adding the schema when new."""
+        name = descriptor.name
+        if direction == "input" and descriptor.full_name in self._outputs:
+            name += "Input"  # a message on both sides gets two schemas: they differ in nullability and aliases
+        if name not in self.schemas:
+            self.schemas[name] = {}  # reserve the name first: messages may refer to themselves
+            build = _input_message if direction == "input" else _output_message
+            self.schemas[name] = build(descriptor, self, ignored or {})
+        return f"#/components/schemas/{name}"
+
+
+def _reachable(roots: Iterable[Descriptor]) -> frozenset[str]:
+    seen: set[str] = set()
+    pending = list(roots)
+    while pending:
+        descriptor = pending.pop()
+        if descriptor.full_name not in seen:
+            seen.add(descriptor.full_name)
+            pending += [f.message_type for f in descriptor.fields if f.message_type is not None]
+    return frozenset(seen)
+
+
+# -- field schemas -------------------------------------------------------------------------------------------------
+
+
+def _integer_schema(kind: str) -> dict[str, Any]:
+    low, high = INT_RANGE[kind]
+    return {"type": "integer", "format": kind, "minimum": low, "maximum": high}
+
+
+def _scalar_schema(field: FieldDescriptor, direction: Direction, components: _Components) -> dict[str, Any]:
+    kind = value_kind(field)
+    if kind == "string":
+        return {"type": "string", "pattern": NO_NUL} if direction == "input" else {"type": "string"}
+    if kind == "bool":
+        return {"type": "boolean"}
+    if kind == "int32":
+        return _integer_schema(kind)
+    if kind == "int64" and direction == "output":
+        return {"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"}
+    if kind == "int64":
+        # `pattern` constrains the string form only and `minimum`/`maximum` the number form (JSON Schema rules).
+        return {**_integer_schema(kind), "type": ["integer", "string"], "pattern": INT64_STRING.pattern}
+    if kind == "enum":
+        return {"type": "string", "enum": enum_names(field)}
+    if kind == "timestamp":
+        return {"type": "string", "format": "date-time"}
+    return {"$ref": components.ref(message_type(field), direction)}
+
+
+def _field_schema(field: FieldDescriptor, direction: Direction, components: _Components) -> dict[str, Any]:
+    if is_map(field):
+        key, value = map_fields(field)
+        schema: dict[str, Any] = {
+            "type": "object",
+            "additionalProperties": _scalar_schema(value, direction, components),
+        }
+        if direction == "input":
+            schema["propertyNames"] = _scalar_schema(key, direction, components)
+        return schema
+    if field.is_repeated:
+        return {"type": "array", "items": _scalar_schema(field, direction, components)}
+    return _scalar_schema(field, direction, components)
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` or null: a request may send null for any field to leave it unset."""
+    if "type" not in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    nullable = {**schema, "type": [*kinds, "null"]}
+    if "enum" in schema:
+        nullable["enum"] = [*schema["enum"], None]
+    return nullable
+
+
+def _input_message(descriptor: Descriptor, components: _Components, ignored: Mapping[str, str]) -> dict[str, Any]:
+    """A request object: both spellings of each field, never both at once, nothing else."""
+    properties: dict[str, Any] = {}
+    one_spelling: dict[str, Any] = {}
+    for field in descriptor.fields:
+        schema = _nullable(_field_schema(field, "input", components))
+        if field.name in ignored:
+            schema["description"] = f"Ignored: the `{ignored[field.name]}` path parameter is used instead."
+        properties[field.json_name] = schema
+        if field.name != field.json_name:
+            properties[field.name] = {**schema, "description": f"Alias of `{field.json_name}`."}
+            one_spelling[field.name] = {"properties": {field.json_name: False}}
+    schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    if one_spelling:
+        schema["dependentSchemas"] = one_spelling
+    return schema
+
+
+def _output_message(descriptor: Descriptor, components: _Components, _: Mapping[str, str]) -> dict[str, Any]:
+    """A response object: fields without presence are always written, others only when set."""
+    properties = {f.json_name: _field_schema(f, "output", components) for f in descriptor.fields}
+    required = [f.json_name for f in descriptor.fields if not f.has_presence]
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+# -- operations ----------------------------------------------------------------------------------------------------
+
+
+def _path_parameter(route: Route, name: str) -> dict[str, Any]:
+    if name in route.path_fields:
+        description = f"Fills `{route.path_fields[name]}` of `{route.request_type.name}`."
+    else:
+        description = "The endpoint's job: an endpoint of another job is reported as not found (404)."
+    schema = {"type": "string", "minLength": 1, "pattern": NO_NUL}
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema}
+
+
+def _query_parameter(route: Route, proto_name: str, components: _Components) -> dict[str, Any]:
+    field = route.request_type.fields_by_name[proto_name]
+    schema = _scalar_schema(field, "input", components)
+    if value_kind(field) == "int64":
+        schema = _integer_schema("int64")  # a query string carries digits, never a JSON string
+    description = f"Fills `{proto_name}` of `{route.request_type.name}`."
+    return {"name": field.json_name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+def _problem_response(status: int) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": _ERROR_TEXT[status],
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    if status == 429:
+        retry = {"type": "integer", "minimum": 1}
+        response["headers"] = {"Retry-After": {"required": True, "description": "Seconds to wait.", "schema": retry}}
+    if status == 401:
+        challenge = {"required": True, "schema": {"type": "string"}}
+        response["headers"] = {"WWW-Authenticate": challenge}
+    return response
+
+
+def _success_response(route: Route, components: _Components) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": HTTPStatus(route.status).phrase,
+        "content": {"application/json": {"schema": {"$ref": components.ref(route.response_type, "output")}}},
+    }
+    if route.location:
+        location = {"required": True, "description": f"`{route.location}`", "schema": {"type": "string"}}
+        response["headers"] = {"Location": location}
+    return response
+
+
+def _operation(route: Route, components: _Components) -> dict[str, Any]:
+    parameters = [_path_parameter(route, name) for name in route.path_params]
+    parameters += [_query_parameter(route, name, components) for name in route.query]
+    errors = _ERRORS_ALL + (_ERRORS_BODY if route.body else ())
+    responses = {str(route.status): _success_response(route, components)}
+    responses |= {str(status): {"$ref": f"#/components/responses/{status}"} for status in sorted(errors)}
+    operation: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "tags": [route.tag],
+        "x-grpc-method": f"pacer.control.v1.ControlService/{route.rpc}",
+        "parameters": parameters,
+        "responses": responses,
+    }
+    if route.body:
+        ignored = {field: param for param, field in route.path_fields.items()}
+        schema = {"$ref": components.ref(route.request_type, "input", ignored)}
+        operation["requestBody"] = {"required": False, "content": {"application/json": {"schema": schema}}}
+    return operation
+
+
+def _unauthenticated_get(summary: str, schema: dict[str, Any]) -> dict[str, Any]:
+    content = {"application/json": {"schema": schema}}
+    return {
+        "get": {"summary": summary, "security": [], "responses": {"200": {"description": "OK", "content": content}}}
+    }
+
+
+def _problem_schemas() -> dict[str, Any]:
+    invalid = {
+        "type": "object",
+        "required": ["name", "reason"],
+        "properties": {"name": {"type": "string"}, "reason": {"type": "string"}},
+    }
+    quota = {
+        "type": "object",
+        "required": ["subject", "description"],
+        "properties": {"subject": {"type": "string"}, "description": {"type": "string"}},
+    }
+    problem = {
+        "type": "object",
+        "required": ["type", "title", "status", "detail", "code"],
+        "properties": {
+            "type": {"type": "string", "format": "uri-reference"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "code": {"type": "string", "description": "The gRPC status code name, e.g. INVALID_ARGUMENT."},
+            "invalidParams": {"type": "array", "items": {"$ref": "#/components/schemas/InvalidParam"}},
+            "violations": {"type": "array", "items": {"$ref": "#/components/schemas/QuotaViolation"}},
+        },
+    }
+    return {"Problem": problem, "InvalidParam": invalid, "QuotaViolation": quota}
+
+
+def build_document(routes: Iterable[Route] = ROUTES) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for `routes`, plus the unauthenticated /healthz and /openapi.json."""
+    routes = tuple(routes)
+    components = _Components(routes)
+    paths: dict[str, Any] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, components)
+    health = {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}
+    paths["/healthz"] = _unauthenticated_get("Gateway liveness (does not call the control plane)", health)
+    paths["/openapi.json"] = _unauthenticated_get("This document", {"type": "object"})
+    statuses = sorted(set(_ERRORS_ALL + _ERRORS_BODY))
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Pacer REST API", "version": "1", "description": _DESCRIPTION},
+        "tags": [{"name": tag} for tag in dict.fromkeys(route.tag for route in routes)],
+        "security": [{"apiKey": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "A Pacer API key."}},
+            "schemas": {**_problem_schemas(), **dict(sorted(components.schemas.items()))},
+            "responses": {str(status): _problem_response(status) for status in statuses},
+        },
+    }

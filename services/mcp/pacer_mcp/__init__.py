@@ -1,0 +1,1 @@
+"""Pacer's MCP server: the 17 public actions of the control plane as MCP tools, plus the scheduling rules."""

@@ -1,0 +1,89 @@
+"""Composition root of the MCP server: `pacer-mcp --transport stdio|http`.
+
+stdio serves one agent that started this process (the key comes from the environment); http serves any number of
+agents at `http://<PACER_MCP_ADDR>/mcp`, each sending its own key as `Authorization: Bearer <key>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import uvicorn
+from mcp.server import Server
+from mcp.server.stdio import stdio_server
+
+from pacer_common.client import AsyncControlClient
+from pacer_common.clock import SystemClock
+from pacer_common.logs import configure_logging
+from pacer_mcp.server import EnvironmentKey, bearer_key, build_server
+from pacer_mcp.settings import McpSettings, load_settings, split_addr
+
+log = logging.getLogger("pacer.mcp")
+
+Transport = Literal["stdio", "http"]
+HTTP_PATH = "/mcp"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line: `--transport stdio` (default) or `--transport http`."""
+    parser = argparse.ArgumentParser(prog="pacer-mcp", description="Pacer's MCP server for AI agents.")
+    parser.add_argument(
+        "--transport",
+        choices=("stdio", "http"),
+        default="stdio",
+        help="stdio: one agent that launched this process, key from PACER_API_KEY; "
+        "http: streamable HTTP on PACER_MCP_ADDR at /mcp, key from each request's Authorization header",
+    )
+    return parser.parse_args(argv)
+
+
+async def serve(settings: McpSettings, transport: Transport) -> None:
+    """Serve MCP on `transport` until stdin closes (stdio) or SIGTERM/SIGINT (http)."""
+    control = AsyncControlClient(settings.control_addr)  # grpc.aio binds the channel to this event loop
+    try:
+        if transport == "stdio":
+            await _serve_stdio(settings, control)
+        else:
+            await _serve_http(settings, control)
+    finally:
+        await control.close()
+
+
+async def _serve_stdio(settings: McpSettings, control: AsyncControlClient) -> None:
+    server = build_server(control, EnvironmentKey(os.environ), SystemClock(), settings.min_interval_ms)
+    log.info("mcp serving on stdio", extra={"event": "mcp.started", "transport": "stdio"})
+    async with stdio_server() as (read_stream, write_stream):
+        await server.run(read_stream, write_stream, server.create_initialization_options())
+
+
+async def _serve_http(settings: McpSettings, control: AsyncControlClient) -> None:
+    host, port = split_addr(settings.mcp_addr)
+    server: Server[Any] = build_server(control, bearer_key, SystemClock(), settings.min_interval_ms)
+    # Stateless: every request stands alone (its own key, no session to pin), so replicas need no affinity.
+    app = server.streamable_http_app(streamable_http_path=HTTP_PATH, stateless_http=True, host=host)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level=settings.log_level.lower())
+    log.info(
+        "mcp serving on http",
+        extra={"event": "mcp.started", "transport": "http", "url": f"http://{settings.mcp_addr}{HTTP_PATH}"},
+    )
+    await uvicorn.Server(config).serve()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    # grpc's event-loop plumbing logs a line per call at DEBUG, which would drown our own debug events.
+    logging.getLogger("grpc._cython.cygrpc").setLevel(max(logging.INFO, logging.getLogger().level))
+    # The SDK logs every stateless HTTP exchange at INFO ("Terminating session: None"); our tool-call events suffice.
+    logging.getLogger("mcp").setLevel(max(logging.WARNING, logging.getLogger().level))
+    asyncio.run(serve(settings, args.transport))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Helpers for the deployment tests: rendering the kustomize targets, walking pod templates, reading the code's
+settings and metric declarations (parsed, not imported, so the tests do not depend on what is installed)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "deploy" / "k8s"
+DOCKER = REPO / "deploy" / "docker"
+DASHBOARD = REPO / "deploy" / "grafana" / "pacer-dashboard.json"
+TARGETS = ("base", "overlays/dev", "overlays/prod")
+SERVICES = ("control", "scheduler", "executor", "gateway", "mcp")
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+LONG_RUNNING = ("Deployment", "StatefulSet", "DaemonSet")
+PACER_UID = 10001
+
+Manifest = dict[str, Any]
+
+
+def required(problem: str) -> NoReturn:
+    """Skip for a missing tool locally; under CI=true the deployment checks must run, so fail."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{problem}; the deployment tests must run under CI=true", pytrace=False)
+    pytest.skip(f"{problem} (set CI=true to make this an error)")
+
+
+def kustomize_command() -> list[str]:
+    """`kubectl kustomize` (PACER_KUBECTL, else kubectl on PATH), else a standalone `kustomize build`."""
+    kubectl = os.environ.get("PACER_KUBECTL") or shutil.which("kubectl")
+    if kubectl:
+        return [kubectl, "kustomize"]
+    kustomize = shutil.which("kustomize")
+    if kustomize:
+        return [kustomize, "build"]
+    required("neither kubectl nor kustomize is on PATH: install kubectl (kustomize is built in) to render deploy/k8s")
+
+
+def render(target: str) -> list[Manifest]:
+    """The resources `kustomize build deploy/k8s/<target>` produces."""
+    command = [*kustomize_command(), str(K8S / target)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"{' '.join(command)} failed:\n{done.stderr}", pytrace=False)
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def find(manifests: list[Manifest], kind: str, name: str) -> Manifest:
+    """The one resource of `kind` named `name` (generated ConfigMaps match by the name before their hash)."""
+    found = [
+        m
+        for m in manifests
+        if m["kind"] == kind and (m["metadata"]["name"] == name or _generated_from(m["metadata"]["name"], name))
+    ]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def _generated_from(actual: str, name: str) -> bool:
+    return re.fullmatch(re.escape(name) + r"-[a-z0-9]{10}", actual) is not None
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    """A workload's pod template, with what the checks need to name it."""
+
+    kind: str
+    name: str
+    component: str
+    spec: Manifest
+    metadata: Manifest
+
+    def containers(self, *, init: bool = True) -> Iterator[Manifest]:
+        yield from self.spec.get("containers", [])
+        if init:
+            yield from self.spec.get("initContainers", [])
+
+
+def pod_templates(manifests: list[Manifest]) -> Iterator[PodTemplate]:
+    """Every pod template in the rendered resources (CronJobs through their job template)."""
+    for m in manifests:
+        if m["kind"] not in WORKLOADS:
+            continue
+        spec = m["spec"]
+        if m["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        template = spec["template"]
+        labels = template["metadata"].get("labels", {})
+        yield PodTemplate(
+            m["kind"],
+            m["metadata"]["name"],
+            labels.get("app.kubernetes.io/component", ""),
+            template["spec"],
+            template["metadata"],
+        )
+
+
+def is_pacer_image(image: str) -> bool:
+    return image.split(":")[0].split("@")[0].startswith("ghcr.io/pacer/pacer-")
+
+
+def environment(container: Manifest, manifests: list[Manifest]) -> dict[str, str]:
+    """The container's environment from its ConfigMaps and plain values (Secret references as `<secret>`)."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            config = find(manifests, "ConfigMap", source["configMapRef"]["name"])
+            env.update(config.get("data", {}))
+        elif "secretRef" in source:
+            secret = find(manifests, "Secret", source["secretRef"]["name"])
+            env.update(dict.fromkeys({**secret.get("data", {}), **secret.get("stringData", {})}, "<secret>"))
+    for item in container.get("env", []):
+        env[item["name"]] = item.get("value", "<secret>" if "valueFrom" in item else "")
+    return env
+
+
+def host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+# Which settings class each component reads (the migration Job runs pacer-admin, which reads ControlSettings).
+SETTINGS_FILES = {
+    "control": ("libs/common/pacer_common/settings.py", "ControlSettings"),
+    "migration": ("libs/common/pacer_common/settings.py", "ControlSettings"),
+    "scheduler": ("services/scheduler/pacer_scheduler/settings.py", "SchedulerSettings"),
+    "executor": ("services/executor/pacer_executor/settings.py", "ExecutorSettings"),
+    "gateway": ("services/gateway/pacer_gateway/settings.py", "GatewaySettings"),
+    "mcp": ("services/mcp/pacer_mcp/settings.py", "McpSettings"),
+}
+
+
+def settings_variables(component: str) -> set[str]:
+    """The PACER_* variables a component reads: `PACER_<FIELD>` for each field of its settings dataclass."""
+    path, class_name = SETTINGS_FILES[component]
+    tree = ast.parse((REPO / path).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            return {
+                f"PACER_{statement.target.id.upper()}"
+                for statement in node.body
+                if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
+            }
+    raise AssertionError(f"{class_name} not found in {path}")
+
+
+_DECLARATION = re.compile(
+    r"\b(Counter|Gauge|Histogram|Summary|Info|Enum|(?:Counter|Gauge|Histogram|Summary)MetricFamily)\(\s*"
+    r"[\"']([a-zA-Z_:][a-zA-Z0-9_:]*)[\"']"
+)
+
+
+def declared_metrics() -> dict[str, str]:
+    """Metric families the code declares with literal names (prometheus_client), name -> type, from every service's
+    metrics.py and the shared library. Counters are keyed without `_total`, as Prometheus families are."""
+    sources = [*REPO.glob("services/*/pacer_*/metrics.py"), *REPO.glob("libs/common/pacer_common/*.py")]
+    found: dict[str, str] = {}
+    for source in sources:
+        for kind, name in _DECLARATION.findall(source.read_text()):
+            family = name.removesuffix("_total") if kind.startswith("Counter") else name
+            found[family] = kind.removesuffix("MetricFamily").lower()
+    return found
+
+
+_PROMQL_GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
+
+
+def promql_metrics(expression: str) -> set[str]:
+    """The metric names a PromQL expression selects (functions, keywords, labels and durations left out)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', "", expression)
+    text = re.sub(r"\{[^}]*\}", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    text = _PROMQL_GROUPING.sub("", text)
+    names = re.findall(r"(?<![\w$.])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()", text)
+    return {name for name in names if name.lower() not in _PROMQL_KEYWORDS}
+
+
+def metric_family(series: str, declared: dict[str, str]) -> str:
+    """The declared family a series name belongs to (`x_bucket` -> `x` for a histogram, `x_total` -> `x`)."""
+    for suffix, kinds in (
+        ("_bucket", {"histogram"}),
+        ("_sum", {"histogram", "summary"}),
+        ("_count", {"histogram", "summary"}),
+        ("_total", {"counter"}),
+    ):
+        base = series.removesuffix(suffix)
+        if base != series and declared.get(base) in kinds:
+            return base
+    return series

@@ -1,0 +1,560 @@
+"""`pacerctl apply` without a server: reading and validating the file (every problem with its path), the diff between
+the file and what Pacer holds, the requests it turns into, and how the plan is shown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pacer.control.v1 import control_service_pb2 as pb
+from pacer_cli.apply import reason_for
+from pacer_cli.manifest import (
+    DEFAULT_TIMEOUT_MS,
+    Cron,
+    EndpointSpec,
+    Every,
+    JobSpec,
+    Manifest,
+    ManifestError,
+    Problem,
+    load,
+    parse,
+)
+from pacer_cli.reconcile import (
+    Conflict,
+    CreateEndpoint,
+    CreateJob,
+    FieldChange,
+    ObservedJob,
+    Plan,
+    Untracked,
+    UpdateEndpoint,
+    UpdateJob,
+    add_request,
+    endpoint_fields,
+    outcome_line,
+    plan,
+    plan_json,
+    plan_lines,
+    update_request,
+)
+from pacer_common.digest import config_digest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "use-cases"
+REASON = "pacerctl apply test.yaml"
+
+
+def problems(document: object) -> list[Problem]:
+    with pytest.raises(ManifestError) as caught:
+        parse(yaml.safe_dump(document), "test.yaml")
+    assert caught.value.source == "test.yaml"
+    return list(caught.value.problems)
+
+
+def one_endpoint(**keys: Any) -> dict[str, Any]:
+    """A document with one job and one endpoint; `keys` replace the endpoint's (None removes one)."""
+    endpoint = {"name": "probe", "url": "https://api.example.com/health", "every": "1m"} | keys
+    return {"jobs": [{"name": "Job", "endpoints": [{k: v for k, v in endpoint.items() if v is not None}]}]}
+
+
+def only_endpoint(manifest: Manifest) -> EndpointSpec:
+    return manifest.jobs[0].endpoints[0]
+
+
+# --- reading the file ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_example_is_a_valid_file(path: Path) -> None:
+    manifest = load(str(path))
+    raw = yaml.safe_load(path.read_text())
+    assert [job.name for job in manifest.jobs] == [job["name"] for job in raw["jobs"]]
+    assert [len(job.endpoints) for job in manifest.jobs] == [len(job["endpoints"]) for job in raw["jobs"]]
+
+
+def test_an_endpoint_gets_every_default_and_the_file_wording_of_its_interval() -> None:
+    endpoint = only_endpoint(parse(yaml.safe_dump(one_endpoint(every="60s")), "f"))
+    assert endpoint == EndpointSpec(
+        path="jobs[0].endpoints[0]",
+        name="probe",
+        url="https://api.example.com/health",
+        schedule=Every(60_000, "60s"),
+        method="GET",
+        headers={},
+        body="",
+        min_interval_ms=0,
+        max_interval_ms=0,
+        timeout_ms=DEFAULT_TIMEOUT_MS,
+        paused=False,
+    )
+
+
+def test_the_flash_sale_example_reads_as_written() -> None:
+    jobs = load(str(EXAMPLES / "flash-sale.yaml")).jobs
+    endpoints = {e.name: e for e in jobs[0].endpoints}
+    assert jobs[0].name == "Black Friday Flash Sale"
+    assert jobs[0].description.startswith("Multi-tier monitoring")
+    traffic = endpoints["traffic-monitor"]
+    assert (traffic.schedule, traffic.min_interval_ms, traffic.max_interval_ms) == (
+        Every(60_000, "60s"),
+        20_000,
+        300_000,
+    )
+    assert not traffic.paused
+    cache = endpoints["cache-warm-up"]
+    assert (cache.method, cache.min_interval_ms, cache.max_interval_ms, cache.paused) == ("POST", 600_000, 0, True)
+
+
+def test_every_key_is_read() -> None:
+    document = one_endpoint(
+        every=None,
+        cron="0 9 * * MON",
+        timezone="America/New_York",
+        method="post",
+        headers={"Authorization": "Bearer x", "X-Team": "sre"},
+        body='{"a": 1}',
+        clamp={"min": "10m", "max": "1h30m"},
+        timeout="2m",
+        paused=True,
+    )
+    document["jobs"][0]["description"] = "about"
+    manifest = parse(yaml.safe_dump(document), "f")
+    assert manifest.jobs[0].description == "about"
+    endpoint = only_endpoint(manifest)
+    assert endpoint.schedule == Cron("0 9 * * MON", "America/New_York")
+    assert endpoint.method == "POST"
+    assert endpoint.headers == {"Authorization": "Bearer x", "X-Team": "sre"}
+    assert endpoint.body == '{"a": 1}'
+    assert (endpoint.min_interval_ms, endpoint.max_interval_ms) == (600_000, 5_400_000)
+    assert endpoint.timeout_ms == 120_000
+    assert endpoint.paused
+
+
+def test_names_are_compared_without_surrounding_spaces() -> None:
+    document = {"jobs": [{"name": " Job "}, {"name": "Job"}]}
+    assert problems(document) == [Problem("jobs[1].name", "job name 'Job' is used twice (also jobs[0].name)")]
+
+
+@pytest.mark.parametrize(
+    ("keys", "path", "message"),
+    [
+        ({"colour": "red"}, "jobs[0].endpoints[0].colour", "unknown key; expected one of name, url, method"),
+        ({"every": "5x"}, "jobs[0].endpoints[0].every", "invalid duration '5x': use a duration such as 500ms"),
+        ({"every": 90}, "jobs[0].endpoints[0].every", "invalid duration '90'"),
+        ({"every": "0"}, "jobs[0].endpoints[0].every", "must be longer than 0"),
+        ({"every": True}, "jobs[0].endpoints[0].every", "must be a duration such as 500ms"),
+        ({"every": None}, "jobs[0].endpoints[0]", "set exactly one of `every` or `cron`"),
+        ({"cron": "* * * * *"}, "jobs[0].endpoints[0]", "set exactly one of `every` or `cron`"),
+        ({"timezone": "UTC"}, "jobs[0].endpoints[0].timezone", "applies to `cron` only"),
+        ({"url": "ftp://files"}, "jobs[0].endpoints[0].url", "must be an absolute http:// or https:// URL"),
+        ({"url": "https://[::1"}, "jobs[0].endpoints[0].url", "is not a valid URL"),
+        ({"url": None}, "jobs[0].endpoints[0].url", "required"),
+        ({"name": None}, "jobs[0].endpoints[0].name", "required"),
+        ({"name": "  "}, "jobs[0].endpoints[0].name", "must be 1 to 200 characters"),
+        ({"name": 7}, "jobs[0].endpoints[0].name", "must be a string (quote it)"),
+        ({"method": "FETCH"}, "jobs[0].endpoints[0].method", "must be one of GET, POST"),
+        ({"headers": ["X-A: 1"]}, "jobs[0].endpoints[0].headers", "must be a mapping of header name to value"),
+        ({"headers": {"X-Retry": 3}}, "jobs[0].endpoints[0].headers.X-Retry", "must be strings (quote them)"),
+        ({"headers": {"X Team": "sre"}}, "jobs[0].endpoints[0].headers.X Team", "is not a valid header name"),
+        (
+            {"headers": {"X-Team": "a\r\nX-Evil: 1"}},
+            "jobs[0].endpoints[0].headers.X-Team",
+            "must not contain line breaks",
+        ),
+        ({"body": {"a": 1}}, "jobs[0].endpoints[0].body", "must be a string"),
+        ({"clamp": {"min": "1h", "max": "1m"}}, "jobs[0].endpoints[0].clamp", "min must not exceed max"),
+        ({"clamp": {"avg": "1m"}}, "jobs[0].endpoints[0].clamp.avg", "unknown key; expected one of min, max"),
+        ({"clamp": {"min": "soon"}}, "jobs[0].endpoints[0].clamp.min", "invalid duration 'soon'"),
+        ({"clamp": "10m"}, "jobs[0].endpoints[0].clamp", "must be a mapping with the keys min, max"),
+        ({"timeout": "10m"}, "jobs[0].endpoints[0].timeout", "must be between 100ms and 5m"),
+        ({"timeout": "0"}, "jobs[0].endpoints[0].timeout", "must be between 100ms and 5m"),
+        ({"paused": "yes"}, "jobs[0].endpoints[0].paused", "must be true or false"),
+    ],
+)
+def test_each_endpoint_problem_is_reported_at_its_path(keys: dict[str, Any], path: str, message: str) -> None:
+    found = problems(one_endpoint(**keys))
+    assert len(found) == 1, found
+    assert found[0].path == path
+    assert message in found[0].message
+
+
+@pytest.mark.parametrize(
+    ("document", "path", "message"),
+    [
+        (None, "", "the file is empty"),
+        (["a"], "", "must be a mapping with the keys jobs"),
+        ({}, "jobs", "required"),
+        ({"jobs": {"name": "x"}}, "jobs", "must be a list"),
+        ({"jobs": [], "version": 2}, "version", "unknown key; expected one of jobs"),
+        ({"jobs": ["x"]}, "jobs[0]", "must be a mapping with the keys name, description, endpoints"),
+        ({"jobs": [{"name": "J", "endpoints": "none"}]}, "jobs[0].endpoints", "must be a list"),
+        ({"jobs": [{"name": "J", "description": "d" * 2001}]}, "jobs[0].description", "at most 2000 characters"),
+        ({"jobs": [{"name": "J" * 201}]}, "jobs[0].name", "must be 1 to 200 characters"),
+    ],
+)
+def test_each_file_and_job_problem_is_reported_at_its_path(document: object, path: str, message: str) -> None:
+    found = problems(document)
+    assert len(found) == 1, found
+    assert (found[0].path, message in found[0].message) == (path, True), found[0]
+
+
+def test_a_duplicate_endpoint_name_is_reported_at_the_second_use() -> None:
+    document = one_endpoint()
+    document["jobs"][0]["endpoints"].append({"name": "probe", "url": "https://b.example.com", "every": "2m"})
+    assert problems(document) == [
+        Problem("jobs[0].endpoints[1].name", "endpoint name 'probe' is used twice (also jobs[0].endpoints[0].name)")
+    ]
+
+
+def test_every_problem_of_a_file_is_reported_at_once() -> None:
+    document = one_endpoint(every="5x", url="ftp://x", paused=1)
+    assert [p.path for p in problems(document)] == [
+        "jobs[0].endpoints[0].url",
+        "jobs[0].endpoints[0].every",
+        "jobs[0].endpoints[0].paused",
+    ]
+
+
+def test_the_same_name_in_two_jobs_is_fine_and_clamp_bounds_of_0_mean_none() -> None:
+    document = one_endpoint(clamp={"min": 0, "max": "0"})
+    document["jobs"].append({"name": "Other", "endpoints": document["jobs"][0]["endpoints"]})
+    manifest = parse(yaml.safe_dump(document), "f")
+    assert [(e.min_interval_ms, e.max_interval_ms) for job in manifest.jobs for e in job.endpoints] == [(0, 0)] * 2
+
+
+def test_a_key_given_twice_is_an_error_with_its_line() -> None:
+    text = "jobs:\n  - name: A\n    description: x\n    name: B\n"
+    with pytest.raises(ManifestError) as caught:
+        parse(text, "twice.yaml")
+    assert caught.value.problems == (Problem("", "line 4, column 5: key 'name' given twice"),)
+
+
+def test_yaml_anchors_and_merge_keys_still_work() -> None:
+    merged = """
+jobs:
+  - name: J
+    endpoints:
+      - &probe {name: a, url: "https://a.example.com", every: 1m}
+      - {<<: *probe, name: b}
+"""
+    names = [e.name for e in parse(merged, "f").jobs[0].endpoints]
+    assert names == ["a", "b"]  # overriding a merged key is not giving it twice
+
+
+def test_a_syntax_error_names_line_and_column() -> None:
+    with pytest.raises(ManifestError) as caught:
+        parse("jobs:\n  - name: A\n   endpoints: [\n", "broken.yaml")
+    (problem,) = caught.value.problems
+    assert problem.path == ""
+    assert problem.message.startswith("line 3, column 4: ")
+    assert str(caught.value).startswith("broken.yaml: line 3")
+
+
+def test_a_file_that_cannot_be_read_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="cannot read the file"):
+        load(str(tmp_path / "missing.yaml"))
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00jobs")
+    with pytest.raises(ManifestError, match="not UTF-8"):
+        load(str(binary))
+
+
+def test_the_audit_reason_names_the_file_without_its_folder() -> None:
+    assert reason_for("examples/use-cases/flash-sale.yaml") == "pacerctl apply flash-sale.yaml"
+
+
+# --- the diff --------------------------------------------------------------------------------------------------------
+
+
+def spec(name: str = "probe", **fields: Any) -> EndpointSpec:
+    values: dict[str, Any] = {"url": "https://api.example.com/health", "schedule": Every(60_000, "1m")} | fields
+    return EndpointSpec(path="jobs[0].endpoints[0]", name=name, **values)
+
+
+def job(*endpoints: EndpointSpec, name: str = "Job", description: str = "") -> JobSpec:
+    return JobSpec("jobs[0]", name, description, endpoints)
+
+
+def summary(endpoint: EndpointSpec, endpoint_id: str = "ep_1", **overrides: Any) -> pb.EndpointSummary:
+    """What ListJobEndpoints returns for an endpoint created from `endpoint`, with `overrides` applied."""
+    message = pb.EndpointSummary(
+        endpoint_id=endpoint_id,
+        name=endpoint.name,
+        url=endpoint.url,
+        method=endpoint.method,
+        clamp=pb.Clamp(min_interval_ms=endpoint.min_interval_ms, max_interval_ms=endpoint.max_interval_ms),
+        timeout_ms=endpoint.timeout_ms,
+        config_digest=config_digest(endpoint.headers, endpoint.body),
+    )
+    add = add_request("job_1", endpoint, REASON)
+    message.baseline.CopyFrom(add.baseline)
+    for field, value in overrides.items():
+        if isinstance(value, pb.Baseline | pb.Clamp):
+            getattr(message, field).CopyFrom(value)
+        else:
+            setattr(message, field, value)
+    return message
+
+
+def observed(
+    spec_job: JobSpec, *endpoints: pb.EndpointSummary, description: str | None = None
+) -> dict[str, ObservedJob]:
+    held = spec_job.description if description is None else description
+    return {spec_job.name: ObservedJob("job_1", spec_job.name, held, endpoints)}
+
+
+def test_a_fresh_tenant_gets_each_job_then_its_endpoints_in_file_order() -> None:
+    first, second = job(spec("a"), spec("b"), name="One"), job(spec("c"), name="Two")
+    result = plan(Manifest("f", (first, second)), {})
+    assert result.changes == (
+        CreateJob(first),
+        CreateEndpoint(first, None, first.endpoints[0]),
+        CreateEndpoint(first, None, first.endpoints[1]),
+        CreateJob(second),
+        CreateEndpoint(second, None, second.endpoints[0]),
+    )
+    assert (result.unchanged, result.untracked) == (0, ())
+
+
+def test_what_pacer_already_holds_is_unchanged_whatever_its_pause_state_and_wording() -> None:
+    endpoint = spec(schedule=Every(60_000, "60s"), paused=True)
+    the_job = job(endpoint)
+    held = summary(endpoint, paused=False, failure_count=3)  # an agent resumed it; it failed since
+    result = plan(Manifest("f", (the_job,)), observed(the_job, held))
+    assert (result.changes, result.unchanged) == ((), 1)
+
+
+def test_a_missing_endpoint_is_added_to_the_existing_job_and_an_extra_one_left_alone() -> None:
+    kept, new = spec("kept"), spec("new")
+    the_job = job(kept, new)
+    extra = summary(spec("extra"), "ep_9")
+    result = plan(Manifest("f", (the_job,)), observed(the_job, summary(kept), extra))
+    assert result.changes == (CreateEndpoint(the_job, "job_1", new),)
+    assert result.unchanged == 1
+    assert result.untracked == (Untracked("Job", "extra", "ep_9"),)
+
+
+def test_a_changed_description_updates_the_job() -> None:
+    the_job = job(description="new words")
+    result = plan(Manifest("f", (the_job,)), observed(the_job, description="old words"))
+    assert result.changes == (UpdateJob(the_job, "job_1", FieldChange("description", "old words", "new words")),)
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "before", "after"),
+    [
+        ({"url": "https://old.example.com"}, "url", "https://old.example.com", "https://api.example.com/health"),
+        ({"method": "POST"}, "method", "POST", "GET"),
+        ({"baseline": pb.Baseline(interval_ms=120_000)}, "baseline", "every 2m", "every 1m"),
+        (
+            {"baseline": pb.Baseline(cron=pb.CronSchedule(expression="0 * * * *", timezone="UTC"))},
+            "baseline",
+            'cron "0 * * * *" UTC',
+            "every 1m",
+        ),
+        ({"clamp": pb.Clamp(min_interval_ms=20_000)}, "clamp", "min 20s", "none"),
+        ({"timeout_ms": 5000}, "timeout", "5s", "30s"),
+    ],
+)
+def test_each_differing_field_is_one_field_change(
+    override: dict[str, Any], field: Any, before: str, after: str
+) -> None:
+    endpoint = spec()
+    assert endpoint_fields(endpoint, summary(endpoint, **override)) == (FieldChange(field, before, after),)
+
+
+def test_headers_and_body_are_compared_by_digest_and_never_shown() -> None:
+    endpoint = spec(headers={"Authorization": "Bearer s3cret"}, body="payload")
+    held = summary(endpoint, config_digest=config_digest({"Authorization": "Bearer old"}, "payload"))
+    (change,) = endpoint_fields(endpoint, held)
+    assert change.field == "headers/body"
+    assert change.before.startswith("sha256:")
+    assert change.after == "sha256:" + config_digest(endpoint.headers, endpoint.body)[:8]
+    assert "s3cret" not in repr(change)
+
+
+def test_a_cron_baseline_differs_by_expression_or_timezone() -> None:
+    endpoint = spec(schedule=Cron("0 9 * * MON", "Europe/London"))
+    same = summary(endpoint)
+    other_zone = summary(endpoint, baseline=pb.Baseline(cron=pb.CronSchedule(expression="0 9 * * MON")))
+    assert endpoint_fields(endpoint, same) == ()
+    assert endpoint_fields(endpoint, other_zone) == (
+        FieldChange("baseline", 'cron "0 9 * * MON"', 'cron "0 9 * * MON" Europe/London'),
+    )
+
+
+def test_two_live_endpoints_with_a_name_of_the_file_are_a_conflict() -> None:
+    endpoint = spec()
+    the_job = job(endpoint)
+    with pytest.raises(Conflict, match=r"2 endpoints named 'probe' \(ep_1, ep_2\)"):
+        plan(Manifest("f", (the_job,)), observed(the_job, summary(endpoint, "ep_1"), summary(endpoint, "ep_2")))
+
+
+def test_two_live_endpoints_sharing_a_name_the_file_does_not_use_are_just_untracked() -> None:
+    the_job = job()
+    twins = (summary(spec("twin"), "ep_1"), summary(spec("twin"), "ep_2"))
+    assert len(plan(Manifest("f", (the_job,)), observed(the_job, *twins)).untracked) == 2
+
+
+# --- requests --------------------------------------------------------------------------------------------------------
+
+
+def test_an_added_endpoint_carries_every_field_of_the_file() -> None:
+    endpoint = spec(
+        method="POST",
+        headers={"X-Team": "sre"},
+        body="{}",
+        schedule=Cron("*/5 * * * *", "Europe/Berlin"),
+        min_interval_ms=60_000,
+        timeout_ms=5000,
+        paused=True,
+    )
+    request = add_request("job_1", endpoint, REASON)
+    assert request == pb.AddEndpointToJobRequest(
+        job_id="job_1",
+        name="probe",
+        url="https://api.example.com/health",
+        method="POST",
+        headers={"X-Team": "sre"},
+        body="{}",
+        baseline=pb.Baseline(cron=pb.CronSchedule(expression="*/5 * * * *", timezone="Europe/Berlin")),
+        clamp=pb.Clamp(min_interval_ms=60_000),
+        timeout_ms=5000,
+        reason=REASON,
+    )
+
+
+def sent(request: pb.UpdateEndpointConfigRequest) -> set[str]:
+    return {field.name for field, _ in request.ListFields()}
+
+
+def test_an_update_sends_only_the_differing_fields() -> None:
+    endpoint = spec(url="https://new.example.com")
+    change = UpdateEndpoint(job(endpoint), endpoint, "ep_1", (FieldChange("url", "https://old", "https://new"),))
+    request = update_request(change, REASON)
+    assert sent(request) == {"endpoint_id", "reason", "url"}
+    assert request.url == "https://new.example.com"
+    assert request.reason == REASON
+
+
+def test_clearing_the_clamp_and_the_headers_still_sends_them() -> None:
+    endpoint = spec()  # no clamp, no headers, empty body
+    fields = (FieldChange("clamp", "min 1m", "none"), FieldChange("headers/body", "sha256:1", "sha256:2"))
+    request = update_request(UpdateEndpoint(job(endpoint), endpoint, "ep_1", fields), REASON)
+    assert sent(request) == {"endpoint_id", "reason", "clamp", "headers", "body"}
+    assert dict(request.headers.entries) == {}
+    assert request.body == ""
+
+
+ENDPOINTS = st.builds(
+    EndpointSpec,
+    path=st.just("jobs[0].endpoints[0]"),
+    name=st.just("probe"),
+    url=st.sampled_from(["https://a.example.com", "https://b.example.com/x"]),
+    schedule=st.one_of(
+        st.builds(Every, st.integers(1000, 10**9), st.just("")),
+        st.builds(Cron, st.sampled_from(["* * * * *", "0 9 * * MON"]), st.sampled_from(["", "UTC", "Asia/Tokyo"])),
+    ),
+    method=st.sampled_from(["GET", "POST", "DELETE"]),
+    headers=st.dictionaries(st.sampled_from(["X-A", "X-B"]), st.text(max_size=3), max_size=2),
+    body=st.text(max_size=5),
+    min_interval_ms=st.sampled_from([0, 1000, 60_000]),
+    max_interval_ms=st.sampled_from([0, 3_600_000]),
+    timeout_ms=st.sampled_from([100, 30_000]),
+    paused=st.booleans(),
+)
+
+
+def updated(held: pb.EndpointSummary, request: pb.UpdateEndpointConfigRequest) -> pb.EndpointSummary:
+    """What the control plane holds after `request`: each field sent replaces its value, the rest are kept."""
+    result = pb.EndpointSummary()
+    result.CopyFrom(held)
+    sent_fields = sent(request)
+    for field in ("url", "method", "timeout_ms"):
+        if field in sent_fields:
+            setattr(result, field, getattr(request, field))
+    for field in ("baseline", "clamp"):
+        if field in sent_fields:
+            getattr(result, field).CopyFrom(getattr(request, field))
+    if request.HasField("headers"):
+        result.config_digest = config_digest(dict(request.headers.entries), request.body)
+    return result
+
+
+@given(desired=ENDPOINTS, before=ENDPOINTS)
+def test_one_update_makes_any_endpoint_match_the_file(desired: EndpointSpec, before: EndpointSpec) -> None:
+    held = summary(before)
+    fields = endpoint_fields(desired, held)
+    if not fields:
+        return
+    request = update_request(UpdateEndpoint(job(desired), desired, "ep_1", fields), REASON)
+    assert ("baseline" in sent(request)) == any(f.field == "baseline" for f in fields)
+    assert endpoint_fields(desired, updated(held, request)) == ()
+
+
+@given(endpoint=ENDPOINTS)
+def test_an_endpoint_created_from_the_file_needs_no_change(endpoint: EndpointSpec) -> None:
+    the_job = job(endpoint)
+    assert plan(Manifest("f", (the_job,)), observed(the_job, summary(endpoint))).changes == ()
+
+
+# --- how the plan is shown -------------------------------------------------------------------------------------------
+
+
+def test_the_plan_reads_one_line_per_change() -> None:
+    traffic = spec("traffic-monitor", schedule=Every(60_000, "60s"))
+    paused = spec("on-call-page", schedule=Cron("0 9 * * MON", "America/New_York"), paused=True)
+    sale = job(traffic, paused, name="Black Friday Flash Sale")
+    changed = UpdateEndpoint(sale, traffic, "ep_1", (FieldChange("url", "https://a", "https://b"),))
+    other = FieldChange("clamp", "min 20s, max 5m", "min 30s, max 5m")
+    both = UpdateEndpoint(sale, traffic, "ep_1", (FieldChange("url", "a", "b"), other))
+    creates = plan(Manifest("f", (sale,)), {}).changes
+    legacy = Untracked("Black Friday Flash Sale", "legacy", "ep_9")
+    shown = plan_lines(Plan((*creates, changed, both), 10, (legacy,)))
+    assert shown == [
+        '+ job "Black Friday Flash Sale"',
+        '+ endpoint "Black Friday Flash Sale"/"traffic-monitor" every 60s',
+        '+ endpoint "Black Friday Flash Sale"/"on-call-page" cron "0 9 * * MON" America/New_York, paused',
+        '~ endpoint "Black Friday Flash Sale"/"traffic-monitor": url https://a -> https://b',
+        '~ endpoint "Black Friday Flash Sale"/"traffic-monitor": url a -> b; clamp min 20s, max 5m -> min 30s, max 5m',
+        '? endpoint "Black Friday Flash Sale"/"legacy" not in file, left alone',
+        "= 10 endpoints unchanged",
+    ]
+
+
+def test_the_last_line_says_what_happened() -> None:
+    the_job = job(spec())
+    nothing, two = plan(Manifest("f", ()), {}), plan(Manifest("f", (the_job,)), {})
+    assert outcome_line(nothing, dry_run=False) == outcome_line(nothing, dry_run=True) == "no changes"
+    assert outcome_line(two, dry_run=False) == "applied 2 changes"
+    assert outcome_line(two, dry_run=True) == "dry run: 2 changes, none applied"
+
+
+def test_the_json_plan_is_a_list_of_changes_with_ids_once_known() -> None:
+    endpoint = spec(paused=True)
+    the_job = job(endpoint, name='Quote "this"')
+    created = json.loads(plan_json(plan(Manifest("f", (the_job,)), {}), ["job_1", "ep_1"]))
+    assert created == [
+        {"op": "create", "kind": "job", "job": 'Quote "this"', "path": "jobs[0]", "description": "", "job_id": "job_1"},
+        {
+            "op": "create",
+            "kind": "endpoint",
+            "job": 'Quote "this"',
+            "endpoint": "probe",
+            "path": "jobs[0].endpoints[0]",
+            "schedule": "every 1m",
+            "paused": True,
+            "endpoint_id": "ep_1",
+        },
+    ]
+    change = UpdateEndpoint(the_job, endpoint, "ep_7", (FieldChange("timeout", "5s", "30s"),))
+    updated_json = json.loads(plan_json(Plan((change,), 0, ())))
+    assert updated_json[0]["fields"] == {"timeout": {"from": "5s", "to": "30s"}}
+    assert updated_json[0]["endpoint_id"] == "ep_7"
+    assert json.loads(plan_json(plan(Manifest("f", ()), {}))) == []
