@@ -1,4 +1,4 @@
-"""Run Pacer on this machine: control plane, scheduler and one executor as separate processes.
+"""Run Pacer on this machine: control plane, scheduler, one executor and the REST gateway as separate processes.
 
 Started by `make run`. Prints where each service listens, then one readable line per log event (a line per
 finished run among them); Ctrl-C (or SIGTERM) stops the executor, the scheduler and the control plane, in that
@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import IO
 
@@ -29,6 +30,7 @@ DEFAULTS = {
     "PACER_SCHEDULER_ADDR": "127.0.0.1:50052",
     "PACER_SCHEDULER_ADDRS": "127.0.0.1:50052",
     "PACER_EGRESS_ALLOW": "loopback",  # the embedded dev profile may call services on this machine
+    "PACER_GATEWAY_ADDR": "127.0.0.1:8080",
 }
 QUIET_KEYS = {"time", "level", "logger", "message", "event"}
 
@@ -44,6 +46,17 @@ def wait_serving(addr: str, process: subprocess.Popen[bytes], deadline_s: float 
                     return True
             except grpc.RpcError:
                 time.sleep(0.2)
+    return False
+
+
+def wait_http(addr: str, process: subprocess.Popen[bytes], deadline_s: float = 60.0) -> bool:
+    give_up = time.monotonic() + deadline_s
+    while time.monotonic() < give_up and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://{addr}/healthz", timeout=1) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            time.sleep(0.2)
     return False
 
 
@@ -95,6 +108,7 @@ def main() -> int:
         ("control", "pacer-control", env["PACER_LISTEN_ADDR"]),
         ("scheduler", "pacer-scheduler", env["PACER_SCHEDULER_ADDR"]),
         ("executor", "pacer-executor", None),
+        ("gateway", "pacer-gateway", None),
     ]
     processes: list[subprocess.Popen[bytes]] = []
     signal.signal(signal.SIGTERM, _interrupt)
@@ -102,13 +116,14 @@ def main() -> int:
         for name, command, addr in services:
             process = start(name, command, env)
             processes.append(process)
-            if addr is not None and not wait_serving(addr, process):
+            started = wait_http(env["PACER_GATEWAY_ADDR"], process) if name == "gateway" else True
+            if not started or (addr is not None and not wait_serving(addr, process)):
                 print(f"{name} did not start; see its log lines above", file=sys.stderr)
                 return 1
         key_file = Path(env["PACER_VAR_DIR"]) / "dev-api-key"
         print(
-            f"\nPacer is running: control plane (public API) on {env['PACER_LISTEN_ADDR']}, "
-            f"scheduler on {env['PACER_SCHEDULER_ADDR']}, one executor.\n"
+            f"\nPacer is running: control plane (gRPC API) on {env['PACER_LISTEN_ADDR']}, "
+            f"REST on http://{env['PACER_GATEWAY_ADDR']}, scheduler on {env['PACER_SCHEDULER_ADDR']}, one executor.\n"
             f"Database {env['PACER_DATABASE_URL']}; dev API key in {key_file}. Ctrl-C stops everything.\n",
             flush=True,
         )

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ def test_run_local_starts_everything_and_a_first_endpoint_fires(tmp_path: Path, 
         "PACER_CONTROL_ADDR": control,
         "PACER_SCHEDULER_ADDR": scheduler,
         "PACER_SCHEDULER_ADDRS": scheduler,
+        "PACER_GATEWAY_ADDR": f"127.0.0.1:{free_port()}",
     }
     output = tmp_path / "run.log"
     with output.open("wb") as sink:
@@ -47,6 +49,8 @@ def test_run_local_starts_everything_and_a_first_endpoint_fires(tmp_path: Path, 
         assert created.returncode == 0, created.stderr
         wait_for(lambda: len(target.hits_on("/health")) >= 2, 10, "the first endpoint to fire")
         wait_for(lambda: " run " in output.read_text() and "SUCCESS 200" in output.read_text(), 10, "a run line")
+        with urllib.request.urlopen(f"http://{env['PACER_GATEWAY_ADDR']}/openapi.json", timeout=10) as answer:
+            assert answer.status == 200  # the REST gateway is up too
     finally:
         launcher.send_signal(signal.SIGINT)
         code = launcher.wait(timeout=60)
