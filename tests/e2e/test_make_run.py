@@ -29,6 +29,10 @@ def test_run_local_starts_everything_and_a_first_endpoint_fires(tmp_path: Path, 
         "PACER_SCHEDULER_ADDR": scheduler,
         "PACER_SCHEDULER_ADDRS": scheduler,
         "PACER_GATEWAY_ADDR": f"127.0.0.1:{free_port()}",
+        # One environment for every service: fixed default ports could collide with other tests, so no metrics
+        # or health-only ports here.
+        "PACER_METRICS_ADDR": "",
+        "PACER_HEALTH_ADDR": "",
     }
     output = tmp_path / "run.log"
     with output.open("wb") as sink:

@@ -233,3 +233,21 @@ def test_tls_settings_are_all_or_nothing(pki: Pki, tmp_path: Path) -> None:
     missing = tmp_path / "missing.pem"
     with pytest.raises(TlsError, match=f"PACER_TLS_CA_FILE={missing}: cannot read it"):
         channel_credentials(str(missing))
+
+
+@pytest.mark.asyncio
+async def test_front_doors_reach_a_tls_control_plane_with_the_tls_variables(
+    control: ControlPlane, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pacer_common.client import ApiError, AsyncControlClient
+
+    addr = await control.start(server_credentials(pki.server.cert_file, pki.server.key_file))
+    plain = AsyncControlClient(addr)
+    with pytest.raises(ApiError) as refused:
+        await plain.call("ListJobs", pb.ListJobsRequest(), control.key)
+    assert refused.value.code == "UNAVAILABLE"
+    await plain.close()
+    monkeypatch.setenv("PACER_TLS_CA_FILE", pki.ca.cert_file)
+    secured = AsyncControlClient(addr)
+    assert (await secured.call("ListJobs", pb.ListJobsRequest(), control.key)).jobs == []
+    await secured.close()

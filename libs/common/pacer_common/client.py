@@ -18,6 +18,7 @@ from grpc_status import rpc_status
 
 from pacer.control.v1 import control_service_pb2_grpc
 from pacer_common.errors import FieldViolation, QuotaViolation
+from pacer_common.tls import channel_credentials, open_channel
 
 DEFAULT_ADDR = "127.0.0.1:50051"
 DEV_KEY_FILE = "dev-api-key"
@@ -76,15 +77,28 @@ def api_error(error: grpc.RpcError) -> ApiError:
     return ApiError(code, message, tuple(fields), tuple(quotas), retry)
 
 
+def client_credentials(environ: Mapping[str, str] | None = None) -> grpc.ChannelCredentials | None:
+    """TLS for front doors from PACER_TLS_CA_FILE (and PACER_TLS_CLIENT_CERT_FILE/KEY_FILE); None is plaintext."""
+    env = environ if environ is not None else os.environ
+    return channel_credentials(
+        env.get("PACER_TLS_CA_FILE", ""),
+        env.get("PACER_TLS_CLIENT_CERT_FILE", ""),
+        env.get("PACER_TLS_CLIENT_KEY_FILE", ""),
+    )
+
+
 def _metadata(key: str | None) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {key}")] if key else []
 
 
 class ControlClient:
-    """Blocking client: `client.call("CreateJob", pb.CreateJobRequest(name="x"))`."""
+    """Blocking client: `client.call("CreateJob", pb.CreateJobRequest(name="x"))`; TLS per `client_credentials()`."""
 
     def __init__(self, addr: str | None = None, key: str | None = None) -> None:
-        self._channel = grpc.insecure_channel(addr or control_addr())
+        target, credentials = addr or control_addr(), client_credentials()
+        self._channel = (
+            grpc.insecure_channel(target) if credentials is None else grpc.secure_channel(target, credentials)
+        )
         self._stub = control_service_pb2_grpc.ControlServiceStub(self._channel)
         self.key = key
 
@@ -102,7 +116,7 @@ class AsyncControlClient:
     """grpc.aio client for asyncio front doors; the key is given per call (each caller brings its own)."""
 
     def __init__(self, addr: str | None = None) -> None:
-        self._channel = grpc.aio.insecure_channel(addr or control_addr())
+        self._channel = open_channel(addr or control_addr(), client_credentials())
         self._stub = control_service_pb2_grpc.ControlServiceStub(self._channel)
 
     async def call(self, rpc: str, request: Any, key: str | None) -> Any:
