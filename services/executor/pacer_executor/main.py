@@ -23,12 +23,13 @@ from pacer_common.logs import configure_logging
 from pacer_common.settings import load
 from pacer_common.telemetry import ClientMetricsInterceptor, ServerMetricsInterceptor, new_registry, serve_metrics
 from pacer_common.tls import channel_credentials, open_channel
+from pacer_executor.discovery import SchedulerPool
 from pacer_executor.egress import EgressPolicy
 from pacer_executor.metrics import ExecutorMetrics
 from pacer_executor.runner import HttpRunner
 from pacer_executor.settings import ExecutorSettings
 from pacer_executor.stream import ChannelFactory, ReconnectBackoff, SchedulerStream, StreamOptions
-from pacer_executor.worker import Worker, split_capacity
+from pacer_executor.worker import Worker
 
 log = logging.getLogger("pacer.executor")
 
@@ -71,9 +72,8 @@ async def _run(
     )
     async with runner:
         worker = Worker(runner, clock, settings.capacity, metrics)
-        streams = _streams(settings, worker, metadata, _channels(settings, metrics))
-        for stream in streams:
-            stream.start()
+        pool = _pool(settings, worker, metadata, _channels(settings, metrics))
+        await pool.start()
         follower = asyncio.create_task(follow(readiness, lambda: worker.connected > 0, READINESS_POLL_S))
         log.info(
             "executor started",
@@ -81,13 +81,13 @@ async def _run(
                 "event": "executor.started",
                 "executor_id": settings.identity,
                 "capacity": settings.capacity,
-                "schedulers": [stream.address for stream in streams],
+                "schedulers": pool.addresses,
             },
         )
         await stop.wait()
         await readiness.shutting_down()
         follower.cancel()
-        await _shut_down(worker, streams, settings.drain_timeout_ms / 1000)
+        await _shut_down(worker, pool, settings.drain_timeout_ms / 1000)
 
 
 @contextlib.asynccontextmanager
@@ -115,25 +115,23 @@ def _channels(settings: ExecutorSettings, metrics: ExecutorMetrics) -> ChannelFa
     return lambda address: open_channel(address, credentials, interceptors=interceptors)
 
 
-def _streams(
-    settings: ExecutorSettings, worker: Worker, metadata: Metadata, channels: ChannelFactory
-) -> list[SchedulerStream]:
-    addresses = settings.scheduler_addresses
-    shares = split_capacity(settings.capacity, len(addresses))
+def _pool(settings: ExecutorSettings, worker: Worker, metadata: Metadata, channels: ChannelFactory) -> SchedulerPool:
+    """A stream to every scheduler replica behind the configured addresses, following DNS."""
     # One generator for all streams, seeded by the OS, so processes started together draw different jitter.
     jitter = random.Random().random
-    return [
-        SchedulerStream(
-            address, worker, StreamOptions(settings.identity, share, metadata, channels), ReconnectBackoff(jitter)
-        )
-        for address, share in zip(addresses, shares, strict=True)
-    ]
+
+    def new_stream(address: str, share: int) -> SchedulerStream:
+        options = StreamOptions(settings.identity, share, metadata, channels)
+        return SchedulerStream(address, worker, options, ReconnectBackoff(jitter))
+
+    interval_s = settings.discovery_interval_ms / 1000
+    return SchedulerPool(settings.scheduler_addresses, new_stream, settings.capacity, interval_s)
 
 
-async def _shut_down(worker: Worker, streams: list[SchedulerStream], drain_timeout_s: float) -> None:
+async def _shut_down(worker: Worker, pool: SchedulerPool, drain_timeout_s: float) -> None:
     log.info("executor draining", extra={"event": "executor.draining", "in_flight": worker.undelivered})
     delivered = await worker.drain(drain_timeout_s)
-    await asyncio.gather(*(stream.close() for stream in streams))
+    await pool.close()
     log.info("executor stopped", extra={"event": "executor.stopped", "all_reported": delivered})
 
 

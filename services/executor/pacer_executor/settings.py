@@ -31,6 +31,7 @@ class ExecutorSettings:
     service_token: str = ""
     var_dir: str = "var"
     drain_timeout_ms: int = 30_000
+    discovery_interval_ms: int = 10_000
     log_level: str = "INFO"
     metrics_addr: str = "127.0.0.1:9466"
     health_addr: str = "127.0.0.1:50053"
@@ -44,6 +45,7 @@ class ExecutorSettings:
         _at_least("PACER_CAPACITY", self.capacity, 1)
         _at_least("PACER_CAPTURE_LIMIT_BYTES", self.capture_limit_bytes, 0)
         _at_least("PACER_DRAIN_TIMEOUT_MS", self.drain_timeout_ms, 0)
+        _at_least("PACER_DISCOVERY_INTERVAL_MS", self.discovery_interval_ms, 100)
 
     @property
     def scheduler_addresses(self) -> tuple[str, ...]:
