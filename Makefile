@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 PACKAGES := libs/common services/control services/scheduler services/executor services/gateway services/mcp services/cli
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: help setup proto proto-check lint format test test-unit test-integration run bench admin clean
+.PHONY: help setup proto proto-check lint format test test-unit test-integration run demo bench admin clean
 
 help:
 	@echo "make run          start Pacer on this machine (control plane on 127.0.0.1:50051, SQLite in var/)"
 	@echo "make test         run the whole test suite (SQLite and PostgreSQL)"
 	@echo "make lint         ruff, mypy, import-linter, buf lint and the generated-stub drift check"
+	@echo "make demo         the flash-sale scenario, live and compressed (about 90 s; docs/demo.md)"
 	@echo "make bench        claim-query and end-to-end benchmarks on PostgreSQL and SQLite (prints the figures)"
 	@echo "make proto        regenerate the Python stubs from protos/"
 	@echo "make clean        remove the virtualenv and local state in var/"
@@ -53,6 +54,9 @@ test-integration: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/python scripts/run_local.py
+
+demo: $(STAMP)
+	$(BIN)/python -m examples.demo
 
 bench: $(STAMP)
 	PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m bench.claim_query --backend postgresql

@@ -81,14 +81,23 @@ def relay(name: str, stream: IO[bytes]) -> None:
 
 
 def start(name: str, command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen([str(BIN / command)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # A session of its own: Ctrl-C reaches only this launcher, which then stops the services in a safe order.
+    process = subprocess.Popen(
+        [str(BIN / command)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     assert process.stdout is not None
     threading.Thread(target=relay, args=(name, process.stdout), daemon=True).start()
     return process
 
 
-def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in reversed(processes):
+STOP_ORDER = ("gateway", "scheduler", "executor", "control")  # the scheduler drains through live executors
+
+
+def stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    for name in STOP_ORDER:
+        process = processes.get(name)
+        if process is None:
+            continue
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
@@ -110,12 +119,12 @@ def main() -> int:
         ("executor", "pacer-executor", None),
         ("gateway", "pacer-gateway", None),
     ]
-    processes: list[subprocess.Popen[bytes]] = []
+    processes: dict[str, subprocess.Popen[bytes]] = {}
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         for name, command, addr in services:
             process = start(name, command, env)
-            processes.append(process)
+            processes[name] = process
             started = wait_http(env["PACER_GATEWAY_ADDR"], process) if name == "gateway" else True
             if not started or (addr is not None and not wait_serving(addr, process)):
                 print(f"{name} did not start; see its log lines above", file=sys.stderr)
@@ -127,7 +136,7 @@ def main() -> int:
             f"Database {env['PACER_DATABASE_URL']}; dev API key in {key_file}. Ctrl-C stops everything.\n",
             flush=True,
         )
-        while all(p.poll() is None for p in processes):
+        while all(p.poll() is None for p in processes.values()):
             time.sleep(0.5)
         print("a service exited; stopping the others", file=sys.stderr)
         return 1

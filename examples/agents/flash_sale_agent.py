@@ -12,6 +12,10 @@ newest snapshot and applies its rules:
   when pages are critical, support chat when orders collapse, on-call page after 5 minutes of critical) are one-shot
   runs of paused endpoints; their min clamp is the cooldown, so asking again during it only queues the next run, and
   a queued run is cleared once its condition is gone.
+
+`time_scale` compresses the agent's own durations for a sped-up replay (`examples.demo`): with 30 the 20 s hint
+becomes 667 ms, its 60-minute TTL 2 minutes (never under the API's 1 minute) and the on-call delay 10 s. The
+default 1 keeps real time.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from pacer.control.v1 import control_service_pb2 as pb
 
 HEALTH = ("traffic-monitor", "order-health", "inventory-check")
 ON_CALL_AFTER = timedelta(minutes=5)
+SURGE_INTERVAL_MS = 20_000
+HINT_TTL_MINUTES = 60
 
 
 @dataclass(frozen=True)
@@ -68,12 +74,14 @@ class Snapshot:
 
 @dataclass
 class FlashSaleAgent:
-    """Steers one flash-sale job. `client` calls ControlService RPCs by name; `now` is the current time."""
+    """Steers one flash-sale job. `client` calls ControlService RPCs by name; `now` is the current time; its own
+    durations (hint interval and TTL, on-call delay) are divided by `time_scale`."""
 
     client: Any
     job_id: str
     now: Callable[[], datetime]
     log: Callable[[str], None] = lambda line: None
+    time_scale: float = 1.0
     tightened: bool = False
     critical_since: datetime | None = None
     seen_run: str = ""
@@ -92,12 +100,27 @@ class FlashSaleAgent:
         self._investigate(endpoints["slow-page-analyzer"], snapshot.pages_slow, "pages slow")
         self._investigate(endpoints["query-tracer"], snapshot.database_slow, "database slow")
         self._track_critical(snapshot)
-        on_call_due = self.critical_since is not None and self.now() - self.critical_since >= ON_CALL_AFTER
+        on_call_due = self.critical_since is not None and self.now() - self.critical_since >= self.on_call_after
         self._one_shot(endpoints["cache-warm-up"], snapshot.pages_slow, "page load high")
         self._one_shot(endpoints["scale-workers"], snapshot.orders_falling, "orders falling under load")
         self._one_shot(endpoints["ops-chat"], snapshot.pages_critical, "pages critical")
         self._one_shot(endpoints["support-chat"], snapshot.orders_collapsed, "orders collapsed")
         self._one_shot(endpoints["on-call-page"], on_call_due, "critical for 5 minutes")
+
+    @property
+    def on_call_after(self) -> timedelta:
+        """How long pages must stay critical before the on-call page, scaled."""
+        return ON_CALL_AFTER / self.time_scale
+
+    @property
+    def surge_interval_ms(self) -> int:
+        """The traffic monitor's interval during the surge, scaled."""
+        return round(SURGE_INTERVAL_MS / self.time_scale)
+
+    @property
+    def hint_ttl_minutes(self) -> int:
+        """The surge hint's TTL, scaled but at least the API's 1 minute (a longer hint is cleared on calm)."""
+        return max(1, round(HINT_TTL_MINUTES / self.time_scale))
 
     def _newest_snapshot(self) -> Snapshot | None:
         runs = self.client.ListRuns(
@@ -122,7 +145,10 @@ class FlashSaleAgent:
         if snapshot.surging and not self.tightened:
             self.client.ApplyIntervalHint(
                 pb.ApplyIntervalHintRequest(
-                    endpoint_id=monitor_id, interval_ms=20_000, ttl_minutes=60, reason="traffic 5x baseline"
+                    endpoint_id=monitor_id,
+                    interval_ms=self.surge_interval_ms,
+                    ttl_minutes=self.hint_ttl_minutes,
+                    reason="traffic 5x baseline",
                 )
             )
             self.tightened = True

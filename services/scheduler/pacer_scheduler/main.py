@@ -149,7 +149,7 @@ class Scheduler:
         await asyncio.wait([self._tasks["claims"]])  # lets a claim on the wire land; a crash was already logged
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.drain_timeout_ms / 1000
-        while not self.settled() and loop.time() < deadline:
+        while not self.settled() and loop.time() < deadline and self._can_progress():
             await asyncio.sleep(DRAIN_POLL_S)
         await self._flush(max(deadline - loop.time(), FLUSH_GRACE_S))
         self._api.close()
@@ -157,6 +157,14 @@ class Scheduler:
         await _cancel(self._tasks["timer"])
         await self._channel.close()
         log.info("scheduler stopped", extra={"event": "scheduler.stopped", **self._leftovers()})
+
+    def _can_progress(self) -> bool:
+        """Whether waiting can still settle anything: an executor takes work, or results are on their way.
+
+        With neither, claimed runs have nowhere to go; waiting out the drain timeout would only delay the stop, and
+        their leases settle them (LOST) either way.
+        """
+        return self.dispatcher.accepting or self.dispatcher.in_flight > 0
 
     async def _flush(self, timeout_s: float) -> None:
         self.batcher.close()
