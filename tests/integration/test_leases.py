@@ -224,3 +224,32 @@ def test_a_claim_is_capped_so_it_fits_one_message(harness: Harness) -> None:
     assert 0 < len(batches[0]) < 20
     assert all(sum(len(item.body) for item in batch) <= 3 * 1024 * 1024 for batch in batches)
     assert len({item.run_id for batch in batches for item in batch}) == 20
+
+
+def test_endpoints_can_be_created_while_runs_are_claimed_and_reported(harness: Harness) -> None:
+    """Creating endpoints locks the tenant and job rows; claims insert runs that reference them. Neither may
+    deadlock the other (PostgreSQL reports a deadlock as an error, which would surface here)."""
+    job = harness.a.CreateJob(pb.CreateJobRequest(name="busy")).job_id
+    harness.clock.advance(3600)
+    leases = Leases(harness)
+
+    def create(n: int) -> str:
+        request = pb.AddEndpointToJobRequest(
+            job_id=job, name=f"ep-{n}", url="https://api.example.com/", baseline=pb.Baseline(interval_ms=1000)
+        )
+        return str(harness.a.AddEndpointToJob(request).endpoint_id)
+
+    def churn(_: int) -> int:
+        done = 0
+        for _ in range(15):
+            items = leases.claim(horizon_ms=60_000, limit=50).items
+            if items:
+                leases.report(*(result(item) for item in items))
+            done += len(items)
+        return done
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        created = pool.map(create, range(60))
+        churned = pool.map(churn, range(2))
+        assert len(set(created)) == 60
+        assert sum(churned) > 0

@@ -57,7 +57,7 @@ def quota_exceeded(
 
 def _lock_tenant(s: Session, tenant_id: str) -> None:
     """Serialize a tenant's creations, so two concurrent requests cannot both pass a count limit."""
-    s.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+    s.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(key_share=True))
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,9 @@ class Repository:
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
+        # Row locks in this module are FOR NO KEY UPDATE (key_share=True) on PostgreSQL: no update changes a key,
+        # and a plain FOR UPDATE would conflict with the KEY SHARE locks that inserting a child row (a run, an
+        # endpoint) takes on its parents, deadlocking claims against endpoint creation.
         with self._sessions() as session, session.begin():
             yield session
 
@@ -199,7 +202,7 @@ class Repository:
     def set_tenant_quota(self, tenant_id: str, values: dict[str, Any], now: datetime) -> None:
         """Set some of the tenant's limits; a None value returns that limit to the default."""
         with self._tx() as s:
-            row = s.get(TenantQuota, tenant_id, with_for_update=True)
+            row = s.get(TenantQuota, tenant_id, with_for_update={"key_share": True})
             if row is None:
                 row = TenantQuota(tenant_id=tenant_id, updated_at=now)
                 s.add(row)
@@ -244,7 +247,7 @@ class Repository:
 
     @staticmethod
     def _locked_job(s: Session, tenant_id: str, job_id: str) -> Job:
-        query = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id).with_for_update()
+        query = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id).with_for_update(key_share=True)
         job = s.scalars(query).one_or_none()
         if job is None:
             raise NotFound("job", job_id)
@@ -359,7 +362,9 @@ class Repository:
         """Lock the tenant's endpoint, apply `change` (which sees its job) and audit, in one transaction."""
         with self._tx() as s:
             query = (
-                select(Endpoint).where(Endpoint.id == endpoint_id, Endpoint.tenant_id == tenant_id).with_for_update()
+                select(Endpoint)
+                .where(Endpoint.id == endpoint_id, Endpoint.tenant_id == tenant_id)
+                .with_for_update(key_share=True)
             )
             endpoint = s.scalars(query).one_or_none()
             if endpoint is None:
@@ -475,7 +480,7 @@ class Repository:
             .where(_ENDPOINTS.c.next_run_at <= due_by, _ENDPOINTS.c.lease_run_id.is_(None))
             .order_by(_ENDPOINTS.c.next_run_at)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True)
         )
         with self._engine.begin() as connection:
             rows = _within_bytes(connection.execute(query).all(), CLAIM_MAX_BYTES)
@@ -497,7 +502,7 @@ class Repository:
             select(_RUNS.c.id, _RUNS.c.status, _RUNS.c.endpoint_id, _RUNS.c.started_at, _RUNS.c.error_message)
             .where(_RUNS.c.id.in_(by_run))
             .order_by(_RUNS.c.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
         with self._engine.begin() as connection:
             runs = connection.execute(query).all()
@@ -530,7 +535,7 @@ class Repository:
             .where(_RUNS.c.status == RUN_RUNNING, _RUNS.c.lease_expires_at < now)
             .order_by(_RUNS.c.lease_expires_at)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True)
         )
         with self._engine.begin() as connection:
             runs = connection.execute(query).all()
@@ -725,7 +730,7 @@ def _settle(connection: Connection, settled: Sequence[_Settled], now: datetime) 
         .join(_JOBS, _JOBS.c.id == _ENDPOINTS.c.job_id)
         .where(_ENDPOINTS.c.id.in_(by_endpoint))
         .order_by(_ENDPOINTS.c.id)
-        .with_for_update(of=_ENDPOINTS)
+        .with_for_update(of=_ENDPOINTS, key_share=True)
     )
     changes = []
     for row in connection.execute(query):
