@@ -1,6 +1,6 @@
 """The seed's flash-sale monitoring job: 10 endpoints in 4 tiers, set up and steered through the public API.
 
-    .venv/bin/python -m examples.flash_sale setup [--target http://127.0.0.1:8080]
+    .venv/bin/python -m examples.flash_sale setup [--target http://127.0.0.1:8000]
     .venv/bin/python -m examples.flash_sale steer JOB_ID      # one agent decision of each kind, printed as it goes
 
 Health checks run on a baseline; investigations stay paused until needed; recovery actions and alerts are paused
@@ -135,7 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     make = commands.add_parser("setup", help="create the job and its endpoints")
-    make.add_argument("--target", default="http://127.0.0.1:8080", help="base URL of the shop being monitored")
+    make.add_argument("--target", default="http://127.0.0.1:8000", help="base URL of the shop being monitored")
     act = commands.add_parser("steer", help="steer a job created by setup")
     act.add_argument("job_id")
     args = parser.parse_args()
