@@ -251,3 +251,40 @@ async def test_front_doors_reach_a_tls_control_plane_with_the_tls_variables(
     secured = AsyncControlClient(addr)
     assert (await secured.call("ListJobs", pb.ListJobsRequest(), control.key)).jobs == []
     await secured.close()
+
+
+@pytest.mark.asyncio
+async def test_an_internal_port_gives_mutual_tls_to_internal_traffic_and_server_tls_to_the_public_api(
+    control: ControlPlane, pki: Pki
+) -> None:
+    from pacer.internal.v1 import lease_service_pb2 as lease_pb
+    from pacer.internal.v1 import lease_service_pb2_grpc as lease_grpc
+    from tests.support.processes import free_port
+
+    internal_addr = f"127.0.0.1:{free_port()}"
+    mutual = server_credentials(pki.server.cert_file, pki.server.key_file, pki.ca.cert_file)
+    options = ServerOptions("127.0.0.1:0", 1000, TOKEN, 30_000, internal_needs_client_cert=True)
+    control._server, port, _ = build_server(
+        control._repository,
+        SystemClock(),
+        control._pool,
+        options,
+        credentials=server_credentials(pki.server.cert_file, pki.server.key_file),
+        internal_port=(internal_addr, mutual),
+    )
+    await control._server.start()
+    public_addr = f"127.0.0.1:{port}"
+
+    async def claim(addr: str, credentials: grpc.ChannelCredentials | None) -> grpc.StatusCode:
+        async with open_channel(addr, credentials) as channel:
+            try:
+                request = lease_pb.ClaimDueRunsRequest(horizon_ms=0, limit=0)
+                await lease_grpc.LeaseServiceStub(channel).ClaimDueRuns(request, metadata=bearer(TOKEN), timeout=10)
+            except grpc.aio.AioRpcError as error:
+                return error.code()
+        return OK
+
+    assert await control.create_job(public_addr, trusting(pki.ca)) == OK  # public API: no client certificate
+    assert await claim(public_addr, trusting(pki.ca)) == grpc.StatusCode.PERMISSION_DENIED
+    assert await claim(internal_addr, trusting(pki.ca)) == REFUSED  # the internal port demands a certificate
+    assert await claim(internal_addr, trusting(pki.ca, pki.client)) == OK

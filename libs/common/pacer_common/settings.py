@@ -44,7 +44,9 @@ class ControlSettings:
 
     `metrics_addr` serves Prometheus `/metrics` (empty: off); `health_addr` adds a plaintext server answering only
     grpc.health.v1 (empty: health is on `listen_addr` only). `tls_cert_file` and `tls_key_file` make the API
-    TLS; `tls_client_ca_file` as well makes it mutual TLS for every caller (see `pacer_common.tls`).
+    TLS; `tls_client_ca_file` as well makes it mutual TLS for every caller (see `pacer_common.tls`), unless
+    `internal_addr` is set: then that second port serves the internal API with mutual TLS, the public port keeps
+    server TLS only, and internal RPCs must arrive with a client certificate.
     """
 
     listen_addr: str = "127.0.0.1:50051"
@@ -67,3 +69,4 @@ class ControlSettings:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_client_ca_file: str = ""
+    internal_addr: str = ""

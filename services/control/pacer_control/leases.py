@@ -89,7 +89,9 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
         pool: Executor,
         lease_grace_ms: int,
         metrics: ControlMetrics,
+        needs_client_cert: bool = False,
     ) -> None:
+        self._needs_client_cert = needs_client_cert
         self._repository = repository
         self._clock = clock
         self._auth = auth
@@ -99,6 +101,9 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
 
     async def _run(self, context: grpc.aio.ServicerContext, work: Callable[[], T]) -> T:
         metadata = context.invocation_metadata()
+        if self._needs_client_cert and "x509_pem_cert" not in (context.auth_context() or {}):
+            # The public port speaks server-only TLS; internal traffic belongs on the mutual-TLS port.
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "internal RPCs need the mutual-TLS internal port")
 
         def call() -> T:
             self._auth.authenticate(metadata)

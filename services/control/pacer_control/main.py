@@ -38,6 +38,7 @@ DB_PROBE_TIMEOUT_S = 3.0
 
 def _options(settings: ControlSettings) -> ServerOptions:
     return ServerOptions(
+        internal_needs_client_cert=bool(settings.internal_addr and settings.tls_client_ca_file),
         listen_addr=settings.listen_addr,
         min_interval_ms=settings.min_interval_ms,
         service_token=service_token(settings.service_token, settings.var_dir, create=settings.bootstrap_dev),
@@ -105,8 +106,13 @@ def _background(
     return [asyncio.create_task(reaper), asyncio.create_task(probe)]
 
 
-async def serve(settings: ControlSettings, credentials: grpc.ServerCredentials | None = None) -> None:
-    """Run the control plane until SIGTERM or SIGINT; `credentials` make its port TLS (see pacer_common.tls)."""
+async def serve(
+    settings: ControlSettings,
+    credentials: grpc.ServerCredentials | None = None,
+    internal_credentials: grpc.ServerCredentials | None = None,
+) -> None:
+    """Run the control plane until SIGTERM or SIGINT; `credentials` make its port TLS (see pacer_common.tls), and
+    `internal_credentials` the internal port's, when `settings.internal_addr` asks for one."""
     engine, repository = _open_database(settings)
     registry = new_registry()
     metrics = ControlMetrics(registry)
@@ -115,8 +121,15 @@ async def serve(settings: ControlSettings, credentials: grpc.ServerCredentials |
     # SQLite takes one writer at a time: one database thread serializes it; PostgreSQL gets a pool.
     workers = 1 if engine.dialect.name == "sqlite" else settings.db_pool_size
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db") as pool:
+        internal = (settings.internal_addr, internal_credentials) if settings.internal_addr else None
         server, port, health_servicer = build_server(
-            repository, SystemClock(), pool, _options(settings), metrics=metrics, credentials=credentials
+            repository,
+            SystemClock(),
+            pool,
+            _options(settings),
+            metrics=metrics,
+            credentials=credentials,
+            internal_port=internal,
         )
         ready = readiness(health_servicer)
         await ready.start()
@@ -128,6 +141,7 @@ async def serve(settings: ControlSettings, credentials: grpc.ServerCredentials |
                 extra={
                     "event": "control.started",
                     "addr": settings.listen_addr,
+                    "internal_addr": settings.internal_addr or settings.listen_addr,
                     "port": port,
                     "service": SERVICE_NAME,
                     "tls": _tls_mode(settings),
@@ -147,19 +161,29 @@ async def serve(settings: ControlSettings, credentials: grpc.ServerCredentials |
 def _tls_mode(settings: ControlSettings) -> str:
     if not settings.tls_cert_file:
         return "off"
+    if settings.internal_addr and settings.tls_client_ca_file:
+        return "server (public), mutual (internal)"
     return "mutual" if settings.tls_client_ca_file else "server"
+
+
+def _credentials(settings: ControlSettings) -> tuple[grpc.ServerCredentials | None, grpc.ServerCredentials | None]:
+    """(public, internal) port credentials: with an internal port, client certificates are asked for there only."""
+    full = server_credentials(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+    if not settings.internal_addr:
+        return full, None
+    return server_credentials(settings.tls_cert_file, settings.tls_key_file), full
 
 
 def main() -> None:
     try:
         settings = load(ControlSettings)
-        credentials = server_credentials(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+        credentials, internal_credentials = _credentials(settings)
     except ValueError as error:
         # Before logging is configured: a plain message on standard error and exit status 1.
         raise SystemExit(f"pacer-control: {error}") from None
     configure_logging(settings.log_level)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line of our own says the schema is current
-    asyncio.run(serve(settings, credentials))
+    asyncio.run(serve(settings, credentials, internal_credentials))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ class ServerOptions:
     service_token: str
     lease_grace_ms: int
     quota_defaults: Quota = field(default_factory=Quota)
+    # Internal RPCs must carry a verified client certificate (they then only work on the mutual-TLS port).
+    internal_needs_client_cert: bool = False
 
 
 def build_server(
@@ -49,11 +51,14 @@ def build_server(
     *,
     metrics: ControlMetrics | None = None,
     credentials: grpc.ServerCredentials | None = None,
+    internal_port: tuple[str, grpc.ServerCredentials | None] | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server bound to `options.listen_addr`, ready to start; returns it with its port and health servicer.
 
     Every RPC is measured in `metrics` (a private registry when None). With `credentials` the port speaks TLS
-    (mutual TLS when they require client certificates), else plaintext.
+    (mutual TLS when they require client certificates), else plaintext. `internal_port` (address, credentials)
+    adds a second port, meant for schedulers: with `options.internal_needs_client_cert` internal RPCs are only
+    answered when the caller presented a client certificate, which only a mutual-TLS port asks for.
     """
     metrics = metrics or ControlMetrics(CollectorRegistry())
     server = grpc.aio.server(interceptors=[ServerMetricsInterceptor(metrics.grpc_server)])
@@ -61,13 +66,17 @@ def build_server(
     actions = ControlActions(repository, clock, options.min_interval_ms, quotas)
     pb_grpc.add_ControlServiceServicer_to_server(ControlApi(actions, Authenticator(repository), quotas, pool), server)
     auth = ServiceAuthenticator(options.service_token)
-    leases = LeaseApi(repository, clock, auth, pool, options.lease_grace_ms, metrics)
+    leases = LeaseApi(
+        repository, clock, auth, pool, options.lease_grace_ms, metrics, options.internal_needs_client_cert
+    )
     lease_grpc.add_LeaseServiceServicer_to_server(leases, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (SERVICE_NAME, LEASE_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
     port = add_port(server, options.listen_addr, credentials)
+    if internal_port is not None:
+        add_port(server, *internal_port)
     return server, port, health_servicer
 
 
