@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.databases import PostgresDatabases
+from tests.support.databases import PostgresDatabases, require_postgres
 from tests.support.stack import Stack
 from tests.support.target import HttpTarget
 
@@ -19,11 +19,10 @@ def database_url(
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'pacer.db'}"
         return
-    if postgres_databases is None:
-        pytest.skip("PostgreSQL is not reachable (set PACER_TEST_DATABASE_URL, or CI=true to make this an error)")
-    url = postgres_databases.create(migrated=False)  # the service migrates it, as in production
+    databases = require_postgres(postgres_databases)
+    url = databases.create(migrated=False)  # the service migrates it, as in production
     yield url
-    postgres_databases.drop(url)
+    databases.drop(url)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from pacer.control.v1 import control_service_pb2 as pb
-from tests.support.databases import PostgresDatabases, postgres_url
+from tests.support.databases import PostgresDatabases, postgres_url, require_postgres
 from tests.support.harness import Client, status_of
 from tests.support.processes import health_status, start_control
 from tests.support.stack import Stack
@@ -92,12 +92,11 @@ def restore(database: str) -> None:
 
 @pytest.fixture
 def postgres_url_for_test(postgres_databases: PostgresDatabases | None) -> Iterator[str]:
-    if postgres_databases is None:
-        pytest.skip("PostgreSQL is not reachable (set PACER_TEST_DATABASE_URL, or CI=true to make this an error)")
-    url = postgres_databases.create(migrated=False)
+    databases = require_postgres(postgres_databases)
+    url = databases.create(migrated=False)
     yield url
     restore(str(make_url(url).database))
-    postgres_databases.drop(url)
+    databases.drop(url)
 
 
 def test_the_control_plane_is_ready_only_while_its_database_answers(tmp_path: Path, postgres_url_for_test: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.databases import PostgresDatabases, SqliteDatabases
+from tests.support.databases import PostgresDatabases, SqliteDatabases, require_postgres
 from tests.support.harness import Harness
 
 
@@ -16,9 +16,7 @@ def database_url(
     request: pytest.FixtureRequest, sqlite_databases: SqliteDatabases, postgres_databases: PostgresDatabases | None
 ) -> Iterator[str]:
     """A fresh migrated database on each backend."""
-    databases = sqlite_databases if request.param == "sqlite" else postgres_databases
-    if databases is None:
-        pytest.skip("PostgreSQL is not reachable (set PACER_TEST_DATABASE_URL, or CI=true to make this an error)")
+    databases = sqlite_databases if request.param == "sqlite" else require_postgres(postgres_databases)
     url = databases.create()
     yield url
     databases.drop(url)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from pacer_control.database import make_engine, migrate
 from pacer_control.models import Base
+from tests.support.databases import require_postgres
 
 
 def test_migrated_schema_equals_the_models(database_url: str) -> None:
@@ -37,9 +37,8 @@ def test_migrations_create_every_table_and_the_claim_index(database_url: str) ->
 
 def test_concurrent_migrations_on_postgresql_wait_for_each_other(postgres_databases) -> None:
     """Control replicas and the migration Job may start together on one database: every one of them succeeds."""
-    if postgres_databases is None:
-        pytest.skip("PostgreSQL is not reachable (set PACER_TEST_DATABASE_URL, or CI=true to make this an error)")
-    url = postgres_databases.create(migrated=False)
+    databases = require_postgres(postgres_databases)
+    url = databases.create(migrated=False)
     engines = [make_engine(url) for _ in range(3)]
     try:
         with ThreadPoolExecutor(max_workers=3) as pool:
@@ -48,4 +47,4 @@ def test_concurrent_migrations_on_postgresql_wait_for_each_other(postgres_databa
     finally:
         for engine in engines:
             engine.dispose()
-        postgres_databases.drop(url)
+        databases.drop(url)
