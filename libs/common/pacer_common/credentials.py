@@ -1,12 +1,46 @@
-"""The service credential internal RPCs carry: from PACER_SERVICE_TOKEN, or a file in the var folder."""
+"""Credentials on the wire: the shape of a bearer token, and the service credential internal RPCs carry (from
+PACER_SERVICE_TOKEN, or a file in the var folder)."""
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
+from pacer_common.errors import Unauthenticated
+
 SERVICE_TOKEN_FILE = "service-token"
+# RFC 6750 `b64token`, ASCII only (with IGNORECASE or str.isalnum(), letters such as U+212A Kelvin would pass).
+# Anything else is no Pacer credential, and could not travel as gRPC metadata either.
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*", re.ASCII)
+# API keys are 52 characters and service tokens about 47; a far longer token is neither.
+MAX_TOKEN_CHARS = 256
+
+
+def is_token_shaped(token: str) -> bool:
+    """True for a string that could be a Pacer credential: `b64token` characters, at most MAX_TOKEN_CHARS."""
+    return len(token) <= MAX_TOKEN_CHARS and _TOKEN.fullmatch(token) is not None
+
+
+def token_of(authorization: str) -> str | None:
+    """The token of an `authorization: Bearer <token>` value (scheme in any case), None when it is not one."""
+    scheme, _, token = authorization.strip(" ").partition(" ")
+    token = token.strip(" ")
+    return token if scheme.lower() == "bearer" and is_token_shaped(token) else None
+
+
+def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+    """The token of the call's `authorization` metadata; Unauthenticated when it is missing or not a token."""
+    for name, value in metadata or ():
+        if name.lower() == "authorization":
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+            token = token_of(text)
+            if token is None:
+                raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
+            return token
+    raise Unauthenticated("missing authorization metadata: send 'authorization: Bearer <token>'")
 
 
 def service_token(configured: str, var_dir: str, *, create: bool) -> str:

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+ECHO_LIMIT = 100
+
+
+def shown(value: object, limit: int = ECHO_LIMIT) -> str:
+    """`value` quoted for an error message, cut to `limit` characters: a caller's text is never echoed whole."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
 
 @dataclass(frozen=True)
 class FieldViolation:
@@ -38,7 +48,7 @@ class NotFound(PacerError):
     """The object does not exist, or belongs to another tenant (indistinguishable by design)."""
 
     def __init__(self, kind: str, object_id: str) -> None:
-        super().__init__(f"{kind} {object_id!r} not found")
+        super().__init__(f"{kind} {shown(object_id)} not found")
         self.kind = kind
         self.object_id = object_id
 
@@ -69,4 +79,12 @@ class ResourceExhausted(PacerError):
     def __init__(self, message: str, violations: list[QuotaViolation], retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.violations = tuple(violations)
+        self.retry_after_s = retry_after_s
+
+
+class Unavailable(PacerError):
+    """A dependency (the database) cannot be reached now; the same call may succeed after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
         self.retry_after_s = retry_after_s

@@ -16,6 +16,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from pacer_common.logs import first_line
+from pacer_common.ports import grpc_server
+from pacer_common.tls import add_port
 
 LIVENESS = "liveness"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -97,13 +99,17 @@ async def probe_forever(readiness: Readiness, check: Callable[[], object], inter
 
 
 def health_server(
-    addr: str, servicer: health.aio.HealthServicer, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+    addr: str,
+    servicer: health.aio.HealthServicer,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    *,
+    setting: str,
 ) -> tuple[grpc.aio.Server, int]:
     """A plaintext grpc.aio server answering only grpc.health.v1 at `addr` (for native Kubernetes probes, which
-    speak neither TLS nor a service's own protocol); returns it, not yet started, with its port."""
-    server = grpc.aio.server(interceptors=list(interceptors))
+    speak neither TLS nor a service's own protocol); returns it, not yet started, with its port.
+
+    A `ListenError` naming `setting` (where `addr` came from) when it cannot listen there.
+    """
+    server = grpc_server(interceptors=interceptors)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_insecure_port(addr)
-    if port == 0:
-        raise OSError(f"cannot listen on {addr}")
-    return server, port
+    return server, add_port(server, addr, None, setting=setting)

@@ -47,6 +47,9 @@ class ControlSettings:
     TLS; `tls_client_ca_file` as well makes it mutual TLS for every caller (see `pacer_common.tls`), unless
     `internal_addr` is set: then that second port serves the internal API with mutual TLS, the public port keeps
     server TLS only, and internal RPCs must arrive with a client certificate.
+
+    Endpoint secrets are sealed at rest with the keys in `secrets_keys` (`id:base64key`, comma separated, the first
+    seals) or in the file `secrets_key_file`; the embedded profile (`bootstrap_dev`) makes `var/secrets-keys`.
     """
 
     listen_addr: str = "127.0.0.1:50051"
@@ -59,14 +62,17 @@ class ControlSettings:
     service_token: str = ""
     lease_grace_ms: int = 10_000
     reaper_interval_ms: int = 1000
-    quota_max_jobs: int = 1000
-    quota_max_endpoints: int = 100_000
-    quota_min_interval_ms: int = 0
-    quota_rate_per_s: int = 200
-    quota_burst: int = 1000
+    # Default limits of every tenant; -1 takes the profile's own (pacer_control.quotas: generous when embedded).
+    quota_max_jobs: int = -1
+    quota_max_endpoints: int = -1
+    quota_min_interval_ms: int = -1
+    quota_rate_per_s: int = -1
+    quota_burst: int = -1
     metrics_addr: str = "127.0.0.1:9464"
     health_addr: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_client_ca_file: str = ""
     internal_addr: str = ""
+    secrets_keys: str = ""
+    secrets_key_file: str = ""

@@ -22,6 +22,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from pacer_common.ports import ListenError, listen_error, parse_addr
+
 log = logging.getLogger("pacer.telemetry")
 
 # From a millisecond to an hour: unary calls take milliseconds, executor streams live for hours.
@@ -232,23 +234,21 @@ class MetricsEndpoint:
         self.server.server_close()
 
 
-def parse_addr(addr: str) -> tuple[str, int]:
-    """`host:port` (or `[v6]:port`) as (host, port); ValueError when it is not one."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"{addr!r} is not host:port")
-    return host.removeprefix("[").removesuffix("]"), int(port)
-
-
-def serve_metrics(addr: str, registry: CollectorRegistry) -> MetricsEndpoint | None:
+def serve_metrics(addr: str, registry: CollectorRegistry, *, setting: str) -> MetricsEndpoint | None:
     """Serve `registry` at `http://addr/metrics` (any path answers) until closed; None when `addr` is empty.
 
-    Binding happens here, so a taken port fails the process at start rather than leaving it unobserved.
+    Binding happens here, so a taken port fails the process at start rather than leaving it unobserved: a
+    `ListenError` (`PortInUse` when taken) names `setting`, the setting `addr` came from.
     """
     if not addr:
         return None
-    host, port = parse_addr(addr)
-    server, _ = start_http_server(port, addr=host, registry=registry)
+    try:
+        host, port = parse_addr(addr)
+        server, _ = start_http_server(port, addr=host, registry=registry)
+    except ValueError:
+        raise ListenError(setting, addr, "is not host:port") from None
+    except OSError as error:
+        raise listen_error(setting, addr, error) from None
     endpoint = MetricsEndpoint(server, int(server.server_port))
     log.info("metrics served", extra={"event": "metrics.serving", "addr": addr, "port": endpoint.port})
     return endpoint

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import grpc
 
+from pacer_common.ports import cannot_listen
+
 
 class TlsError(ValueError):
     """The TLS settings are incomplete, or a file they name cannot be read."""
@@ -65,12 +67,20 @@ def channel_credentials(ca_file: str, cert_file: str = "", key_file: str = "") -
     return grpc.ssl_channel_credentials(root_certificates=trusted, private_key=key, certificate_chain=chain)
 
 
-def add_port(server: grpc.aio.Server, addr: str, credentials: grpc.ServerCredentials | None) -> int:
-    """Listen on `addr` with TLS when `credentials` are given, else in plaintext; returns the port (OSError if
-    it cannot listen)."""
-    port = server.add_insecure_port(addr) if credentials is None else server.add_secure_port(addr, credentials)
+def add_port(server: grpc.aio.Server, addr: str, credentials: grpc.ServerCredentials | None, *, setting: str) -> int:
+    """Listen on `addr` with TLS when `credentials` are given, else in plaintext; returns the port.
+
+    When it cannot, a `ListenError` (`PortInUse` when the port is taken) names `setting`, the setting `addr`
+    came from. Depending on its version grpc raises RuntimeError or returns 0 without saying why; the reason is
+    found by binding the address plainly. Make `server` with `pacer_common.ports.grpc_server`, which never shares
+    a port.
+    """
+    try:
+        port = server.add_insecure_port(addr) if credentials is None else server.add_secure_port(addr, credentials)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {addr}")
+        raise cannot_listen(setting, addr)
     return int(port)
 
 

@@ -18,14 +18,16 @@ from pacer_common.clock import SystemClock
 from pacer_common.credentials import service_token
 from pacer_common.health import Readiness, health_server, probe_forever
 from pacer_common.logs import configure_logging
+from pacer_common.ports import ListenError
 from pacer_common.settings import ControlSettings, load
 from pacer_common.telemetry import ServerMetricsInterceptor, new_registry, serve_metrics
 from pacer_common.tls import server_credentials
 from pacer_control.database import make_engine, migrate
 from pacer_control.metrics import ControlMetrics, watch_database
-from pacer_control.quotas import Quota
+from pacer_control.quotas import default_quota
 from pacer_control.reaper import reap_forever
 from pacer_control.repository import Repository
+from pacer_control.sealing import Keyring, settings_keyring
 from pacer_control.server import SERVICE_NAME, ServerOptions, build_server, readiness
 from pacer_control.tenancy import ensure_dev_key
 
@@ -43,13 +45,7 @@ def _options(settings: ControlSettings) -> ServerOptions:
         min_interval_ms=settings.min_interval_ms,
         service_token=service_token(settings.service_token, settings.var_dir, create=settings.bootstrap_dev),
         lease_grace_ms=settings.lease_grace_ms,
-        quota_defaults=Quota(
-            max_jobs=settings.quota_max_jobs,
-            max_endpoints=settings.quota_max_endpoints,
-            min_interval_ms=settings.quota_min_interval_ms,
-            rate_per_s=settings.quota_rate_per_s,
-            burst=settings.quota_burst,
-        ),
+        quota_defaults=default_quota(settings),
     )
 
 
@@ -61,7 +57,9 @@ async def _health_only_server(
     if not addr:
         yield
         return
-    server, port = health_server(addr, servicer, [ServerMetricsInterceptor(metrics.grpc_server)])
+    server, port = health_server(
+        addr, servicer, [ServerMetricsInterceptor(metrics.grpc_server)], setting="PACER_HEALTH_ADDR"
+    )
     await server.start()
     log.info("health served", extra={"event": "health.serving", "addr": addr, "port": port})
     try:
@@ -78,16 +76,13 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-def _open_database(settings: ControlSettings) -> tuple[Engine, Repository]:
-    """The migrated database, with the dev tenant when the embedded profile asks for it."""
-    engine = make_engine(settings.database_url, settings.db_pool_size)
-    migrate(engine)
+def _prepare_database(settings: ControlSettings, engine: Engine, repository: Repository) -> None:
+    """Migrate the database, and make the dev tenant when the embedded profile asks for it."""
+    migrate(engine, keyring=repository.keyring)
     log.info("schema up to date", extra={"event": "control.migrated", "backend": engine.dialect.name})
-    repository = Repository(engine)
     if settings.bootstrap_dev:
         key_path = ensure_dev_key(repository, Path(settings.var_dir), SystemClock().now())
         log.info("dev tenant ready", extra={"event": "control.dev_key", "key_file": str(key_path)})
-    return engine, repository
 
 
 def _background(
@@ -108,16 +103,17 @@ def _background(
 
 async def serve(
     settings: ControlSettings,
+    keyring: Keyring,
     credentials: grpc.ServerCredentials | None = None,
     internal_credentials: grpc.ServerCredentials | None = None,
 ) -> None:
     """Run the control plane until SIGTERM or SIGINT; `credentials` make its port TLS (see pacer_common.tls), and
     `internal_credentials` the internal port's, when `settings.internal_addr` asks for one."""
-    engine, repository = _open_database(settings)
+    engine = make_engine(settings.database_url, settings.db_pool_size)
+    repository = Repository(engine, keyring)
     registry = new_registry()
     metrics = ControlMetrics(registry)
-    watch_database(registry, engine, repository.endpoint_counts)
-    endpoint = serve_metrics(settings.metrics_addr, registry)
+    endpoint = serve_metrics(settings.metrics_addr, registry, setting="PACER_METRICS_ADDR")
     # SQLite takes one writer at a time: one database thread serializes it; PostgreSQL gets a pool.
     workers = 1 if engine.dialect.name == "sqlite" else settings.db_pool_size
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db") as pool:
@@ -134,6 +130,10 @@ async def serve(
         ready = readiness(health_servicer)
         await ready.start()
         async with _health_only_server(settings.health_addr, health_servicer, metrics):
+            # Only with every port held: a second control plane started on a port in use must not migrate its
+            # database, nor rewrite the dev key file the one already serving hands out.
+            _prepare_database(settings, engine, repository)
+            watch_database(registry, engine, repository.endpoint_counts)
             await server.start()
             tasks = _background(settings, repository, pool, ready, metrics)
             log.info(
@@ -178,12 +178,16 @@ def main() -> None:
     try:
         settings = load(ControlSettings)
         credentials, internal_credentials = _credentials(settings)
+        keyring = settings_keyring(settings)
     except ValueError as error:
         # Before logging is configured: a plain message on standard error and exit status 1.
         raise SystemExit(f"pacer-control: {error}") from None
     configure_logging(settings.log_level)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line of our own says the schema is current
-    asyncio.run(serve(settings, credentials, internal_credentials))
+    try:
+        asyncio.run(serve(settings, keyring, credentials, internal_credentials))
+    except ListenError as error:
+        raise SystemExit(f"pacer-control: {error}") from None
 
 
 if __name__ == "__main__":

@@ -9,13 +9,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import SQLAlchemyError
 
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer.control.v1 import control_service_pb2_grpc as pb_grpc
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer.internal.v1 import lease_service_pb2_grpc as lease_grpc
 from pacer_common.clock import Clock
+from pacer_common.guard import StatusGuard
 from pacer_common.health import Readiness
+from pacer_common.ports import grpc_server
 from pacer_common.telemetry import ServerMetricsInterceptor
 from pacer_common.tls import add_port
 from pacer_control.actions import ControlActions
@@ -58,25 +61,31 @@ def build_server(
     Every RPC is measured in `metrics` (a private registry when None). With `credentials` the port speaks TLS
     (mutual TLS when they require client certificates), else plaintext. `internal_port` (address, credentials)
     adds a second port, meant for schedulers: with `options.internal_needs_client_cert` internal RPCs are only
-    answered when the caller presented a client certificate, which only a mutual-TLS port asks for.
+    answered when the caller presented a client certificate, which only a mutual-TLS port asks for. A port that
+    cannot be had is a `pacer_common.ports.ListenError` naming PACER_LISTEN_ADDR or PACER_INTERNAL_ADDR.
     """
     metrics = metrics or ControlMetrics(CollectorRegistry())
-    server = grpc.aio.server(interceptors=[ServerMetricsInterceptor(metrics.grpc_server)])
     quotas = QuotaGuard(repository, options.quota_defaults, clock)
     actions = ControlActions(repository, clock, options.min_interval_ms, quotas)
-    pb_grpc.add_ControlServiceServicer_to_server(ControlApi(actions, Authenticator(repository), quotas, pool), server)
+    api = ControlApi(actions, Authenticator(repository), quotas, pool)
     auth = ServiceAuthenticator(options.service_token)
     leases = LeaseApi(
         repository, clock, auth, pool, options.lease_grace_ms, metrics, options.internal_needs_client_cert
     )
+    guard = StatusGuard(
+        unavailable=(SQLAlchemyError,),
+        authenticators={SERVICE_NAME: api.authenticate, LEASE_SERVICE_NAME: leases.authenticate},
+    )
+    server = grpc_server(interceptors=[ServerMetricsInterceptor(metrics.grpc_server)], guard=guard)
+    pb_grpc.add_ControlServiceServicer_to_server(api, server)
     lease_grpc.add_LeaseServiceServicer_to_server(leases, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (SERVICE_NAME, LEASE_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
-    port = add_port(server, options.listen_addr, credentials)
+    port = add_port(server, options.listen_addr, credentials, setting="PACER_LISTEN_ADDR")
     if internal_port is not None:
-        add_port(server, *internal_port)
+        add_port(server, *internal_port, setting="PACER_INTERNAL_ADDR")
     return server, port, health_servicer
 
 

@@ -20,6 +20,7 @@ from pacer_common.clock import SystemClock
 from pacer_common.credentials import bearer, service_token
 from pacer_common.health import Readiness, follow, health_server
 from pacer_common.logs import configure_logging
+from pacer_common.ports import ListenError
 from pacer_common.settings import load
 from pacer_common.telemetry import ClientMetricsInterceptor, ServerMetricsInterceptor, new_registry, serve_metrics
 from pacer_common.tls import channel_credentials, open_channel
@@ -45,7 +46,7 @@ async def serve(settings: ExecutorSettings, policy: EgressPolicy, metadata: Meta
     """
     registry = new_registry()
     metrics = ExecutorMetrics(registry)
-    endpoint = serve_metrics(settings.metrics_addr, registry)
+    endpoint = serve_metrics(settings.metrics_addr, registry, setting="PACER_METRICS_ADDR")
     try:
         async with _health(settings.health_addr, metrics) as readiness:
             await _run(settings, policy, metadata, stop, metrics, readiness)
@@ -68,6 +69,7 @@ async def _run(
         clock,
         capture_limit_bytes=settings.capture_limit_bytes,
         max_connections=settings.capacity,
+        tenant_pools=settings.tenant_pools,
         metrics=metrics,
     )
     async with runner:
@@ -99,7 +101,9 @@ async def _health(addr: str, metrics: ExecutorMetrics) -> AsyncIterator[Readines
     if not addr:
         yield readiness
         return
-    server, port = health_server(addr, servicer, [ServerMetricsInterceptor(metrics.grpc_server)])
+    server, port = health_server(
+        addr, servicer, [ServerMetricsInterceptor(metrics.grpc_server)], setting="PACER_HEALTH_ADDR"
+    )
     await server.start()
     log.info("health served", extra={"event": "health.serving", "addr": addr, "port": port})
     try:
@@ -154,7 +158,10 @@ def main() -> None:
         # Before logging is configured: a plain message on standard error and exit status 1.
         raise SystemExit(f"pacer-executor: {error}") from None
     configure_logging(settings.log_level)
-    asyncio.run(_serve_until_signalled(settings, policy, bearer(token)))
+    try:
+        asyncio.run(_serve_until_signalled(settings, policy, bearer(token)))
+    except ListenError as error:
+        raise SystemExit(f"pacer-executor: {error}") from None
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ from aiohttp.abc import AbstractAccessLogger
 
 from pacer_common.client import AsyncControlClient
 from pacer_common.logs import configure_logging
+from pacer_common.ports import ListenError, bind_socket
 from pacer_gateway.app import create_app
+from pacer_gateway.protocol import GatewayRunner
 from pacer_gateway.settings import GatewaySettings, host_and_port, load_settings
 
 log = logging.getLogger("pacer.gateway")
@@ -36,12 +38,13 @@ class JsonAccessLogger(AbstractAccessLogger):
 
 
 async def serve(settings: GatewaySettings) -> None:
-    host, port = host_and_port(settings.gateway_addr)
+    """Serve HTTP until SIGTERM or SIGINT; a ListenError (before anything is served) when the port cannot be had."""
+    sock = bind_socket("PACER_GATEWAY_ADDR", settings.gateway_addr)
     client = AsyncControlClient(settings.control_addr)
-    runner = web.AppRunner(create_app(client), access_log_class=JsonAccessLogger, access_log=log)
+    runner = GatewayRunner(create_app(client), access_log_class=JsonAccessLogger, access_log=log)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, shutdown_timeout=GRACE_S).start()
+        await web.SockSite(runner, sock, shutdown_timeout=GRACE_S).start()
         log.info(
             "gateway serving",
             extra={"event": "gateway.started", "addr": settings.gateway_addr, "control_addr": settings.control_addr},
@@ -58,9 +61,17 @@ async def serve(settings: GatewaySettings) -> None:
 
 
 def main() -> None:
-    settings = load_settings()
+    try:
+        settings = load_settings()
+        host_and_port(settings.gateway_addr)
+    except ValueError as error:
+        # Before logging is configured: a plain message on standard error and exit status 1.
+        raise SystemExit(f"pacer-gateway: {error}") from None
     configure_logging(settings.log_level)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except ListenError as error:
+        raise SystemExit(f"pacer-gateway: {error}") from None
 
 
 if __name__ == "__main__":

@@ -20,8 +20,10 @@ from mcp.server.stdio import stdio_server
 from pacer_common.client import AsyncControlClient
 from pacer_common.clock import SystemClock
 from pacer_common.logs import configure_logging
+from pacer_common.ports import ListenError, bind_socket
 from pacer_mcp.server import EnvironmentKey, bearer_key, build_server
 from pacer_mcp.settings import McpSettings, load_settings, split_addr
+from pacer_mcp.transport import OpaqueTransportErrors
 
 log = logging.getLogger("pacer.mcp")
 
@@ -63,26 +65,38 @@ async def _serve_stdio(settings: McpSettings, control: AsyncControlClient) -> No
 
 async def _serve_http(settings: McpSettings, control: AsyncControlClient) -> None:
     host, port = split_addr(settings.mcp_addr)
+    # Bound here rather than by uvicorn, which exits on a port in use without naming the setting.
+    sock = bind_socket("PACER_MCP_ADDR", settings.mcp_addr)
     server: Server[Any] = build_server(control, bearer_key, SystemClock(), settings.min_interval_ms)
     # Stateless: every request stands alone (its own key, no session to pin), so replicas need no affinity.
-    app = server.streamable_http_app(streamable_http_path=HTTP_PATH, stateless_http=True, host=host)
+    sdk_app = server.streamable_http_app(streamable_http_path=HTTP_PATH, stateless_http=True, host=host)
+    app = OpaqueTransportErrors(sdk_app)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level=settings.log_level.lower())
     log.info(
         "mcp serving on http",
         extra={"event": "mcp.started", "transport": "http", "url": f"http://{settings.mcp_addr}{HTTP_PATH}"},
     )
-    await uvicorn.Server(config).serve()
+    await uvicorn.Server(config).serve(sockets=[sock])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+        if args.transport == "http":
+            split_addr(settings.mcp_addr)
+    except ValueError as error:
+        # Before logging is configured: a plain message on standard error and exit status 1.
+        raise SystemExit(f"pacer-mcp: {error}") from None
     configure_logging(settings.log_level)
     # grpc's event-loop plumbing logs a line per call at DEBUG, which would drown our own debug events.
     logging.getLogger("grpc._cython.cygrpc").setLevel(max(logging.INFO, logging.getLogger().level))
     # The SDK logs every stateless HTTP exchange at INFO ("Terminating session: None"); our tool-call events suffice.
     logging.getLogger("mcp").setLevel(max(logging.WARNING, logging.getLogger().level))
-    asyncio.run(serve(settings, args.transport))
+    try:
+        asyncio.run(serve(settings, args.transport))
+    except ListenError as error:
+        raise SystemExit(f"pacer-mcp: {error}") from None
 
 
 if __name__ == "__main__":

@@ -5,22 +5,12 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 
+from pacer_common.credentials import bearer_token
 from pacer_common.errors import PermissionDenied, Unauthenticated
 
 TENANT_KEY_SCHEME = "pk_"
 
 Metadata = Sequence[tuple[str, str | bytes]]
-
-
-def _bearer(metadata: Metadata | None) -> str:
-    for name, value in metadata or ():
-        if name.lower() == "authorization":
-            text = value.decode() if isinstance(value, bytes) else value
-            scheme, _, token = text.strip().partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-            raise Unauthenticated("authorization metadata must be 'Bearer <service token>'")
-    raise Unauthenticated("missing authorization metadata: send 'authorization: Bearer <service token>'")
 
 
 class ServiceGate:
@@ -35,7 +25,7 @@ class ServiceGate:
         Raises PermissionDenied for a tenant API key (`pk_...`): a valid kind of credential that may not call
         internal RPCs; Unauthenticated for anything else.
         """
-        token = _bearer(metadata)
+        token = bearer_token(metadata)
         if self._token and hmac.compare_digest(token.encode(), self._token):
             return
         if token.startswith(TENANT_KEY_SCHEME):

@@ -15,6 +15,7 @@ from pacer_common.clock import Clock, SystemClock
 from pacer_common.credentials import service_token
 from pacer_common.health import health_server
 from pacer_common.logs import configure_logging
+from pacer_common.ports import ListenError
 from pacer_common.settings import load
 from pacer_common.telemetry import ClientMetricsInterceptor, ServerMetricsInterceptor, new_registry, serve_metrics
 from pacer_common.tls import channel_credentials, server_credentials
@@ -216,7 +217,8 @@ async def _health_only_server(addr: str, scheduler: Scheduler) -> AsyncIterator[
     if not addr:
         yield
         return
-    server, port = health_server(addr, scheduler.health, [ServerMetricsInterceptor(scheduler.metrics.grpc_server)])
+    interceptors = [ServerMetricsInterceptor(scheduler.metrics.grpc_server)]
+    server, port = health_server(addr, scheduler.health, interceptors, setting="PACER_HEALTH_ADDR")
     await server.start()
     log.info("health served", extra={"event": "health.serving", "addr": addr, "port": port})
     try:
@@ -235,7 +237,7 @@ async def serve(settings: SchedulerSettings, clock: Clock | None = None) -> int:
     if token is None:
         return 0
     registry = new_registry()
-    endpoint = serve_metrics(settings.metrics_addr, registry)
+    endpoint = serve_metrics(settings.metrics_addr, registry, setting="PACER_METRICS_ADDR")
     scheduler = Scheduler(settings, token, clock or SystemClock(), registry)
     async with _health_only_server(settings.health_addr, scheduler):
         await scheduler.start()
@@ -256,7 +258,11 @@ def main() -> None:
     except ValueError as error:
         raise SystemExit(f"pacer-scheduler: {error}") from None
     configure_logging(settings.log_level)
-    raise SystemExit(asyncio.run(serve(settings)))
+    try:
+        status = asyncio.run(serve(settings))
+    except ListenError as error:
+        raise SystemExit(f"pacer-scheduler: {error}") from None
+    raise SystemExit(status)
 
 
 if __name__ == "__main__":

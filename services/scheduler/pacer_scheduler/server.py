@@ -11,6 +11,7 @@ from grpc_reflection.v1alpha import reflection
 from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
 from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
 from pacer_common.health import Readiness
+from pacer_common.ports import grpc_server
 from pacer_common.tls import add_port
 from pacer_scheduler.stream import DispatchApi
 
@@ -35,14 +36,15 @@ def build_server(
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server bound to `listen_addr`, ready to start; returns it with its port and health servicer.
 
-    With `credentials` the port speaks TLS (mutual TLS when they require executors' client certificates).
+    With `credentials` the port speaks TLS (mutual TLS when they require executors' client certificates). A port
+    that cannot be had is a `pacer_common.ports.ListenError` naming PACER_SCHEDULER_ADDR.
     """
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors))
+    server = grpc_server(options=SERVER_OPTIONS, interceptors=interceptors)
     dispatch_grpc.add_DispatchServiceServicer_to_server(api, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = add_port(server, listen_addr, credentials)
+    port = add_port(server, listen_addr, credentials, setting="PACER_SCHEDULER_ADDR")
     return server, port, health_servicer
 
 
