@@ -21,24 +21,25 @@ from sqlalchemy import Engine, delete, func, select, text, update
 from pacer_control.database import make_engine, migrate
 from pacer_control.models import Endpoint, Run
 from pacer_control.repository import Repository
+from pacer_control.sealing import Keyring, generate_key
 from tests.support.databases import PostgresDatabases
 
 FILL = {
     "postgresql": """
-        INSERT INTO endpoints (id, tenant_id, job_id, name, url, method, headers, body, cron_timezone, interval_ms,
+        INSERT INTO endpoints (id, tenant_id, job_id, name, url, method, body, cron_timezone, interval_ms,
             min_interval_ms, max_interval_ms, timeout_ms, created_at, updated_at, anchor_at, failure_count, paused,
             next_run_at, next_run_source)
         SELECT 'ep_' || lpad(n::text, 26, '0'), 'tn_bench', 'job_bench', 'ep ' || n, 'https://example.com/' || n,
-            'GET', '{}', '', '', 60000, 0, 0, 30000, :now, :now, :now, 0, false,
+            'GET', '', '', 60000, 0, 0, 30000, :now, :now, :now, 0, false,
             :now + (n % 86400) * interval '1 second' + interval '1 second', 'baseline-interval'
         FROM generate_series(1, :count) AS n
     """,
     "sqlite": """
         WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < :count)
-        INSERT INTO endpoints (id, tenant_id, job_id, name, url, method, headers, body, cron_timezone, interval_ms,
+        INSERT INTO endpoints (id, tenant_id, job_id, name, url, method, body, cron_timezone, interval_ms,
             min_interval_ms, max_interval_ms, timeout_ms, created_at, updated_at, anchor_at, failure_count, paused,
             next_run_at, next_run_source)
-        SELECT printf('ep_%026d', n), 'tn_bench', 'job_bench', 'ep ' || n, 'https://example.com/' || n, 'GET', '{}', '',
+        SELECT printf('ep_%026d', n), 'tn_bench', 'job_bench', 'ep ' || n, 'https://example.com/' || n, 'GET', '',
             '', 60000, 0, 0, 30000, :now, :now, :now, 0, 0,
             datetime(:now, '+' || ((n % 86400) + 1) || ' seconds'), 'baseline-interval'
         FROM seq
@@ -83,7 +84,7 @@ def release(engine: Engine, ids: list[str], now: datetime) -> None:
 
 
 def measure(engine: Engine, rounds: int) -> list[float]:
-    repository = Repository(engine)
+    repository = Repository(engine, Keyring([generate_key()]))
     now = datetime.now(UTC)
     timings = []
     for round_number in range(rounds):

@@ -426,7 +426,7 @@ def test_dev_runs_its_own_postgresql_that_the_secret_points_at(rendered: dict[st
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_the_migration_job_runs_pacer_admin_migrate_with_only_the_database_url(
+def test_the_migration_job_runs_pacer_admin_migrate_with_only_the_database_url_and_secrets_key(
     rendered: dict[str, list[Manifest]], target: str
 ) -> None:
     job = find(rendered[target], "Job", "pacer-migrate")
@@ -435,15 +435,17 @@ def test_the_migration_job_runs_pacer_admin_migrate_with_only_the_database_url(
     assert container["command"] == ["/opt/pacer/bin/pacer-admin", "migrate"]
     assert pod["restartPolicy"] == "Never"
     assert job["spec"]["backoffLimit"] >= 1
-    assert {e["name"] for e in container["env"]} == {"PACER_DATABASE_URL"}
-    assert container["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "pacer-secrets", "key": "PACER_DATABASE_URL"}
+    # The key seals endpoint secrets that a migration moves (0003 sealed the plaintext of older releases).
+    assert {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]} == {
+        name: {"name": "pacer-secrets", "key": name} for name in ("PACER_DATABASE_URL", "PACER_SECRETS_KEYS")
+    }
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_only_the_services_that_need_them_get_the_credentials(rendered: dict[str, list[Manifest]], target: str) -> None:
     expected = {
-        "control": {"PACER_DATABASE_URL", "PACER_SERVICE_TOKEN"},
-        "migration": {"PACER_DATABASE_URL"},
+        "control": {"PACER_DATABASE_URL", "PACER_SERVICE_TOKEN", "PACER_SECRETS_KEYS"},
+        "migration": {"PACER_DATABASE_URL", "PACER_SECRETS_KEYS"},
         "scheduler": {"PACER_SERVICE_TOKEN"},
         "executor": {"PACER_SERVICE_TOKEN"},  # it calls tenants' URLs: never the database
         "gateway": set(),

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_cli.main import run
 from pacer_control.models import Endpoint
+from pacer_control.sealing import EndpointSecrets
 from tests.support.harness import Harness
 
 PACERCTL = Path(sys.executable).with_name("pacerctl")
@@ -92,6 +93,13 @@ def stored_endpoint(harness: Harness, endpoint_id: str) -> Endpoint:
         endpoint = session.get(Endpoint, endpoint_id)
         assert endpoint is not None
         return endpoint
+
+
+def stored_headers(harness: Harness, endpoint_id: str) -> dict[str, str]:
+    """The endpoint's headers as the control plane keeps them: sealed at rest, opened here with its key."""
+    return EndpointSecrets.open(
+        harness.repository.keyring, endpoint_id, stored_endpoint(harness, endpoint_id).secrets
+    ).headers
 
 
 def rows(table: str) -> list[list[str]]:
@@ -255,7 +263,7 @@ def test_endpoints_add_sends_every_option(cli: Cli, tmp_path: Path) -> None:
     assert added["endpoint_id"].startswith("ep_")
     assert added["next_run_at"] == "2026-01-05 11:00:00Z"
     stored = stored_endpoint(cli.harness, added["endpoint_id"])
-    assert (stored.method, stored.headers, stored.body) == (
+    assert (stored.method, stored_headers(cli.harness, stored.id), stored.body) == (
         "POST",
         {"Authorization": "Bearer t0k=n", "X-Team": "sre"},
         '{"pods": "unhealthy"}',
@@ -344,11 +352,11 @@ def test_endpoints_update_changes_the_schedule(cli: Cli) -> None:
     renamed = cli.data("endpoints", "update", endpoint, "--name", "error_rate", "--header", "X-A=1", "--timeout", "2s")
     assert renamed["next_run_at"] == "2026-01-05T10:00:30Z"  # the baseline was not touched
     assert rows(cli.ok("endpoints", "list", job).out)[1][1] == "error_rate"
-    assert stored_endpoint(cli.harness, endpoint).headers == {"X-A": "1"}
+    assert stored_headers(cli.harness, endpoint) == {"X-A": "1"}
     cli.ok("endpoints", "update", endpoint, "--no-headers", "--cron", "*/5 * * * *")
     assert rows(cli.ok("endpoints", "list", job).out)[1][2:4] == ["2026-01-05 10:05:00Z", "baseline-cron"]
     stored = stored_endpoint(cli.harness, endpoint)
-    assert (stored.headers, stored.url, stored.timeout_ms) == ({}, URL, 2000)
+    assert (stored_headers(cli.harness, endpoint), stored.url, stored.timeout_ms) == ({}, URL, 2000)
 
 
 def test_endpoints_update_refuses_bad_input(cli: Cli) -> None:

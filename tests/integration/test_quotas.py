@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import grpc
 import pytest
@@ -10,8 +11,9 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from pacer.control.v1 import control_service_pb2 as pb
-from pacer_control.quotas import Quota
-from tests.support.harness import Harness, status_of, violations
+from pacer_common.settings import ControlSettings
+from pacer_control.quotas import EMBEDDED, PRODUCTION, Quota, default_quota
+from tests.support.harness import Harness, dt, status_of, ts, violations
 
 HarnessFactory = Callable[[Quota], Harness]
 
@@ -143,3 +145,28 @@ def test_a_tenants_own_quota_overrides_the_default(with_quota: HarnessFactory) -
     harness.repository.set_tenant_quota(harness.tenants["acme"], {"max_jobs": None}, harness.clock.now())
     harness.clock.advance(6)
     assert new_job(harness)
+
+
+def test_one_shots_are_held_to_the_tenant_floor(with_quota: HarnessFactory) -> None:
+    harness = with_quota(Quota(min_interval_ms=60_000, rate_per_s=1e9, burst=10**9))
+    job_id = new_job(harness)
+    endpoint_id = harness.a.AddEndpointToJob(endpoint_request(job_id, baseline=pb.Baseline(interval_ms=3_600_000)))
+    started = harness.clock.now()
+    harness.fire(endpoint_id.endpoint_id)
+    asked = pb.ScheduleOneShotRunRequest(endpoint_id=endpoint_id.endpoint_id, run_at=ts(harness.clock.now()))
+    scheduled = dt(harness.a.ScheduleOneShotRun(asked).scheduled_for)
+    listed = harness.a.ListJobEndpoints(pb.ListJobEndpointsRequest(job_id=job_id)).endpoints[0]
+    last_start = dt(listed.last_run_at)
+    assert last_start is not None
+    assert last_start >= started
+    assert scheduled == last_start + timedelta(milliseconds=60_000)
+    assert dt(listed.next_run_at) == scheduled
+
+
+def test_a_shared_installation_gets_production_limits_and_the_embedded_profile_generous_ones() -> None:
+    production = default_quota(ControlSettings(bootstrap_dev=False))
+    assert production == PRODUCTION
+    assert production.max_endpoints * 1000 / production.min_interval_ms <= 100  # runs/s one tenant can ask for
+    assert default_quota(ControlSettings(bootstrap_dev=True)) == EMBEDDED
+    tuned = default_quota(ControlSettings(bootstrap_dev=False, quota_max_endpoints=5000, quota_min_interval_ms=0))
+    assert (tuned.max_endpoints, tuned.min_interval_ms, tuned.rate_per_s) == (5000, 0, PRODUCTION.rate_per_s)

@@ -29,6 +29,7 @@ from pacer_common.credentials import bearer
 from pacer_control.auth import issue_key
 from pacer_control.database import make_engine
 from pacer_control.repository import Repository
+from pacer_control.sealing import Keyring, generate_key
 from pacer_control.server import ServerOptions, build_server
 from pacer_control.tenancy import create_tenant
 from pacer_scheduler.main import Scheduler
@@ -56,7 +57,7 @@ class ControlPlane:
 
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
-        self.repository = Repository(self.engine)
+        self.repository = Repository(self.engine, Keyring([generate_key()]))
         now = SystemClock().now()
         tenant_id = create_tenant(self.repository, "acme", now)
         self.key = issue_key(self.repository, tenant_id, "tests", now).secret

@@ -28,6 +28,7 @@ from pacer_common.tls import TlsError, channel_credentials, open_channel, server
 from pacer_control.auth import issue_key
 from pacer_control.database import make_engine
 from pacer_control.repository import Repository
+from pacer_control.sealing import Keyring, generate_key
 from pacer_control.server import ServerOptions, build_server
 from pacer_control.tenancy import create_tenant
 from pacer_executor.egress import EgressPolicy
@@ -70,7 +71,7 @@ class ControlPlane:
 
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
-        repository = Repository(self.engine)
+        repository = Repository(self.engine, Keyring([generate_key()]))
         now = SystemClock().now()
         self.key = issue_key(repository, create_tenant(repository, "acme", now), "tls tests", now).secret
         self._repository = repository

@@ -22,6 +22,7 @@ from pacer_control.database import make_engine
 from pacer_control.models import Endpoint
 from pacer_control.quotas import Quota
 from pacer_control.repository import Repository, RunResult
+from pacer_control.sealing import Keyring, generate_key
 from pacer_control.server import ServerOptions, build_server
 from pacer_control.tenancy import create_tenant
 
@@ -112,7 +113,7 @@ class Harness:
         self.backend = backend
         self.clock = FakeClock()
         self.engine = make_engine(database_url)
-        self.repository = Repository(self.engine)
+        self.repository = Repository(self.engine, Keyring([generate_key()]))
         now = self.clock.now()
         self.tenants = {name: create_tenant(self.repository, name, now) for name in ("acme", "globex")}
         keys = {name: issue_key(self.repository, tid, "tests", now).secret for name, tid in self.tenants.items()}

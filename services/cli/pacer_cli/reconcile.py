@@ -21,6 +21,7 @@ from pacer.control.v1 import control_service_pb2 as pb
 from pacer_cli.manifest import Cron, EndpointSpec, Every, JobSpec, Manifest, Schedule
 from pacer_cli.render import format_millis
 from pacer_common.digest import config_digest
+from pacer_common.urls import split_password
 
 Field = Literal["url", "method", "baseline", "clamp", "timeout", "headers/body"]
 FIELDS: tuple[Field, ...] = ("url", "method", "baseline", "clamp", "timeout", "headers/body")  # the order shown
@@ -183,9 +184,12 @@ def _held(actual: pb.EndpointSummary) -> Compared:
 
 
 def _wanted(desired: EndpointSpec) -> Compared:
-    bounds, digest = (desired.min_interval_ms, desired.max_interval_ms), config_digest(desired.headers, desired.body)
+    # Pacer shows a URL with its password masked and covers the password by the digest, so compare the same way.
+    shown_url, password = split_password(desired.url)
+    bounds = (desired.min_interval_ms, desired.max_interval_ms)
+    digest = config_digest(desired.headers, desired.body, password)
     return {
-        "url": (desired.url, desired.url),
+        "url": (shown_url, shown_url),
         "method": (desired.method, desired.method),
         "baseline": (_normal(desired.schedule), schedule_text(desired.schedule)),
         "clamp": (bounds, clamp_text(*bounds)),
@@ -261,6 +265,8 @@ def update_request(change: UpdateEndpoint, reason: str) -> pb.UpdateEndpointConf
                 request.headers.SetInParent()  # an empty map still has to arrive as "remove every header"
                 request.headers.entries.update(desired.headers)
                 request.body = desired.body
+                if split_password(desired.url)[1] is not None:
+                    request.url = desired.url  # the digest covers the URL's password too
             case "description":
                 raise AssertionError("a job field in an endpoint change")
     return request

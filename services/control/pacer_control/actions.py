@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from pacer_common.clock import Clock
+from pacer_common.digest import config_digest
 from pacer_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from pacer_common.ids import looks_like, new_endpoint_id, new_job_id
+from pacer_common.urls import split_password, with_password
 from pacer_control import schedule
 from pacer_control.auth import Principal
 from pacer_control.models import Endpoint, Job, Run
@@ -31,6 +33,7 @@ from pacer_control.repository import (
     JobView,
     Repository,
 )
+from pacer_control.sealing import EndpointSecrets
 from pacer_control.validation import MAX_DESCRIPTION, BaselineInput, Checks, ClampInput
 
 T = TypeVar("T")
@@ -84,6 +87,14 @@ class JobPage:
 
 
 @dataclass(frozen=True)
+class EndpointView:
+    """An endpoint as ListJobEndpoints shows it: its row and the digest of its secrets and body."""
+
+    endpoint: Endpoint
+    config_digest: str
+
+
+@dataclass(frozen=True)
 class PauseState:
     paused: bool
     paused_until: datetime | None
@@ -103,20 +114,33 @@ def _require_live(endpoint: Endpoint, job: Job) -> None:
         raise FailedPrecondition(f"job {job.id!r} is archived")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_PAGE_TOKEN = 100
+# A page token is base64url of "<created_at in microseconds since the epoch>.<job id>", parsed by this pattern
+# alone: opaque to callers, and nothing a caller sends is handed to a general-purpose parser.
+_CURSOR = re.compile(r"(-?\d{1,17})\.(job_[0-9a-z]{26})")
+
+
 def _encode_cursor(job: Job) -> str:
-    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+    micros = (job.created_at - _EPOCH) // timedelta(microseconds=1)
+    return base64.urlsafe_b64encode(f"{micros}.{job.id}".encode()).decode().rstrip("=")
 
 
 def _decode_cursor(token: str) -> tuple[datetime, str]:
+    bad = InvalidArgument.single("page_token", "is not a token returned by ListJobs")
+    if len(token) > MAX_PAGE_TOKEN or not token.isascii():
+        raise bad
     try:
-        created, job_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        moment = datetime.fromisoformat(created)
-        if not looks_like("job", job_id) or moment.tzinfo is None:
-            raise ValueError(token)
-        return moment, job_id
-    except (ValueError, TypeError, binascii.Error):
-        raise InvalidArgument.single("page_token", "is not a token returned by ListJobs") from None
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+    except (ValueError, binascii.Error):
+        raise bad from None
+    found = _CURSOR.fullmatch(text)
+    if found is None or not looks_like("job", found[2]):
+        raise bad
+    try:
+        return _EPOCH + timedelta(microseconds=int(found[1])), found[2]
+    except OverflowError:
+        raise bad from None
 
 
 class ControlActions:
@@ -220,9 +244,7 @@ class ControlActions:
                 tenant_id=who.tenant_id,
                 job_id=job_id,
                 name=spec.name.strip(),
-                url=spec.url,
                 method=method,
-                headers=dict(spec.headers or {}),
                 body=spec.body,
                 timeout_ms=timeout_ms,
                 created_at=now,
@@ -231,6 +253,7 @@ class ControlActions:
                 failure_count=0,
                 paused=False,
             )
+            self._keep_secrets(endpoint, spec.url, spec.headers or {})
             _set_baseline(endpoint, spec.baseline)
             _set_clamp(endpoint, spec.clamp)
             schedule.replan(endpoint, now)
@@ -249,6 +272,10 @@ class ControlActions:
 
         def change(endpoint: Endpoint, job: Job) -> Endpoint:
             _require_live(endpoint, job)
+            if changes.url is not None or changes.headers is not None:
+                held = self._secrets(endpoint)
+                url = changes.url if changes.url is not None else with_password(endpoint.url, held.password)
+                self._keep_secrets(endpoint, url, changes.headers if changes.headers is not None else held.headers)
             _apply_changes(endpoint, changes, method, timeout_ms)
             if changes.baseline is not None:
                 endpoint.anchor_at = now  # a new cadence starts from the moment it was set
@@ -286,9 +313,23 @@ class ControlActions:
 
         return self._change(who, endpoint_id, change, Audit("DeleteEndpoint", "endpoint", reason), now)
 
-    def list_job_endpoints(self, who: Principal, job_id: str) -> list[Endpoint]:
+    def list_job_endpoints(self, who: Principal, job_id: str) -> list[EndpointView]:
         _require_id("job", "job", job_id)
-        return self._repository.list_job_endpoints(who.tenant_id, job_id)
+        return [self._view(e) for e in self._repository.list_job_endpoints(who.tenant_id, job_id)]
+
+    def _view(self, endpoint: Endpoint) -> EndpointView:
+        secrets = self._secrets(endpoint)
+        return EndpointView(endpoint, config_digest(secrets.headers, endpoint.body, secrets.password))
+
+    # -- secrets at rest ---------------------------------------------------------------------------------------------
+
+    def _secrets(self, endpoint: Endpoint) -> EndpointSecrets:
+        return EndpointSecrets.open(self._repository.keyring, endpoint.id, endpoint.secrets)
+
+    def _keep_secrets(self, endpoint: Endpoint, url: str, headers: Mapping[str, str]) -> None:
+        """Store `url` with its password masked, and seal the password and `headers` (pacer_control.sealing)."""
+        endpoint.url, password = split_password(url)
+        endpoint.secrets = EndpointSecrets(dict(headers), password).seal(self._repository.keyring, endpoint.id)
 
     # -- steering --------------------------------------------------------------------------------------------------
 
@@ -322,13 +363,16 @@ class ControlActions:
         checks.reason(reason)
         checks.done()
         assert run_at is not None
+        floor_ms = max(self._floor_ms, self._quotas.quota(who.tenant_id).min_interval_ms)
 
         def change(endpoint: Endpoint, job: Job) -> datetime:
             _require_live(endpoint, job)
-            endpoint.oneshot_at = run_at
-            endpoint.oneshot_expires_at = max(run_at, now) + timedelta(minutes=ttl)
+            # One-shots are held to the interval floor too, or they would be a way around it.
+            wanted = _not_sooner_than(run_at, endpoint.last_started_at, floor_ms)
+            endpoint.oneshot_at = wanted
+            endpoint.oneshot_expires_at = max(wanted, now) + timedelta(minutes=ttl)
             schedule.replan(endpoint, now)
-            return _one_shot_time(endpoint, max(run_at, now))
+            return _not_sooner_than(max(wanted, now), endpoint.last_started_at, endpoint.min_interval_ms)
 
         return self._change(who, endpoint_id, change, Audit("ScheduleOneShotRun", "endpoint", reason), now)
 
@@ -449,10 +493,10 @@ class ControlActions:
         return self._repository.change_endpoint(who.tenant_id, endpoint_id, change, audit, now)
 
 
-def _one_shot_time(endpoint: Endpoint, wanted: datetime) -> datetime:
-    """When the one-shot will fire: as asked, unless the min clamp (a cooldown) holds it back."""
-    if endpoint.min_interval_ms and endpoint.last_started_at is not None:
-        return max(wanted, endpoint.last_started_at + timedelta(milliseconds=endpoint.min_interval_ms))
+def _not_sooner_than(wanted: datetime, last_start: datetime | None, spacing_ms: int) -> datetime:
+    """`wanted`, held back to `spacing_ms` after the last start (the min clamp, or the interval floor)."""
+    if spacing_ms and last_start is not None:
+        return max(wanted, last_start + timedelta(milliseconds=spacing_ms))
     return wanted
 
 
@@ -470,9 +514,7 @@ def _set_clamp(endpoint: Endpoint, clamp: ClampInput) -> None:
 
 def _apply_changes(endpoint: Endpoint, changes: EndpointChanges, method: str | None, timeout_ms: int | None) -> None:
     endpoint.name = changes.name.strip() if changes.name is not None else endpoint.name
-    endpoint.url = changes.url if changes.url is not None else endpoint.url
     endpoint.method = method if method is not None else endpoint.method
-    endpoint.headers = dict(changes.headers) if changes.headers is not None else endpoint.headers
     endpoint.body = changes.body if changes.body is not None else endpoint.body
     endpoint.timeout_ms = timeout_ms if timeout_ms is not None else endpoint.timeout_ms
     if changes.baseline is not None:

@@ -1,4 +1,5 @@
-"""pacer-admin: run migrations, create tenants, create and revoke API keys (a new key is shown once)."""
+"""pacer-admin: run migrations, create tenants, create and revoke API keys (a new key is shown once), rotate the
+key that seals endpoint secrets."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pacer_common.settings import ControlSettings, load
 from pacer_control.auth import issue_key
 from pacer_control.database import make_engine, migrate
 from pacer_control.repository import Repository
+from pacer_control.sealing import SecretsError, add_primary_key, generate_key, key_file_of, settings_keyring
 from pacer_control.tenancy import TenantExists, create_tenant
 
 
@@ -35,6 +37,16 @@ def _parser() -> argparse.ArgumentParser:
         quota.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_quota_value(kind))
     show = commands.add_parser("show-quota", help="show a tenant's own limits (unset ones use the defaults)")
     show.add_argument("tenant", help="tenant name")
+    rotate = commands.add_parser(
+        "rotate-secrets-key",
+        help="put a new key first in the key file, then seal every endpoint's secrets again under it",
+    )
+    rotate.add_argument(
+        "--reseal-only",
+        action="store_true",
+        help="keep the keys as configured (a new one already put first) and only seal everything again",
+    )
+    commands.add_parser("new-secrets-key", help="print a new secrets key line, for PACER_SECRETS_KEYS or a Secret")
     return parser
 
 
@@ -65,9 +77,19 @@ RESET = object()
 def run(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = load(ControlSettings)
+    if args.command == "new-secrets-key":
+        print(generate_key().line())
+        return 0
+    try:
+        if args.command == "rotate-secrets-key" and not args.reseal_only:
+            print(f"new key {_add_key(settings)} put first in the key file", file=sys.stderr)
+        keyring = settings_keyring(settings)
+    except SecretsError as error:
+        print(f"pacer-admin: {error}", file=sys.stderr)
+        return 1
     engine = make_engine(args.database_url or settings.database_url)
-    migrate(engine)
-    repository, now = Repository(engine), SystemClock().now()
+    migrate(engine, keyring=keyring)
+    repository, now = Repository(engine, keyring), SystemClock().now()
     match args.command:
         case "migrate":
             print("schema is up to date")
@@ -92,6 +114,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             print(f"revoked {args.prefix}")
         case "set-quota" | "show-quota":
             return _quota_command(repository, args, now)
+        case "rotate-secrets-key":
+            _reseal(repository)
         case "list-keys":
             tenant = repository.find_tenant(args.tenant)
             if tenant is None:
@@ -102,6 +126,24 @@ def run(argv: Sequence[str] | None = None) -> int:
                 print(f"pk_{key.prefix}_…  {state}  created {key.created_at.isoformat()}  {key.label}")
     engine.dispose()
     return 0
+
+
+def _add_key(settings: ControlSettings) -> str:
+    path = key_file_of(settings)
+    if settings.secrets_keys.strip() or path is None:
+        raise SecretsError(
+            "the keys come from PACER_SECRETS_KEYS: put a key from `pacer-admin new-secrets-key` first there, "
+            "restart the control planes, then run `pacer-admin rotate-secrets-key --reseal-only`"
+        )
+    return add_primary_key(path).key_id
+
+
+def _reseal(repository: Repository) -> None:
+    before = repository.reseal_secrets()
+    primary = repository.keyring.primary_id
+    moved = sum(count for key_id, count in before.items() if key_id != primary)
+    print(f"sealed {moved} endpoints again under key {primary}; {sum(before.values())} endpoints hold secrets")
+    print("keep the old keys until every control plane has restarted with the new one first", file=sys.stderr)
 
 
 def _quota_command(repository: Repository, args: argparse.Namespace, now: datetime) -> int:

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TypeAlias, TypeVar
 
 import grpc
-from sqlalchemy.exc import OperationalError
 
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer.control.v1 import control_service_pb2_grpc as pb_grpc
-from pacer_common.errors import PacerError
-from pacer_common.logs import first_line
-from pacer_common.status import to_grpc_status
 from pacer_control import codec
 from pacer_control.actions import ControlActions
 from pacer_control.auth import Authenticator, Principal
 from pacer_control.quotas import QuotaGuard
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 Context: TypeAlias = grpc.aio.ServicerContext
 
 
@@ -37,8 +31,17 @@ class ControlApi(pb_grpc.ControlServiceServicer):
         self._quotas = quotas
         self._pool = pool
 
+    async def authenticate(self, context: Context) -> None:
+        """Check the caller's key (raises Unauthenticated); the guard calls it before refusing a garbled request."""
+        metadata = context.invocation_metadata()
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._auth.authenticate, metadata)
+
     async def _run(self, context: Context, work: Callable[[Principal], T]) -> T:
-        """Authenticate the caller, apply its rate limit and run `work` for it; errors abort with their status."""
+        """Authenticate the caller, apply its rate limit and run `work` for it on the database pool.
+
+        `work` also decodes what it needs from the request, so nothing of a request is looked at before its caller
+        is known. Errors propagate to the server's StatusGuard, which answers them.
+        """
         metadata = context.invocation_metadata()
 
         def call() -> T:
@@ -46,15 +49,7 @@ class ControlApi(pb_grpc.ControlServiceServicer):
             self._quotas.admit(who.tenant_id)
             return work(who)
 
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
-        except PacerError as error:
-            await context.abort_with_status(to_grpc_status(error))
-        except OperationalError as error:
-            # The first line names the failure; statement parameters never appear (the engine hides them).
-            log.error("database unavailable", extra={"event": "db.unavailable", "error": first_line(error)})
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable, retry later")
-        raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     async def CreateJob(self, request: pb.CreateJobRequest, context: Context) -> pb.CreateJobResponse:
         job = await self._run(context, lambda who: self._actions.create_job(who, request.name, request.description))
@@ -65,9 +60,11 @@ class ControlApi(pb_grpc.ControlServiceServicer):
         return pb.GetJobResponse(job=codec.job(view))
 
     async def ListJobs(self, request: pb.ListJobsRequest, context: Context) -> pb.ListJobsResponse:
-        status = codec.JOB_STATUS_FILTERS.get(request.status)
         page = await self._run(
-            context, lambda who: self._actions.list_jobs(who, status, request.page_size, request.page_token)
+            context,
+            lambda who: self._actions.list_jobs(
+                who, codec.job_status_filter(request.status), request.page_size, request.page_token
+            ),
         )
         return pb.ListJobsResponse(jobs=[codec.job_summary(v) for v in page.jobs], next_page_token=page.next_page_token)
 
@@ -86,18 +83,20 @@ class ControlApi(pb_grpc.ControlServiceServicer):
     async def AddEndpointToJob(
         self, request: pb.AddEndpointToJobRequest, context: Context
     ) -> pb.AddEndpointToJobResponse:
-        spec = codec.endpoint_spec(request)
         endpoint = await self._run(
-            context, lambda who: self._actions.add_endpoint(who, request.job_id, spec, request.reason)
+            context,
+            lambda who: self._actions.add_endpoint(who, request.job_id, codec.endpoint_spec(request), request.reason),
         )
         return pb.AddEndpointToJobResponse(endpoint_id=endpoint.id, next_run_at=codec.ts(endpoint.next_run_at))
 
     async def UpdateEndpointConfig(
         self, request: pb.UpdateEndpointConfigRequest, context: Context
     ) -> pb.UpdateEndpointConfigResponse:
-        changes = codec.endpoint_changes(request)
         endpoint = await self._run(
-            context, lambda who: self._actions.update_endpoint(who, request.endpoint_id, changes, request.reason)
+            context,
+            lambda who: self._actions.update_endpoint(
+                who, request.endpoint_id, codec.endpoint_changes(request), request.reason
+            ),
         )
         return pb.UpdateEndpointConfigResponse(
             updated_at=codec.ts(endpoint.updated_at), next_run_at=codec.ts(endpoint.next_run_at)
@@ -132,21 +131,23 @@ class ControlApi(pb_grpc.ControlServiceServicer):
     async def ScheduleOneShotRun(
         self, request: pb.ScheduleOneShotRunRequest, context: Context
     ) -> pb.ScheduleOneShotRunResponse:
-        run_at = codec.moment(request, "run_at")
         ttl = request.ttl_minutes if request.HasField("ttl_minutes") else None
         scheduled = await self._run(
             context,
-            lambda who: self._actions.schedule_one_shot(who, request.endpoint_id, run_at, ttl, request.reason),
+            lambda who: self._actions.schedule_one_shot(
+                who, request.endpoint_id, codec.moment(request, "run_at"), ttl, request.reason
+            ),
         )
         return pb.ScheduleOneShotRunResponse(scheduled_for=codec.ts(scheduled))
 
     async def PauseOrResumeEndpoint(
         self, request: pb.PauseOrResumeEndpointRequest, context: Context
     ) -> pb.PauseOrResumeEndpointResponse:
-        until = codec.moment(request, "pause_until")
         state = await self._run(
             context,
-            lambda who: self._actions.pause_or_resume(who, request.endpoint_id, until, request.resume, request.reason),
+            lambda who: self._actions.pause_or_resume(
+                who, request.endpoint_id, codec.moment(request, "pause_until"), request.resume, request.reason
+            ),
         )
         return pb.PauseOrResumeEndpointResponse(
             paused=state.paused, paused_until=codec.ts(state.paused_until), next_run_at=codec.ts(state.next_run_at)
@@ -171,14 +172,13 @@ class ControlApi(pb_grpc.ControlServiceServicer):
         )
 
     async def ListRuns(self, request: pb.ListRunsRequest, context: Context) -> pb.ListRunsResponse:
-        status = codec.RUN_STATUS_FILTERS.get(request.status, "all")
         runs, total = await self._run(
             context,
             lambda who: self._actions.list_runs(
                 who,
                 job_id=request.job_id if request.HasField("job_id") else None,
                 endpoint_id=request.endpoint_id if request.HasField("endpoint_id") else None,
-                status=status,
+                status=codec.run_status_filter(request.status),
                 limit=request.limit,
                 offset=request.offset,
             ),

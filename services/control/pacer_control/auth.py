@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from pacer_common.credentials import bearer_token
 from pacer_common.errors import PermissionDenied, Unauthenticated
 from pacer_common.ids import new_id
 from pacer_control.models import ApiKey
@@ -65,18 +66,6 @@ def issue_key(repository: Repository, tenant_id: str, label: str, now: datetime)
         ApiKey(id=key_id, tenant_id=tenant_id, prefix=prefix, key_hash=hash_key(secret), label=label, created_at=now)
     )
     return IssuedKey(key_id, prefix, secret)
-
-
-def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
-    """The token of the `authorization: Bearer <token>` metadata entry."""
-    for name, value in metadata or ():
-        if name.lower() == "authorization":
-            text = value.decode() if isinstance(value, bytes) else value
-            scheme, _, token = text.strip().partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-            raise Unauthenticated("authorization metadata must be 'Bearer <api key>'")
-    raise Unauthenticated("missing authorization metadata: send 'authorization: Bearer <api key>'")
 
 
 class Authenticator:

@@ -7,18 +7,18 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pacer.control.v1 import control_service_pb2 as pb
-from pacer_common.digest import config_digest
-from pacer_control.actions import EndpointChanges, EndpointSpec
+from pacer_common.errors import InvalidArgument
+from pacer_control.actions import EndpointChanges, EndpointSpec, EndpointView
 from pacer_control.models import Endpoint, Run
 from pacer_control.repository import HealthView, JobView
 from pacer_control.validation import BaselineInput, ClampInput
 
-JOB_STATUS_FILTERS = {
+JOB_STATUS_FILTERS: dict[int, str | None] = {
     pb.JOB_STATUS_UNSPECIFIED: None,
     pb.JOB_STATUS_ACTIVE: "active",
     pb.JOB_STATUS_ARCHIVED: "archived",
 }
-RUN_STATUS_FILTERS = {
+RUN_STATUS_FILTERS: dict[int, str] = {
     pb.RUN_STATUS_FILTER_UNSPECIFIED: "all",
     pb.RUN_STATUS_FILTER_SUCCESS: "success",
     pb.RUN_STATUS_FILTER_FAILURE: "failure",
@@ -34,12 +34,37 @@ def ts(moment: datetime | None) -> Timestamp | None:
     return stamp
 
 
-def moment(message: object, field: str) -> datetime | None:
-    """The aware UTC datetime in a Timestamp field, None when the field is unset."""
+# What google.protobuf.Timestamp itself allows (and datetime can hold): 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_MIN_SECONDS = -62_135_596_800
+_MAX_SECONDS = 253_402_300_799
+_MAX_NANOS = 999_999_999
+
+
+def moment(message: object, field: str, path: str = "") -> datetime | None:
+    """The aware UTC datetime in a Timestamp field, None when the field is unset.
+
+    Raises InvalidArgument naming `path + field` for seconds or nanos outside the Timestamp's own range.
+    """
     if not message.HasField(field):  # type: ignore[attr-defined]
         return None
     stamp: Timestamp = getattr(message, field)
+    if not (_MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS and 0 <= stamp.nanos <= _MAX_NANOS):
+        raise InvalidArgument.single(path + field, "must be a time between 0001-01-01 and 9999-12-31 (UTC)")
     return stamp.ToDatetime(tzinfo=UTC)
+
+
+def job_status_filter(value: int) -> str | None:
+    """The ListJobs status filter (None = every status); an unknown enum number is INVALID_ARGUMENT."""
+    if value not in JOB_STATUS_FILTERS:
+        raise InvalidArgument.single("status", f"unknown job status {value}")
+    return JOB_STATUS_FILTERS[value]
+
+
+def run_status_filter(value: int) -> str:
+    """The ListRuns status filter; an unknown enum number is INVALID_ARGUMENT."""
+    if value not in RUN_STATUS_FILTERS:
+        raise InvalidArgument.single("status", f"unknown run status filter {value}")
+    return RUN_STATUS_FILTERS[value]
 
 
 def job_status(value: str) -> pb.JobStatus.ValueType:
@@ -123,7 +148,8 @@ def job_summary(view: JobView) -> pb.JobSummary:
     )
 
 
-def endpoint_summary(endpoint: Endpoint) -> pb.EndpointSummary:
+def endpoint_summary(view: EndpointView) -> pb.EndpointSummary:
+    endpoint = view.endpoint
     return pb.EndpointSummary(
         endpoint_id=endpoint.id,
         name=endpoint.name,
@@ -138,7 +164,7 @@ def endpoint_summary(endpoint: Endpoint) -> pb.EndpointSummary:
         baseline=baseline_message(endpoint),
         clamp=pb.Clamp(min_interval_ms=endpoint.min_interval_ms, max_interval_ms=endpoint.max_interval_ms),
         timeout_ms=endpoint.timeout_ms,
-        config_digest=config_digest(endpoint.headers, endpoint.body),
+        config_digest=view.config_digest,
     )
 
 

@@ -10,6 +10,8 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
+from pacer_control.sealing import Keyring
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -50,28 +52,31 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
 MIGRATION_LOCK = 0x70616365  # "pace": the advisory lock that serializes migrations on PostgreSQL
 
 
-def alembic_config(engine: Engine | None = None, connection: Connection | None = None) -> Config:
+def alembic_config(
+    engine: Engine | None = None, connection: Connection | None = None, keyring: Keyring | None = None
+) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
     config.attributes["connection"] = connection
+    config.attributes["keyring"] = keyring
     return config
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema up to `revision`.
+def migrate(engine: Engine, revision: str = "head", keyring: Keyring | None = None) -> None:
+    """Bring the schema up to `revision`; `keyring` seals endpoint secrets that a migration moves.
 
     On PostgreSQL the migration holds an advisory lock, so control replicas starting together and the migration
     Job never migrate at the same time: the later ones wait, then find the schema current.
     """
     if engine.dialect.name != "postgresql":
-        command.upgrade(alembic_config(engine), revision)
+        command.upgrade(alembic_config(engine, keyring=keyring), revision)
         return
     with engine.connect() as connection:
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
         connection.commit()
         try:
-            command.upgrade(alembic_config(engine, connection), revision)
+            command.upgrade(alembic_config(engine, connection, keyring), revision)
         finally:
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
             connection.commit()

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 import grpc
-from sqlalchemy.exc import SQLAlchemyError
 
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer.internal.v1 import lease_service_pb2_grpc as lease_grpc
 from pacer_common.clock import Clock
-from pacer_common.errors import PacerError
-from pacer_common.status import to_grpc_status
+from pacer_common.errors import PermissionDenied
 from pacer_control.auth import ServiceAuthenticator
 from pacer_control.codec import moment, ts
 from pacer_control.metrics import ControlMetrics
@@ -25,7 +22,6 @@ from pacer_control.repository import ClaimedRun, Recorded, Repository, RunResult
 from pacer_control.validation import Checks
 
 T = TypeVar("T")
-log = logging.getLogger("pacer.control.leases")
 MAX_HORIZON_MS = 60_000
 MAX_CLAIM = 5000
 MAX_BATCH = 5000
@@ -47,13 +43,14 @@ def work_item(run: ClaimedRun) -> lease_pb.WorkItem:
     )
 
 
-def run_result(message: lease_pb.RunResult) -> RunResult:
-    finished = moment(message, "finished_at")
+def run_result(message: lease_pb.RunResult, index: int) -> RunResult:
+    path = f"results[{index}]."
+    finished = moment(message, "finished_at", path)
     assert finished is not None
     return RunResult(
         run_id=message.run_id,
         status=pb.RunStatus.Name(message.status).removeprefix("RUN_STATUS_"),
-        started_at=moment(message, "started_at"),
+        started_at=moment(message, "started_at", path),
         finished_at=finished,
         duration_ms=message.duration_ms,
         http_status=message.http_status,
@@ -99,24 +96,17 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
         self._grace_ms = lease_grace_ms
         self._metrics = metrics
 
-    async def _run(self, context: grpc.aio.ServicerContext, work: Callable[[], T]) -> T:
-        metadata = context.invocation_metadata()
+    async def authenticate(self, context: grpc.aio.ServicerContext) -> None:
+        """Check the caller (certificate where required, then the service token); raises a PacerError."""
         if self._needs_client_cert and "x509_pem_cert" not in (context.auth_context() or {}):
             # The public port speaks server-only TLS; internal traffic belongs on the mutual-TLS port.
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "internal RPCs need the mutual-TLS internal port")
+            raise PermissionDenied("internal RPCs need the mutual-TLS internal port")
+        self._auth.authenticate(context.invocation_metadata())
 
-        def call() -> T:
-            self._auth.authenticate(metadata)
-            return work()
-
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
-        except PacerError as error:
-            await context.abort_with_status(to_grpc_status(error))
-        except SQLAlchemyError:
-            log.exception("lease call failed on the database", extra={"event": "control.database_error"})
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable, retry later")
-        raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+    async def _run(self, context: grpc.aio.ServicerContext, work: Callable[[], T]) -> T:
+        """Authenticate, then run `work` on the database pool; errors propagate to the server's StatusGuard."""
+        await self.authenticate(context)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
 
     async def ClaimDueRuns(
         self, request: lease_pb.ClaimDueRunsRequest, context: grpc.aio.ServicerContext
@@ -140,7 +130,8 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
 
         def report() -> Recorded:
             _check_results(results)
-            return self._repository.record_results([run_result(r) for r in results], self._clock.now())
+            decoded = [run_result(r, index) for index, r in enumerate(results)]
+            return self._repository.record_results(decoded, self._clock.now())
 
         recorded = await self._run(context, report)
         self._metrics.runs_settled(recorded.settled)
@@ -152,6 +143,8 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
         def extend() -> list[str]:
             checks = Checks()
             checks.in_range(request.extend_ms, "extend_ms", 1000, 3_600_000)
+            if len(request.run_ids) > MAX_BATCH:
+                checks.fail("run_ids", f"at most {MAX_BATCH} per call")
             checks.done()
             until = self._clock.now() + timedelta(milliseconds=request.extend_ms)
             return self._repository.extend_leases(list(request.run_ids), until)

@@ -107,9 +107,10 @@ class Endpoint(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
+    # The URL as shown: a password in it is masked; the password and the headers are sealed in `secrets`.
     url: Mapped[str] = mapped_column(String(2048))
     method: Mapped[str] = mapped_column(String(8))
-    headers: Mapped[dict[str, Any]]
+    secrets: Mapped[str | None] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text, default="")
     cron_expression: Mapped[str | None] = mapped_column(String(200))
     cron_timezone: Mapped[str] = mapped_column(String(64), default="")

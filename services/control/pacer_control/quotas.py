@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from pacer_common.clock import Clock
 from pacer_common.cron import next_cron_time
+from pacer_common.settings import ControlSettings
 from pacer_control.repository import Repository, quota_exceeded
 
 QUOTA_CACHE = timedelta(seconds=5)
@@ -28,6 +29,27 @@ class Quota:
     min_interval_ms: int = 0  # 0: only the service floor (PACER_MIN_INTERVAL_MS) applies
     rate_per_s: float = 200.0
     burst: int = 1000
+
+
+# What a shared installation can live with: one tenant cannot take the executors' capacity from the others
+# (1,000 endpoints at a 10 s floor is at most 100 runs/s) nor the control plane's (50 actions/s, bursts of 200).
+PRODUCTION = Quota(max_jobs=200, max_endpoints=1000, min_interval_ms=10_000, rate_per_s=50.0, burst=200)
+# The embedded profile is one person's machine: room to experiment, one-second cadences included.
+EMBEDDED = Quota()
+
+
+def default_quota(settings: ControlSettings) -> Quota:
+    """Every tenant's default limits: the profile's (EMBEDDED with PACER_BOOTSTRAP_DEV, else PRODUCTION), each
+    replaced by its PACER_QUOTA_* setting where that is not -1."""
+    base = EMBEDDED if settings.bootstrap_dev else PRODUCTION
+    given = {
+        "max_jobs": settings.quota_max_jobs,
+        "max_endpoints": settings.quota_max_endpoints,
+        "min_interval_ms": settings.quota_min_interval_ms,
+        "rate_per_s": settings.quota_rate_per_s,
+        "burst": settings.quota_burst,
+    }
+    return replace(base, **{name: value for name, value in given.items() if value >= 0})
 
 
 @dataclass

@@ -6,6 +6,7 @@ inside that transaction, so the domain rules (validation, governor re-plan) and 
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -34,10 +35,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from pacer_common.errors import NotFound, QuotaViolation, ResourceExhausted
 from pacer_common.governor import Source
 from pacer_common.ids import new_run_id
+from pacer_common.urls import with_password
 from pacer_control import schedule
 from pacer_control.models import ApiKey, AuditRecord, Endpoint, Job, Run, Tenant, TenantQuota, UtcDateTime
+from pacer_control.sealing import EndpointSecrets, Keyring, SecretsError, key_parts
 
 T = TypeVar("T")
+log = logging.getLogger("pacer.control.repository")
 
 JOB_ACTIVE = "active"
 JOB_ARCHIVED = "archived"
@@ -101,6 +105,8 @@ class ClaimedRun:
     headers: dict[str, str]
     body: str
     timeout_ms: int
+    # False when the endpoint's secrets do not open with the configured keys: the run fails at once instead.
+    sendable: bool = True
 
 
 @dataclass(frozen=True)
@@ -145,13 +151,19 @@ class RunResult:
 class Repository:
     """The control plane's database, behind methods named after what the domain needs."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, keyring: Keyring) -> None:
+        """`keyring` opens endpoint secrets for claims (and the actions seal them with it)."""
         self._engine = engine
+        self._keyring = keyring
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    @property
+    def keyring(self) -> Keyring:
+        return self._keyring
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
@@ -486,10 +498,13 @@ class Repository:
             rows = _within_bytes(connection.execute(query).all(), CLAIM_MAX_BYTES)
             if not rows:
                 return []
-            claims = [_claim_of(row, lease_grace_ms) for row in rows]
+            claims = [_claim_of(row, lease_grace_ms, self._keyring) for row in rows]
             connection.execute(insert(_RUNS), [_run_row(row, claim) for row, claim in zip(rows, claims, strict=True)])
             connection.execute(_LEASE_UPDATE, [_lease_row(row, claim) for row, claim in zip(rows, claims, strict=True)])
-            return claims
+            sealed_shut = [claim for claim in claims if not claim.sendable]
+            if sealed_shut:
+                _fail_sealed_shut(connection, sealed_shut, now)
+            return [claim for claim in claims if claim.sendable]
 
     def record_results(self, results: Sequence[RunResult], now: datetime) -> Recorded:
         """Store a batch of outcomes in one transaction; only a result that still holds its lease moves the schedule.
@@ -548,6 +563,40 @@ class Repository:
                 _settle(connection, [_Settled(run.id, run.endpoint_id, RUN_LOST, None) for run in runs], now)
             return [LostRun(run.id, run.endpoint_id, run.tenant_id) for run in runs]
 
+    # -- secrets at rest --------------------------------------------------------------------------------------------
+
+    def reseal_secrets(self, batch: int = 500) -> dict[str, int]:
+        """Seal every endpoint's secrets again under the keyring's first key, a batch per transaction.
+
+        Returns how many sealed values there were under each key id before (the first key's count untouched).
+        """
+        found: Counter[str] = Counter()
+        after = ""
+        primary = self._keyring.primary_id
+        while True:
+            query = (
+                select(_ENDPOINTS.c.id, _ENDPOINTS.c.secrets)
+                .where(_ENDPOINTS.c.secrets.is_not(None), _ENDPOINTS.c.id > after)
+                .order_by(_ENDPOINTS.c.id)
+                .limit(batch)
+                .with_for_update(key_share=True)
+            )
+            with self._engine.begin() as connection:
+                rows = connection.execute(query).all()
+                if not rows:
+                    return dict(found)
+                found.update(key_parts(row.secrets)[1] for row in rows)
+                stale = [row for row in rows if key_parts(row.secrets)[1] != primary]
+                if stale:
+                    connection.execute(_RESEAL_UPDATE, [self._resealed(row.id, row.secrets) for row in stale])
+                after = rows[-1].id
+
+    def _resealed(self, endpoint_id: str, sealed: str) -> dict[str, Any]:
+        return {
+            "b_id": endpoint_id,
+            "b_secrets": self._keyring.seal(self._keyring.open(sealed, endpoint_id), endpoint_id),
+        }
+
     # -- operations: health and metrics -----------------------------------------------------------------------------
 
     def ping(self) -> None:
@@ -577,6 +626,7 @@ _ENDPOINTS: Table = Endpoint.__table__  # type: ignore[assignment]
 _RUNS: Table = Run.__table__  # type: ignore[assignment]
 _JOBS: Table = Job.__table__  # type: ignore[assignment]
 RUN_LOST = "LOST"
+RUN_FAILURE = "FAILURE"
 CLAIM_MAX_BYTES = 3 * 1024 * 1024  # under gRPC's default 4 MiB message limit, with room for the envelope
 _CLAIM_COLUMNS = (
     "id",
@@ -584,7 +634,7 @@ _CLAIM_COLUMNS = (
     "job_id",
     "url",
     "method",
-    "headers",
+    "secrets",
     "body",
     "timeout_ms",
     "next_run_at",
@@ -636,6 +686,7 @@ _LATE_UPDATE = _by_id_update(
     _RUNS, ("started_at", "duration_ms", "http_status", "response_body", "response_truncated", "error_message")
 )
 _SETTLE_UPDATE = _by_id_update(_ENDPOINTS, _SETTLED_COLUMNS)
+_RESEAL_UPDATE = _by_id_update(_ENDPOINTS, ("secrets",))
 
 
 def _within_bytes(rows: Sequence[Any], budget: int) -> Sequence[Any]:
@@ -645,24 +696,48 @@ def _within_bytes(rows: Sequence[Any], budget: int) -> Sequence[Any]:
     """
     used = 0
     for count, row in enumerate(rows):
-        used += len(row.url) + len(row.body.encode()) + sum(len(k) + len(v) for k, v in row.headers.items())
+        used += len(row.url) + len(row.body.encode()) + len(row.secrets or "")
         if used > budget and count > 0:
             return rows[:count]
     return rows
 
 
-def _claim_of(row: Any, lease_grace_ms: int) -> ClaimedRun:
+SEALED_SHUT_MESSAGE = (
+    "the endpoint's secrets do not open with the configured secrets keys; set its headers and URL again"
+)
+
+
+def _fail_sealed_shut(connection: Connection, claims: Sequence[ClaimedRun], now: datetime) -> None:
+    """Settle runs that cannot be sent as FAILURE now, instead of letting one bad row stop every claim."""
+    for claim in claims:
+        log.error(
+            "endpoint secrets do not open", extra={"event": "secrets.unopenable", "endpoint_id": claim.endpoint_id}
+        )
+    connection.execute(
+        update(_RUNS)
+        .where(_RUNS.c.id.in_([claim.run_id for claim in claims]))
+        .values(status=RUN_FAILURE, finished_at=now, error_message=SEALED_SHUT_MESSAGE)
+    )
+    _settle(connection, [_Settled(c.run_id, c.endpoint_id, RUN_FAILURE, None) for c in claims], now)
+
+
+def _claim_of(row: Any, lease_grace_ms: int, keyring: Keyring) -> ClaimedRun:
+    try:
+        secrets, sendable = EndpointSecrets.open(keyring, row.id, row.secrets), True
+    except SecretsError:
+        secrets, sendable = EndpointSecrets(), False
     return ClaimedRun(
         run_id=new_run_id(),
         endpoint_id=row.id,
         tenant_id=row.tenant_id,
         scheduled_for=row.next_run_at,
         lease_expires_at=row.next_run_at + timedelta(milliseconds=row.timeout_ms + lease_grace_ms),
-        url=row.url,
+        url=with_password(row.url, secrets.password),
         method=row.method,
-        headers=dict(row.headers),
+        headers=secrets.headers,
         body=row.body,
         timeout_ms=row.timeout_ms,
+        sendable=sendable,
     )
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from pacer_common.cron import CronError, validate_cron
-from pacer_common.errors import FieldViolation, InvalidArgument
+from pacer_common.errors import FieldViolation, InvalidArgument, shown
+from pacer_common.headers import is_forbidden
+from pacer_common.urls import split_password
 
 MAX_NAME = 200
 MAX_DESCRIPTION = 2000
@@ -29,6 +32,11 @@ ONESHOT_PAST_TOLERANCE = timedelta(minutes=5)
 ONESHOT_HORIZON = timedelta(days=366)
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _is_control(char: str) -> bool:
+    """C0 and C1 control characters and DEL (Unicode category Cc)."""
+    return unicodedata.category(char) == "Cc"
 
 
 @dataclass(frozen=True)
@@ -86,19 +94,24 @@ class Checks:
     def url(self, value: str, field: str = "url") -> None:
         if not self.printable(value, field):
             return
-        if len(value) > MAX_URL:
+        if len(value) > MAX_URL or len(split_password(value)[0]) > MAX_URL:
             self.fail(field, f"must be at most {MAX_URL} characters")
+            return
+        if any(_is_control(c) or c.isspace() for c in value):
+            self.fail(field, "must not contain spaces, line breaks or control characters (percent-encode them)")
             return
         try:
             parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises on a malformed port
-        except ValueError as error:
-            self.fail(field, f"is not a valid URL: {error}")
+            port = parts.port
+        except ValueError:
+            self.fail(field, "is not a valid URL (check the host and the port)")
             return
         if parts.scheme not in ("http", "https"):
             self.fail(field, "must be an absolute http:// or https:// URL")
         elif not parts.hostname:
             self.fail(field, "must name a host")
+        elif port == 0:
+            self.fail(field, "port must be between 1 and 65535")
 
     def method(self, value: str, field: str = "method") -> str:
         method = value.upper() or "GET"
@@ -107,13 +120,19 @@ class Checks:
         return method
 
     def headers(self, headers: Mapping[str, str], field: str = "headers") -> None:
+        """Names must be HTTP tokens a tenant may set (`pacer_common.headers`), values visible text."""
         if len(headers) > MAX_HEADERS:
             self.fail(field, f"must have at most {MAX_HEADERS} entries")
         bad = sorted(n for n in headers if len(n) > MAX_HEADER_NAME or not _TOKEN.match(n))
         if bad:
-            self.fail(field, f"invalid header name {bad[0][:40]!r}")
-        if any("\r" in v or "\n" in v or "\x00" in v for v in headers.values()):
-            self.fail(field, "header values must not contain line breaks or NUL characters")
+            self.fail(field, f"invalid header name {shown(bad[0], 40)}")
+        for name, value in headers.items():
+            if name in bad:
+                continue
+            if is_forbidden(name):
+                self.fail(f"{field}.{name}", "frames or routes the request (framing, hop-by-hop or routing header)")
+            elif any(_is_control(c) and c != "\t" for c in value):
+                self.fail(f"{field}.{name}", "must not contain line breaks or control characters")
         size = sum(len(n.encode()) + len(v.encode()) for n, v in headers.items())
         if size > MAX_HEADERS_BYTES:
             self.fail(field, f"must be at most {MAX_HEADERS_BYTES} bytes in all")
