@@ -1,4 +1,8 @@
-"""HttpRunner against a real local aiohttp server: outcomes, headers, timeouts, capture, redirects and egress.
+"""HttpRunner against real local servers: outcomes, headers, timeouts, capture, redirects, egress and pools.
+
+Most tests use an aiohttp server; those about what travels on a connection (smuggling, per-tenant pools) use the
+lenient raw-socket target of `tests.support.raw_target`, which numbers connections and frames requests the way a
+target open to request smuggling does.
 
 Only loopback addresses are ever contacted. Tests that name other addresses assert that they are refused before
 any connection, which is the behaviour under test.
@@ -8,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import socket
-from collections.abc import AsyncIterator, Iterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,14 +24,18 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from multidict import CIMultiDictProxy
+from yarl import URL
 
 from pacer_common.clock import FakeClock
 from pacer_executor.egress import EgressPolicy
 from pacer_executor.runner import HttpRunner, Outcome, WorkItem
+from tests.support.raw_target import RawRequest, RawTarget
 
 LOOPBACK_OK = EgressPolicy(allow_loopback=True)
 ONLY_127_0_0_1 = EgressPolicy(allowed_networks=(ipaddress.ip_network("127.0.0.1/32"),))
 LARGE_BODY = b"a" * (1024 * 1024)
+# A body that, sent as chunked, ends after its first line: a lenient target reads the rest as a second request.
+SMUGGLING_BODY = "0\r\n\r\nGET /SMUGGLED HTTP/1.1\r\nHost: smuggled.test\r\n\r\n"
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,13 @@ async def runner() -> AsyncIterator[HttpRunner]:
 
 
 @pytest.fixture
+def raw_target() -> Iterator[RawTarget]:
+    running = RawTarget().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
 def closed_port() -> Iterator[int]:
     """A port bound without listening: connections to it are refused, and nobody else can take it meanwhile."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -152,10 +169,17 @@ def closed_port() -> Iterator[int]:
 
 
 def item(
-    url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None, body: str = "", timeout_ms: int = 5000
+    url: str,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    body: str = "",
+    timeout_ms: int = 5000,
+    run_id: str = "run-1",
+    tenant_id: str = "",
 ) -> WorkItem:
     return WorkItem(
-        run_id="run-1",
+        run_id=run_id,
         endpoint_id="ep-1",
         scheduled_for=datetime(2026, 1, 5, 10, 0, tzinfo=UTC),
         url=url,
@@ -163,6 +187,7 @@ def item(
         headers=headers or {},
         body=body,
         timeout_ms=timeout_ms,
+        tenant_id=tenant_id,
     )
 
 
@@ -361,15 +386,69 @@ async def test_temporary_and_permanent_redirects_keep_method_and_body(
     assert [(seen.method, seen.body) for seen in target.seen] == [("PUT", "payload"), ("PUT", "payload")]
 
 
+ENDPOINT_HEADERS = {
+    "Authorization": "Bearer s3cret",
+    "X-Api-Key": "key-for-the-first-origin",
+    "Cookie": "session=1",
+    "User-Agent": "probe/2",
+    "Content-Type": "text/plain",
+}
+
+
+def redirect_to(target: Target, status: int, location: str) -> str:
+    return str(URL(target.url(f"/redirect/{status}")).with_query(to=location))
+
+
 @pytest.mark.asyncio
-async def test_redirect_to_another_origin_drops_credentials(target: Target, runner: HttpRunner) -> None:
-    location = f"http://localhost:{target.port}/ok"
-    work = item(target.url(f"/redirect/302?to={location}"), headers={"Authorization": "Bearer s3cret"})
+async def test_redirect_to_another_origin_sends_none_of_the_endpoint_headers(
+    target: Target, runner: HttpRunner
+) -> None:
+    # localhost and 127.0.0.1 are different origins, served by the same target.
+    work = item(redirect_to(target, 302, f"http://localhost:{target.port}/ok"), headers=ENDPOINT_HEADERS)
     outcome = await runner.run(work)
     assert outcome.status == "SUCCESS"
     first, second = target.seen
-    assert first.headers["Authorization"] == "Bearer s3cret"
-    assert "Authorization" not in second.headers
+    assert {name: first.headers[name] for name in ENDPOINT_HEADERS} == ENDPOINT_HEADERS
+    assert not (set(ENDPOINT_HEADERS) - {"User-Agent"}) & set(second.headers)
+    assert second.headers["X-Pacer-Run-Id"] == "run-1"
+    assert second.headers["X-Pacer-Endpoint-Id"] == "ep-1"
+    assert second.headers.getall("User-Agent") == ["Pacer/0.1"]
+
+
+@pytest.mark.asyncio
+async def test_a_cross_origin_temporary_redirect_keeps_the_body_and_its_type_only(
+    target: Target, runner: HttpRunner
+) -> None:
+    work = item(
+        redirect_to(target, 307, f"http://localhost:{target.port}/ok"),
+        method="POST",
+        headers=ENDPOINT_HEADERS,
+        body="payload",
+    )
+    assert (await runner.run(work)).status == "SUCCESS"
+    _, second = target.seen
+    assert (second.method, second.body, second.headers["Content-Type"]) == ("POST", "payload", "text/plain")
+    assert not (set(ENDPOINT_HEADERS) - {"Content-Type", "User-Agent"}) & set(second.headers)
+    assert second.headers.getall("User-Agent") == ["Pacer/0.1"]
+
+
+@pytest.mark.asyncio
+async def test_endpoint_headers_dropped_on_another_origin_stay_dropped_back_on_the_first(
+    target: Target, runner: HttpRunner
+) -> None:
+    back = redirect_to(target, 302, target.url("/ok"))
+    there = str(URL(back).with_host("localhost"))
+    outcome = await runner.run(item(redirect_to(target, 302, there), headers={"X-Api-Key": "k"}))
+    assert outcome.status == "SUCCESS"
+    assert [("X-Api-Key" in seen.headers) for seen in target.seen] == [True, False, False]
+
+
+@pytest.mark.asyncio
+async def test_same_origin_redirect_keeps_the_endpoint_headers(target: Target, runner: HttpRunner) -> None:
+    outcome = await runner.run(item(redirect_to(target, 307, target.url("/ok")), headers=ENDPOINT_HEADERS))
+    assert outcome.status == "SUCCESS"
+    _, second = target.seen
+    assert {name: second.headers[name] for name in ENDPOINT_HEADERS} == ENDPOINT_HEADERS
 
 
 @pytest.mark.asyncio
@@ -429,3 +508,129 @@ async def test_unusable_urls_become_outcomes(runner: HttpRunner, url: str, statu
 async def test_run_before_start_is_a_programming_error() -> None:
     with pytest.raises(RuntimeError, match="before start"):
         await HttpRunner(LOOPBACK_OK, FakeClock()).run(item("http://127.0.0.1/"))
+
+
+# -- framing headers, smuggling and per-tenant pools ------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_headers_a_tenant_may_not_set_are_never_sent(target: Target, runner: HttpRunner) -> None:
+    forbidden = {
+        "Transfer-Encoding": "chunked",
+        "Content-Length": "1",
+        "Host": "elsewhere.test",
+        "Connection": "close",
+        "Keep-Alive": "timeout=1",
+        "Upgrade": "h2c",
+        "TE": "trailers",
+        "Trailer": "X-Later",
+        "Expect": "100-continue",
+        "Proxy-Authorization": "Basic eDp5",
+    }
+    headers = {**forbidden, "X-Api-Key": "k", "Content-Type": "text/plain"}
+    outcome = await runner.run(item(target.url("/ok"), method="POST", headers=headers, body="hello"))
+    assert outcome.status == "SUCCESS"
+    [seen] = target.seen
+    assert seen.body == "hello"
+    assert seen.headers.getall("Host") == [f"127.0.0.1:{target.port}"]
+    assert seen.headers.getall("Content-Length") == ["5"]
+    assert not {"Transfer-Encoding", "Connection", "Keep-Alive", "Upgrade", "TE", "Trailer", "Expect"} & set(
+        seen.headers
+    )
+    assert "Proxy-Authorization" not in seen.headers
+    assert (seen.headers["X-Api-Key"], seen.headers["Content-Type"]) == ("k", "text/plain")
+
+
+def answer(outcome: Outcome) -> dict[str, str]:
+    found: dict[str, str] = json.loads(outcome.response_body)
+    return found
+
+
+def runs_of(raw_target: RawTarget, path: str) -> list[RawRequest]:
+    return [request for request in raw_target.seen() if request.path == path]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("method", ["POST", "GET"])
+@pytest.mark.parametrize("framing", [{"Transfer-Encoding": "chunked"}, {"transfer-encoding": "Chunked"}])
+async def test_a_request_cannot_be_smuggled_behind_an_endpoint_body(
+    raw_target: RawTarget, runner: HttpRunner, method: str, framing: dict[str, str]
+) -> None:
+    def smuggler(run_id: str) -> WorkItem:
+        return item(raw_target.url("/a"), method=method, headers=framing, body=SMUGGLING_BODY, run_id=run_id)
+
+    first, second = await runner.run(smuggler("run-1")), await runner.run(smuggler("run-2"))
+
+    assert [request.path for request in raw_target.seen()] == ["/a", "/a"]
+    assert [request.body.decode() for request in raw_target.seen()] == [SMUGGLING_BODY, SMUGGLING_BODY]
+    assert (answer(first)["run_id"], answer(second)["run_id"]) == ("run-1", "run-2")
+
+
+@pytest.mark.asyncio
+async def test_tenants_never_share_a_connection(raw_target: RawTarget, runner: HttpRunner) -> None:
+    for number in range(3):
+        for tenant in ("a", "b"):
+            work = item(raw_target.url(f"/{tenant}"), run_id=f"{tenant}-{number}", tenant_id=tenant)
+            outcome = await runner.run(work)
+            assert answer(outcome)["run_id"] == f"{tenant}-{number}"
+
+    connections_of = {tenant: {r.connection for r in runs_of(raw_target, f"/{tenant}")} for tenant in ("a", "b")}
+    assert len(connections_of["a"]) == len(connections_of["b"]) == 1  # each tenant's runs reuse its connection
+    assert not connections_of["a"] & connections_of["b"]
+
+
+async def eventually(predicate: Callable[[], bool], what: str, deadline_s: float = 5.0) -> None:
+    give_up = time.monotonic() + deadline_s
+    while not predicate():
+        assert time.monotonic() < give_up, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_the_least_recently_used_tenant_pool_is_closed_beyond_the_bound(raw_target: RawTarget) -> None:
+    async with HttpRunner(LOOPBACK_OK, FakeClock(), tenant_pools=2) as running:
+        for tenant in ("a", "b", "a", "c"):  # c's pool evicts b's, the least recently used
+            assert (await running.run(item(raw_target.url(f"/{tenant}"), tenant_id=tenant))).status == "SUCCESS"
+        [b_connection] = {r.connection for r in runs_of(raw_target, "/b")}
+        await eventually(lambda: b_connection in raw_target.closed_connections(), "b's connection to close")
+        assert raw_target.closed_connections() == {b_connection}
+
+        assert (await running.run(item(raw_target.url("/b"), tenant_id="b"))).status == "SUCCESS"
+        assert len({r.connection for r in runs_of(raw_target, "/b")}) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_pool_evicted_during_a_run_is_closed_only_after_it(raw_target: RawTarget) -> None:
+    raw_target.answer_delay_s = 0.3
+    async with HttpRunner(LOOPBACK_OK, FakeClock(), tenant_pools=1) as running:
+        slow = asyncio.create_task(running.run(item(raw_target.url("/a"), run_id="a-1", tenant_id="a")))
+        await eventually(lambda: bool(runs_of(raw_target, "/a")), "a's request")
+        other = await running.run(item(raw_target.url("/b"), run_id="b-1", tenant_id="b"))  # evicts a's pool
+        outcome = await slow
+
+        assert (outcome.status, answer(outcome)["run_id"]) == ("SUCCESS", "a-1")
+        assert (other.status, answer(other)["run_id"]) == ("SUCCESS", "b-1")
+        [a_connection] = {r.connection for r in runs_of(raw_target, "/a")}
+        await eventually(lambda: a_connection in raw_target.closed_connections(), "a's connection to close")
+
+
+@pytest.mark.asyncio
+async def test_connections_in_use_stay_within_the_bound_across_tenants(raw_target: RawTarget) -> None:
+    raw_target.answer_delay_s = 0.05
+    async with HttpRunner(LOOPBACK_OK, FakeClock(), max_connections=2) as running:
+        work = [item(raw_target.url("/x"), run_id=f"r{n}", tenant_id=f"t{n % 4}") for n in range(8)]
+        outcomes = await asyncio.gather(*(running.run(one) for one in work))
+    assert {outcome.status for outcome in outcomes} == {"SUCCESS"}
+    assert raw_target.most_at_once == 2
+
+
+@pytest.mark.asyncio
+async def test_waiting_for_a_connection_counts_toward_the_timeout(raw_target: RawTarget) -> None:
+    raw_target.answer_delay_s = 0.5
+    async with HttpRunner(LOOPBACK_OK, FakeClock(), max_connections=1) as running:
+        busy = asyncio.create_task(running.run(item(raw_target.url("/busy"), tenant_id="a")))
+        await eventually(lambda: bool(runs_of(raw_target, "/busy")), "the first request")
+        waiting = await running.run(item(raw_target.url("/late"), tenant_id="b", timeout_ms=100))
+        assert (await busy).status == "SUCCESS"
+    assert waiting.status == "TIMEOUT"
+    assert runs_of(raw_target, "/late") == []

@@ -19,6 +19,7 @@ def test_defaults_connect_to_one_local_scheduler() -> None:
     assert settings.capture_limit_bytes == 65536
     assert settings.drain_timeout_ms == 30_000
     assert settings.egress_allow == ""
+    assert settings.tenant_pools == 256
 
 
 def test_values_come_from_pacer_variables() -> None:
@@ -30,6 +31,7 @@ def test_values_come_from_pacer_variables() -> None:
             "PACER_EXECUTOR_ID": "exec-1",
             "PACER_EGRESS_ALLOW": "loopback",
             "PACER_DRAIN_TIMEOUT_MS": "0",
+            "PACER_TENANT_POOLS": "3",
         },
     )
 
@@ -38,6 +40,7 @@ def test_values_come_from_pacer_variables() -> None:
     assert settings.identity == "exec-1"
     assert settings.egress_allow == "loopback"
     assert settings.drain_timeout_ms == 0
+    assert settings.tenant_pools == 3
 
 
 def test_identity_defaults_to_host_and_process() -> None:
@@ -52,6 +55,7 @@ def test_identity_defaults_to_host_and_process() -> None:
         ({"PACER_CAPACITY": "many"}, "PACER_CAPACITY"),
         ({"PACER_CAPTURE_LIMIT_BYTES": "-1"}, "PACER_CAPTURE_LIMIT_BYTES"),
         ({"PACER_DRAIN_TIMEOUT_MS": "-5"}, "PACER_DRAIN_TIMEOUT_MS"),
+        ({"PACER_TENANT_POOLS": "0"}, "PACER_TENANT_POOLS"),
     ],
 )
 def test_unusable_values_are_refused_naming_the_variable(environ: dict[str, str], named: str) -> None:

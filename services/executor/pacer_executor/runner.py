@@ -1,18 +1,23 @@
 """The HTTP runner: performs one work item's HTTP call under the egress policy and describes what happened.
 
-One pooled aiohttp session serves every run. Its connector resolves names through `PolicyResolver`, so a name is
-only ever connected to an address the policy allowed; IP literals and loopback names are judged before sending.
-Redirects are followed here rather than by aiohttp so that every hop is judged the same way, and one deadline
-covers the whole exchange (every hop's connect, headers and body).
+Each tenant has its own pooled aiohttp session (`pacer_executor.pools`): runs of different tenants never share a
+connection. Every session's connector resolves names through the one `PolicyResolver`, so a name is only ever
+connected to an address the policy allowed; IP literals and loopback names are judged before sending. Redirects
+are followed here rather than by aiohttp so that every hop is judged the same way, and one deadline covers the
+whole exchange (waiting for a connection slot, every hop's connect, headers and body).
+
+Headers that frame or route a message (`pacer_common.headers`) are never sent, whatever an endpoint row says: a
+tenant who could set `Transfer-Encoding` or `Content-Length` could make a target read one request as two.
 """
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Final, Literal, Protocol
@@ -23,8 +28,10 @@ from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 from pacer_common.clock import Clock
+from pacer_common.headers import forbidden_names, without_forbidden
 from pacer_executor.egress import EgressBlocked, EgressPolicy, PolicyResolver
 from pacer_executor.metrics import ExecutorMetrics
+from pacer_executor.pools import TenantPools
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +40,8 @@ RunStatus = Literal["SUCCESS", "FAILURE", "TIMEOUT", "BLOCKED"]
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 # Browsers turn these into a GET without a body (RFC 9110 15.4 allows it for 301/302 and asks it for 303).
 _REDIRECTS_TO_GET: Final = frozenset({301, 302, 303})
-_BODY_HEADERS: Final = frozenset({"content-type", "content-length", "content-encoding", "transfer-encoding"})
-# Sent to the origin the endpoint names, never to another origin a redirect points at.
-_CREDENTIAL_HEADERS: Final = frozenset({"authorization", "cookie", "proxy-authorization"})
+# What describes the body (framing headers are never sent at all): it goes where the body goes.
+_BODY_HEADERS: Final = frozenset({"content-type", "content-encoding"})
 _PACER_HEADERS: Final = frozenset({"x-pacer-run-id", "x-pacer-endpoint-id", "x-pacer-scheduled-for"})
 
 
@@ -43,7 +49,8 @@ _PACER_HEADERS: Final = frozenset({"x-pacer-run-id", "x-pacer-endpoint-id", "x-p
 class WorkItem:
     """One due run: the call to make and how long it may take (`timeout_ms` covers the whole exchange).
 
-    `headers` may carry the target's credentials: they go to the target and nowhere else (never to a log).
+    `headers` may carry the target's credentials: they go to the target's origin and nowhere else (never to a log,
+    never to another origin a redirect names). Runs of different `tenant_id`s never share a connection.
     """
 
     run_id: str
@@ -80,12 +87,22 @@ class Runner(Protocol):
 
 @dataclass(frozen=True)
 class _Hop:
-    """One request of the exchange: the first one, or one a redirect asked for."""
+    """One request of the exchange: the first one, or one a redirect asked for.
+
+    `endpoint_headers` are those the endpoint configured that this hop may carry; `pacer_headers` are Pacer's own
+    (X-Pacer-*, and User-Agent unless the endpoint's headers name one), sent on every hop.
+    """
 
     method: str
     url: URL
-    headers: Mapping[str, str]
+    endpoint_headers: Mapping[str, str]
+    pacer_headers: Mapping[str, str]
     body: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What this hop sends; the two parts never share a name."""
+        return {**self.endpoint_headers, **self.pacer_headers}
 
 
 @dataclass(frozen=True)
@@ -115,7 +132,7 @@ class _Result:
 
 
 class HttpRunner:
-    """Runs work items over one pooled aiohttp session; `start` before the first run, `close` at the end."""
+    """Runs work items over connection pools kept per tenant; `start` before the first run, `close` at the end."""
 
     def __init__(
         self,
@@ -124,43 +141,54 @@ class HttpRunner:
         *,
         capture_limit_bytes: int = 65536,
         max_connections: int = 200,
+        tenant_pools: int = 256,
         max_redirects: int = 5,
         user_agent: str = "Pacer/0.1",
         upstream_resolver: AbstractResolver | None = None,
         metrics: ExecutorMetrics | None = None,
     ) -> None:
-        """`upstream_resolver` answers DNS questions before the policy filters them (default: getaddrinfo);
+        """`max_connections` bounds the connections in use at once, all tenants together (a run uses one at a
+        time); `tenant_pools` bounds how many tenants keep a pool of idle connections (least recently used
+        evicted). `upstream_resolver` answers DNS questions before the policy filters them (default: getaddrinfo);
         each run's duration and egress refusals are measured in `metrics`."""
-        if capture_limit_bytes < 0 or max_connections < 1 or max_redirects < 0:
-            raise ValueError("capture_limit_bytes and max_redirects must be >= 0, max_connections >= 1")
+        if capture_limit_bytes < 0 or max_connections < 1 or tenant_pools < 1 or max_redirects < 0:
+            raise ValueError("capture_limit_bytes and max_redirects must be >= 0, max_connections, tenant_pools >= 1")
         self._policy = policy
         self._clock = clock
         self._capture_limit_bytes = capture_limit_bytes
         self._max_connections = max_connections
+        self._tenant_pools = tenant_pools
         self._max_redirects = max_redirects
         self._user_agent = user_agent
         self._upstream_resolver = upstream_resolver
         self._metrics = metrics or ExecutorMetrics()
+        self._connection_slots = asyncio.Semaphore(max_connections)
         self._resolver: PolicyResolver | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._pools: TenantPools[aiohttp.ClientSession] | None = None
 
     async def start(self) -> None:
-        """Create the session. Cookies are never kept: one session serves every tenant's endpoints."""
-        if self._session is not None:
+        """Make ready to run; each tenant's session opens with its first run."""
+        if self._pools is not None:
             raise RuntimeError("HttpRunner already started")
         self._resolver = PolicyResolver(self._policy, self._upstream_resolver or ThreadedResolver())
+        self._pools = TenantPools(self._open_session, self._tenant_pools)
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        """One tenant's session: connections only to addresses the policy allowed, and no cookies kept between
+        runs (one endpoint's cookie must not reach another endpoint's call)."""
+        # Each session may use every slot: `_connection_slots` keeps the total within max_connections.
         connector = aiohttp.TCPConnector(limit=self._max_connections, resolver=self._resolver)
         # trust_env=False: a proxy from the environment would make the proxy, not the checked address, the peer.
-        self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
 
     async def close(self) -> None:
-        """Close the session and its connections; the runner cannot be used afterwards."""
-        if self._session is not None:
-            await self._session.close()
+        """Close every session and its connections; the runner cannot be used afterwards."""
+        if self._pools is not None:
+            await self._pools.close()
         if self._resolver is not None:
-            # The connector closes only resolvers it created itself.
+            # Connectors close only resolvers they created themselves.
             await self._resolver.close()
-        self._session = self._resolver = None
+        self._pools = self._resolver = None
 
     async def __aenter__(self) -> HttpRunner:
         await self.start()
@@ -172,12 +200,15 @@ class HttpRunner:
         await self.close()
 
     async def run(self, item: WorkItem) -> Outcome:
-        """Perform `item`'s call and describe it. Never raises for target or network problems."""
-        if self._session is None:
+        """Perform `item`'s call, on its tenant's connections only, and describe it. Never raises for target or
+        network problems."""
+        if self._pools is None:
             raise RuntimeError("HttpRunner.run before start")
         started_at = self._clock.now()
         began = time.monotonic()
-        result = await self._attempt(self._session, item)
+        _log_dropped(item)
+        async with self._pools.pool(item.tenant_id) as session:
+            result = await self._attempt(session, item)
         elapsed_s = time.monotonic() - began
         outcome = result.outcome(item.run_id, started_at, self._clock.now(), round(elapsed_s * 1000))
         self._measure(result, elapsed_s)
@@ -211,7 +242,15 @@ class HttpRunner:
 
     async def _exchange(self, session: aiohttp.ClientSession, item: WorkItem) -> _Result:
         deadline = time.monotonic() + item.timeout_ms / 1000
-        hop = _first_hop(item, self._user_agent)
+        await _take_slot(self._connection_slots, deadline)
+        try:
+            return await self._hops(session, _first_hop(item, self._user_agent), deadline)
+        finally:
+            self._connection_slots.release()
+
+    async def _hops(self, session: aiohttp.ClientSession, first: _Hop, deadline: float) -> _Result:
+        """Send `first` and follow its redirects, one connection at a time."""
+        hop = first
         for _ in range(self._max_redirects + 1):
             self._check_destination(hop.url)
             async with session.request(
@@ -222,7 +261,7 @@ class HttpRunner:
                 allow_redirects=False,
                 timeout=_remaining(deadline),
             ) as response:
-                next_hop = _redirect(hop, response)
+                next_hop = _redirect(hop, response, self._user_agent)
                 if next_hop is None:
                     return await self._final(response)
             hop = next_hop
@@ -262,20 +301,48 @@ def _describe(exc: aiohttp.ClientError) -> str:
 
 
 def _first_hop(item: WorkItem, user_agent: str) -> _Hop:
-    """The endpoint's request plus Pacer's headers, which replace any the endpoint set under the same names."""
-    headers = {name: value for name, value in item.headers.items() if name.lower() not in _PACER_HEADERS}
-    if not any(name.lower() == "user-agent" for name in headers):
-        headers["User-Agent"] = user_agent
-    headers["X-Pacer-Run-Id"] = item.run_id
-    headers["X-Pacer-Endpoint-Id"] = item.endpoint_id
-    headers["X-Pacer-Scheduled-For"] = rfc3339_utc(item.scheduled_for)
-    return _Hop(item.method.strip().upper() or "GET", URL(item.url), headers, item.body)
+    """The endpoint's request plus Pacer's headers, which replace any the endpoint set under the same names.
+
+    Headers a tenant may not set (`pacer_common.headers.is_forbidden`) are dropped: rows written before the control
+    plane refused them still hold them. The endpoint's User-Agent, if any, replaces Pacer's.
+    """
+    endpoint_headers = _without(without_forbidden(item.headers), _PACER_HEADERS)
+    pacer_headers = {
+        "X-Pacer-Run-Id": item.run_id,
+        "X-Pacer-Endpoint-Id": item.endpoint_id,
+        "X-Pacer-Scheduled-For": rfc3339_utc(item.scheduled_for),
+    }
+    if not any(name.lower() == "user-agent" for name in endpoint_headers):
+        pacer_headers = {"User-Agent": user_agent, **pacer_headers}
+    return _Hop(item.method.strip().upper() or "GET", URL(item.url), endpoint_headers, pacer_headers, item.body)
+
+
+def _log_dropped(item: WorkItem) -> None:
+    """Say which headers of `item` are never sent (names only: values may be secrets)."""
+    dropped = forbidden_names(item.headers)
+    if dropped:
+        log.warning(
+            "forbidden headers dropped",
+            extra={
+                "event": "run.headers_dropped",
+                "run_id": item.run_id,
+                "endpoint_id": item.endpoint_id,
+                "tenant": item.tenant_id,
+                "headers": [name.lower() for name in dropped],
+            },
+        )
 
 
 def rfc3339_utc(moment: datetime) -> str:
     """`moment` as RFC 3339 UTC with milliseconds, e.g. 2026-01-05T10:00:00.000Z; naive values are taken as UTC."""
     aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
     return aware.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def _take_slot(slots: asyncio.Semaphore, deadline: float) -> None:
+    """Wait for one of `slots`, until `deadline` (time.monotonic) at most: TimeoutError then."""
+    async with asyncio.timeout(deadline - time.monotonic()):
+        await slots.acquire()
 
 
 def _remaining(deadline: float) -> aiohttp.ClientTimeout:
@@ -287,22 +354,36 @@ def _remaining(deadline: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=left)
 
 
-def _redirect(hop: _Hop, response: aiohttp.ClientResponse) -> _Hop | None:
-    """The request a redirect response asks for, or None if `response` is final (including 3xx without Location)."""
+def _redirect(hop: _Hop, response: aiohttp.ClientResponse, user_agent: str) -> _Hop | None:
+    """The request a redirect response asks for, or None if `response` is final (including 3xx without Location).
+
+    On a hop to another origin (scheme, host or port) none of the headers the endpoint configured goes along:
+    they were meant for the endpoint's origin and may carry its credentials under any name (`X-Api-Key`), so
+    only Pacer's own headers are sent (X-Pacer-*, and Pacer's User-Agent in place of an endpoint's), plus
+    Content-Type and Content-Encoding when the body goes along (307, 308), since they describe it. Once dropped,
+    they stay dropped, even if a later hop returns to the first origin.
+    """
     location = response.headers.get("Location")
     if response.status not in _REDIRECTS or not location:
         return None
     target = response.url.join(URL(location)).with_fragment(None)
-    headers = dict(hop.headers)
+    to_get = response.status in _REDIRECTS_TO_GET and hop.method != "HEAD"
+    method, body = ("GET", "") if to_get else (hop.method, hop.body)
+    endpoint_headers, pacer_headers = hop.endpoint_headers, hop.pacer_headers
     if target.origin() != hop.url.origin():
-        headers = _without(headers, _CREDENTIAL_HEADERS)
-    if response.status in _REDIRECTS_TO_GET and hop.method != "HEAD":
-        return _Hop("GET", target, _without(headers, _BODY_HEADERS), "")
-    return replace(hop, url=target, headers=headers)
+        endpoint_headers = _only(endpoint_headers, _BODY_HEADERS)
+        pacer_headers = {"User-Agent": user_agent, **pacer_headers}
+    if to_get:
+        endpoint_headers = _without(endpoint_headers, _BODY_HEADERS)
+    return _Hop(method, target, endpoint_headers, pacer_headers, body)
 
 
 def _without(headers: Mapping[str, str], names: frozenset[str]) -> dict[str, str]:
     return {name: value for name, value in headers.items() if name.lower() not in names}
+
+
+def _only(headers: Mapping[str, str], names: frozenset[str]) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name.lower() in names}
 
 
 async def _capture(stream: aiohttp.StreamReader, limit_bytes: int) -> tuple[str, bool]:

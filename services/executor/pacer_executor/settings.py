@@ -15,8 +15,10 @@ class ExecutorSettings:
 
     `scheduler_addrs` is a comma separated list: the executor keeps one stream to every scheduler named and splits
     `capacity` (its bound on concurrent runs) between them. `egress_allow` widens the egress policy
-    (`EgressPolicy.from_strings`). The service token is `service_token`, else the file the control plane writes in
-    `var_dir`.
+    (`EgressPolicy.from_strings`). `tenant_pools` is how many tenants keep a pool of keep-alive connections (runs
+    of different tenants never share a connection; the least recently used tenant's pool is closed first): beyond
+    it, tenants calling in turn pay for new connections more often. The service token is `service_token`, else the
+    file the control plane writes in `var_dir`.
 
     Operations (docs/operations.md): `metrics_addr` serves Prometheus `/metrics`, `health_addr` a plaintext
     grpc.health.v1 server (ready while a scheduler stream is open); empty turns either off. TLS toward the
@@ -28,6 +30,7 @@ class ExecutorSettings:
     capacity: int = 100
     egress_allow: str = ""
     capture_limit_bytes: int = 65536
+    tenant_pools: int = 256
     service_token: str = ""
     var_dir: str = "var"
     drain_timeout_ms: int = 30_000
@@ -44,6 +47,7 @@ class ExecutorSettings:
             raise SettingsError("PACER_SCHEDULER_ADDRS must name at least one scheduler (host:port)")
         _at_least("PACER_CAPACITY", self.capacity, 1)
         _at_least("PACER_CAPTURE_LIMIT_BYTES", self.capture_limit_bytes, 0)
+        _at_least("PACER_TENANT_POOLS", self.tenant_pools, 1)
         _at_least("PACER_DRAIN_TIMEOUT_MS", self.drain_timeout_ms, 0)
         _at_least("PACER_DISCOVERY_INTERVAL_MS", self.discovery_interval_ms, 100)
 
