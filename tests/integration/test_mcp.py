@@ -7,7 +7,9 @@ PostgreSQL database, with a fake clock: times sent to it are computed from `harn
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -361,3 +363,103 @@ async def test_http_serves_modern_protocol_clients(harness: Harness, mcp_url: st
         assert (await ok(client, "getJob", jobId=job_id))["job"]["jobId"] == job_id
         resources = await client.list_resources()
         assert [str(r.uri) for r in resources.resources] == ["pacer://scheduling-rules"]
+
+
+# -- keys and failures the caller must not see the inside of ---------------------------------------------------------
+
+
+def _raw_post(url: str, body: bytes, authorization: bytes | None) -> tuple[int, bytes]:
+    """POST `body` to the MCP endpoint with exactly these Authorization bytes; (HTTP status, response body)."""
+    host_port = url.split("/")[2]
+    host, _, port = host_port.partition(":")
+    head = (
+        b"POST /mcp HTTP/1.1\r\nHost: " + host_port.encode() + b"\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+        + (b"Authorization: " + authorization + b"\r\n" if authorization is not None else b"")
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    with socket.create_connection((host, int(port)), timeout=20) as connection:
+        connection.sendall(head + body)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+def _tool_result(body: bytes) -> dict[str, Any]:
+    """The JSON-RPC message in a streamed (SSE) answer."""
+    [data] = re.findall(rb"^data: (.*)$", body, flags=re.MULTILINE)
+    message: dict[str, Any] = json.loads(data)
+    return message
+
+
+NOT_KEYS = {
+    "utf8": b"Bearer pk_\xc3\xbc" + b"u" * 40,
+    "kelvin": b"Bearer pk_\xe2\x84\xaa" + b"k" * 40,  # U+212A, which a case-insensitive match would take for 'k'
+    "not-utf8": b"Bearer pk_\xff\xfe",
+    "tab": b"Bearer pk_a\tb",
+    "ctrl-01": b"Bearer pk_a\x01b",
+    "ctrl-7f": b"Bearer pk_a\x7fb",
+    "too-long": b"Bearer " + b"k" * 300,
+}
+
+
+@pytest.mark.asyncio
+async def test_http_a_token_that_cannot_be_a_key_is_unauthenticated(mcp_url: str, tmp_path: Path) -> None:
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "listJobs", "arguments": {}}}
+    for name, authorization in NOT_KEYS.items():
+        status, body = _raw_post(mcp_url, json.dumps(call).encode(), authorization)
+        assert status == 200, (name, body)
+        result = _tool_result(body)["result"]
+        assert result["isError"] is True, name
+        assert result["content"][0]["text"].startswith("UNAUTHENTICATED: "), (name, result)
+    logs = (tmp_path / "mcp-http.log").read_text()
+    assert "Traceback" not in logs
+    assert "mcp.tool_failed" not in logs
+
+
+@pytest.mark.asyncio
+async def test_http_a_body_that_is_not_json_rpc_is_refused_without_library_text(mcp_url: str) -> None:
+    bad = {"jsonrpc": "2.0", "id": 1, "method": 5, "params": "<script>alert(1)</script>"}
+    status, body = _raw_post(mcp_url, json.dumps(bad).encode(), b"Bearer pk_whatever")
+    assert status == 400
+    error = json.loads(body)["error"]
+    assert error["code"] == -32602
+    assert error["message"].startswith("Invalid request: the body must be one JSON-RPC 2.0")
+    for inside in (b"jsonrpcrequest", b"<script>", b"pydantic", b"input_value", b"validation error"):
+        assert inside not in body.lower(), inside
+
+
+@pytest.mark.asyncio
+async def test_stdio_an_environment_key_that_cannot_be_a_key_is_unauthenticated(
+    harness: Harness, tmp_path: Path
+) -> None:
+    params = StdioServerParameters(
+        command=str(BIN / "pacer-mcp"),
+        args=["--transport", "stdio"],
+        env=_env(harness, PACER_API_KEY=f"pk_\u212a{harness.a.key}"),
+    )
+    with (tmp_path / "mcp.log").open("w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            text = await refused(session, "listJobs")
+    assert text.startswith("UNAUTHENTICATED: the API key in the MCP server's environment is not a Pacer API key")
+    assert "Traceback" not in (tmp_path / "mcp.log").read_text()
+
+
+@pytest.mark.asyncio
+async def test_stdio_an_unreachable_control_plane_is_unavailable_without_its_address(tmp_path: Path) -> None:
+    unreachable = f"127.0.0.1:{_free_port()}"
+    params = StdioServerParameters(
+        command=str(BIN / "pacer-mcp"),
+        args=["--transport", "stdio"],
+        env={"PACER_CONTROL_ADDR": unreachable, "PACER_LOG_LEVEL": "WARNING", "PACER_API_KEY": "pk_abcdefgh_key"},
+    )
+    with (tmp_path / "mcp.log").open("w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            text = await refused(session, "listJobs")
+    assert text.startswith("UNAVAILABLE: the Pacer control plane is unavailable")
+    assert unreachable not in text
+    assert "ipv4" not in text

@@ -23,7 +23,7 @@ from openapi_spec_validator import validate
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer.control.v1 import control_service_pb2_grpc as pb_grpc
 from pacer_common.client import AsyncControlClient
-from pacer_common.errors import QuotaViolation, ResourceExhausted
+from pacer_common.errors import QuotaViolation, ResourceExhausted, Unavailable
 from pacer_common.status import to_grpc_status
 from pacer_gateway.app import create_app
 from pacer_gateway.routes import ROUTES
@@ -328,6 +328,14 @@ async def test_validation_errors_are_400_naming_each_field_as_the_client_spells_
 
 
 @pytest.mark.asyncio
+async def test_an_enum_value_out_of_range_is_400_naming_the_field(rest):
+    for path, value in [("/jobs", "99"), ("/runs", "99"), ("/runs", "-1"), ("/runs", "RUN_STATUS_FILTER_NOPE")]:
+        answer = await rest("GET", path, params={"status": value})
+        assert (answer.status, answer.body["code"]) == (400, "INVALID_ARGUMENT"), (path, answer.body)
+        assert answer.invalid["status"].startswith("must be one of"), (path, answer.body)
+
+
+@pytest.mark.asyncio
 async def test_an_unknown_key_is_401_from_the_control_plane(rest):
     answer = await rest.as_key("pk_unknown0_notakey")("GET", "/jobs")
     assert answer.status == 401
@@ -474,8 +482,10 @@ async def test_a_quota_refusal_is_429_with_its_violations_and_retry_after(fake):
 @pytest.mark.parametrize(
     ("code", "status"),
     [
-        (grpc.StatusCode.INTERNAL, 502),
+        (grpc.StatusCode.INTERNAL, 500),
         (grpc.StatusCode.UNKNOWN, 502),
+        (grpc.StatusCode.DATA_LOSS, 502),
+        (grpc.StatusCode.UNIMPLEMENTED, 502),
         (grpc.StatusCode.UNAVAILABLE, 503),
         (grpc.StatusCode.DEADLINE_EXCEEDED, 504),
         (grpc.StatusCode.PERMISSION_DENIED, 403),
@@ -489,6 +499,56 @@ async def test_control_plane_codes_map_to_http_and_failures_hide_their_text(fake
     answer = await fake.rest("GET", "/jobs/job_1")
     assert (answer.status, answer.body["code"]) == (status, code.name)
     assert ("hunter2" in answer.body["detail"]) is (status < 500)
+    assert "errorId" not in answer.body
+
+
+@pytest.mark.asyncio
+async def test_an_internal_error_is_500_with_the_control_planes_opaque_error_id(fake):
+    fake.control.refusal = Refusal(grpc.StatusCode.INTERNAL, "internal error err_01jdz8k2m3n4p5q6r7s8t9v0wx (logged)")
+    answer = await fake.rest("GET", "/jobs/job_1")
+    assert (answer.status, answer.body["code"]) == (500, "INTERNAL")
+    assert answer.body["detail"] == "internal error err_01jdz8k2m3n4p5q6r7s8t9v0wx (logged)"
+    assert answer.body["errorId"] == "err_01jdz8k2m3n4p5q6r7s8t9v0wx"
+
+    # Anything else in an INTERNAL message stays upstream, even next to an id.
+    fake.control.refusal = Refusal(grpc.StatusCode.INTERNAL, "internal error err_1: KeyError 'tenant' in SELECT")
+    answer = await fake.rest("GET", "/jobs/job_1")
+    assert answer.status == 500
+    assert answer.body["detail"] == "the control plane failed to handle the request"
+    assert "errorId" not in answer.body
+
+
+@pytest.mark.asyncio
+async def test_an_unavailable_control_plane_is_503_with_the_retry_after_it_asks_for(fake):
+    fake.control.refusal = to_grpc_status(Unavailable("database unavailable, retry later", retry_after_s=2.5))
+    answer = await fake.rest("GET", "/jobs/job_1")
+    assert (answer.status, answer.body["code"]) == (503, "UNAVAILABLE")
+    assert answer.headers["Retry-After"] == "3"
+    assert answer.body["detail"] == "the control plane is unavailable; retry later"
+
+    fake.control.refusal = Refusal(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; 10.0.0.5:50051")
+    answer = await fake.rest("GET", "/jobs/job_1")
+    assert answer.status == 503
+    assert "Retry-After" not in answer.headers  # no RetryInfo, no promise
+    assert "10.0.0.5" not in answer.body["detail"]
+
+
+@pytest.mark.asyncio
+async def test_a_gateway_failure_is_500_with_an_error_id_that_is_also_logged(caplog):
+    class Broken:
+        async def call(self, rpc: str, request: Any, key: str | None) -> Any:
+            raise KeyError("SELECT secret FROM api_keys")
+
+    async with TestClient(TestServer(create_app(Broken()), host="127.0.0.1")) as client:
+        answer = await Rest(client, "pk_test1234_secret")("GET", "/jobs/job_1")
+    assert (answer.status, answer.body["code"]) == (500, "INTERNAL")
+    error_id = answer.body["errorId"]
+    assert answer.body["detail"] == f"internal error {error_id} (logged by the gateway)"
+    for hidden in ("KeyError", "SELECT", "Traceback"):
+        assert hidden not in json.dumps(answer.body)
+    [logged] = [r for r in caplog.records if getattr(r, "event", None) == "gateway.failed"]
+    assert logged.error_id == error_id
+    assert logged.exc_info is not None  # the traceback goes to the log, and only there
 
 
 @pytest.mark.asyncio

@@ -14,14 +14,13 @@ from google.protobuf.message import Message
 
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_common.client import ApiError
+from pacer_common.credentials import token_of
 from pacer_gateway import problems
 from pacer_gateway.openapi import build_document
 from pacer_gateway.routes import MAX_BODY_BYTES, ROUTES, Route, decode_request, parse_body
 
 log = logging.getLogger("pacer.gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-# RFC 6750 `b64token`: anything else cannot be a Pacer key, and could not travel as gRPC metadata either.
-_BEARER = re.compile(r"^Bearer +([A-Za-z0-9\-._~+/]+=*) *$", re.IGNORECASE)
 _JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json$")
 
 
@@ -40,15 +39,29 @@ def bearer_key(authorization: str | None) -> str:
     """
     if not authorization:
         raise problems.unauthenticated("send an API key as 'Authorization: Bearer <key>'")
-    match = _BEARER.fullmatch(authorization)
-    if match is None:
-        raise problems.unauthenticated("the Authorization header must be 'Bearer <key>'")
-    return match.group(1)
+    key = token_of(authorization)
+    if key is None:
+        raise problems.unauthenticated("the Authorization header must be 'Bearer <key>' with a Pacer API key")
+    return key
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body; a 400 Problem when its transfer or content encoding is broken or it ends early."""
+    if not request.body_exists:
+        return b""
+    try:
+        return await request.read()
+    except web.RequestPayloadError:  # a malformed chunk, or a Content-Encoding that does not decode
+        raise problems.bad_request(
+            "the request body is malformed: its transfer or content encoding is broken"
+        ) from None
+    except ConnectionResetError:  # the client went away mid-body; nobody will read the answer
+        raise problems.bad_request("the request body ended early: the connection was closed") from None
 
 
 async def read_json_body(request: web.Request, route: Route) -> dict[str, Any]:
     """The route's JSON body (`{}` when empty); routes without a body refuse one rather than ignore it."""
-    raw = await request.read() if request.body_exists else b""
+    raw = await read_body(request)
     if not route.body:
         if raw.strip():
             raise problems.bad_request(f"{route.method} {route.path} takes no request body")
@@ -94,7 +107,8 @@ def route_handler(route: Route, client: ControlCaller) -> Handler:
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves as application/problem+json; gateway bugs as a 500 that is logged, never a traceback."""
+    """Every error leaves as application/problem+json; a gateway bug as a 500 with an opaque error id that is also
+    logged beside the traceback, never shown to the caller."""
     try:
         return await handler(request)
     except problems.Problem as raised:
@@ -112,8 +126,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             raise
         return problems.from_http_error(error, request.method, request.path).response()
     except Exception:
-        log.exception("request failed", extra={"event": "gateway.failed", "path": request.path})
-        return problems.Problem(500, "the gateway failed to handle the request", "INTERNAL").response()
+        problem = problems.internal()
+        log.exception(
+            "request failed", extra={"event": "gateway.failed", "path": request.path, "error_id": problem.error_id}
+        )
+        return problem.response()
 
 
 def create_app(client: ControlCaller) -> web.Application:

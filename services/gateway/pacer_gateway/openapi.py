@@ -17,6 +17,7 @@ from typing import Any, Literal
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from pacer_gateway.problems import PROBLEM_JSON
+from pacer_gateway.protocol import MAX_FIELD_BYTES, MAX_HEADERS, MAX_URL_BYTES
 from pacer_gateway.routes import (
     INT64_STRING,
     INT_RANGE,
@@ -32,7 +33,7 @@ from pacer_gateway.routes import (
 
 Direction = Literal["input", "output"]
 NO_NUL = "^[^\\u0000]*$"
-_ERRORS_ALL = (400, 401, 403, 404, 409, 412, 429, 502, 503, 504)
+_ERRORS_ALL = (400, 401, 403, 404, 409, 412, 414, 429, 431, 500, 502, 503, 504)
 _ERRORS_BODY = (413, 415)
 _ERROR_TEXT = MappingProxyType(
     {
@@ -43,10 +44,13 @@ _ERROR_TEXT = MappingProxyType(
         409: "Conflicts with a concurrent change.",
         412: "The job is archived or the endpoint was deleted.",
         413: f"The request body is larger than {MAX_BODY_BYTES} bytes.",
+        414: f"The request URL is longer than {MAX_URL_BYTES} bytes.",
         415: "The request body is not `application/json`.",
         429: "A quota or rate limit refused the request: `violations` lists the quotas, `Retry-After` the wait.",
+        431: f"A request header is longer than {MAX_FIELD_BYTES} bytes, or there are more than {MAX_HEADERS}.",
+        500: "The gateway or the control plane failed: `errorId` names the failure in the server's log.",
         502: "The control plane failed.",
-        503: "The control plane is unavailable; retry later.",
+        503: "The control plane is unavailable; retry later (after `Retry-After` seconds when given).",
         504: "The control plane did not answer in time; retry later.",
     }
 )
@@ -197,9 +201,10 @@ def _problem_response(status: int) -> dict[str, Any]:
         "description": _ERROR_TEXT[status],
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
-    if status == 429:
+    if status in (429, 503):
         retry = {"type": "integer", "minimum": 1}
-        response["headers"] = {"Retry-After": {"required": True, "description": "Seconds to wait.", "schema": retry}}
+        wait = {"required": status == 429, "description": "Seconds to wait.", "schema": retry}
+        response["headers"] = {"Retry-After": wait}
     if status == 401:
         challenge = {"required": True, "schema": {"type": "string"}}
         response["headers"] = {"WWW-Authenticate": challenge}
@@ -267,6 +272,7 @@ def _problem_schemas() -> dict[str, Any]:
             "code": {"type": "string", "description": "The gRPC status code name, e.g. INVALID_ARGUMENT."},
             "invalidParams": {"type": "array", "items": {"$ref": "#/components/schemas/InvalidParam"}},
             "violations": {"type": "array", "items": {"$ref": "#/components/schemas/QuotaViolation"}},
+            "errorId": {"type": "string", "description": "Names an unexpected failure in the server's log."},
         },
     }
     return {"Problem": problem, "InvalidParam": invalid, "QuotaViolation": quota}

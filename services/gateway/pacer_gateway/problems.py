@@ -14,13 +14,16 @@ from typing import Any
 from aiohttp import web
 
 from pacer_common.client import ApiError
+from pacer_common.guard import OPAQUE_INTERNAL, internal_message
+from pacer_common.ids import new_id
 
 PROBLEM_JSON = "application/problem+json"
 WWW_AUTHENTICATE = 'Bearer realm="pacer"'
 DEFAULT_RETRY_AFTER_S = 1
 
-# One table from the control plane's status codes to HTTP. Codes not listed are the control plane's own failures:
-# the caller gets 502 and none of their text, which may carry internals.
+# One table from the control plane's status codes to HTTP. Codes not listed are failures of the control plane or of
+# the call itself (UNKNOWN, DATA_LOSS, UNIMPLEMENTED, CANCELLED): the caller gets 502 and none of their text, which
+# may carry internals.
 HTTP_STATUS = MappingProxyType(
     {
         "INVALID_ARGUMENT": 400,
@@ -32,13 +35,17 @@ HTTP_STATUS = MappingProxyType(
         "ABORTED": 409,
         "FAILED_PRECONDITION": 412,
         "RESOURCE_EXHAUSTED": 429,
+        "INTERNAL": 500,
         "UNAVAILABLE": 503,
         "DEADLINE_EXCEEDED": 504,
     }
 )
 UPSTREAM_FAILURE = 502
+# 5xx problems never repeat the upstream message (a transport failure names addresses, an old server a class),
+# save an opaque error id of the control plane's own (OPAQUE_INTERNAL).
 _SERVER_DETAIL = MappingProxyType(
     {
+        500: "the control plane failed to handle the request",
         502: "the control plane failed to handle the request",
         503: "the control plane is unavailable; retry later",
         504: "the control plane did not answer in time; retry later",
@@ -67,9 +74,11 @@ class Problem(Exception):
     invalid_params: tuple[InvalidParam, ...] = ()
     violations: tuple[Mapping[str, str], ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)
+    error_id: str | None = None
 
     def body(self) -> dict[str, Any]:
-        """The problem document: RFC 9457 members plus `code`, `invalidParams` and `violations` when present."""
+        """The problem document: RFC 9457 members plus `code`, and `invalidParams`, `violations` and `errorId`
+        when present."""
         document: dict[str, Any] = {
             "type": "about:blank",
             "title": HTTPStatus(self.status).phrase,
@@ -81,6 +90,8 @@ class Problem(Exception):
             document["invalidParams"] = [{"name": p.name, "reason": p.reason} for p in self.invalid_params]
         if self.violations:
             document["violations"] = [dict(v) for v in self.violations]
+        if self.error_id:
+            document["errorId"] = self.error_id
         return document
 
     def response(self) -> web.Response:
@@ -108,6 +119,12 @@ def not_found(detail: str) -> Problem:
     return Problem(404, detail, "NOT_FOUND")
 
 
+def internal() -> Problem:
+    """500 for a failure of the gateway itself: an opaque error id, which the caller logs beside the traceback."""
+    error_id = new_id("err")
+    return Problem(500, internal_message(error_id, "the gateway"), "INTERNAL", error_id=error_id)
+
+
 def json_name(proto_path: str) -> str:
     """A dotted protobuf field path in the JSON spelling clients use: `baseline.interval_ms` -> `baseline.intervalMs`.
 
@@ -130,7 +147,7 @@ def from_api_error(error: ApiError) -> Problem:
     """The problem for a refused ControlService call; 5xx problems carry a fixed detail, never the upstream text."""
     status = HTTP_STATUS.get(error.code, UPSTREAM_FAILURE)
     if status >= 500:
-        return Problem(status, _SERVER_DETAIL[status], error.code)
+        return _upstream_failure(status, error)
     headers: dict[str, str] = {}
     if status == 429:
         headers["Retry-After"] = str(retry_after_s(error))
@@ -146,6 +163,16 @@ def from_api_error(error: ApiError) -> Problem:
         ),
         headers=headers,
     )
+
+
+def _upstream_failure(status: int, error: ApiError) -> Problem:
+    """A 5xx problem: the control plane's error id when it gave one, `Retry-After` when its RetryInfo asks for a
+    wait (UNAVAILABLE), and otherwise nothing of its text."""
+    headers = {"Retry-After": str(retry_after_s(error))} if error.retry_after_s is not None else {}
+    opaque = OPAQUE_INTERNAL.fullmatch(error.message) if status == 500 else None
+    if opaque is None:
+        return Problem(status, _SERVER_DETAIL[status], error.code, headers=headers)
+    return Problem(status, error.message, error.code, headers=headers, error_id=opaque.group(1))
 
 
 def from_http_error(error: web.HTTPException, method: str, path: str) -> Problem:

@@ -187,8 +187,15 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise bad_request(f"the request body is not valid JSON: {error}") from None
+    except json.JSONDecodeError as error:
+        where = f"line {error.lineno} column {error.colno}"
+        raise bad_request(f"the request body is not valid JSON: {error.msg.lower()} at {where}") from None
+    except UnicodeDecodeError:
+        raise bad_request("the request body is not valid JSON: it is not UTF-8 text") from None
+    except RecursionError:
+        raise bad_request("the request body is not valid JSON: it is nested too deeply") from None
+    except ValueError:  # NaN, Infinity (see _reject_constant)
+        raise bad_request("the request body is not valid JSON: NaN and Infinity are not JSON numbers") from None
     if not isinstance(value, dict):
         raise bad_request("the request body must be a JSON object")
     return value
@@ -346,5 +353,5 @@ def decode_request(
     message: Message = GetMessageClass(route.request_type)()
     try:
         return json_format.ParseDict(canonical, message)
-    except json_format.ParseError as error:  # the checks above should make this unreachable; stay a 400 if not
-        raise bad_request(f"the request does not fit {route.request_type.name}: {error}") from None
+    except json_format.ParseError:  # the checks above should make this unreachable; stay a 400 if not
+        raise bad_request(f"the request does not fit {route.request_type.name}") from None

@@ -7,11 +7,12 @@ each HTTP request, with no fallback to any key of the server's own.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, TypeVar
 
 import mcp_types as types
 from mcp.server import Server, ServerRequestContext
@@ -20,10 +21,18 @@ from starlette.requests import Request
 
 from pacer_common.client import ApiError, api_key
 from pacer_common.clock import Clock
+from pacer_common.credentials import is_token_shaped, token_of
+from pacer_common.guard import internal_message
+from pacer_common.ids import new_id
 from pacer_mcp import rules
 from pacer_mcp.tools import Control, ToolOutcome, ToolSpec, refused, result_json, run_tool, tool_specs
 
 log = logging.getLogger("pacer.mcp")
+Ctx = TypeVar("Ctx")
+P = TypeVar("P")
+R = TypeVar("R")
+
+UNKNOWN_NAME_CHARS = 100
 
 KeySource = Callable[[object], str]
 """Given the transport's request (a Starlette Request over HTTP, None over stdio), the caller's key; raises ApiError."""
@@ -51,6 +60,8 @@ class EnvironmentKey:
                 "no API key: set PACER_API_KEY in the MCP server's environment (or PACER_VAR_DIR to the folder "
                 "holding dev-api-key)",
             )
+        if not is_token_shaped(key):
+            raise ApiError("UNAUTHENTICATED", "the API key in the MCP server's environment is not a Pacer API key")
         return key
 
 
@@ -59,10 +70,10 @@ def bearer_key(request: object) -> str:
     header = request.headers.get("authorization") if isinstance(request, Request) else None
     if not header:
         raise ApiError("UNAUTHENTICATED", "no API key: send 'Authorization: Bearer <key>' with every request")
-    scheme, _, key = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = token_of(header)
+    if key is None:
         raise ApiError("UNAUTHENTICATED", "the Authorization header must be 'Bearer <key>'")
-    return key.strip()
+    return key
 
 
 class PacerTools:
@@ -93,7 +104,7 @@ class PacerTools:
         error."""
         spec = self._specs.get(params.name)
         if spec is None:
-            raise MCPError(types.INVALID_PARAMS, f"unknown tool {params.name!r}")
+            raise MCPError(types.INVALID_PARAMS, f"unknown tool {params.name[:UNKNOWN_NAME_CHARS]!r}; see tools/list")
         started = time.monotonic()
         outcome = await self._outcome(spec, params.arguments or {}, ctx.request)
         log.info(
@@ -111,8 +122,9 @@ class PacerTools:
         try:
             return await run_tool(spec, arguments, self._control, lambda: self._key_source(request), self._clock.now())
         except Exception:  # a bug must cost one call, never the server or the caller's session
-            log.exception("tool failed", extra={"event": "mcp.tool_failed", "tool": spec.name})
-            return refused(ApiError("INTERNAL", f"{spec.name} failed unexpectedly; the server log has the details"))
+            error_id = new_id("err")
+            log.exception("tool failed", extra={"event": "mcp.tool_failed", "tool": spec.name, "error_id": error_id})
+            return refused(ApiError("INTERNAL", internal_message(error_id, "the MCP server")))
 
     async def list_resources(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -132,7 +144,8 @@ class PacerTools:
     ) -> types.ReadResourceResult:
         """The rules as markdown; any other URI is an INVALID_PARAMS protocol error."""
         if str(params.uri) != rules.RULES_URI:
-            raise MCPError(types.INVALID_PARAMS, f"unknown resource {params.uri!r}; try {rules.RULES_URI}")
+            unknown = str(params.uri)[:UNKNOWN_NAME_CHARS]
+            raise MCPError(types.INVALID_PARAMS, f"unknown resource {unknown!r}; try {rules.RULES_URI}")
         text = types.TextResourceContents(
             uri=rules.RULES_URI, mime_type=rules.RULES_MIME_TYPE, text=rules.RULES_MARKDOWN
         )
@@ -177,11 +190,33 @@ def build_server(
         title="Pacer adaptive scheduler",
         instructions=INSTRUCTIONS,
         get_tool_input_schema=handlers.input_schema,
-        on_list_tools=handlers.list_tools,
-        on_call_tool=handlers.call_tool,
-        on_list_resources=handlers.list_resources,
-        on_read_resource=handlers.read_resource,
+        on_list_tools=guarded(handlers.list_tools),
+        on_call_tool=guarded(handlers.call_tool),
+        on_list_resources=guarded(handlers.list_resources),
+        on_read_resource=guarded(handlers.read_resource),
     )
+
+
+def guarded(handler: Callable[[Ctx, P], Awaitable[R]]) -> Callable[[Ctx, P], Awaitable[R]]:
+    """`handler`, with anything it raises besides an MCPError answered as an opaque INTERNAL_ERROR.
+
+    The SDK would put `str(error)` of any other exception in the JSON-RPC error; this logs the traceback under an
+    error id and gives the caller only the id.
+    """
+
+    @functools.wraps(handler)
+    async def guard(ctx: Ctx, params: P) -> R:
+        try:
+            return await handler(ctx, params)
+        except MCPError:
+            raise
+        except Exception:
+            error_id = new_id("err")
+            where = {"event": "mcp.request_failed", "handler": handler.__name__, "error_id": error_id}
+            log.exception("request failed", extra=where)
+            raise MCPError(types.INTERNAL_ERROR, internal_message(error_id, "the MCP server")) from None
+
+    return guard
 
 
 def _version() -> str:

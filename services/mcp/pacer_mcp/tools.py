@@ -14,6 +14,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Protocol, cast
 
 from google.protobuf import json_format
@@ -24,6 +25,7 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]  # j
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_common.client import ApiError
 from pacer_common.errors import FieldViolation
+from pacer_common.guard import OPAQUE_INTERNAL
 
 MAX_INTERVAL_MS = 366 * 24 * 3600 * 1000
 MAX_TTL_MINUTES = 10_080
@@ -31,6 +33,29 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 JOB_STATUS_FILTERS = ("active", "archived", "all")
 RUN_STATUS_FILTERS = ("success", "failure", "running", "all")
 TIME_FIELDS = ("runAt", "pauseUntil")
+# Status codes that refuse the call for a reason of the caller's: their message is written for the caller.
+CALLER_CODES = frozenset(
+    {
+        "INVALID_ARGUMENT",
+        "OUT_OF_RANGE",
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "ABORTED",
+        "FAILED_PRECONDITION",
+        "RESOURCE_EXHAUSTED",
+    }
+)
+# A failure's own message never reaches the agent; these stand in for it.
+FAILURE_MESSAGES = MappingProxyType(
+    {
+        "UNAVAILABLE": "the Pacer control plane is unavailable",
+        "DEADLINE_EXCEEDED": "the Pacer control plane did not answer in time",
+        "INTERNAL": "the Pacer control plane failed to handle the call",
+        "UNKNOWN": "the Pacer control plane failed to handle the call",
+    }
+)
 
 Arguments = Mapping[str, Any]
 Result = dict[str, Any]
@@ -105,8 +130,8 @@ def build_request(spec: ToolSpec, arguments: Arguments, now: datetime) -> Messag
     request = spec.request_type()
     try:
         json_format.ParseDict(spec.adapt(_normalize_times(arguments), now), request)
-    except json_format.ParseError as error:
-        raise invalid([FieldViolation("arguments", str(error))]) from None
+    except json_format.ParseError:  # the schema check above should make this unreachable; stay a refusal if not
+        raise invalid([FieldViolation("arguments", f"do not fit the {spec.rpc} request")]) from None
     return request
 
 
@@ -230,7 +255,7 @@ def _join(prefix: str, name: str) -> str:
 
 def refused(error: ApiError) -> ToolOutcome:
     """A tool error: the gRPC status code, each argument at fault, quota details, retry-after and a next step."""
-    message = "invalid arguments" if error.field_violations else error.message
+    message = "invalid arguments" if error.field_violations else shown_message(error)
     lines = [f"{error.code}: {message}"]
     lines += [f"- {argument_path(v.field)}: {v.description}" for v in error.field_violations]
     lines += [f"- quota {q.subject}: {q.description}" for q in error.quota_violations]
@@ -240,6 +265,16 @@ def refused(error: ApiError) -> ToolOutcome:
     if step:
         lines.append(step)
     return ToolOutcome(text="\n".join(lines), is_error=True)
+
+
+def shown_message(error: ApiError) -> str:
+    """The status message an agent may see: the control plane's text for a refusal of the call, but for a failure
+    only an opaque error id or a fixed sentence (a transport failure names addresses, an old server a class)."""
+    if error.code in CALLER_CODES:
+        return error.message
+    if error.code == "INTERNAL" and OPAQUE_INTERNAL.fullmatch(error.message):
+        return error.message
+    return FAILURE_MESSAGES.get(error.code, FAILURE_MESSAGES["UNKNOWN"])
 
 
 def argument_path(field: str) -> str:
@@ -268,6 +303,8 @@ def _next_step(code: str) -> str:
             return "A quota or rate limit refused the call; wait before retrying, or ask an operator to raise it."
         case "UNAVAILABLE" | "DEADLINE_EXCEEDED":
             return "The Pacer control plane did not answer; retry shortly."
+        case "INTERNAL":
+            return "Retry shortly; if it keeps failing, tell an operator (with the error id, when there is one)."
         case _:
             return ""
 
