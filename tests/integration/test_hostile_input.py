@@ -14,6 +14,7 @@ from sqlalchemy import select
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_control.models import Endpoint
+from pacer_control.repository import RunResult
 from pacer_control.sealing import EndpointSecrets
 from tests.support.harness import SERVICE_TOKEN, Harness, status_of, ts, violations
 
@@ -267,3 +268,25 @@ def test_times_in_the_timestamp_range_still_work(harness: Harness) -> None:
     later = harness.clock.now() + timedelta(minutes=10)
     scheduled = harness.a.ScheduleOneShotRun(pb.ScheduleOneShotRunRequest(endpoint_id=target, run_at=ts(later)))
     assert scheduled.scheduled_for == ts(later)
+
+
+def test_a_stored_cron_that_newer_rules_refuse_stops_its_endpoint_and_nothing_else(harness: Harness) -> None:
+    hourly = pb.Baseline(cron=pb.CronSchedule(expression="0 * * * *"))
+    old = endpoint(harness, baseline=hourly)
+    other = endpoint(harness, baseline=hourly)
+    harness.clock.advance(hours=1)
+    claimed = {c.endpoint_id: c for c in harness.repository.claim_due(harness.clock.now(), 0, 100, 30_000)}
+    assert set(claimed) >= {old, other}
+    with harness.engine.begin() as connection:
+        # What an older release accepted and this one refuses (a range that runs backwards).
+        connection.execute(Endpoint.__table__.update().where(Endpoint.id == old).values(cron_expression="59-0 * * * *"))
+    results = [
+        RunResult(c.run_id, "SUCCESS", c.scheduled_for, c.scheduled_for + timedelta(seconds=1))
+        for c in claimed.values()
+    ]
+    recorded = harness.repository.record_results(results, harness.clock.now())
+    assert recorded.applied == len(results)
+    listed = {e.endpoint_id: e for e in _endpoints(harness, harness.a.ListJobs(pb.ListJobsRequest()).jobs[0].job_id)}
+    listed |= {e.endpoint_id: e for e in _endpoints(harness, harness.a.ListJobs(pb.ListJobsRequest()).jobs[1].job_id)}
+    assert not listed[old].HasField("next_run_at")
+    assert listed[other].HasField("next_run_at")

@@ -25,6 +25,7 @@ from pacer_common.cron import CronError, next_cron_time, validate_cron
         pytest.param("0 30 9 * * MON", "", id="six-fields-seconds-first-names"),
         pytest.param("0 9 * * *", "Europe/Berlin", id="iana-zone"),
         pytest.param("0 9 * * *", "UTC", id="utc-by-name"),
+        pytest.param("@hourly", "", id="macro"),
     ],
 )
 def test_validate_cron_accepts(expression: str, timezone: str) -> None:
@@ -40,7 +41,8 @@ def test_validate_cron_accepts(expression: str, timezone: str) -> None:
         pytest.param("a b c d e", id="five-words"),
         pytest.param("* * * *", id="four-fields"),
         pytest.param("* * * * * * *", id="seven-fields"),
-        pytest.param("@hourly", id="alias"),
+        pytest.param("@reboot", id="reboot-macro"),
+        pytest.param("@every 5m", id="unknown-macro"),
         pytest.param("61 * * * *", id="minute-out-of-range"),
         pytest.param("0 24 * * *", id="hour-out-of-range"),
         pytest.param("0 0 32 * *", id="day-out-of-range"),

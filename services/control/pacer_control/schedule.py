@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from pacer_common import governor
+from pacer_common.cron import CronError
 from pacer_common.governor import Plan, Source
 from pacer_control.models import Endpoint
+
+log = logging.getLogger("pacer.control.schedule")
 
 
 def baseline_of(endpoint: Endpoint) -> governor.Baseline:
@@ -56,9 +60,21 @@ def clear_one_shot(endpoint: Endpoint) -> None:
 
 
 def replan(endpoint: Endpoint, now: datetime, *, live: bool = True) -> Plan:
-    """Recompute and store the endpoint's next run; `live=False` (deleted, archived) means it never runs again."""
+    """Recompute and store the endpoint's next run; `live=False` (deleted, archived) means it never runs again.
+
+    A stored cron expression that the cron rules of this release refuse (accepted by an older one) stops the
+    endpoint, logged, instead of failing the transaction that re-plans it: UpdateEndpointConfig with a valid
+    baseline starts it again.
+    """
     drop_stale_hints(endpoint, now)
-    plan = governor.plan(now, state_of(endpoint)) if live else Plan(None, Source.PAUSED)
+    try:
+        plan = governor.plan(now, state_of(endpoint)) if live else Plan(None, Source.PAUSED)
+    except CronError as error:
+        log.error(
+            "stored cron expression refused; endpoint stopped",
+            extra={"event": "endpoint.cron_refused", "endpoint_id": endpoint.id, "reason": str(error)},
+        )
+        plan = Plan(None, Source.PAUSED)
     endpoint.next_run_at = plan.next_run_at
     endpoint.next_run_source = plan.source.value
     return plan
