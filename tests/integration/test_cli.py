@@ -498,6 +498,7 @@ def test_endpoints_health_summarizes_runs(cli: Cli) -> None:
     assert health["failure_count"] == "1"
     assert health["failure_streak"] == "1"
     assert health["last_run.status"] == "FAILURE"
+    assert (health["missed_slots"], health["last_missed_at"]) == ("0", "-")
     data = cli.data("endpoints", "health", endpoint)
     assert data["avg_duration_ms"] == "200"
     assert data["last_run"]["status"] == "RUN_STATUS_FAILURE"

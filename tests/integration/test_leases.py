@@ -17,17 +17,34 @@ from tests.support.harness import LEASE_GRACE_MS, SERVICE_TOKEN, Harness, dt, st
 class Leases:
     """LeaseService client carrying a credential."""
 
-    def __init__(self, harness: Harness, token: str | None = SERVICE_TOKEN) -> None:
+    def __init__(self, harness: Harness, token: str | None = SERVICE_TOKEN, session_id: str = "ss_test") -> None:
         self._channel = grpc.insecure_channel(harness.address)
         self._stub = lease_grpc.LeaseServiceStub(self._channel)
         self._metadata = [("authorization", f"Bearer {token}")] if token else []
+        self.session_id = session_id
+        if token == SERVICE_TOKEN:
+            self.heartbeat()
 
-    def claim(self, horizon_ms: int = 0, limit: int = 100) -> lease_pb.ClaimDueRunsResponse:
-        request = lease_pb.ClaimDueRunsRequest(scheduler_id="test", horizon_ms=horizon_ms, limit=limit)
+    def heartbeat(self, *, closing: bool = False) -> lease_pb.HeartbeatResponse:
+        request = lease_pb.HeartbeatRequest(scheduler_id="test", session_id=self.session_id, closing=closing)
+        return self._stub.Heartbeat(request, metadata=self._metadata, timeout=10)
+
+    def claim(self, horizon_ms: int = 0, limit: int = 100, claim_id: str = "") -> lease_pb.ClaimDueRunsResponse:
+        request = lease_pb.ClaimDueRunsRequest(
+            scheduler_id="test", horizon_ms=horizon_ms, limit=limit, session_id=self.session_id, claim_id=claim_id
+        )
         return self._stub.ClaimDueRuns(request, metadata=self._metadata, timeout=10)
 
-    def report(self, *results: lease_pb.RunResult) -> lease_pb.ReportResultsResponse:
-        request = lease_pb.ReportResultsRequest(results=results)
+    def report(
+        self,
+        *results: lease_pb.RunResult,
+        held: list[str] | None = None,
+        vanished: list[str] | None = None,
+        released: list[str] | None = None,
+    ) -> lease_pb.ReportResultsResponse:
+        request = lease_pb.ReportResultsRequest(
+            results=results, held_run_ids=held, vanished_run_ids=vanished, released_run_ids=released
+        )
         return self._stub.ReportResults(request, metadata=self._metadata, timeout=10)
 
     def extend(self, run_ids: list[str], extend_ms: int) -> lease_pb.ExtendLeasesResponse:
@@ -142,11 +159,12 @@ def test_a_lost_lease_is_reaped_and_its_late_result_cannot_move_the_schedule(har
     assert after_reap.failure_count == 1
     assert dt(after_reap.next_run_at) == dt(item.scheduled_for) + timedelta(seconds=120)  # one failure: 2x backoff
 
-    answer = leases.report(result(item))
+    answer = leases.report(result(item, response_body="ok"))
     assert (answer.applied, answer.stale) == (0, 1)
     late = harness.a.GetRunDetails(pb.GetRunDetailsRequest(run_id=item.run_id)).run
-    assert late.status == pb.RUN_STATUS_LOST
-    assert "arrived after the lease expired" in late.error_message
+    # The real outcome replaces the unknown one, marked as late; the schedule stays where the reaper put it.
+    assert (late.status, late.http_status, late.response_body) == (pb.RUN_STATUS_SUCCESS, 200, "ok")
+    assert "reported after the run had been settled as LOST" in late.error_message
     assert next_run(harness, endpoint_id) == after_reap
 
 

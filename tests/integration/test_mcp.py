@@ -250,6 +250,7 @@ async def test_stdio_drives_a_job_from_creation_to_archive(harness: Harness, tmp
         health = await ok(session, "summarizeEndpointHealth", endpointId=endpoint_id, windowHours=1)
         assert (health["successCount"], health["failureCount"], health["failureStreak"]) == (0, 1, 1)
         assert health["lastRun"]["status"] == "RUN_STATUS_FAILURE"
+        assert (health["missedSlots"], health.get("lastMissedAt")) == (0, None)
 
         cleared = await ok(session, "clearAdaptiveHints", endpointId=endpoint_id, reason="surge over")
         assert at(cleared["clearedAt"]) == clock.now()

@@ -286,6 +286,7 @@ async def test_run_routes_list_filter_detail_and_summarize(rest, harness):
     assert health.body["successCount"] == 1
     assert health.body["failureCount"] == 1
     assert health.body["failureStreak"] == 1
+    assert health.body["missedSlots"] == "0"  # int64, a decimal string in the JSON mapping
     assert health.body["avgDurationMs"] == "45"
     assert health.body["lastRun"]["status"] == "RUN_STATUS_FAILURE"
 

@@ -279,8 +279,9 @@ async def test_an_internal_port_gives_mutual_tls_to_internal_traffic_and_server_
     async def claim(addr: str, credentials: grpc.ChannelCredentials | None) -> grpc.StatusCode:
         async with open_channel(addr, credentials) as channel:
             try:
-                request = lease_pb.ClaimDueRunsRequest(horizon_ms=0, limit=0)
-                await lease_grpc.LeaseServiceStub(channel).ClaimDueRuns(request, metadata=bearer(TOKEN), timeout=10)
+                # An internal RPC: a scheduler's heartbeat.
+                request = lease_pb.HeartbeatRequest(scheduler_id="tls", session_id="ss_tls")
+                await lease_grpc.LeaseServiceStub(channel).Heartbeat(request, metadata=bearer(TOKEN), timeout=10)
             except grpc.aio.AioRpcError as error:
                 return error.code()
         return OK

@@ -365,3 +365,96 @@ def test_huge_interval_saturates_instead_of_overflowing() -> None:
     assert result.source is Source.BASELINE_INTERVAL
     assert result.next_run_at is not None
     assert result.next_run_at.year == 9999
+
+
+# Rule 5 in full: what a coalesced run stands for (slot_at), the slots it skips (missed) and their spacing (step).
+COALESCING = [
+    pytest.param(T0, every(10 * MINUTE_MS), minutes(10), minutes(10), 0, None, id="on-time-stands-for-itself"),
+    pytest.param(
+        minutes(12), every(10 * MINUTE_MS), minutes(12), minutes(10), 0, 10, id="late-within-a-step-keeps-its-slot"
+    ),
+    pytest.param(
+        minutes(35), every(10 * MINUTE_MS), minutes(35), minutes(30), 2, 10, id="interval-returns-to-its-grid"
+    ),
+    pytest.param(minutes(90), every(MINUTE_MS), minutes(90), minutes(90), 89, 1, id="interval-now-on-a-grid-point"),
+    pytest.param(
+        minutes(95),
+        every(10 * MINUTE_MS, failure_count=2),
+        minutes(95),
+        minutes(80),
+        1,
+        40,
+        id="backoff-grid-slots-only",
+    ),
+    pytest.param(
+        minutes(23),
+        every(HOUR_MS, interval_hint=IntervalHint(5 * MINUTE_MS, LATER)),
+        minutes(23),
+        minutes(20),
+        3,
+        5,
+        id="interval-hint-grid",
+    ),
+    pytest.param(minutes(67), cron("*/15 * * * *"), minutes(67), minutes(67), 3, 15, id="cron-counts-missed-slots"),
+    pytest.param(minutes(20), cron("*/15 * * * *"), minutes(20), minutes(20), 0, 15, id="cron-late-within-a-slot"),
+    pytest.param(
+        minutes(600), cron("*/15 * * * *"), minutes(600), minutes(600), 39, 15, id="cron-past-the-stepped-bound"
+    ),
+    pytest.param(
+        minutes(2),
+        every(HOUR_MS, one_shot=OneShot(minutes(1), LATER)),
+        minutes(2),
+        minutes(2),
+        0,
+        None,
+        id="one-shot-moves-to-now",
+    ),
+    pytest.param(
+        minutes(6),
+        every(MINUTE_MS, last_start=minutes(5), min_interval_ms=10 * MINUTE_MS),
+        minutes(15),
+        minutes(15),
+        0,
+        None,
+        id="min-clamp-holds-back-and-misses-nothing",
+    ),
+    pytest.param(
+        minutes(30),
+        every(MINUTE_MS, paused=True, paused_until=minutes(20)),
+        minutes(30),
+        minutes(30),
+        0,
+        None,
+        id="pause-ended-after-the-anchor-misses-nothing",
+    ),
+    pytest.param(
+        minutes(33),
+        every(10 * MINUTE_MS, paused=True, paused_until=T0),
+        minutes(33),
+        minutes(30),
+        2,
+        10,
+        id="pause-ended-before-the-anchor-is-no-excuse",
+    ),
+]
+
+
+@pytest.mark.parametrize(("now", "state", "run_at", "slot_at", "missed", "step_minutes"), COALESCING)
+def test_coalescing(
+    now: datetime,
+    state: EndpointState,
+    run_at: datetime,
+    slot_at: datetime,
+    missed: int,
+    step_minutes: int | None,
+) -> None:
+    result = plan(now, state)
+    step = None if step_minutes is None else timedelta(minutes=step_minutes)
+    assert (result.next_run_at, result.slot_at, result.missed, result.step) == (run_at, slot_at, missed, step)
+
+
+def test_cron_slots_past_the_stepped_bound_are_estimated_from_their_spacing() -> None:
+    # Weekdays at 09:00 from a Monday: stepping stops after 8 slots (to Thursday of the second week) and the weekend
+    # in the spacing makes the estimate of the rest (Friday, Monday) a little high.
+    result = plan(T0 + timedelta(days=14), cron("0 9 * * MON-FRI"))
+    assert result.missed == 10  # 10 slots from Tuesday 6 to Monday 19 were missed, less the one the run stands for

@@ -26,6 +26,7 @@ from pacer_common.governor import (
 
 SECOND_MS = 1_000
 DAY_MS = 86_400_000
+START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None)
 
 CRONS = [
@@ -217,3 +218,105 @@ def test_late_runs_coalesce_without_repeating(baseline: CronBaseline, start: dat
         now = result.next_run_at + delay
         state = replace(state, anchor=result.next_run_at, last_start=now)
     assert scheduled == sorted(set(scheduled))
+
+
+# -- rule 5: coalesced runs keep the endpoint's phase --------------------------------------------------------------
+
+
+def interval_kinds(step_ms: int, anchor: datetime) -> st.SearchStrategy[EndpointState]:
+    """An endpoint stepping every `step_ms` from `anchor`: by its baseline, or by a fresh interval hint."""
+    return st.sampled_from(
+        [
+            EndpointState(baseline=IntervalBaseline(step_ms), anchor=anchor, last_start=anchor),
+            EndpointState(
+                baseline=IntervalBaseline(DAY_MS),
+                anchor=anchor,
+                last_start=anchor,
+                interval_hint=IntervalHint(step_ms, datetime(2040, 1, 1, tzinfo=UTC)),
+            ),
+        ]
+    )
+
+
+def on_grid(moment: datetime, origin: datetime, step: timedelta) -> bool:
+    return (moment - origin) % step == timedelta(0)
+
+
+@st.composite
+def herds(draw: st.DrawFn) -> tuple[timedelta, list[EndpointState], datetime, list[timedelta]]:
+    """Endpoints with one cadence and distinct phases, an outage that ends at `now` after all of them were due, and
+    how long each one's coalesced run takes (less than a step)."""
+    step_ms = draw(st.integers(SECOND_MS, DAY_MS))
+    step = timedelta(milliseconds=step_ms)
+    base = draw(moments)
+    offsets = draw(st.lists(st.integers(0, step_ms - 1), min_size=2, max_size=20, unique=True))
+    states = [draw(interval_kinds(step_ms, base + timedelta(milliseconds=offset))) for offset in offsets]
+    now = base + step * draw(st.integers(2, 50)) + timedelta(milliseconds=draw(st.integers(0, step_ms - 1)))
+    durations = [timedelta(milliseconds=draw(st.integers(0, step_ms - 1))) for _ in offsets]
+    return step, states, now, durations
+
+
+@PROPERTY_SETTINGS
+@given(herds())
+def test_endpoints_made_overdue_together_by_an_outage_spread_back_to_their_own_phases_within_one_interval(
+    herd: tuple[timedelta, list[EndpointState], datetime, list[timedelta]],
+) -> None:
+    step, states, now, durations = herd
+    phases = set()
+    for state, duration in zip(states, durations, strict=True):
+        coalesced = plan(now, state)
+        assert coalesced.next_run_at == now  # the herd fires together once, its missed slots coalesced
+        assert coalesced.slot_at is not None
+        assert on_grid(coalesced.slot_at, state.anchor, step)
+        # The coalesced run is claimed (its slot becomes the anchor), runs, and its result re-plans the endpoint.
+        finished = now + duration
+        after = plan(finished, replace(state, anchor=coalesced.slot_at, last_start=now))
+        own_point = coalesced.slot_at + step
+        assert now < own_point <= now + step
+        assert after.slot_at == own_point  # its own grid point within one interval of the outage
+        # On time unless that point passed while the coalesced run was still running: then it runs at once.
+        assert after.next_run_at == max(own_point, finished)
+        assert after.missed == 0
+        phases.add((own_point - states[0].anchor) % step)
+    assert phases == {(state.anchor - states[0].anchor) % step for state in states}
+
+
+@PROPERTY_SETTINGS
+@given(st.integers(SECOND_MS, DAY_MS).flatmap(lambda ms: st.tuples(st.just(ms), interval_kinds(ms, START))), st.data())
+def test_an_on_time_endpoints_runs_stay_on_its_grid(kind: tuple[int, EndpointState], data: st.DataObject) -> None:
+    step_ms, state = kind
+    step = timedelta(milliseconds=step_ms)
+    now = state.anchor
+    for number in range(1, 9):
+        result = plan(now, state)
+        assert result == Plan(START + number * step, result.source)
+        assert (result.slot_at, result.missed) == (result.next_run_at, 0)
+        # Claimed and started on time; its result arrives before the next slot.
+        run_at = result.next_run_at
+        assert run_at is not None
+        state = replace(state, anchor=result.slot_at, last_start=run_at)
+        now = run_at + timedelta(milliseconds=data.draw(st.integers(0, step_ms - 1)))
+
+
+@PROPERTY_SETTINGS
+@given(
+    st.integers(SECOND_MS, DAY_MS).flatmap(lambda ms: st.tuples(st.just(ms), interval_kinds(ms, START))),
+    st.lists(st.tuples(st.floats(0, 5), st.floats(0, 3)), min_size=1, max_size=12),
+)
+def test_every_grid_slot_is_run_or_counted_missed_exactly_once(
+    kind: tuple[int, EndpointState], delays: list[tuple[float, float]]
+) -> None:
+    step_ms, state = kind
+    step = timedelta(milliseconds=step_ms)
+    now, runs, missed = state.anchor, 0, 0
+    previous_slot = state.anchor
+    for lateness, duration in delays:  # in steps: how late each run is dispatched, and how long it takes
+        result = plan(now, state)
+        assert result.slot_at is not None
+        assert result.next_run_at is not None
+        runs, missed = runs + 1, missed + result.missed
+        assert previous_slot < result.slot_at <= result.next_run_at
+        assert result.slot_at - START == step * (runs + missed)
+        previous_slot = result.slot_at
+        state = replace(state, anchor=result.slot_at, last_start=result.next_run_at)
+        now = result.next_run_at + step * lateness + step * duration

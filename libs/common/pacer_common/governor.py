@@ -6,10 +6,10 @@ clock, does no I/O and has no randomness, so the same inputs always give the sam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TypeAlias, assert_never
+from typing import Final, TypeAlias, assert_never
 
 from pacer_common.backoff import backoff_multiplier
 from pacer_common.cron import next_cron_time
@@ -17,6 +17,10 @@ from pacer_common.cron import next_cron_time
 # Saturation points for absurd durations: "beyond any real schedule" instead of an OverflowError in the scheduler.
 _END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 _START_OF_TIME = datetime.min.replace(tzinfo=UTC)
+# Counting the slots an overdue cron baseline missed steps through them one at a time (each step re-evaluates the
+# expression, about a quarter of a millisecond). Past this many slots the rest are estimated from the mean spacing of
+# those stepped: exact for evenly spaced expressions, and planning after a long outage stays cheap whatever the cron.
+CRON_SLOTS_STEPPED: Final = 8
 
 
 class Source(StrEnum):
@@ -83,18 +87,39 @@ class EndpointState:
 
 @dataclass(frozen=True)
 class Plan:
-    """The decision: run at `next_run_at` (None = not until something changes), and the rule that chose it."""
+    """The decision: run at `next_run_at` (None = not until something changes), and the rule that chose it.
+
+    The other fields explain a run that coalesced missed slots (rule 5); two plans are equal when they make the same
+    decision. `slot_at` is what the endpoint's anchor becomes once this run is claimed: `next_run_at`, except for a
+    coalesced interval run (baseline or hint), which stands for the latest point of its grid (anchor + k x step) at
+    or before now, so the run after it is back on the endpoint's own phase. `missed` counts the slots that passed
+    without a run of their own; `step` is the spacing of those slots (the interval x backoff, the hint's interval,
+    or from the anchor to the next cron slot), set only when the plan coalesced.
+    """
 
     next_run_at: datetime | None
     source: Source
+    slot_at: datetime | None = field(default=None, compare=False)
+    missed: int = field(default=0, compare=False)
+    step: timedelta | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.slot_at is None:
+            object.__setattr__(self, "slot_at", self.next_run_at)
 
 
 @dataclass(frozen=True)
 class _Candidate:
-    """A time under consideration, carried with the rule that produced it."""
+    """A time under consideration, carried with the rule that produced it and, once coalesced, what it stands for."""
 
     at: datetime
     source: Source
+    slot_at: datetime | None = None  # None: the candidate's own time
+    missed: int = 0
+    step: timedelta | None = None
+
+    def plan(self) -> Plan:
+        return Plan(self.at, self.source, self.slot_at, self.missed, self.step)
 
 
 def is_paused(now: datetime, state: EndpointState) -> bool:
@@ -123,6 +148,13 @@ def plan(now: datetime, state: EndpointState) -> Plan:
     whichever is earlier, can fire, subject to the min clamp; paused indefinitely with no fresh one-shot gives
     `Plan(None, Source.PAUSED)`. Any returned time is at or after `now`. Raises CronError for an invalid cron
     baseline.
+
+    An overdue baseline or interval-hint candidate that the clamps leave at `now` coalesces: the plan counts the
+    slots it skips (`missed`: the slots at or before now, less the one the run stands for) and, for an interval,
+    stands for the latest grid point at or before now (`slot_at`), so the endpoint keeps its phase. The grid is the
+    one in force: slots that backoff stretched away are not missed. Overdue one-shots and pause ends (a timed pause
+    that ended after the anchor included), and runs the min clamp holds back, just move to their time (`slot_at` =
+    `next_run_at`, nothing missed).
     """
     if is_paused(now, state):
         return _plan_paused(now, state)
@@ -132,10 +164,10 @@ def plan(now: datetime, state: EndpointState) -> Plan:
 def _plan_active(now: datetime, state: EndpointState) -> Plan:
     candidate = _hint_or_baseline(now, state)
     candidate = _earlier_one_shot(now, state, candidate)
-    candidate = _not_before_now(now, candidate)
+    candidate = _not_before_now(now, state, candidate)
     candidate = _clamp_max(now, state, candidate)
     candidate = _clamp_min(state, candidate)
-    return Plan(candidate.at, candidate.source)
+    return candidate.plan()
 
 
 def _plan_paused(now: datetime, state: EndpointState) -> Plan:
@@ -144,8 +176,8 @@ def _plan_paused(now: datetime, state: EndpointState) -> Plan:
         return Plan(None, Source.PAUSED)
     # The min clamp is a cooldown, so it holds even for a run the pause itself allows; the max clamp does not apply
     # because holding runs back is the point of a pause.
-    candidate = _clamp_min(state, _not_before_now(now, candidate))
-    return Plan(candidate.at, candidate.source)
+    candidate = _clamp_min(state, _not_before_now(now, state, candidate))
+    return candidate.plan()
 
 
 def _hint_or_baseline(now: datetime, state: EndpointState) -> _Candidate:
@@ -187,11 +219,46 @@ def _pause_end_or_one_shot(now: datetime, state: EndpointState) -> _Candidate | 
     return None if shot is None else _Candidate(shot.run_at, Source.AI_ONESHOT)
 
 
-def _not_before_now(now: datetime, candidate: _Candidate) -> _Candidate:
-    """Missed slots coalesce into one run now; the source still names the rule that wanted the run."""
-    if candidate.at < now:
+def _not_before_now(now: datetime, state: EndpointState, candidate: _Candidate) -> _Candidate:
+    """Missed slots coalesce into one run now; the source still names the rule that wanted the run.
+
+    A baseline or interval-hint candidate is the first slot after the anchor, so its distance from the anchor is
+    the spacing of the slots it coalesces.
+    """
+    if candidate.at >= now:
+        return candidate
+    if state.paused and state.paused_until is not None and state.paused_until > state.anchor:
+        # A timed pause ended after the anchor (its run was in flight when the pause began): a pause end.
         return _Candidate(now, candidate.source)
-    return candidate
+    step = candidate.at - state.anchor
+    match candidate.source:
+        case Source.BASELINE_INTERVAL | Source.AI_INTERVAL if step > timedelta(0):
+            # The grid points anchor + k x step up to now: the run stands for the last, the others are missed.
+            points = (now - state.anchor) // step
+            return _Candidate(now, candidate.source, state.anchor + points * step, points - 1, step)
+        case Source.BASELINE_CRON if isinstance(state.baseline, CronBaseline):
+            # Cron slots keep their phase by themselves (the next one is strictly after the run), so the run
+            # stands at its own time.
+            slots = _cron_slots_until(state.baseline, candidate.at, now)
+            return _Candidate(now, candidate.source, None, slots - 1, step)
+        case _:
+            return _Candidate(now, candidate.source)
+
+
+def _cron_slots_until(baseline: CronBaseline, first: datetime, now: datetime) -> int:
+    """The number of slots from the slot `first` up to `now` inclusive.
+
+    Stepped one slot at a time up to CRON_SLOTS_STEPPED; beyond that the rest are estimated from the mean spacing
+    of the stepped slots.
+    """
+    slots, last = 1, first
+    while slots < CRON_SLOTS_STEPPED:
+        following = next_cron_time(baseline.expression, baseline.timezone, last)
+        if following > now:
+            return slots
+        slots, last = slots + 1, following
+    spacing = (last - first) / (slots - 1)
+    return slots + (now - last) // spacing
 
 
 def _clamp_max(now: datetime, state: EndpointState, candidate: _Candidate) -> _Candidate:

@@ -62,6 +62,7 @@ class ControlSettings:
     service_token: str = ""
     lease_grace_ms: int = 10_000
     reaper_interval_ms: int = 1000
+    session_ttl_ms: int = 3000
     # Default limits of every tenant; -1 takes the profile's own (pacer_control.quotas: generous when embedded).
     quota_max_jobs: int = -1
     quota_max_endpoints: int = -1

@@ -215,4 +215,6 @@ def health(view: HealthView) -> pb.SummarizeEndpointHealthResponse:
         p95_duration_ms=view.p95_duration_ms,
         last_run=pb.LastRun(status=run_status(last.status), at=ts(last.finished_at)) if last else None,
         failure_streak=view.failure_streak,
+        missed_slots=view.missed_slots,
+        last_missed_at=ts(view.last_missed_at),
     )

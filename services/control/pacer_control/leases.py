@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
@@ -18,13 +19,16 @@ from pacer_common.errors import PermissionDenied
 from pacer_control.auth import ServiceAuthenticator
 from pacer_control.codec import moment, ts
 from pacer_control.metrics import ControlMetrics
-from pacer_control.repository import ClaimedRun, Recorded, Repository, RunResult
+from pacer_control.repository import ClaimedRun, LostRun, Recorded, Repository, RunResult, missed_when_lost
 from pacer_control.validation import Checks
 
 T = TypeVar("T")
+log = logging.getLogger("pacer.control.leases")
 MAX_HORIZON_MS = 60_000
 MAX_CLAIM = 5000
 MAX_BATCH = 5000
+MAX_SESSION_ID = 64
+MAX_SCHEDULER_ID = 200
 REPORTABLE = {pb.RUN_STATUS_SUCCESS, pb.RUN_STATUS_FAILURE, pb.RUN_STATUS_TIMEOUT, pb.RUN_STATUS_BLOCKED}
 
 
@@ -60,10 +64,21 @@ def run_result(message: lease_pb.RunResult, index: int) -> RunResult:
     )
 
 
-def _check_results(results: list[lease_pb.RunResult]) -> None:
+def _check_session_id(checks: Checks, session_id: str) -> None:
+    if not 0 < len(session_id) <= MAX_SESSION_ID or not session_id.isascii() or not session_id.isprintable():
+        checks.fail("session_id", f"must be 1 to {MAX_SESSION_ID} printable ASCII characters")
+
+
+def _check_results(results: list[lease_pb.RunResult], request: lease_pb.ReportResultsRequest) -> None:
     checks = Checks()
-    if len(results) > MAX_BATCH:
-        checks.fail("results", f"at most {MAX_BATCH} per batch")
+    for field, count in (
+        ("results", len(results)),
+        ("held_run_ids", len(request.held_run_ids)),
+        ("vanished_run_ids", len(request.vanished_run_ids)),
+        ("released_run_ids", len(request.released_run_ids)),
+    ):
+        if count > MAX_BATCH:
+            checks.fail(field, f"at most {MAX_BATCH} per batch")
     for index, result in enumerate(results):
         if result.status not in REPORTABLE:
             checks.fail(f"results[{index}].status", "must be SUCCESS, FAILURE, TIMEOUT or BLOCKED")
@@ -75,7 +90,8 @@ def _check_results(results: list[lease_pb.RunResult]) -> None:
 class LeaseApi(lease_grpc.LeaseServiceServicer):
     """pacer.internal.v1.LeaseService over the repository; only the service credential may call it.
 
-    Runs settled by reported results are counted in `metrics` (`pacer_runs_total`).
+    Runs settled by reported results are counted in `metrics` (`pacer_runs_total`), with the slots their re-plans
+    found missed (`pacer_runs_missed_total`).
     """
 
     def __init__(
@@ -87,8 +103,10 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
         lease_grace_ms: int,
         metrics: ControlMetrics,
         needs_client_cert: bool = False,
+        session_ttl_ms: int = 3000,
     ) -> None:
         self._needs_client_cert = needs_client_cert
+        self._session_ttl_ms = session_ttl_ms
         self._repository = repository
         self._clock = clock
         self._auth = auth
@@ -114,11 +132,17 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
         checks = Checks()
         checks.in_range(request.horizon_ms, "horizon_ms", 0, MAX_HORIZON_MS)
         checks.in_range(request.limit, "limit", 0, MAX_CLAIM)
+        _check_session_id(checks, request.session_id)
+        if len(request.claim_id) > MAX_SESSION_ID or not request.claim_id.isprintable():
+            checks.fail("claim_id", f"must be at most {MAX_SESSION_ID} printable characters")
 
         def claim() -> tuple[list[ClaimedRun], datetime]:
             checks.done()
             now = self._clock.now()
-            return self._repository.claim_due(now, request.horizon_ms, request.limit, self._grace_ms), now
+            runs = self._repository.claim_due(
+                now, request.horizon_ms, request.limit, self._grace_ms, request.session_id, request.claim_id
+            )
+            return runs, now
 
         runs, now = await self._run(context, claim)
         return lease_pb.ClaimDueRunsResponse(items=[work_item(r) for r in runs], now=ts(now))
@@ -128,14 +152,44 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
     ) -> lease_pb.ReportResultsResponse:
         results = list(request.results)
 
-        def report() -> Recorded:
-            _check_results(results)
+        def report() -> tuple[Recorded, list[LostRun]]:
+            _check_results(results, request)
             decoded = [run_result(r, index) for index, r in enumerate(results)]
-            return self._repository.record_results(decoded, self._clock.now())
+            # Held first: a run an executor holds is never settled as vanished, even by this same batch.
+            self._repository.mark_held(list(request.held_run_ids))
+            recorded = self._repository.record_results(decoded, self._clock.now())
+            vanished = self._repository.settle_vanished(list(request.vanished_run_ids), self._clock.now())
+            self._repository.release_unbegun(list(request.released_run_ids))
+            return recorded, vanished
 
-        recorded = await self._run(context, report)
+        recorded, vanished = await self._run(context, report)
         self._metrics.runs_settled(recorded.settled)
+        self._metrics.runs_missed(recorded.missed)
+        self._metrics.runs_vanished(len(vanished))
+        self._metrics.runs_missed(missed_when_lost(vanished))
+        for run in vanished:
+            log.warning(
+                "run lost: the executor running it vanished",
+                extra={"event": "run.vanished", "run_id": run.run_id, "endpoint_id": run.endpoint_id},
+            )
         return lease_pb.ReportResultsResponse(applied=recorded.applied, stale=recorded.stale)
+
+    async def Heartbeat(
+        self, request: lease_pb.HeartbeatRequest, context: grpc.aio.ServicerContext
+    ) -> lease_pb.HeartbeatResponse:
+        checks = Checks()
+        _check_session_id(checks, request.session_id)
+        checks.text(request.scheduler_id, "scheduler_id", MAX_SCHEDULER_ID)
+
+        def beat() -> datetime:
+            checks.done()
+            now = self._clock.now()
+            ttl = timedelta(milliseconds=self._session_ttl_ms)
+            self._repository.heartbeat(request.session_id, request.scheduler_id, now, ttl, closing=request.closing)
+            return now
+
+        now = await self._run(context, beat)
+        return lease_pb.HeartbeatResponse(ttl_ms=self._session_ttl_ms, now=ts(now))
 
     async def ExtendLeases(
         self, request: lease_pb.ExtendLeasesRequest, context: grpc.aio.ServicerContext

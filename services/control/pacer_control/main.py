@@ -25,7 +25,7 @@ from pacer_common.tls import server_credentials
 from pacer_control.database import make_engine, migrate
 from pacer_control.metrics import ControlMetrics, watch_database
 from pacer_control.quotas import default_quota
-from pacer_control.reaper import reap_forever
+from pacer_control.reaper import end_sessions_forever, reap_forever
 from pacer_control.repository import Repository
 from pacer_control.sealing import Keyring, settings_keyring
 from pacer_control.server import SERVICE_NAME, ServerOptions, build_server, readiness
@@ -45,6 +45,7 @@ def _options(settings: ControlSettings) -> ServerOptions:
         min_interval_ms=settings.min_interval_ms,
         service_token=service_token(settings.service_token, settings.var_dir, create=settings.bootstrap_dev),
         lease_grace_ms=settings.lease_grace_ms,
+        session_ttl_ms=settings.session_ttl_ms,
         quota_defaults=default_quota(settings),
     )
 
@@ -88,7 +89,7 @@ def _prepare_database(settings: ControlSettings, engine: Engine, repository: Rep
 def _background(
     settings: ControlSettings, repository: Repository, pool: Executor, ready: Readiness, metrics: ControlMetrics
 ) -> list[asyncio.Task[None]]:
-    """The reaper of expired leases and the database probe behind readiness."""
+    """The reapers of expired leases and of silent scheduler sessions, and the database probe behind readiness."""
     reaper = reap_forever(
         repository,
         SystemClock(),
@@ -97,8 +98,9 @@ def _background(
         settings.lease_grace_ms / 1000,
         metrics,
     )
+    sessions = end_sessions_forever(repository, SystemClock(), pool, settings.session_ttl_ms / 1000, metrics)
     probe = probe_forever(ready, repository.ping, DB_PROBE_INTERVAL_S, DB_PROBE_TIMEOUT_S)
-    return [asyncio.create_task(reaper), asyncio.create_task(probe)]
+    return [asyncio.create_task(reaper), asyncio.create_task(sessions), asyncio.create_task(probe)]
 
 
 async def serve(

@@ -21,6 +21,7 @@ from pacer_common.telemetry import GrpcMetrics, grpc_metrics
 log = logging.getLogger("pacer.control.metrics")
 
 RUN_STATUSES = ("SUCCESS", "FAILURE", "TIMEOUT", "BLOCKED", "LOST")
+MISS_REASONS = ("overrun", "outage")
 ENDPOINT_COUNT_CACHE_S = 10.0
 
 
@@ -40,18 +41,59 @@ class ControlMetrics:
             "Leases that expired without a result (each one settles its run as LOST).",
             registry=registry,
         )
+        self.vanished = Counter(
+            "pacer_runs_vanished_total",
+            "Runs settled LOST at once because the executor running them vanished (they may have reached the target).",
+            registry=registry,
+        )
+        self.sessions_ended = Counter(
+            "pacer_scheduler_sessions_ended_total",
+            "Scheduler sessions ended because their heartbeats stopped (a scheduler died or was cut off).",
+            registry=registry,
+        )
+        self.runs_released = Counter(
+            "pacer_runs_released_total",
+            "Runs of an ended scheduler session that never began: released and due again at once.",
+            registry=registry,
+        )
+        self.missed = Counter(
+            "pacer_runs_missed_total",
+            "Scheduled slots that passed without a run (coalesced into one later run), counted when a run settles, by "
+            "reason: overrun (the run before them lasted longer than the step: the endpoint is slower than its "
+            "cadence) or outage (Pacer could not keep up, or the run was lost). Paused time and backoff never count.",
+            ["reason"],
+            registry=registry,
+        )
         for status in RUN_STATUSES:
             self.runs.labels(status)  # every series exists from the start, so rate() and alerts see zeros
+        for reason in MISS_REASONS:
+            self.missed.labels(reason)
 
     def runs_settled(self, by_status: Mapping[str, int]) -> None:
         """Count runs a result batch settled."""
         for status, count in by_status.items():
             self.runs.labels(status).inc(count)
 
+    def runs_missed(self, by_reason: Mapping[str, int]) -> None:
+        """Count slots found missed while settling runs, by reason (`overrun` or `outage`)."""
+        for reason, count in by_reason.items():
+            if count:
+                self.missed.labels(reason).inc(count)
+
     def runs_lost(self, count: int) -> None:
         """Count runs the reaper settled as LOST."""
         self.leases_expired.inc(count)
         self.runs.labels("LOST").inc(count)
+
+    def runs_vanished(self, count: int) -> None:
+        """Count runs settled LOST because their executor vanished."""
+        self.vanished.inc(count)
+        self.runs.labels("LOST").inc(count)
+
+    def session_ended(self, released: int) -> None:
+        """Count a scheduler session ended for silence, and the runs it released."""
+        self.sessions_ended.inc()
+        self.runs_released.inc(released)
 
 
 def watch_database(

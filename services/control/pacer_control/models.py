@@ -134,6 +134,13 @@ class Endpoint(Base):
     oneshot_expires_at: Mapped[datetime | None]
     next_run_at: Mapped[datetime | None]
     next_run_source: Mapped[str] = mapped_column(String(24))
+    # The grid time the next run stands for, which becomes the anchor when it is claimed: next_run_at, except for a
+    # run that coalesces missed interval slots (the latest grid point before it). NULL on rows planned before 0005.
+    next_slot_at: Mapped[datetime | None]
+    # Slots that passed without a run since the endpoint was created (coalesced after an outage or an overrun), and
+    # the scheduled time of the last run that coalesced some.
+    missed_slots: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_missed_at: Mapped[datetime | None]
     # The run in flight, if any: its id fences results, its expiry lets the reaper find it.
     lease_run_id: Mapped[str | None] = mapped_column(String(40))
     lease_expires_at: Mapped[datetime | None]
@@ -146,6 +153,7 @@ class Run(Base):
         Index("ix_runs_endpoint_scheduled", "endpoint_id", "scheduled_for"),
         Index("ix_runs_job_scheduled", "job_id", "scheduled_for"),
         Index("ix_runs_status_lease", "status", "lease_expires_at"),
+        Index("ix_runs_session", "session_id", "claim_id", postgresql_where=text("status = 'RUNNING'")),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -164,6 +172,24 @@ class Run(Base):
     error_message: Mapped[str] = mapped_column(Text, default="")
     response_body: Mapped[str] = mapped_column(Text, default="")
     response_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The scheduler session that claimed the run, and whether an executor said it holds it (begun, result due).
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    claim_id: Mapped[str | None] = mapped_column(String(64))
+    held: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SchedulerSession(Base):
+    """A scheduler's lease on the runs it claimed: renewed by heartbeats, ended when they stop."""
+
+    __tablename__ = "scheduler_sessions"
+    __table_args__ = (Index("ix_scheduler_sessions_open", "expires_at", postgresql_where=text("ended_at IS NULL")),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scheduler_id: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
 
 
 class AuditRecord(Base):

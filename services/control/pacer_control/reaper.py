@@ -1,4 +1,5 @@
-"""Finds runs whose lease expired without a result, marks them LOST and re-plans their endpoints."""
+"""The reapers: scheduler sessions whose heartbeats stopped are ended (their runs that never began go back to due),
+and runs whose lease expired without a result are settled LOST (they may have reached their target)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from pacer_common.clock import Clock
 from pacer_common.logs import first_line
 from pacer_control.metrics import ControlMetrics
-from pacer_control.repository import LostRun, Repository
+from pacer_control.repository import EndedSession, LostRun, Repository, missed_when_lost
 
 log = logging.getLogger("pacer.control.reaper")
 BATCH = 500
+SESSION_SWEEP_S = 0.25  # how late after its TTL a dead scheduler's runs go back to due, at most
 
 
 async def reap_forever(
@@ -51,8 +53,46 @@ async def reap_forever(
 
 def _report(lost: list[LostRun], metrics: ControlMetrics) -> None:
     metrics.runs_lost(len(lost))
+    metrics.runs_missed(missed_when_lost(lost))
     for run in lost:
         log.warning(
             "run lost: its lease expired before a result arrived",
             extra={"event": "run.lost", "run_id": run.run_id, "endpoint_id": run.endpoint_id, "tenant": run.tenant_id},
         )
+
+
+async def end_sessions_forever(
+    repository: Repository, clock: Clock, pool: Executor, ttl_s: float, metrics: ControlMetrics
+) -> None:
+    """Every quarter of the session TTL (at most SESSION_SWEEP_S), end the sessions whose scheduler stopped renewing
+    them, until cancelled.
+
+    The first pass waits one TTL: after a control plane restart, schedulers get that long to renew their sessions
+    before any is judged dead by a silence that was the control plane's own.
+    """
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(ttl_s)
+    while True:
+        try:
+            ended = await loop.run_in_executor(pool, repository.end_expired_sessions, clock.now(), BATCH)
+            for session in ended:
+                _report_session(session, metrics)
+        except SQLAlchemyError as error:
+            log.error(
+                "session reaper could not reach the database",
+                extra={"event": "reaper.failed", "error": first_line(error)},
+            )
+        await asyncio.sleep(min(ttl_s / 4, SESSION_SWEEP_S))
+
+
+def _report_session(session: EndedSession, metrics: ControlMetrics) -> None:
+    metrics.session_ended(session.released)
+    log.warning(
+        "scheduler session ended: its heartbeats stopped",
+        extra={
+            "event": "session.ended",
+            "session_id": session.session_id,
+            "scheduler_id": session.scheduler_id,
+            "released": session.released,
+        },
+    )

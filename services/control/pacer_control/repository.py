@@ -10,7 +10,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -30,14 +30,26 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from pacer_common.errors import NotFound, QuotaViolation, ResourceExhausted
-from pacer_common.governor import Source
+from pacer_common.errors import FailedPrecondition, NotFound, QuotaViolation, ResourceExhausted, shown
+from pacer_common.governor import Plan, Source
 from pacer_common.ids import new_run_id
 from pacer_common.urls import with_password
 from pacer_control import schedule
-from pacer_control.models import ApiKey, AuditRecord, Endpoint, Job, Run, Tenant, TenantQuota, UtcDateTime
+from pacer_control.models import (
+    ApiKey,
+    AuditRecord,
+    Endpoint,
+    Job,
+    Run,
+    SchedulerSession,
+    Tenant,
+    TenantQuota,
+    UtcDateTime,
+)
 from pacer_control.sealing import EndpointSecrets, Keyring, SecretsError, key_parts
 
 T = TypeVar("T")
@@ -49,6 +61,9 @@ RUN_RUNNING = "RUNNING"
 RUN_SUCCESS = "SUCCESS"
 FINAL_FAILURES = ("FAILURE", "TIMEOUT", "LOST", "BLOCKED")
 QUOTA_FIELDS = ("max_jobs", "max_endpoints", "min_interval_ms", "rate_per_s", "burst")
+# Why slots were missed (pacer_runs_missed_total{reason}): the run before them lasted longer than the step, or not.
+MISSED_OVERRUN = "overrun"
+MISSED_OUTAGE = "outage"
 
 
 def quota_exceeded(
@@ -89,6 +104,8 @@ class HealthView:
     p95_duration_ms: int
     last_run: Run | None
     failure_streak: int
+    missed_slots: int = 0
+    last_missed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -111,10 +128,12 @@ class ClaimedRun:
 
 @dataclass(frozen=True)
 class Recorded:
-    """What a batch of results did: runs settled by it, by final status, and results that came too late (stale)."""
+    """What a batch of results did: runs settled by it, by final status; results that settled nothing (stale: the run
+    was already settled, or is unknown); and slots its re-plans found missed, by reason (MISSED_OVERRUN, ...)."""
 
     settled: Mapping[str, int]
     stale: int
+    missed: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def applied(self) -> int:
@@ -123,11 +142,34 @@ class Recorded:
 
 @dataclass(frozen=True)
 class LostRun:
-    """A run the reaper settled as LOST because its lease expired without a result."""
+    """A run settled as LOST: it may have reached its target, and its outcome is unknown.
+
+    `missed_slots`: the slots its endpoint's re-plan found missed (always for the reason `outage`).
+    """
 
     run_id: str
     endpoint_id: str
     tenant_id: str
+    missed_slots: int = 0
+
+
+def missed_when_lost(lost: Sequence[LostRun]) -> dict[str, int]:
+    """The slots found missed when `lost` were settled, by reason: all `outage` (Pacer lost the run)."""
+    return {MISSED_OUTAGE: sum(run.missed_slots for run in lost)}
+
+
+@dataclass(frozen=True)
+class EndedSession:
+    """A scheduler session ended because its heartbeats stopped; `released` runs went back to due."""
+
+    session_id: str
+    scheduler_id: str
+    released: int
+
+
+SESSION_RECORD = timedelta(days=1)
+EXPIRED_MESSAGE = "lease expired before a result arrived; the call may have reached the target"
+VANISHED_MESSAGE = "the executor running it vanished; the call may have reached the target"
 
 
 ENDPOINT_STATES = ("active", "paused", "deleted")
@@ -283,7 +325,7 @@ class Repository:
             s.execute(
                 update(Endpoint)
                 .where(Endpoint.job_id == job_id)
-                .values(next_run_at=None, next_run_source=Source.PAUSED.value)
+                .values(next_run_at=None, next_run_source=Source.PAUSED.value, next_slot_at=None)
             )
             self._audit(s, tenant_id, audit, job_id, now)
             return now
@@ -438,10 +480,14 @@ class Repository:
             return run
 
     def endpoint_health(self, tenant_id: str, endpoint_id: str, since: datetime) -> HealthView:
-        """Counts and durations of the endpoint's runs that finished since `since`, plus its latest outcome."""
+        """Counts and durations of the endpoint's runs that finished since `since`, its latest outcome, and the slots
+        it has missed in its lifetime."""
         with self._tx() as s:
-            query = select(Endpoint.id).where(Endpoint.id == endpoint_id, Endpoint.tenant_id == tenant_id)
-            if s.scalars(query).one_or_none() is None:
+            query = select(Endpoint.missed_slots, Endpoint.last_missed_at).where(
+                Endpoint.id == endpoint_id, Endpoint.tenant_id == tenant_id
+            )
+            endpoint = s.execute(query).one_or_none()
+            if endpoint is None:
                 raise NotFound("endpoint", endpoint_id)
             finished = [Run.endpoint_id == endpoint_id, Run.finished_at.is_not(None)]
             in_window = [*finished, Run.finished_at >= since]
@@ -466,6 +512,8 @@ class Repository:
                 p95_duration_ms=p95,
                 last_run=last,
                 failure_streak=self._failure_streak(s, endpoint_id),
+                missed_slots=endpoint.missed_slots,
+                last_missed_at=endpoint.last_missed_at,
             )
 
     @staticmethod
@@ -480,12 +528,29 @@ class Repository:
 
     # -- the run pipeline: claims, results, lost runs --------------------------------------------------------------
 
-    def claim_due(self, now: datetime, horizon_ms: int, limit: int, lease_grace_ms: int) -> list[ClaimedRun]:
+    def claim_due(
+        self,
+        now: datetime,
+        horizon_ms: int,
+        limit: int,
+        lease_grace_ms: int,
+        session_id: str | None = None,
+        claim_id: str | None = None,
+    ) -> list[ClaimedRun]:
         """Lease up to `limit` endpoints due within the horizon and create a RUNNING run for each.
 
         The hot path: three statements in one transaction, Core rather than the ORM. `FOR UPDATE SKIP LOCKED`
-        lets concurrent claimers on PostgreSQL take disjoint sets; SQLite serializes them.
+        lets concurrent claimers on PostgreSQL take disjoint sets; SQLite serializes them. The runs belong to the
+        scheduler session `session_id`, which must be open (FailedPrecondition otherwise): the session's row is
+        read under a share lock, so a session cannot end while a claim into it commits.
+
+        A claim sent again with the same `claim_id` (its answer was lost) gets the runs that claim took, those
+        still running, instead of new ones.
         """
+        if session_id is not None and claim_id:
+            again = self._claimed_before(session_id, claim_id)
+            if again is not None:
+                return again
         due_by = now + timedelta(milliseconds=horizon_ms)
         query = (
             select(*(_ENDPOINTS.c[name] for name in _CLAIM_COLUMNS))
@@ -495,26 +560,51 @@ class Repository:
             .with_for_update(skip_locked=True, key_share=True)
         )
         with self._engine.begin() as connection:
+            if session_id is not None:
+                _require_open_session(connection, session_id)
             rows = _within_bytes(connection.execute(query).all(), CLAIM_MAX_BYTES)
             if not rows:
                 return []
-            claims = [_claim_of(row, lease_grace_ms, self._keyring) for row in rows]
-            connection.execute(insert(_RUNS), [_run_row(row, claim) for row, claim in zip(rows, claims, strict=True)])
+            claims = [_claim_of(row, now, lease_grace_ms, self._keyring) for row in rows]
+            connection.execute(
+                insert(_RUNS),
+                [_run_row(row, claim, session_id, claim_id) for row, claim in zip(rows, claims, strict=True)],
+            )
             connection.execute(_LEASE_UPDATE, [_lease_row(row, claim) for row, claim in zip(rows, claims, strict=True)])
             sealed_shut = [claim for claim in claims if not claim.sendable]
             if sealed_shut:
                 _fail_sealed_shut(connection, sealed_shut, now)
             return [claim for claim in claims if claim.sendable]
 
+    def _claimed_before(self, session_id: str, claim_id: str) -> list[ClaimedRun] | None:
+        """The running runs an earlier claim `claim_id` of the session took, None when there are none."""
+        query = (
+            select(
+                _RUNS.c.id.label("run_id"),
+                _RUNS.c.scheduled_for,
+                _RUNS.c.lease_expires_at,
+                *(_ENDPOINTS.c[name] for name in ("id", "tenant_id", "url", "method", "secrets", "body", "timeout_ms")),
+            )
+            .join(_ENDPOINTS, _ENDPOINTS.c.id == _RUNS.c.endpoint_id)
+            .where(_RUNS.c.session_id == session_id, _RUNS.c.claim_id == claim_id, _RUNS.c.status == RUN_RUNNING)
+            .order_by(_RUNS.c.scheduled_for)
+        )
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [_claimed_again(row, self._keyring) for row in rows] or None
+
     def record_results(self, results: Sequence[RunResult], now: datetime) -> Recorded:
         """Store a batch of outcomes in one transaction; only a result that still holds its lease moves the schedule.
 
-        Returns the runs the batch settled, by status, and how many results were stale: recorded without effect on
-        the schedule because the run was already settled (LOST) or is unknown.
+        Idempotent: a result for a run already settled with a final status changes nothing (a scheduler retrying a
+        report whose reply was lost sends the same result again), except that a result for a run settled LOST (its
+        outcome was unknown) fills in the real outcome, noted as reported after the run was settled as lost; the
+        schedule does not move again. Returns the runs the batch settled, by status; how many results were stale
+        (settled nothing: the run was already settled, or is unknown); and the slots the re-plans found missed.
         """
         by_run = {result.run_id: result for result in results}
         query = (
-            select(_RUNS.c.id, _RUNS.c.status, _RUNS.c.endpoint_id, _RUNS.c.started_at, _RUNS.c.error_message)
+            select(_RUNS.c.id, _RUNS.c.status, _RUNS.c.endpoint_id, _RUNS.c.error_message)
             .where(_RUNS.c.id.in_(by_run))
             .order_by(_RUNS.c.id)
             .with_for_update(key_share=True)
@@ -522,16 +612,17 @@ class Repository:
         with self._engine.begin() as connection:
             runs = connection.execute(query).all()
             live = [run for run in runs if run.status == RUN_RUNNING]
-            late = [run for run in runs if run.status != RUN_RUNNING]
-            if live:
-                connection.execute(_OUTCOME_UPDATE, [_outcome_row(by_run[run.id]) for run in live])
-            if late:
-                connection.execute(_LATE_UPDATE, [_late_row(run, by_run[run.id]) for run in late])
-            settled = [
-                _Settled(run.id, run.endpoint_id, by_run[run.id].status, by_run[run.id].started_at) for run in live
-            ]
-            _settle(connection, settled, now)
-        return Recorded(Counter(item.status for item in settled), len(results) - len(live))
+            lost = [run for run in runs if run.status == RUN_LOST]
+            outcomes = [_outcome_row(by_run[run.id]) for run in live]
+            outcomes += [_found_after_lost_row(run, by_run[run.id]) for run in lost]
+            if outcomes:
+                connection.execute(_OUTCOME_UPDATE, outcomes)
+            settled = [_settled_by(run, by_run[run.id]) for run in live]
+            missed = _settle(connection, settled, now)
+        by_reason = Counter[str]()
+        for slots in missed.values():
+            by_reason[slots.reason] += slots.count
+        return Recorded(Counter(item.status for item in settled), len(results) - len(live), by_reason)
 
     def extend_leases(self, run_ids: Sequence[str], until: datetime) -> list[str]:
         """Move the lease of each RUNNING run (and its endpoint) to `until`; returns the runs extended."""
@@ -543,6 +634,84 @@ class Repository:
             s.execute(update(Endpoint).where(Endpoint.lease_run_id.in_(extended)).values(lease_expires_at=until))
             return extended
 
+    # -- scheduler sessions: runs a dead scheduler never handed out go back to due at once -------------------------
+
+    def heartbeat(self, session_id: str, scheduler_id: str, now: datetime, ttl: timedelta, *, closing: bool) -> None:
+        """Open or renew a scheduler's session until `now + ttl`; `closing` ends it now and releases its runs.
+
+        FailedPrecondition when the session was already ended: its runs were released, so whatever the scheduler
+        still holds undispatched must be dropped.
+        """
+        renewal = {"heartbeat_at": now, "expires_at": now + ttl}
+        with self._engine.begin() as connection:
+            # Open it if new (a concurrent first heartbeat may open it too: then this one renews it), then lock it.
+            opening = _insert_for(connection).values(
+                id=session_id, scheduler_id=scheduler_id, started_at=now, **renewal
+            )
+            connection.execute(opening.on_conflict_do_nothing(index_elements=["id"]))
+            session = connection.execute(
+                select(_SESSIONS.c.ended_at).where(_SESSIONS.c.id == session_id).with_for_update()
+            ).one()
+            if session.ended_at is not None:
+                raise FailedPrecondition(f"scheduler session {shown(session_id)} has ended; open a new one")
+            connection.execute(update(_SESSIONS).where(_SESSIONS.c.id == session_id).values(**renewal))
+            if closing:
+                _end_session(connection, session_id, now)
+
+    def end_expired_sessions(self, now: datetime, limit: int) -> list[EndedSession]:
+        """End up to `limit` sessions whose scheduler stopped renewing them, releasing their runs; returns them."""
+        query = (
+            select(_SESSIONS.c.id, _SESSIONS.c.scheduler_id)
+            .where(_SESSIONS.c.ended_at.is_(None), _SESSIONS.c.expires_at < now)
+            .order_by(_SESSIONS.c.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self._engine.begin() as connection:
+            sessions = connection.execute(query).all()
+            ended = [EndedSession(row.id, row.scheduler_id, _end_session(connection, row.id, now)) for row in sessions]
+            # Ended sessions are kept a day for the record, then forgotten: one row per scheduler start.
+            connection.execute(_SESSIONS.delete().where(_SESSIONS.c.ended_at < now - SESSION_RECORD))
+            return ended
+
+    def release_unbegun(self, run_ids: Sequence[str]) -> int:
+        """Put RUNNING runs a scheduler never handed to an executor back to due (see `_release`); returns how many."""
+        if not run_ids:
+            return 0
+        query = (
+            select(_RUNS.c.id)
+            .where(_RUNS.c.id.in_(run_ids), _RUNS.c.status == RUN_RUNNING, _RUNS.c.held.is_(False))
+            .with_for_update(key_share=True)
+        )
+        with self._engine.begin() as connection:
+            unbegun = connection.execute(query).scalars().all()
+            _release(connection, unbegun)
+            return len(unbegun)
+
+    def mark_held(self, run_ids: Sequence[str]) -> int:
+        """Note that an executor holds these RUNNING runs (begun, result due): they are never released."""
+        if not run_ids:
+            return 0
+        with self._engine.begin() as connection:
+            done = connection.execute(
+                update(_RUNS).where(_RUNS.c.id.in_(run_ids), _RUNS.c.status == RUN_RUNNING).values(held=True)
+            )
+            return int(getattr(done, "rowcount", 0) or 0)
+
+    def settle_vanished(self, run_ids: Sequence[str], now: datetime) -> list[LostRun]:
+        """Settle as LOST the RUNNING runs among `run_ids` that no executor holds: they were sent to an executor that
+        vanished, so they may have reached their target and their outcome is unknown."""
+        if not run_ids:
+            return []
+        query = (
+            select(_RUNS.c.id, _RUNS.c.endpoint_id, _RUNS.c.tenant_id)
+            .where(_RUNS.c.id.in_(run_ids), _RUNS.c.status == RUN_RUNNING, _RUNS.c.held.is_(False))
+            .order_by(_RUNS.c.id)
+            .with_for_update(key_share=True)
+        )
+        with self._engine.begin() as connection:
+            return _settle_lost(connection, connection.execute(query).all(), now, VANISHED_MESSAGE)
+
     def reap_expired(self, now: datetime, limit: int) -> list[LostRun]:
         """Mark up to `limit` RUNNING runs whose lease has expired as LOST and re-plan their endpoints; returns them."""
         query = (
@@ -553,15 +722,7 @@ class Repository:
             .with_for_update(skip_locked=True, key_share=True)
         )
         with self._engine.begin() as connection:
-            runs = connection.execute(query).all()
-            if runs:
-                connection.execute(
-                    update(_RUNS)
-                    .where(_RUNS.c.id.in_([run.id for run in runs]))
-                    .values(status=RUN_LOST, finished_at=now, error_message="lease expired before a result arrived")
-                )
-                _settle(connection, [_Settled(run.id, run.endpoint_id, RUN_LOST, None) for run in runs], now)
-            return [LostRun(run.id, run.endpoint_id, run.tenant_id) for run in runs]
+            return _settle_lost(connection, connection.execute(query).all(), now, EXPIRED_MESSAGE)
 
     # -- secrets at rest --------------------------------------------------------------------------------------------
 
@@ -624,6 +785,7 @@ class Repository:
 
 _ENDPOINTS: Table = Endpoint.__table__  # type: ignore[assignment]
 _RUNS: Table = Run.__table__  # type: ignore[assignment]
+_SESSIONS: Table = SchedulerSession.__table__  # type: ignore[assignment]
 _JOBS: Table = Job.__table__  # type: ignore[assignment]
 RUN_LOST = "LOST"
 RUN_FAILURE = "FAILURE"
@@ -639,11 +801,13 @@ _CLAIM_COLUMNS = (
     "timeout_ms",
     "next_run_at",
     "next_run_source",
+    "next_slot_at",
     "failure_count",
     "oneshot_at",
     "oneshot_expires_at",
 )
-# What settling a run changes on its endpoint: the lease, the failure count and the governor's inputs and output.
+# What settling a run changes on its endpoint: the lease, the failure count, the governor's inputs and output, and
+# the slots its plan found missed.
 _SETTLED_COLUMNS = (
     "failure_count",
     "last_status",
@@ -652,6 +816,9 @@ _SETTLED_COLUMNS = (
     "lease_expires_at",
     "next_run_at",
     "next_run_source",
+    "next_slot_at",
+    "missed_slots",
+    "last_missed_at",
     "hint_interval_ms",
     "hint_expires_at",
     "oneshot_at",
@@ -682,9 +849,6 @@ _LEASE_UPDATE = _by_id_update(
     _ENDPOINTS, ("lease_run_id", "lease_expires_at", "anchor_at", "last_started_at", "oneshot_at", "oneshot_expires_at")
 )
 _OUTCOME_UPDATE = _by_id_update(_RUNS, _OUTCOME_COLUMNS)
-_LATE_UPDATE = _by_id_update(
-    _RUNS, ("started_at", "duration_ms", "http_status", "response_body", "response_truncated", "error_message")
-)
 _SETTLE_UPDATE = _by_id_update(_ENDPOINTS, _SETTLED_COLUMNS)
 _RESEAL_UPDATE = _by_id_update(_ENDPOINTS, ("secrets",))
 
@@ -707,6 +871,55 @@ SEALED_SHUT_MESSAGE = (
 )
 
 
+def _settle_lost(connection: Connection, runs: Sequence[Any], now: datetime, message: str) -> list[LostRun]:
+    """Settle RUNNING `runs` (id, endpoint_id, tenant_id) as LOST with `message`, re-planning their endpoints."""
+    if not runs:
+        return []
+    connection.execute(
+        update(_RUNS)
+        .where(_RUNS.c.id.in_([run.id for run in runs]))
+        .values(status=RUN_LOST, finished_at=now, error_message=message)
+    )
+    missed = _settle(connection, [_Settled(run.id, run.endpoint_id, RUN_LOST, None) for run in runs], now)
+    return [
+        LostRun(run.id, run.endpoint_id, run.tenant_id, missed[run.id].count if run.id in missed else 0) for run in runs
+    ]
+
+
+def _end_session(connection: Connection, session_id: str, now: datetime) -> int:
+    """End a session and release its RUNNING runs no executor holds; returns how many were released.
+
+    Such a run never began: no executor said it holds it, and the scheduler that claimed it is gone (or said it
+    stops). It leaves no trace: its row is deleted and its endpoint's lease cleared, so the endpoint is due again at
+    the same slot (`next_run_at` never moved) and the next claim runs it, with a new run id.
+    """
+    connection.execute(update(_SESSIONS).where(_SESSIONS.c.id == session_id).values(ended_at=now))
+    released = (
+        connection.execute(
+            select(_RUNS.c.id)
+            .where(_RUNS.c.session_id == session_id, _RUNS.c.status == RUN_RUNNING, _RUNS.c.held.is_(False))
+            .with_for_update(key_share=True)
+        )
+        .scalars()
+        .all()
+    )
+    _release(connection, released)
+    return len(released)
+
+
+def _release(connection: Connection, run_ids: Sequence[str]) -> None:
+    """Undo the claims of runs that never began: their rows go, their endpoints' leases are cleared, and each endpoint
+    is due again at the same slot (a claim never moves `next_run_at`)."""
+    if not run_ids:
+        return
+    connection.execute(
+        update(_ENDPOINTS)
+        .where(_ENDPOINTS.c.lease_run_id.in_(run_ids))
+        .values(lease_run_id=None, lease_expires_at=None)
+    )
+    connection.execute(_RUNS.delete().where(_RUNS.c.id.in_(run_ids)))
+
+
 def _fail_sealed_shut(connection: Connection, claims: Sequence[ClaimedRun], now: datetime) -> None:
     """Settle runs that cannot be sent as FAILURE now, instead of letting one bad row stop every claim."""
     for claim in claims:
@@ -721,7 +934,7 @@ def _fail_sealed_shut(connection: Connection, claims: Sequence[ClaimedRun], now:
     _settle(connection, [_Settled(c.run_id, c.endpoint_id, RUN_FAILURE, None) for c in claims], now)
 
 
-def _claim_of(row: Any, lease_grace_ms: int, keyring: Keyring) -> ClaimedRun:
+def _claim_of(row: Any, now: datetime, lease_grace_ms: int, keyring: Keyring) -> ClaimedRun:
     try:
         secrets, sendable = EndpointSecrets.open(keyring, row.id, row.secrets), True
     except SecretsError:
@@ -731,7 +944,8 @@ def _claim_of(row: Any, lease_grace_ms: int, keyring: Keyring) -> ClaimedRun:
         endpoint_id=row.id,
         tenant_id=row.tenant_id,
         scheduled_for=row.next_run_at,
-        lease_expires_at=row.next_run_at + timedelta(milliseconds=row.timeout_ms + lease_grace_ms),
+        # From the claim when the run is overdue: a late run gets its whole lease too.
+        lease_expires_at=max(now, row.next_run_at) + timedelta(milliseconds=row.timeout_ms + lease_grace_ms),
         url=with_password(row.url, secrets.password),
         method=row.method,
         headers=secrets.headers,
@@ -741,8 +955,42 @@ def _claim_of(row: Any, lease_grace_ms: int, keyring: Keyring) -> ClaimedRun:
     )
 
 
-def _run_row(row: Any, claim: ClaimedRun) -> dict[str, Any]:
+def _insert_for(connection: Connection) -> Any:
+    """An INSERT into the sessions table in the connection's dialect, which both backends extend with ON CONFLICT."""
+    insert_of = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    return insert_of(_SESSIONS)
+
+
+def _require_open_session(connection: Connection, session_id: str) -> None:
+    query = select(_SESSIONS.c.ended_at).where(_SESSIONS.c.id == session_id).with_for_update(read=True)
+    session = connection.execute(query).one_or_none()
+    if session is None:
+        raise FailedPrecondition(f"no scheduler session {shown(session_id)}: send a heartbeat to open it first")
+    if session.ended_at is not None:
+        raise FailedPrecondition(f"scheduler session {shown(session_id)} has ended; open a new one")
+
+
+def _claimed_again(row: Any, keyring: Keyring) -> ClaimedRun:
+    """A run of an earlier claim, handed out again to the scheduler that never got the answer."""
+    secrets = EndpointSecrets.open(keyring, row.id, row.secrets)
+    return ClaimedRun(
+        run_id=row.run_id,
+        endpoint_id=row.id,
+        tenant_id=row.tenant_id,
+        scheduled_for=row.scheduled_for,
+        lease_expires_at=row.lease_expires_at,
+        url=with_password(row.url, secrets.password),
+        method=row.method,
+        headers=secrets.headers,
+        body=row.body,
+        timeout_ms=row.timeout_ms,
+    )
+
+
+def _run_row(row: Any, claim: ClaimedRun, session_id: str | None, claim_id: str | None) -> dict[str, Any]:
     return {
+        "session_id": session_id,
+        "claim_id": claim_id or None,
         "id": claim.run_id,
         "tenant_id": row.tenant_id,
         "job_id": row.job_id,
@@ -762,7 +1010,9 @@ def _lease_row(row: Any, claim: ClaimedRun) -> dict[str, Any]:
         "b_id": row.id,
         "b_lease_run_id": claim.run_id,
         "b_lease_expires_at": claim.lease_expires_at,
-        "b_anchor_at": claim.scheduled_for,
+        # The slot the run stands for: its own time, or for a run coalescing missed interval slots the latest grid
+        # point before it, so the endpoint keeps its phase. Rows planned before migration 0005 have none.
+        "b_anchor_at": row.next_slot_at or claim.scheduled_for,
         "b_last_started_at": claim.scheduled_for,
         "b_oneshot_at": None if consumed else row.oneshot_at,
         "b_oneshot_expires_at": None if consumed else row.oneshot_expires_at,
@@ -773,18 +1023,13 @@ def _outcome_row(result: RunResult) -> dict[str, Any]:
     return {"b_id": result.run_id, **{f"b_{name}": getattr(result, name) for name in _OUTCOME_COLUMNS}}
 
 
-def _late_row(run: Any, result: RunResult) -> dict[str, Any]:
-    """What a result that came after its run was settled (LOST) adds, without changing the settled status."""
-    late = f"result {result.status} arrived after the lease expired"
-    return {
-        "b_id": run.id,
-        "b_started_at": run.started_at or result.started_at,
-        "b_duration_ms": result.duration_ms,
-        "b_http_status": result.http_status,
-        "b_response_body": result.response_body,
-        "b_response_truncated": result.response_truncated,
-        "b_error_message": f"{run.error_message}; {late}" if run.error_message else late,
-    }
+def _found_after_lost_row(run: Any, result: RunResult) -> dict[str, Any]:
+    """The real outcome of a run settled LOST, which replaces the unknown one; the error message says it came late."""
+    note = "reported after the run had been settled as LOST"
+    if run.error_message:
+        note = f"{note} ({run.error_message})"
+    message = f"{result.error_message}; {note}" if result.error_message else note
+    return {**_outcome_row(result), "b_error_message": message}
 
 
 @dataclass(frozen=True)
@@ -793,12 +1038,28 @@ class _Settled:
     endpoint_id: str
     status: str
     started_at: datetime | None
+    duration_ms: int | None = None  # None when the run's outcome is unknown (LOST) or it never ran
 
 
-def _settle(connection: Connection, settled: Sequence[_Settled], now: datetime) -> None:
-    """Release the leases of settled runs, count failures and re-plan each endpoint with the governor."""
+def _settled_by(run: Any, result: RunResult) -> _Settled:
+    return _Settled(run.id, run.endpoint_id, result.status, result.started_at, result.duration_ms)
+
+
+@dataclass(frozen=True)
+class _Missed:
+    """Slots an endpoint's re-plan found missed when one of its runs settled, and why."""
+
+    count: int
+    reason: str
+
+
+def _settle(connection: Connection, settled: Sequence[_Settled], now: datetime) -> dict[str, _Missed]:
+    """Release the leases of settled runs, count failures and re-plan each endpoint with the governor.
+
+    Returns, by run id, the slots each re-plan found missed (and records them on the endpoint).
+    """
     if not settled:
-        return
+        return {}
     by_endpoint = {item.endpoint_id: item for item in settled}
     query = (
         select(_ENDPOINTS, _JOBS.c.status.label("job_status"))
@@ -808,21 +1069,36 @@ def _settle(connection: Connection, settled: Sequence[_Settled], now: datetime) 
         .with_for_update(of=_ENDPOINTS, key_share=True)
     )
     changes = []
+    missed: dict[str, _Missed] = {}
     for row in connection.execute(query):
         item = by_endpoint[row.id]
         if row.lease_run_id != item.run_id:
             continue  # fenced: another run holds the endpoint now
-        changes.append(_settled_endpoint(row, item, now))
+        endpoint, plan = _settled_endpoint(row, item, now)
+        if plan.missed:
+            endpoint.missed_slots += plan.missed
+            endpoint.last_missed_at = plan.next_run_at
+            missed[item.run_id] = _Missed(plan.missed, _miss_reason(item, plan))
+        changes.append({"b_id": endpoint.id, **{f"b_{name}": getattr(endpoint, name) for name in _SETTLED_COLUMNS}})
     if changes:
         connection.execute(_SETTLE_UPDATE, changes)
+    return missed
 
 
-def _settled_endpoint(row: Any, item: _Settled, now: datetime) -> dict[str, Any]:
+def _settled_endpoint(row: Any, item: _Settled, now: datetime) -> tuple[Endpoint, Plan]:
     endpoint = Endpoint(**{column.key: row._mapping[column] for column in _ENDPOINTS.columns})
     endpoint.lease_run_id = endpoint.lease_expires_at = None
     endpoint.failure_count = 0 if item.status == RUN_SUCCESS else endpoint.failure_count + 1
     endpoint.last_status = item.status
     if item.started_at is not None:
         endpoint.last_started_at = item.started_at
-    schedule.replan(endpoint, now, live=endpoint.deleted_at is None and row.job_status == JOB_ACTIVE)
-    return {"b_id": endpoint.id, **{f"b_{name}": getattr(endpoint, name) for name in _SETTLED_COLUMNS}}
+    plan = schedule.replan(endpoint, now, live=endpoint.deleted_at is None and row.job_status == JOB_ACTIVE)
+    return endpoint, plan
+
+
+def _miss_reason(item: _Settled, plan: Plan) -> str:
+    """`overrun` when the settled run lasted longer than the step between slots: the endpoint is slower than its
+    cadence. `outage` otherwise: Pacer could not keep up (late dispatch, delayed results, a lost run)."""
+    if item.duration_ms is not None and plan.step is not None and timedelta(milliseconds=item.duration_ms) > plan.step:
+        return MISSED_OVERRUN
+    return MISSED_OUTAGE

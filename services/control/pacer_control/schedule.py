@@ -60,14 +60,16 @@ def clear_one_shot(endpoint: Endpoint) -> None:
 
 
 def replan(endpoint: Endpoint, now: datetime, *, live: bool = True) -> Plan:
-    """Recompute and store the endpoint's next run; `live=False` (deleted, archived) means it never runs again.
+    """Recompute and store the endpoint's next run and the slot it stands for; `live=False` (deleted, archived) means
+    it never runs again. The plan's missed slots are the caller's to record (only settling a run misses slots).
 
     A stored cron expression that the cron rules of this release refuse (accepted by an older one) stops the
     endpoint, logged, instead of failing the transaction that re-plans it: UpdateEndpointConfig with a valid
     baseline starts it again.
     """
-    drop_stale_hints(endpoint, now)
     try:
+        # Planned before stale state is dropped: the governor ignores expired hints itself, and a pause that has just
+        # ended tells it that the slots since the anchor were paused, not missed.
         plan = governor.plan(now, state_of(endpoint)) if live else Plan(None, Source.PAUSED)
     except CronError as error:
         log.error(
@@ -75,6 +77,8 @@ def replan(endpoint: Endpoint, now: datetime, *, live: bool = True) -> Plan:
             extra={"event": "endpoint.cron_refused", "endpoint_id": endpoint.id, "reason": str(error)},
         )
         plan = Plan(None, Source.PAUSED)
+    drop_stale_hints(endpoint, now)
     endpoint.next_run_at = plan.next_run_at
     endpoint.next_run_source = plan.source.value
+    endpoint.next_slot_at = plan.slot_at
     return plan

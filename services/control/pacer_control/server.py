@@ -44,6 +44,8 @@ class ServerOptions:
     quota_defaults: Quota = field(default_factory=Quota)
     # Internal RPCs must carry a verified client certificate (they then only work on the mutual-TLS port).
     internal_needs_client_cert: bool = False
+    # How long a scheduler session lives without a heartbeat.
+    session_ttl_ms: int = 3000
 
 
 def build_server(
@@ -70,7 +72,14 @@ def build_server(
     api = ControlApi(actions, Authenticator(repository), quotas, pool)
     auth = ServiceAuthenticator(options.service_token)
     leases = LeaseApi(
-        repository, clock, auth, pool, options.lease_grace_ms, metrics, options.internal_needs_client_cert
+        repository,
+        clock,
+        auth,
+        pool,
+        options.lease_grace_ms,
+        metrics,
+        options.internal_needs_client_cert,
+        options.session_ttl_ms,
     )
     guard = StatusGuard(
         unavailable=(SQLAlchemyError,),

@@ -46,7 +46,10 @@ Two terms:
    `ttlMinutes` (default 60) after `runAt`, then is dropped. A `runAt` up to 5 minutes in the past means "now".
    Only one one-shot is pending per endpoint; a new one replaces the old.
 5. **Overdue.** A time already in the past becomes "now": missed slots are coalesced into a single run, never
-   replayed one by one.
+   replayed one by one, and counted (`missedSlots` in `summarizeEndpointHealth`; paused time and backoff are not
+   missed). The coalesced run keeps the endpoint's phase: an interval endpoint's next run is the next point of its
+   own grid (anchor + k x interval), so endpoints delayed together by an outage spread out again within one
+   interval. Runs that keep taking longer than the interval miss slots too: relax the interval or speed them up.
 6. **Clamps** (`clamp: {"minIntervalMs", "maxIntervalMs"}`, 0 = no bound).
    - min: never start sooner than last start + `minIntervalMs`. This is a **cooldown** and it applies to everything,
      hints and one-shots included.
@@ -113,5 +116,5 @@ backoff does not keep them slow. To watch less often for a while, apply a *longe
 **Read what happened.** `listRuns` (filter by `jobId`, `endpointId`, `status`: success | failure | running) lists
 runs newest first with `total`; `getRunDetails` shows the HTTP status, error and the first 64 KiB of the response
 body; `summarizeEndpointHealth {endpointId, windowHours}` gives success/failure counts, average and p95 duration,
-the last run and the current failure streak.
+the last run, the current failure streak and the slots missed in the endpoint's life (`missedSlots`, `lastMissedAt`).
 """

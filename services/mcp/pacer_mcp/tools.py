@@ -1018,9 +1018,10 @@ def _get_run_details() -> ToolSpec:
 def _health_line(args: Arguments, r: Result) -> str:
     last = r.get("lastRun")
     tail = f" Last run {last['status']} at {last.get('at')}." if last else " No finished run yet."
+    missed = f" Missed slots: {r['missedSlots']}, the last at {r.get('lastMissedAt')}." if r["missedSlots"] else ""
     return (
         f"{r['successCount']} succeeded, {r['failureCount']} failed; avg {r['avgDurationMs']} ms, "
-        f"p95 {r['p95DurationMs']} ms; failure streak {r['failureStreak']}.{tail}"
+        f"p95 {r['p95DurationMs']} ms; failure streak {r['failureStreak']}.{tail}{missed}"
     )
 
 
@@ -1033,7 +1034,9 @@ def _summarize_health() -> ToolSpec:
         description=(
             "Summarize an endpoint's finished runs over the last windowHours: successCount, failureCount, "
             "avgDurationMs, p95DurationMs, lastRun {status, at} and failureStreak (unsuccessful runs since the last "
-            "success). Use it as a quick health check before deciding to tighten, remediate, escalate or back off. "
+            "success); and, over the endpoint's life, missedSlots (slots that passed without a run: coalesced after "
+            "an outage, or because runs take longer than the interval; paused time and backoff are not missed) and "
+            "lastMissedAt. Use it as a quick health check before deciding to tighten, remediate, escalate or back off. "
             'Example: {"endpointId": "...", "windowHours": 1}.'
         ),
         input_schema=_object(

@@ -1702,6 +1702,8 @@ class SummarizeEndpointHealthResponse(_message.Message):
     P95_DURATION_MS_FIELD_NUMBER: _builtins.int
     LAST_RUN_FIELD_NUMBER: _builtins.int
     FAILURE_STREAK_FIELD_NUMBER: _builtins.int
+    MISSED_SLOTS_FIELD_NUMBER: _builtins.int
+    LAST_MISSED_AT_FIELD_NUMBER: _builtins.int
     success_count: _builtins.int
     """Runs in the window that succeeded."""
     failure_count: _builtins.int
@@ -1714,9 +1716,21 @@ class SummarizeEndpointHealthResponse(_message.Message):
     """Finished runs since the last success (or ever, if none succeeded) that did
     not succeed.
     """
+    missed_slots: _builtins.int
+    """Slots that passed without a run since the endpoint was created, whatever
+    the window: coalesced into one later run after an outage or an overrun (a
+    run lasting longer than the interval). Paused time and failure backoff are
+    not missed.
+    """
     @_builtins.property
     def last_run(self) -> Global___LastRun:
         """The most recent finished run, in or before the window; unset if none."""
+
+    @_builtins.property
+    def last_missed_at(self) -> _timestamp_pb2.Timestamp:
+        """When slots were last missed: the scheduled time of the run that coalesced
+        them; unset if none ever were.
+        """
 
     def __init__(
         self,
@@ -1727,10 +1741,12 @@ class SummarizeEndpointHealthResponse(_message.Message):
         p95_duration_ms: _builtins.int = ...,
         last_run: Global___LastRun | None = ...,
         failure_streak: _builtins.int = ...,
+        missed_slots: _builtins.int = ...,
+        last_missed_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_run", b"last_run"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_missed_at", b"last_missed_at", "last_run", b"last_run"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avg_duration_ms", b"avg_duration_ms", "failure_count", b"failure_count", "failure_streak", b"failure_streak", "last_run", b"last_run", "p95_duration_ms", b"p95_duration_ms", "success_count", b"success_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avg_duration_ms", b"avg_duration_ms", "failure_count", b"failure_count", "failure_streak", b"failure_streak", "last_missed_at", b"last_missed_at", "last_run", b"last_run", "missed_slots", b"missed_slots", "p95_duration_ms", b"p95_duration_ms", "success_count", b"success_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

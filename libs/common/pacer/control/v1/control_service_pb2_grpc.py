@@ -264,7 +264,7 @@ class ControlServiceServicer:
 
     def SummarizeEndpointHealth(self, request, context):
         """SummarizeEndpointHealth summarizes an endpoint's finished runs over the
-        last window_hours.
+        last window_hours, and the slots it missed in its life.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -95,7 +95,7 @@ class ControlServiceStub:
     """GetRunDetails returns one run with its HTTP outcome and captured response."""
     SummarizeEndpointHealth: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.SummarizeEndpointHealthRequest, _control_service_pb2.SummarizeEndpointHealthResponse]
     """SummarizeEndpointHealth summarizes an endpoint's finished runs over the
-    last window_hours.
+    last window_hours, and the slots it missed in its life.
     """
 
 @_typing.type_check_only
@@ -165,7 +165,7 @@ class ControlServiceAsyncStub(ControlServiceStub):
     """GetRunDetails returns one run with its HTTP outcome and captured response."""
     SummarizeEndpointHealth: _aio.UnaryUnaryMultiCallable[_control_service_pb2.SummarizeEndpointHealthRequest, _control_service_pb2.SummarizeEndpointHealthResponse]  # type: ignore[assignment]
     """SummarizeEndpointHealth summarizes an endpoint's finished runs over the
-    last window_hours.
+    last window_hours, and the slots it missed in its life.
     """
 
 class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -334,7 +334,7 @@ class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_control_service_pb2.SummarizeEndpointHealthResponse, _abc.Awaitable[_control_service_pb2.SummarizeEndpointHealthResponse]]:
         """SummarizeEndpointHealth summarizes an endpoint's finished runs over the
-        last window_hours.
+        last window_hours, and the slots it missed in its life.
         """
 
 def add_ControlServiceServicer_to_server(servicer: ControlServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

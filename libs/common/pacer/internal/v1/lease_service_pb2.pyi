@@ -175,6 +175,8 @@ class ClaimDueRunsRequest(_message.Message):
     SCHEDULER_ID_FIELD_NUMBER: _builtins.int
     HORIZON_MS_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    CLAIM_ID_FIELD_NUMBER: _builtins.int
     scheduler_id: _builtins.str
     """Id of the claiming scheduler, for logs."""
     horizon_ms: _builtins.int
@@ -183,16 +185,28 @@ class ClaimDueRunsRequest(_message.Message):
     """Claim at most this many runs (0 to 5000). Zero claims nothing: a probe that
     the control plane and its database answer.
     """
+    session_id: _builtins.str
+    """The claiming scheduler's live session (see Heartbeat); required. The runs
+    claimed belong to it until they are settled.
+    """
+    claim_id: _builtins.str
+    """The scheduler's id for this claim (at most 64 characters). A claim whose
+    answer never came (the control plane died after committing it) is sent
+    again with the same id, and gets the runs it had claimed, still running,
+    instead of new ones: no run is claimed and never heard of.
+    """
     def __init__(
         self,
         *,
         scheduler_id: _builtins.str = ...,
         horizon_ms: _builtins.int = ...,
         limit: _builtins.int = ...,
+        session_id: _builtins.str = ...,
+        claim_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["horizon_ms", b"horizon_ms", "limit", b"limit", "scheduler_id", b"scheduler_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_id", b"claim_id", "horizon_ms", b"horizon_ms", "limit", b"limit", "scheduler_id", b"scheduler_id", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -230,23 +244,53 @@ Global___ClaimDueRunsResponse: _TypeAlias = ClaimDueRunsResponse  # noqa: Y015
 
 @_typing.final
 class ReportResultsRequest(_message.Message):
-    """ReportResultsRequest carries a batch of results."""
+    """ReportResultsRequest carries a batch of results, and what is known of runs
+    whose results cannot come through the usual way.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
+    HELD_RUN_IDS_FIELD_NUMBER: _builtins.int
+    VANISHED_RUN_IDS_FIELD_NUMBER: _builtins.int
+    RELEASED_RUN_IDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunResult]:
         """The results, at most 5000."""
+
+    @_builtins.property
+    def held_run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Runs an executor has begun and not finished whose own scheduler stream
+        broke: they may have reached their target, so they are never handed out
+        again; their results follow (at most 5000).
+        """
+
+    @_builtins.property
+    def vanished_run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Runs sent to an executor that vanished (its stream broke and it did not
+        come back): they may have reached their target and their outcome is
+        unknown. They are settled LOST at once, unless an executor holds them
+        (at most 5000).
+        """
+
+    @_builtins.property
+    def released_run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Runs the scheduler never handed to an executor and gives back (their
+        lease ran out while it could not dispatch them): they never began, so they
+        go back to due at once, for the same slot (at most 5000).
+        """
 
     def __init__(
         self,
         *,
         results: _abc.Iterable[Global___RunResult] | None = ...,
+        held_run_ids: _abc.Iterable[_builtins.str] | None = ...,
+        vanished_run_ids: _abc.Iterable[_builtins.str] | None = ...,
+        released_run_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["held_run_ids", b"held_run_ids", "released_run_ids", b"released_run_ids", "results", b"results", "vanished_run_ids", b"vanished_run_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -263,7 +307,12 @@ class ReportResultsResponse(_message.Message):
     applied: _builtins.int
     """Results that settled their run and re-planned its endpoint."""
     stale: _builtins.int
-    """Results recorded without moving the schedule (lease lost or unknown run)."""
+    """Results that settled nothing and did not move the schedule: for a run
+    already settled LOST (the result fills in its real outcome, noted as late),
+    for a run already settled otherwise (a repeated report, as a retry after a
+    lost reply sends, changes nothing: reporting is idempotent), or for an
+    unknown run.
+    """
     def __init__(
         self,
         *,
@@ -329,3 +378,65 @@ class ExtendLeasesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExtendLeasesResponse: _TypeAlias = ExtendLeasesResponse  # noqa: Y015
+
+@_typing.final
+class HeartbeatRequest(_message.Message):
+    """HeartbeatRequest renews a scheduler's session."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULER_ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    CLOSING_FIELD_NUMBER: _builtins.int
+    scheduler_id: _builtins.str
+    """Id of the scheduler, for logs."""
+    session_id: _builtins.str
+    """The session, made up by the scheduler when it starts (at most 64
+    characters); the first heartbeat opens it.
+    """
+    closing: _builtins.bool
+    """True when the scheduler stops for good: the session ends now and its runs
+    no executor holds go back to due at once.
+    """
+    def __init__(
+        self,
+        *,
+        scheduler_id: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        closing: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closing", b"closing", "scheduler_id", b"scheduler_id", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeartbeatRequest: _TypeAlias = HeartbeatRequest  # noqa: Y015
+
+@_typing.final
+class HeartbeatResponse(_message.Message):
+    """HeartbeatResponse says how long the session lives without another heartbeat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TTL_MS_FIELD_NUMBER: _builtins.int
+    NOW_FIELD_NUMBER: _builtins.int
+    ttl_ms: _builtins.int
+    """The session's time to live from now, in milliseconds."""
+    @_builtins.property
+    def now(self) -> _timestamp_pb2.Timestamp:
+        """The control plane's clock."""
+
+    def __init__(
+        self,
+        *,
+        ttl_ms: _builtins.int = ...,
+        now: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["now", b"now"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["now", b"now", "ttl_ms", b"ttl_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeartbeatResponse: _TypeAlias = HeartbeatResponse  # noqa: Y015

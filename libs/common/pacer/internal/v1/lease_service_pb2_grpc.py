@@ -54,6 +54,11 @@ class LeaseServiceStub:
                 request_serializer=pacer_dot_internal_dot_v1_dot_lease__service__pb2.ExtendLeasesRequest.SerializeToString,
                 response_deserializer=pacer_dot_internal_dot_v1_dot_lease__service__pb2.ExtendLeasesResponse.FromString,
                 _registered_method=True)
+        self.Heartbeat = channel.unary_unary(
+                '/pacer.internal.v1.LeaseService/Heartbeat',
+                request_serializer=pacer_dot_internal_dot_v1_dot_lease__service__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=pacer_dot_internal_dot_v1_dot_lease__service__pb2.HeartbeatResponse.FromString,
+                _registered_method=True)
 
 
 class LeaseServiceServicer:
@@ -75,7 +80,8 @@ class LeaseServiceServicer:
 
     def ReportResults(self, request, context):
         """ReportResults records a batch of run outcomes in one transaction. A result
-        whose lease was lost is recorded but does not move the schedule.
+        whose lease was lost is recorded but does not move the schedule. Reporting
+        is idempotent: sending a batch again (a retry) changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -83,6 +89,16 @@ class LeaseServiceServicer:
 
     def ExtendLeases(self, request, context):
         """ExtendLeases pushes the lease expiry of runs still in flight.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Heartbeat(self, request, context):
+        """Heartbeat keeps a scheduler's session alive. A session not heard from for
+        its TTL is ended: its runs no executor holds go back to due at once (they
+        never started), and a heartbeat for an ended session is FAILED_PRECONDITION
+        (the scheduler drops what it still holds and opens a new session).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -105,6 +121,11 @@ def add_LeaseServiceServicer_to_server(servicer, server):
                     servicer.ExtendLeases,
                     request_deserializer=pacer_dot_internal_dot_v1_dot_lease__service__pb2.ExtendLeasesRequest.FromString,
                     response_serializer=pacer_dot_internal_dot_v1_dot_lease__service__pb2.ExtendLeasesResponse.SerializeToString,
+            ),
+            'Heartbeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.Heartbeat,
+                    request_deserializer=pacer_dot_internal_dot_v1_dot_lease__service__pb2.HeartbeatRequest.FromString,
+                    response_serializer=pacer_dot_internal_dot_v1_dot_lease__service__pb2.HeartbeatResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -193,6 +214,33 @@ class LeaseService:
             '/pacer.internal.v1.LeaseService/ExtendLeases',
             pacer_dot_internal_dot_v1_dot_lease__service__pb2.ExtendLeasesRequest.SerializeToString,
             pacer_dot_internal_dot_v1_dot_lease__service__pb2.ExtendLeasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Heartbeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pacer.internal.v1.LeaseService/Heartbeat',
+            pacer_dot_internal_dot_v1_dot_lease__service__pb2.HeartbeatRequest.SerializeToString,
+            pacer_dot_internal_dot_v1_dot_lease__service__pb2.HeartbeatResponse.FromString,
             options,
             channel_credentials,
             insecure,

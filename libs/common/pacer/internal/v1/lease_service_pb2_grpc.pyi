@@ -45,10 +45,17 @@ class LeaseServiceStub:
     """
     ReportResults: _grpc.UnaryUnaryMultiCallable[_lease_service_pb2.ReportResultsRequest, _lease_service_pb2.ReportResultsResponse]
     """ReportResults records a batch of run outcomes in one transaction. A result
-    whose lease was lost is recorded but does not move the schedule.
+    whose lease was lost is recorded but does not move the schedule. Reporting
+    is idempotent: sending a batch again (a retry) changes nothing.
     """
     ExtendLeases: _grpc.UnaryUnaryMultiCallable[_lease_service_pb2.ExtendLeasesRequest, _lease_service_pb2.ExtendLeasesResponse]
     """ExtendLeases pushes the lease expiry of runs still in flight."""
+    Heartbeat: _grpc.UnaryUnaryMultiCallable[_lease_service_pb2.HeartbeatRequest, _lease_service_pb2.HeartbeatResponse]
+    """Heartbeat keeps a scheduler's session alive. A session not heard from for
+    its TTL is ended: its runs no executor holds go back to due at once (they
+    never started), and a heartbeat for an ended session is FAILED_PRECONDITION
+    (the scheduler drops what it still holds and opens a new session).
+    """
 
 @_typing.type_check_only
 class LeaseServiceAsyncStub(LeaseServiceStub):
@@ -67,10 +74,17 @@ class LeaseServiceAsyncStub(LeaseServiceStub):
     """
     ReportResults: _aio.UnaryUnaryMultiCallable[_lease_service_pb2.ReportResultsRequest, _lease_service_pb2.ReportResultsResponse]  # type: ignore[assignment]
     """ReportResults records a batch of run outcomes in one transaction. A result
-    whose lease was lost is recorded but does not move the schedule.
+    whose lease was lost is recorded but does not move the schedule. Reporting
+    is idempotent: sending a batch again (a retry) changes nothing.
     """
     ExtendLeases: _aio.UnaryUnaryMultiCallable[_lease_service_pb2.ExtendLeasesRequest, _lease_service_pb2.ExtendLeasesResponse]  # type: ignore[assignment]
     """ExtendLeases pushes the lease expiry of runs still in flight."""
+    Heartbeat: _aio.UnaryUnaryMultiCallable[_lease_service_pb2.HeartbeatRequest, _lease_service_pb2.HeartbeatResponse]  # type: ignore[assignment]
+    """Heartbeat keeps a scheduler's session alive. A session not heard from for
+    its TTL is ended: its runs no executor holds go back to due at once (they
+    never started), and a heartbeat for an ended session is FAILED_PRECONDITION
+    (the scheduler drops what it still holds and opens a new session).
+    """
 
 class LeaseServiceServicer(metaclass=_abc_1.ABCMeta):
     """LeaseService is the control plane's internal API for schedulers: claim due
@@ -98,7 +112,8 @@ class LeaseServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_lease_service_pb2.ReportResultsResponse, _abc.Awaitable[_lease_service_pb2.ReportResultsResponse]]:
         """ReportResults records a batch of run outcomes in one transaction. A result
-        whose lease was lost is recorded but does not move the schedule.
+        whose lease was lost is recorded but does not move the schedule. Reporting
+        is idempotent: sending a batch again (a retry) changes nothing.
         """
 
     @_abc_1.abstractmethod
@@ -108,5 +123,17 @@ class LeaseServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_lease_service_pb2.ExtendLeasesResponse, _abc.Awaitable[_lease_service_pb2.ExtendLeasesResponse]]:
         """ExtendLeases pushes the lease expiry of runs still in flight."""
+
+    @_abc_1.abstractmethod
+    def Heartbeat(
+        self,
+        request: _lease_service_pb2.HeartbeatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lease_service_pb2.HeartbeatResponse, _abc.Awaitable[_lease_service_pb2.HeartbeatResponse]]:
+        """Heartbeat keeps a scheduler's session alive. A session not heard from for
+        its TTL is ended: its runs no executor holds go back to due at once (they
+        never started), and a heartbeat for an ended session is FAILED_PRECONDITION
+        (the scheduler drops what it still holds and opens a new session).
+        """
 
 def add_LeaseServiceServicer_to_server(servicer: LeaseServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
