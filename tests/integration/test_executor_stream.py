@@ -7,6 +7,7 @@ queues, by default only as many as the executor granted credits for. Only loopba
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -51,10 +52,19 @@ class Connection:
     """One Connect call as the fake scheduler saw it."""
 
     metadata: dict[str, str]
+    context: grpc.aio.ServicerContext
     received: list[dispatch_pb.ConnectRequest] = field(default_factory=list)
     credits: int = 0
     ended: bool = False
     credit_arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def write(self, response: dispatch_pb.ConnectResponse) -> None:
+        async with self.write_lock:  # a call takes one write at a time
+            await self.context.write(response)
+
+    async def ack(self, *run_ids: str) -> None:
+        await self.write(dispatch_pb.ConnectResponse(ack=dispatch_pb.Ack(run_ids=run_ids)))
 
     def record(self, message: dispatch_pb.ConnectRequest) -> None:
         self.received.append(message)
@@ -73,6 +83,12 @@ class Connection:
     def results(self) -> list[lease_pb.RunResult]:
         return [m.result for m in self.received if m.HasField("result")]
 
+    def held(self) -> list[str]:
+        return [run_id for m in self.received if m.HasField("held") for run_id in m.held.run_ids]
+
+    def released(self) -> list[str]:
+        return [run_id for m in self.received if m.HasField("released") for run_id in m.released.run_ids]
+
     def most_started_at_once(self) -> int:
         """The most runs the executor reported started and not yet finished, at any point of the stream."""
         running = peak = 0
@@ -89,11 +105,13 @@ class FakeScheduler(dispatch_grpc.DispatchServiceServicer):
     """DispatchService that records what executors send and sends queued work items.
 
     With `respect_credits` it sends an item only while the executor has credit, like the real scheduler;
-    without, it sends everything at once, to test the executor's own bound.
+    without, it sends everything at once, to test the executor's own bound. With `auto_ack` it acknowledges every
+    result at once, as the real scheduler does once the control plane recorded it.
     """
 
-    def __init__(self, *, respect_credits: bool = True) -> None:
+    def __init__(self, *, respect_credits: bool = True, auto_ack: bool = True) -> None:
         self.connections: list[Connection] = []
+        self.auto_ack = auto_ack
         self._respect_credits = respect_credits
         self._work: asyncio.Queue[lease_pb.WorkItem] = asyncio.Queue()
         self._server: grpc.aio.Server | None = None
@@ -128,24 +146,26 @@ class FakeScheduler(dispatch_grpc.DispatchServiceServicer):
 
     # The reader/writer form of a grpc.aio streaming handler: it reads and writes through `context`, returns None.
     async def Connect(self, request_iterator: object, context: grpc.aio.ServicerContext) -> None:  # type: ignore[override]
-        connection = Connection(metadata=dict(context.invocation_metadata()))
+        connection = Connection(metadata=dict(context.invocation_metadata()), context=context)
         self.connections.append(connection)
-        sender = asyncio.create_task(self._send_work(connection, context))
+        sender = asyncio.create_task(self._send_work(connection))
         try:
             while (message := await context.read()) is not grpc.aio.EOF:
                 connection.record(message)
+                if self.auto_ack and message.HasField("result"):
+                    await connection.ack(message.result.run_id)
         finally:
             connection.ended = True
             sender.cancel()
 
-    async def _send_work(self, connection: Connection, context: grpc.aio.ServicerContext) -> None:
+    async def _send_work(self, connection: Connection) -> None:
         while True:
             item = await self._work.get()
             while self._respect_credits and connection.credits < 1:
                 connection.credit_arrived.clear()
                 await connection.credit_arrived.wait()
             connection.credits -= 1
-            await context.write(dispatch_pb.ConnectResponse(work=item))
+            await connection.write(dispatch_pb.ConnectResponse(work=item))
 
 
 class Target:
@@ -353,7 +373,9 @@ async def test_result_of_a_run_in_flight_during_an_outage_is_sent_after_reconnec
     await eventually(lambda: second.result_for("run_outage") is not None, "the result after reconnecting")
 
     assert first.results() == []
-    assert second.kinds()[0] == "hello"
+    # The new stream hears first that the run goes on (Held: never hand it out again), then its result.
+    assert second.kinds() == ["hello", "held", "result"]
+    assert second.held() == ["run_outage"]
     result = second.result_for("run_outage")
     assert result is not None
     assert result.status == control_pb.RUN_STATUS_SUCCESS
@@ -363,7 +385,7 @@ async def test_result_of_a_run_in_flight_during_an_outage_is_sent_after_reconnec
 
 
 @pytest.mark.asyncio
-async def test_drain_finishes_the_run_in_flight_and_reports_it_but_starts_nothing_new(
+async def test_drain_finishes_the_run_in_flight_and_gives_back_what_it_will_not_begin(
     scheduler: FakeScheduler, target: Target, executors: Callable[[ExecutorSettings], RunningExecutor]
 ) -> None:
     executor = executors(executor_settings(scheduler.address, capacity=2))
@@ -374,13 +396,119 @@ async def test_drain_finishes_the_run_in_flight_and_reports_it_but_starts_nothin
     executor.stop.set()
     await eventually(lambda: "draining" in connection.kinds(), "Draining")
     scheduler.send(work("run_too_late", target.url("/ok")))
+    await eventually(lambda: connection.released() == ["run_too_late"], "the late item given back")
     target.gate.set()
     await asyncio.wait_for(executor.task, DEADLINE_S)
 
-    kinds = connection.kinds()
-    assert kinds == ["hello", "started", "draining", "result"]
+    assert connection.kinds() == ["hello", "started", "draining", "released", "result"]
     result = connection.result_for("run_draining")
     assert result is not None
     assert result.status == control_pb.RUN_STATUS_SUCCESS
     assert target.run_ids == ["run_draining"]
     await eventually(lambda: connection.ended, "the stream to end")
+
+
+@pytest.mark.asyncio
+async def test_drain_gives_back_items_beyond_capacity_and_waits_for_the_ack_of_each_result(
+    target: Target, executors: Callable[[ExecutorSettings], RunningExecutor]
+) -> None:
+    scheduler = FakeScheduler(respect_credits=False, auto_ack=False)
+    await scheduler.start()
+    try:
+        executor = executors(executor_settings(scheduler.address, capacity=1))
+        scheduler.send(work("run_begun", target.url("/gated")), work("run_waiting", target.url("/ok")))
+        await eventually(lambda: bool(scheduler.connections) and scheduler.last.started() == ["run_begun"], "Started")
+        connection = scheduler.last
+
+        executor.stop.set()
+        await eventually(lambda: "draining" in connection.kinds(), "Draining")
+        assert connection.released() == ["run_waiting"]
+        target.gate.set()
+        await eventually(lambda: connection.result_for("run_begun") is not None, "the result")
+        await asyncio.sleep(0.3)  # an executor that did not wait for the ack would be gone by now
+        assert not executor.task.done()
+
+        await connection.ack("run_begun")
+        await asyncio.wait_for(executor.task, DEADLINE_S)
+        assert target.run_ids == ["run_begun"]
+    finally:
+        await scheduler.stop()
+
+
+@pytest.mark.asyncio
+async def test_an_unacknowledged_result_is_sent_again_on_the_next_stream_and_an_acknowledged_one_is_not(
+    target: Target, executors: Callable[[ExecutorSettings], RunningExecutor]
+) -> None:
+    scheduler = FakeScheduler(auto_ack=False)
+    await scheduler.start()
+    try:
+        executors(executor_settings(scheduler.address, capacity=2))
+        scheduler.send(work("run_acked", target.url("/ok")), work("run_unacked", target.url("/ok")))
+        await eventually(lambda: bool(scheduler.connections) and len(scheduler.last.results()) == 2, "both results")
+        first = scheduler.last
+        await first.ack("run_acked")
+        # The stream is ordered: once the next item's result is back, the executor has read the ack before it.
+        scheduler.send(work("run_marker", target.url("/ok")))
+        await eventually(lambda: first.result_for("run_marker") is not None, "the marker's result")
+        await first.ack("run_marker")
+        scheduler.send(work("run_marker_2", target.url("/ok")))
+        await eventually(lambda: first.result_for("run_marker_2") is not None, "the second marker's result")
+
+        await scheduler.stop()  # it died before the control plane recorded run_unacked
+        scheduler.auto_ack = True
+        await scheduler.start()
+        await eventually(lambda: len(scheduler.connections) == 2, "the reconnect")
+        second = scheduler.last
+        await eventually(lambda: len(second.results()) >= 2, "the unacknowledged results sent again")
+
+        assert sorted(result.run_id for result in second.results()) == ["run_marker_2", "run_unacked"]
+        assert sorted(target.run_ids) == ["run_acked", "run_marker", "run_marker_2", "run_unacked"]  # none ran twice
+    finally:
+        await scheduler.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_run_of_a_broken_stream_is_held_on_another_stream_at_once_and_reports_there(
+    scheduler: FakeScheduler, target: Target, executors: Callable[[ExecutorSettings], RunningExecutor]
+) -> None:
+    other = FakeScheduler()
+    await other.start()
+    try:
+        executors(executor_settings(scheduler.address, other.address, capacity=4))
+        await eventually(lambda: all(fake.connections for fake in (scheduler, other)), "both streams")
+        scheduler.send(work("run_gated", target.url("/gated")), work("run_ok", target.url("/ok")))
+        await eventually(lambda: scheduler.last.result_for("run_ok") is not None, "the quick run's result")
+        await eventually(lambda: "run_gated" in scheduler.last.started(), "the gated run begun")
+
+        await scheduler.stop()
+        await eventually(lambda: other.last.held() == ["run_gated"], "Held on the other stream")
+        assert other.last.results() == []
+        target.gate.set()
+        await eventually(lambda: other.last.result_for("run_gated") is not None, "the result on the other stream")
+
+        assert target.run_ids.count("run_gated") == 1
+    finally:
+        await other.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_scheduler_that_never_acknowledges_does_not_stop_the_executor_for_good(
+    target: Target,
+    executors: Callable[[ExecutorSettings], RunningExecutor],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr("pacer_executor.stream.NO_ACKS_AFTER_S", 0.3)
+    older = FakeScheduler(auto_ack=False)  # a release before acks, say after a rollback
+    await older.start()
+    try:
+        settings = dataclasses.replace(executor_settings(older.address, capacity=1), max_unacked_results=1)
+        executors(settings)
+        run_ids = [f"run_{n}" for n in range(3)]
+        older.send(*(work(run_id, target.url("/ok")) for run_id in run_ids))
+
+        await eventually(lambda: bool(older.connections) and len(older.last.results()) == 3, "every result")
+        assert logged(caplog, "stream.no_acks")
+        assert sorted(target.run_ids) == run_ids
+    finally:
+        await older.stop()

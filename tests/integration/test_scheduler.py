@@ -12,7 +12,7 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -41,6 +41,7 @@ SERVICE_TOKEN = "svc_scheduler-integration-token"
 MIN_INTERVAL_MS = 1000
 LEASE_GRACE_MS = 30_000
 URL = "https://target.example.com/ping"
+VANISH_GRACE_MS = 500
 
 
 async def eventually(condition: Callable[[], object], timeout_s: float = 8.0, what: str = "condition") -> None:
@@ -112,7 +113,8 @@ class FakeExecutor:
     """Speaks the executor side of DispatchService and checks the scheduler never sends beyond its credits.
 
     `ack` sends Started then a SUCCESS result for each item; `hold_results` keeps results until
-    `release_results()`; each result is followed by a one-credit grant, `credit_delay_s` later.
+    `release_results()`; each result is followed by a one-credit grant, `credit_delay_s` later. Acks the scheduler
+    sends are collected in `acked`; `give_back`, `hold` and `report` send Released, Held and results at will.
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class FakeExecutor:
         self.received: list[lease_pb.WorkItem] = []
         self.lateness_s: list[float] = []
         self.reported: list[str] = []
+        self.acked: list[str] = []
         self.granted = 0
         self.overdrawn = False
         self._results_released = asyncio.Event()
@@ -174,8 +177,23 @@ class FakeExecutor:
         async with self._write_lock:
             await self._call.write(message)
 
+    async def give_back(self, run_ids: list[str]) -> None:
+        await self._write(dispatch_pb.ConnectRequest(released=dispatch_pb.Released(run_ids=run_ids)))
+
+    async def hold(self, run_ids: list[str]) -> None:
+        await self._write(dispatch_pb.ConnectRequest(held=dispatch_pb.Held(run_ids=run_ids)))
+
+    async def start(self, run_id: str) -> None:
+        await self._write(dispatch_pb.ConnectRequest(started=dispatch_pb.Started(run_id=run_id)))
+
+    async def report(self, run_id: str) -> None:
+        await self._write(dispatch_pb.ConnectRequest(result=success(run_id, self.name)))
+
     async def _read(self) -> None:
         async for response in self._call:
+            if response.HasField("ack"):
+                self.acked.extend(response.ack.run_ids)
+                continue
             item = response.work
             self.received.append(item)
             self.lateness_s.append((datetime.now(UTC) - item.scheduled_for.ToDatetime(tzinfo=UTC)).total_seconds())
@@ -184,18 +202,23 @@ class FakeExecutor:
                 self._spawn(self._perform(item))
 
     async def _perform(self, item: lease_pb.WorkItem) -> None:
-        await self._write(dispatch_pb.ConnectRequest(started=dispatch_pb.Started(run_id=item.run_id)))
-        result = lease_pb.RunResult(
-            run_id=item.run_id, status=pb.RUN_STATUS_SUCCESS, duration_ms=1, http_status=200, executor_id=self.name
-        )
-        result.started_at.GetCurrentTime()
-        result.finished_at.GetCurrentTime()
+        await self.start(item.run_id)
+        result = success(item.run_id, self.name)
         await self._results_released.wait()
         await self._write(dispatch_pb.ConnectRequest(result=result))
         self.reported.append(item.run_id)
         await asyncio.sleep(self.credit_delay_s)  # a slow executor: capacity comes back late
         self.granted += 1
         await self._write(dispatch_pb.ConnectRequest(credit=dispatch_pb.Credit(count=1)))
+
+
+def success(run_id: str, executor_id: str) -> lease_pb.RunResult:
+    result = lease_pb.RunResult(
+        run_id=run_id, status=pb.RUN_STATUS_SUCCESS, duration_ms=1, http_status=200, executor_id=executor_id
+    )
+    result.started_at.GetCurrentTime()
+    result.finished_at.GetCurrentTime()
+    return result
 
 
 @pytest_asyncio.fixture
@@ -214,6 +237,7 @@ async def scheduler(control: ControlPlane) -> AsyncIterator[Scheduler]:
         service_token=SERVICE_TOKEN,
         scheduler_id="scheduler-under-test",
         drain_timeout_ms=5000,
+        vanish_grace_ms=VANISH_GRACE_MS,
     )
     running = Scheduler(settings, SERVICE_TOKEN, SystemClock())
     await running.start()
@@ -283,26 +307,133 @@ async def test_due_runs_wait_for_credit_instead_of_overdrawing_a_slow_executor(c
     await eventually_async(recorded, what="the three results recorded")
 
 
+async def statuses(control: ControlPlane, run_ids: set[str]) -> dict[str, str]:
+    return {r.run_id: pb.RunStatus.Name(r.status) for r in await control.runs() if r.run_id in run_ids}
+
+
 @pytest.mark.asyncio
-async def test_unstarted_work_goes_to_another_executor_when_the_first_disconnects(control, scheduler, executors):
+async def test_work_sent_to_an_executor_that_vanishes_is_never_sent_again_and_is_settled_lost(
+    control, scheduler, executors
+):
     silent = executors("silent", capacity=5, ack=False)
     await silent.connect()
-    endpoint_ids = await control.add_endpoints(2, interval_ms=1000)
+    await control.add_endpoints(2, interval_ms=1000)
     await eventually(lambda: len(silent.received) == 2, what="both runs sent to the first executor")
     stranded = set(silent.run_ids)
+    await silent.start(silent.run_ids[0])  # begun or not, once on the wire a run may have reached its target
 
     healthy = executors("healthy", capacity=5)
     await healthy.connect()
     await silent.disconnect()
 
-    await eventually(lambda: stranded <= set(healthy.reported), what="stranded runs re-dispatched and performed")
-    assert scheduler.metrics.redispatched == 2
+    async def lost() -> bool:
+        return set((await statuses(control, stranded)).values()) == {"RUN_STATUS_LOST"}
+
+    await eventually_async(lost, what="the stranded runs settled LOST")
+    assert not stranded & set(healthy.run_ids)
+    assert scheduler.metrics.vanished == 2
+    assert scheduler.metrics.redispatched == 0
+
+
+@pytest.mark.asyncio
+async def test_work_given_back_with_released_goes_to_another_executor(control, scheduler, executors):
+    draining = executors("draining", capacity=5, ack=False)
+    await draining.connect()
+    await control.add_endpoints(2, interval_ms=1000)
+    await eventually(lambda: len(draining.received) == 2, what="both runs sent to the first executor")
+    given_back = set(draining.run_ids)
+    await draining._write(dispatch_pb.ConnectRequest(draining=dispatch_pb.Draining()))
+    healthy = executors("healthy", capacity=5)
+    await healthy.connect()
+
+    await draining.give_back(sorted(given_back))
+
+    await eventually(lambda: given_back <= set(healthy.reported), what="released runs performed elsewhere")
+
+    async def succeeded() -> bool:
+        return set((await statuses(control, given_back)).values()) == {"RUN_STATUS_SUCCESS"}
+
+    await eventually_async(succeeded, what="released runs recorded as SUCCESS")
+    assert (scheduler.metrics.released, scheduler.metrics.redispatched) == (2, 2)
+
+
+@pytest.mark.asyncio
+async def test_a_run_an_executor_holds_is_not_settled_lost_when_its_stream_breaks(control, scheduler, executors):
+    origin = executors("ex-1", capacity=5, ack=False)
+    await origin.connect()
+    await control.add_endpoints(2, interval_ms=1000)
+    await eventually(lambda: len(origin.received) == 2, what="both runs sent")
+    held, vanished = origin.run_ids
+    other = executors("ex-1-again", capacity=5)
+    await other.connect()
+
+    await origin.disconnect()
+    await other.hold([held])  # the executor goes on with it and says so on its other stream
 
     async def settled() -> bool:
-        runs = [r for e in endpoint_ids for r in await control.runs(endpoint_id=e) if r.run_id in stranded]
-        return len(runs) == 2 and all(r.status == pb.RUN_STATUS_SUCCESS for r in runs)
+        return (await statuses(control, {held, vanished})).get(vanished) == "RUN_STATUS_LOST"
 
-    await eventually_async(settled, what="stranded runs recorded as SUCCESS")
+    await eventually_async(settled, what="the run nobody holds settled LOST")
+    assert (await statuses(control, {held}))[held] == "RUN_STATUS_RUNNING"
+    await other.report(held)
+
+    async def reported() -> bool:
+        return (await statuses(control, {held}))[held] == "RUN_STATUS_SUCCESS"
+
+    await eventually_async(reported, what="the held run's result recorded")
+    await eventually(lambda: held in other.acked, what="its ack on the stream it came on")
+    assert scheduler.metrics.vanished == 1
+
+
+@pytest.mark.asyncio
+async def test_results_are_acknowledged_only_once_the_control_plane_recorded_them(control, scheduler, executors):
+    executor = executors("ex-1", capacity=2, hold_results=True)
+    await executor.connect()
+    await control.add_endpoints(1, interval_ms=1000)
+    await eventually(lambda: len(executor.received) == 1, what="a run dispatched")
+    [run_id] = executor.run_ids
+
+    await control.stop()
+    executor.release_results()
+    await eventually(lambda: executor.reported == [run_id], what="the result sent")
+    await eventually(lambda: scheduler.metrics.report_failures >= 2, what="reports failing during the outage")
+    assert executor.acked == []  # the scheduler has it, but it is not recorded: the executor must keep it
+
+    await control.start()
+    await eventually(lambda: executor.acked == [run_id], what="the ack once recorded")
+    assert (await statuses(control, {run_id}))[run_id] == "RUN_STATUS_SUCCESS"
+
+
+@pytest.mark.asyncio
+async def test_a_session_the_control_plane_ended_drops_the_runs_it_held_and_a_new_one_carries_on(
+    control, scheduler, executors
+):
+    executor = executors("ex-1", capacity=1, hold_results=True)  # takes one run and keeps its slot
+    await executor.connect()
+    await control.add_endpoints(3, interval_ms=1000)
+    await eventually(lambda: scheduler.pending() >= 1, what="claimed runs waiting for credit")
+    old_session = scheduler.session.session_id
+    before = set(executor.run_ids)
+
+    # What the control plane does when the session's heartbeats stop for its TTL: end it, hand its runs back.
+    now = SystemClock().now()
+    control.repository.heartbeat(old_session, "scheduler-under-test", now, timedelta(seconds=2), closing=True)
+
+    await eventually(lambda: scheduler.metrics.sessions_lost == 1, what="the scheduler to learn its session ended")
+    assert scheduler.metrics.dropped >= 1
+    await eventually(lambda: scheduler.session.valid(), what="a new session")
+    assert scheduler.session.session_id != old_session
+
+    executor.release_results()  # credit again: runs claimed under the new session go out
+    await eventually(lambda: len(set(executor.run_ids) - before) >= 2, what="runs of the new session")
+    fresh = set(executor.run_ids) - before
+
+    async def recorded() -> bool:
+        return set((await statuses(control, fresh)).values()) <= {"RUN_STATUS_SUCCESS", "RUN_STATUS_RUNNING"} and (
+            len(await statuses(control, fresh)) == len(fresh)
+        )
+
+    await eventually_async(recorded, what="every run dispatched since to be one the control plane knows")
 
 
 @pytest.mark.asyncio

@@ -90,11 +90,11 @@ def test_blocked_run_has_no_start_time() -> None:
     assert result.HasField("finished_at")
 
 
-def test_backoff_doubles_from_100_ms_to_5_s_and_resets() -> None:
+def test_backoff_doubles_from_100_ms_to_2_s_and_resets() -> None:
     backoff = ReconnectBackoff(lambda: 0.999999)
-    delays = [round(backoff.next_delay_s(), 3) for _ in range(9)]
+    delays = [round(backoff.next_delay_s(), 3) for _ in range(8)]
 
-    assert delays == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]
+    assert delays == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0, 2.0]
     backoff.reset()
     assert round(backoff.next_delay_s(), 3) == 0.1
 

@@ -20,6 +20,7 @@ def test_defaults_connect_to_one_local_scheduler() -> None:
     assert settings.drain_timeout_ms == 30_000
     assert settings.egress_allow == ""
     assert settings.tenant_pools == 256
+    assert settings.max_unacked_results == 10_000
 
 
 def test_values_come_from_pacer_variables() -> None:
@@ -32,6 +33,7 @@ def test_values_come_from_pacer_variables() -> None:
             "PACER_EGRESS_ALLOW": "loopback",
             "PACER_DRAIN_TIMEOUT_MS": "0",
             "PACER_TENANT_POOLS": "3",
+            "PACER_MAX_UNACKED_RESULTS": "50",
         },
     )
 
@@ -41,6 +43,7 @@ def test_values_come_from_pacer_variables() -> None:
     assert settings.egress_allow == "loopback"
     assert settings.drain_timeout_ms == 0
     assert settings.tenant_pools == 3
+    assert settings.max_unacked_results == 50
 
 
 def test_identity_defaults_to_host_and_process() -> None:
@@ -56,6 +59,7 @@ def test_identity_defaults_to_host_and_process() -> None:
         ({"PACER_CAPTURE_LIMIT_BYTES": "-1"}, "PACER_CAPTURE_LIMIT_BYTES"),
         ({"PACER_DRAIN_TIMEOUT_MS": "-5"}, "PACER_DRAIN_TIMEOUT_MS"),
         ({"PACER_TENANT_POOLS": "0"}, "PACER_TENANT_POOLS"),
+        ({"PACER_MAX_UNACKED_RESULTS": "0"}, "PACER_MAX_UNACKED_RESULTS"),
     ],
 )
 def test_unusable_values_are_refused_naming_the_variable(environ: dict[str, str], named: str) -> None:

@@ -7,7 +7,7 @@ these tests need no network; they yield to the event loop instead of waiting on 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -79,18 +79,33 @@ class FakeLink:
 
     def __init__(self) -> None:
         self.is_open = True
-        self.sent: list[tuple[str, ...]] = []
+        self.sent: list[tuple[object, ...]] = []
         self.outcomes: list[Outcome] = []
 
     def send_started(self, run_id: str) -> None:
         self.sent.append(("started", run_id))
 
-    def send_result(self, outcome: Outcome, *, returns_credit: bool) -> None:
+    def send_result(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
-        self.sent.append(("result", outcome.run_id, "credit" if returns_credit else "no credit"))
+        self.sent.append(("result", outcome.run_id))
 
-    def send_draining(self) -> None:
+    def send_credit(self, count: int) -> None:
+        self.sent.append(("credit", count))
+
+    def send_held(self, run_ids: Sequence[str]) -> None:
+        self.sent.append(("held", *run_ids))
+
+    def send_released(self, run_ids: Sequence[str]) -> None:
+        self.sent.append(("released", *run_ids))
+
+    def send_draining(self, released: Sequence[str]) -> None:
+        if released:
+            self.send_released(released)
         self.sent.append(("draining",))
+
+    def close(self, worker: Worker) -> None:
+        self.is_open = False
+        worker.link_closed(self)
 
 
 def item(run_id: str) -> WorkItem:
@@ -113,7 +128,7 @@ async def quiet() -> None:
 
 
 @pytest.mark.asyncio
-async def test_outcome_goes_back_to_its_stream_with_the_credit() -> None:
+async def test_outcome_goes_back_to_its_stream_with_the_credit_and_is_kept_until_acknowledged() -> None:
     runner, link = FakeRunner(), FakeLink()
     worker = Worker(runner, runner.clock, capacity=2)
     worker.link_opened(link)
@@ -122,16 +137,16 @@ async def test_outcome_goes_back_to_its_stream_with_the_credit() -> None:
     await until(lambda: runner.running == ["run_1"])
     assert link.sent == [("started", "run_1")]
     runner.finish("run_1")
-    await until(lambda: len(link.sent) == 2)
+    await until(lambda: len(link.sent) == 3)
 
-    assert link.sent[1] == ("result", "run_1", "credit")
-    assert worker.undelivered == 1
-    worker.result_sent()
-    assert worker.undelivered == 0
+    assert link.sent[1:] == [("result", "run_1"), ("credit", 1)]
+    assert (worker.unsettled, worker.unacked) == (1, 1)
+    worker.acked(["run_1", "run_unknown"])
+    assert (worker.unsettled, worker.unacked) == (0, 0)
 
 
 @pytest.mark.asyncio
-async def test_outcome_of_a_broken_stream_goes_to_another_open_stream_without_credit() -> None:
+async def test_a_run_begun_on_a_broken_stream_goes_on_is_held_on_another_stream_and_reports_there() -> None:
     runner, origin, other = FakeRunner(), FakeLink(), FakeLink()
     worker = Worker(runner, runner.clock, capacity=2)
     worker.link_opened(origin)
@@ -139,35 +154,67 @@ async def test_outcome_of_a_broken_stream_goes_to_another_open_stream_without_cr
     worker.accept(item("run_1"), origin)
     await until(lambda: runner.running == ["run_1"])
 
-    origin.is_open = False
-    worker.link_closed(origin, [])
+    origin.close(worker)
+    assert other.sent == [("held", "run_1")]  # at once, while the run still goes on
     runner.finish("run_1")
-    await until(lambda: bool(other.sent))
+    await until(lambda: len(other.sent) == 2)
 
-    assert other.sent == [("result", "run_1", "no credit")]
+    assert other.sent[1] == ("result", "run_1")  # no credit: it belonged to the broken stream
     assert origin.sent == [("started", "run_1")]
 
 
 @pytest.mark.asyncio
-async def test_outcome_waits_for_a_stream_when_none_is_open() -> None:
-    runner, origin, later = FakeRunner(), FakeLink(), FakeLink()
-    worker = Worker(runner, runner.clock, capacity=1)
+async def test_held_is_sent_again_at_the_start_of_every_new_stream_until_the_result_is_acknowledged() -> None:
+    runner, origin = FakeRunner(), FakeLink()
+    worker = Worker(runner, runner.clock, capacity=2)
     worker.link_opened(origin)
     worker.accept(item("run_1"), origin)
     await until(lambda: runner.running == ["run_1"])
-    origin.is_open = False
-    worker.link_closed(origin, [])
+    origin.close(worker)
+
+    first = FakeLink()
+    worker.link_opened(first)
+    assert first.sent == [("held", "run_1")]
+    first.close(worker)  # this one broke too: who knows whether its scheduler passed the Held on
+
+    second = FakeLink()
+    worker.link_opened(second)
     runner.finish("run_1")
-    await quiet()
-    assert worker.undelivered == 1
+    await until(lambda: len(second.sent) == 2)
+    assert second.sent == [("held", "run_1"), ("result", "run_1")]
 
-    worker.link_opened(later)
-
-    assert later.sent == [("result", "run_1", "no credit")]
+    worker.acked(["run_1"])
+    third = FakeLink()
+    worker.link_opened(third)
+    assert third.sent == []
 
 
 @pytest.mark.asyncio
-async def test_unwritten_outcomes_of_a_closed_stream_are_delivered_again() -> None:
+async def test_a_result_survives_a_stream_break_and_is_sent_again_on_the_next_stream() -> None:
+    runner, origin = FakeRunner(), FakeLink()
+    worker = Worker(runner, runner.clock, capacity=2)
+    worker.link_opened(origin)
+    for run_id in ("run_acked", "run_unacked"):
+        worker.accept(item(run_id), origin)
+    await until(lambda: len(runner.running) == 2)
+    runner.finish("run_acked")
+    runner.finish("run_unacked")
+    await until(lambda: len(origin.outcomes) == 2)
+    worker.acked(["run_acked"])
+
+    origin.close(worker)  # the scheduler died before the control plane recorded run_unacked
+    await quiet()
+    assert worker.unacked == 1
+    later = FakeLink()
+    worker.link_opened(later)
+
+    assert later.sent == [("held", "run_unacked"), ("result", "run_unacked")]
+    worker.acked(["run_unacked"])
+    assert worker.unsettled == 0
+
+
+@pytest.mark.asyncio
+async def test_results_of_a_broken_stream_go_out_at_once_on_another_open_stream() -> None:
     runner, origin, other = FakeRunner(), FakeLink(), FakeLink()
     worker = Worker(runner, runner.clock, capacity=1)
     worker.link_opened(origin)
@@ -177,10 +224,27 @@ async def test_unwritten_outcomes_of_a_closed_stream_are_delivered_again() -> No
     runner.finish("run_1")
     await until(lambda: len(origin.outcomes) == 1)
 
-    origin.is_open = False
-    worker.link_closed(origin, origin.outcomes)
+    origin.close(worker)
 
-    assert other.sent == [("result", "run_1", "no credit")]
+    assert other.sent == [("held", "run_1"), ("result", "run_1")]
+
+
+@pytest.mark.asyncio
+async def test_at_the_unacknowledged_bound_no_credit_goes_back_until_acks_arrive() -> None:
+    runner, link = FakeRunner(), FakeLink()
+    worker = Worker(runner, runner.clock, capacity=3, max_unacked=2)
+    worker.link_opened(link)
+    for n in range(3):
+        worker.accept(item(f"run_{n}"), link)
+    await until(lambda: len(runner.running) == 3)
+    for n in range(3):
+        runner.finish(f"run_{n}")
+    await until(lambda: len(link.outcomes) == 3)
+
+    assert [entry for entry in link.sent if entry[0] == "credit"] == [("credit", 1)]  # the second result filled it
+    worker.acked(["run_0", "run_1"])
+    assert [entry for entry in link.sent if entry[0] == "credit"] == [("credit", 1), ("credit", 2)]
+    assert worker.unacked == 1
 
 
 @pytest.mark.asyncio
@@ -209,15 +273,27 @@ async def test_item_whose_stream_ended_before_a_slot_freed_is_never_started() ->
     worker.accept(item("run_waiting"), link)
     await until(lambda: runner.running == ["run_busy"])
 
-    link.is_open = False
-    worker.link_closed(link, [])
+    link.close(worker)
     runner.finish("run_busy")
-    await until(lambda: worker.undelivered == 1)
+    await until(lambda: worker.unsettled == 1)
     await quiet()
 
     assert link.sent == []
     assert runner.running == []
-    assert other.sent == [("started", "run_busy"), ("result", "run_busy", "credit")]
+    assert other.sent == [("started", "run_busy"), ("result", "run_busy"), ("credit", 1)]
+
+
+@pytest.mark.asyncio
+async def test_an_item_received_twice_runs_once_and_its_credit_goes_back() -> None:
+    runner, link = FakeRunner(), FakeLink()
+    worker = Worker(runner, runner.clock, capacity=2)
+    worker.link_opened(link)
+    worker.accept(item("run_1"), link)
+    worker.accept(item("run_1"), link)
+    await until(lambda: runner.running == ["run_1"])
+    await quiet()
+
+    assert link.sent == [("credit", 1), ("started", "run_1")]
 
 
 @pytest.mark.asyncio
@@ -236,7 +312,7 @@ async def test_a_runner_bug_is_reported_as_a_failed_run() -> None:
 
 
 @pytest.mark.asyncio
-async def test_drain_waits_for_started_runs_and_starts_no_waiting_one() -> None:
+async def test_drain_releases_what_was_not_begun_and_waits_for_the_ack_of_what_was() -> None:
     runner, link = FakeRunner(), FakeLink()
     worker = Worker(runner, runner.clock, capacity=1)
     worker.link_opened(link)
@@ -248,11 +324,17 @@ async def test_drain_waits_for_started_runs_and_starts_no_waiting_one() -> None:
     await until(lambda: ("draining",) in link.sent)
     runner.finish("run_started")
     await until(lambda: len(link.outcomes) == 1)
-    assert not drain.done()
-    worker.result_sent()
+    await quiet()
+    assert not drain.done()  # written is not enough: the control plane must have recorded it
+    worker.acked(["run_started"])
 
     assert await drain is True
-    assert link.sent == [("started", "run_started"), ("draining",), ("result", "run_started", "credit")]
+    assert link.sent == [
+        ("started", "run_started"),
+        ("released", "run_waiting"),
+        ("draining",),
+        ("result", "run_started"),
+    ]
     assert runner.running == []
 
 
@@ -266,7 +348,7 @@ async def test_drain_gives_up_after_its_timeout_and_cancels_the_runs() -> None:
 
     assert await worker.drain(0.01) is False
     assert runner.running == []
-    assert worker.undelivered == 0
+    assert worker.unsettled == 0
 
 
 @pytest.mark.asyncio
@@ -278,3 +360,27 @@ async def test_a_stream_opening_while_draining_is_told_at_once() -> None:
     worker.link_opened(link)
 
     assert link.sent == [("draining",)]
+
+
+@pytest.mark.asyncio
+async def test_leaving_a_stream_releases_its_unbegun_items_and_its_begun_runs_go_on() -> None:
+    runner, leaving, other = FakeRunner(), FakeLink(), FakeLink()
+    worker = Worker(runner, runner.clock, capacity=2)
+    worker.link_opened(leaving)
+    worker.link_opened(other)
+    worker.accept(item("run_busy"), other)
+    worker.accept(item("run_begun"), leaving)
+    worker.accept(item("run_waiting"), leaving)
+    await until(lambda: len(runner.running) == 2)
+
+    worker.leave(leaving)
+    leaving.close(worker)
+    runner.finish("run_busy")
+    runner.finish("run_begun")
+    await until(lambda: ("result", "run_begun") in other.sent)
+    await quiet()
+
+    assert leaving.sent == [("started", "run_begun"), ("released", "run_waiting"), ("draining",)]
+    assert runner.running == []
+    assert other.sent.index(("held", "run_begun")) < other.sent.index(("result", "run_begun"))
+    assert ("started", "run_waiting") not in other.sent + leaving.sent

@@ -8,6 +8,8 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_common.clock import FakeClock
@@ -24,6 +26,17 @@ FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 HOUR_MS = 3_600_000
 
 
+class Session:
+    """A scheduler session whose validity and id the test sets."""
+
+    def __init__(self, valid: bool = True) -> None:
+        self.session_id = "ss_test"
+        self.is_valid = valid
+
+    def valid(self) -> bool:
+        return self.is_valid
+
+
 class Source:
     """A control plane with `available` runs due far ahead; `script` lists errors to raise on the next calls."""
 
@@ -31,11 +44,13 @@ class Source:
         self.available = available
         self.script = list(script or [])
         self.limits: list[int] = []
+        self.sessions: list[str] = []
         self.calls = 0
         self._next = 0
 
-    async def claim(self, horizon_ms: int, limit: int) -> list[lease_pb.WorkItem]:
+    async def claim(self, horizon_ms: int, limit: int, session_id: str) -> list[lease_pb.WorkItem]:
         self.calls += 1
+        self.sessions.append(session_id)
         if self.script:
             raise self.script.pop(0)
         self.limits.append(limit)
@@ -55,7 +70,7 @@ def policy(batch: int = 10, max_pending: int = 1000, interval_ms: int = HOUR_MS)
 
 
 def fast_retry() -> RetryDelay:
-    return RetryDelay(initial_s=0.001, max_s=0.004)
+    return RetryDelay(initial_s=0.001, max_s=0.004, draw=lambda: 0.0)
 
 
 async def until(condition, timeout_s: float = 5.0) -> None:
@@ -67,9 +82,9 @@ async def until(condition, timeout_s: float = 5.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def looping(source: Source, claim_policy: ClaimPolicy):
+async def looping(source: Source, claim_policy: ClaimPolicy, session: Session | None = None):
     timer = Timer(FakeClock(), lambda items: None)
-    loop = ClaimLoop(source, timer, lambda: len(timer), claim_policy, retry=fast_retry())
+    loop = ClaimLoop(source, timer, lambda: len(timer), claim_policy, session or Session(), retry=fast_retry())
     task = asyncio.create_task(loop.run())
     try:
         yield loop, timer
@@ -136,12 +151,55 @@ async def test_stop_ends_the_loop_during_its_pause():
     # Leaving the block stopped the loop within its 5 s bound although the pause is an hour.
 
 
-def test_retry_delays_double_up_to_the_cap_and_restart_after_a_success():
-    retry = RetryDelay(initial_s=0.1, max_s=5.0)
+def test_retry_delays_double_from_100_ms_to_1_s_and_restart_after_a_success():
+    retry = RetryDelay(draw=lambda: 0.0)
 
-    assert [retry.next() for _ in range(8)] == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+    assert [retry.next() for _ in range(7)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
     retry.reset()
     assert retry.next() == 0.1
+
+
+@given(draws=st.lists(st.floats(min_value=0.0, max_value=1.0, exclude_max=True), min_size=1, max_size=20))
+def test_retry_jitter_keeps_each_delay_between_half_and_all_of_its_step(draws: list[float]) -> None:
+    values = iter(draws)
+    retry = RetryDelay(draw=lambda: next(values))
+    nominal = 0.1
+    for _ in draws:
+        assert nominal / 2 <= retry.next() <= nominal
+        nominal = min(nominal * 2, 1.0)
+
+
+@pytest.mark.asyncio
+async def test_no_claim_without_a_live_session_and_claims_carry_the_session_id():
+    source, session = Source(available=3), Session(valid=False)
+    async with looping(source, policy(interval_ms=1), session) as (_, timer):
+        for _ in range(20):
+            await asyncio.sleep(0.002)
+        assert source.calls == 0
+
+        session.is_valid = True
+        await until(lambda: len(timer) == 3)
+
+    assert set(source.sessions) == {"ss_test"}
+
+
+@pytest.mark.asyncio
+async def test_a_claim_answered_after_its_session_ended_is_dropped(caplog):
+    caplog.set_level(logging.INFO, logger="pacer.scheduler.claims")
+    session = Session()
+
+    class EndsMidClaim(Source):
+        async def claim(self, horizon_ms: int, limit: int, session_id: str) -> list[lease_pb.WorkItem]:
+            items = await super().claim(horizon_ms, limit, session_id)
+            session.session_id = "ss_next"  # the heartbeat learnt meanwhile that the control plane ended it
+            return items
+
+    timer = Timer(FakeClock(), lambda items: None)
+    loop = ClaimLoop(EndsMidClaim(available=2), timer, lambda: len(timer), policy(), session, retry=fast_retry())
+
+    assert await loop._claim_once() == 0.0  # claim again at once, under the new session
+    assert len(timer) == 0
+    assert [getattr(r, "event", None) for r in caplog.records].count("claim.discarded") == 1
 
 
 @pytest.mark.parametrize(
@@ -173,8 +231,12 @@ def test_settings_come_from_pacer_variables_and_are_checked():
     assert settings.claim_horizon_ms == 1500
     assert settings.identity  # hostname-pid when not set
     assert load(SchedulerSettings, {"PACER_SCHEDULER_ID": "sched-a"}).identity == "sched-a"
-    with pytest.raises(SettingsError):
-        load(SchedulerSettings, {"PACER_CLAIM_BATCH": "6000"})
+    assert (settings.vanish_grace_ms, settings.session_margin_ms) == (2000, 500)
+    assert load(SchedulerSettings, {"PACER_VANISH_GRACE_MS": "500"}).vanish_grace_ms == 500
+    refused = (("PACER_CLAIM_BATCH", "6000"), ("PACER_VANISH_GRACE_MS", "-1"), ("PACER_SESSION_MARGIN_MS", "x"))
+    for name, value in refused:
+        with pytest.raises(SettingsError, match=name):
+            load(SchedulerSettings, {name: value})
 
 
 @pytest.mark.asyncio
@@ -182,7 +244,7 @@ async def test_without_an_executor_the_loop_only_probes_and_claims_nothing() -> 
     asked: list[int] = []
 
     class Source:
-        async def claim(self, horizon_ms: int, limit: int) -> list[object]:
+        async def claim(self, horizon_ms: int, limit: int, session_id: str) -> list[object]:
             asked.append(limit)
             return []
 
@@ -191,7 +253,7 @@ async def test_without_an_executor_the_loop_only_probes_and_claims_nothing() -> 
             assert items == [], "nothing may be claimed"
 
     policy = ClaimPolicy(horizon_ms=1500, interval_ms=200, batch=100, max_pending=1000)
-    loop = ClaimLoop(Source(), NoTimer(), lambda: 0, policy, staffed=lambda: False)  # type: ignore[arg-type]
+    loop = ClaimLoop(Source(), NoTimer(), lambda: 0, policy, Session(), staffed=lambda: False)  # type: ignore[arg-type]
     assert await loop._claim_once() == 0.2
     assert asked == [0]
     assert loop.reachable is True

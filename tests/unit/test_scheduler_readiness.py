@@ -1,4 +1,5 @@
-"""The scheduler's view of the control plane: fresh claims decide; without them, a health probe stands in."""
+"""The scheduler's view of the control plane: fresh heartbeats or claims decide; without them, a health probe stands
+in."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pacer_scheduler.readiness import ControlReachability
+from pacer_scheduler.readiness import ControlReachability, LatestEvidence
 
 FRESH_S = 2.0
 
@@ -60,3 +61,18 @@ async def test_without_recent_claims_the_probe_decides_at_most_once_per_period()
     claims.reachable, claims.called_at = True, clock.now  # claims resumed
     assert await reachability.reachable() is True
     assert probe.calls == 2
+
+
+@pytest.mark.asyncio
+async def test_the_latest_of_heartbeats_and_claims_decides() -> None:
+    clock, probe = Clock(), Probe(True)
+    claims, heartbeats = Claims(True, clock.now - 1.5), Claims()  # claims are idle: no executor yet
+    reachability = ControlReachability(LatestEvidence(claims, heartbeats), probe, FRESH_S, clock)
+    assert await reachability.reachable() is True
+
+    heartbeats.reachable, heartbeats.called_at = False, clock.now - 0.2  # the control plane stopped answering
+    assert await reachability.reachable() is False
+    assert probe.calls == 0
+
+    claims.reachable, claims.called_at = True, clock.now  # a claim answered since
+    assert await reachability.reachable() is True

@@ -4,7 +4,8 @@ A Kubernetes headless Service name resolves to the addresses of all ready schedu
 would connect to just one of them, so each executor would serve a single scheduler and a scheduler without
 executors would claim runs nobody can take. Instead the names are resolved here, again every `interval_s`, and one
 `SchedulerStream` is kept per address found: replicas that appear get a stream, replicas that disappear lose theirs
-(their unstarted work is dispatched again by the scheduler; results of runs in flight go out on any open stream).
+(the work not begun is given back to that scheduler with Released; runs begun go on, are reported Held and their
+results go out on any open stream).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Composition root of the executor: settings -> runner -> worker -> one stream per scheduler, until SIGTERM or
-Ctrl-C, then a drain: no new work, in-flight runs finish and report, streams close, exit 0.
+Ctrl-C, then a drain: work not begun is given back, runs begun finish and report, their results are confirmed
+recorded, streams close, exit 0.
 
 Beside the streams it serves Prometheus `/metrics` (PACER_METRICS_ADDR) and a small gRPC server with only
 grpc.health.v1 (PACER_HEALTH_ADDR): ready while at least one scheduler stream is open, `liveness` while it runs.
@@ -73,7 +74,7 @@ async def _run(
         metrics=metrics,
     )
     async with runner:
-        worker = Worker(runner, clock, settings.capacity, metrics)
+        worker = Worker(runner, clock, settings.capacity, metrics, max_unacked=settings.max_unacked_results)
         pool = _pool(settings, worker, metadata, _channels(settings, metrics))
         await pool.start()
         follower = asyncio.create_task(follow(readiness, lambda: worker.connected > 0, READINESS_POLL_S))
@@ -112,11 +113,25 @@ async def _health(addr: str, metrics: ExecutorMetrics) -> AsyncIterator[Readines
         await server.stop(None)
 
 
+# A scheduler that stops answering (its host froze, the network parted) must be noticed well inside the control
+# plane's session TTL (3 s): the executor then tells the other schedulers which of its runs it holds (Held) before
+# the control plane would hand them out again. A killed scheduler is noticed at once (the connection is reset); a
+# ping every 500 ms unanswered for 1 s catches the silent ones in about 1.5 s. gRPC takes the ping's deadline from
+# `grpc.http2.ping_timeout_ms` (its default is a minute), not from the keepalive timeout alone.
+STREAM_CHANNEL_OPTIONS = (
+    ("grpc.keepalive_time_ms", 500),
+    ("grpc.keepalive_timeout_ms", 1000),
+    ("grpc.http2.ping_timeout_ms", 1000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+)
+
+
 def _channels(settings: ExecutorSettings, metrics: ExecutorMetrics) -> ChannelFactory:
-    """How each stream opens its channel: TLS per the settings, its calls measured in `metrics`."""
+    """How each stream opens its channel: TLS per the settings, keepalive, its calls measured in `metrics`."""
     credentials = channel_credentials(settings.tls_ca_file, settings.tls_client_cert_file, settings.tls_client_key_file)
     interceptors = [ClientMetricsInterceptor(metrics.grpc_client)]
-    return lambda address: open_channel(address, credentials, interceptors=interceptors)
+    return lambda address: open_channel(address, credentials, options=STREAM_CHANNEL_OPTIONS, interceptors=interceptors)
 
 
 def _pool(settings: ExecutorSettings, worker: Worker, metadata: Metadata, channels: ChannelFactory) -> SchedulerPool:
@@ -133,10 +148,13 @@ def _pool(settings: ExecutorSettings, worker: Worker, metadata: Metadata, channe
 
 
 async def _shut_down(worker: Worker, pool: SchedulerPool, drain_timeout_s: float) -> None:
-    log.info("executor draining", extra={"event": "executor.draining", "in_flight": worker.undelivered})
+    log.info("executor draining", extra={"event": "executor.draining", "in_flight": worker.unsettled})
     delivered = await worker.drain(drain_timeout_s)
     await pool.close()
-    log.info("executor stopped", extra={"event": "executor.stopped", "all_reported": delivered})
+    log.info(
+        "executor stopped",
+        extra={"event": "executor.stopped", "all_reported": delivered, "unacked": worker.unacked},
+    )
 
 
 async def _serve_until_signalled(settings: ExecutorSettings, policy: EgressPolicy, metadata: Metadata) -> None:

@@ -31,6 +31,33 @@ class ExecutorMetrics:
             "Schedulers this executor has an open stream to.",
             registry=self.registry,
         )
+        self.results_unacked = Gauge(
+            "pacer_results_unacknowledged",
+            "Run results kept until a scheduler confirms the control plane recorded them (PACER_MAX_UNACKED_RESULTS "
+            "bounds them: at the bound no new work is taken).",
+            registry=self.registry,
+        )
+        self.runs_released = Counter(
+            "pacer_runs_released_total",
+            "Work items given back unbegun with Released while draining, for the scheduler to dispatch elsewhere.",
+            registry=self.registry,
+        )
+        self.runs_held = Counter(
+            "pacer_runs_held_total",
+            "Runs begun whose scheduler stream broke before their result was confirmed: they go on and are "
+            "reported Held on another stream.",
+            registry=self.registry,
+        )
+        self.runs_dropped = Counter(
+            "pacer_runs_dropped_total",
+            "Work items never begun because their scheduler stream broke (that scheduler reports them vanished).",
+            registry=self.registry,
+        )
+        self.results_resent = Counter(
+            "pacer_results_resent_total",
+            "Results sent again on another stream because the one that carried them broke before confirming them.",
+            registry=self.registry,
+        )
         self._http_seconds = Histogram(
             "pacer_http_duration_seconds",
             "Duration of each run's HTTP exchange (every redirect hop included), by outcome (the run's status).",

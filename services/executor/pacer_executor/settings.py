@@ -20,6 +20,11 @@ class ExecutorSettings:
     it, tenants calling in turn pay for new connections more often. The service token is `service_token`, else the
     file the control plane writes in `var_dir`.
 
+    `max_unacked_results` bounds the results kept until a scheduler confirms the control plane recorded them (they
+    are sent again after a stream breaks, so a dying scheduler loses none): at the bound the executor takes no new
+    work until confirmations arrive, rather than drop a result. Each kept result holds up to
+    `capture_limit_bytes` of body.
+
     Operations (docs/operations.md): `metrics_addr` serves Prometheus `/metrics`, `health_addr` a plaintext
     grpc.health.v1 server (ready while a scheduler stream is open); empty turns either off. TLS toward the
     schedulers: `tls_ca_file` to trust, `tls_client_cert_file`/`tls_client_key_file` to present (mutual TLS).
@@ -34,6 +39,7 @@ class ExecutorSettings:
     service_token: str = ""
     var_dir: str = "var"
     drain_timeout_ms: int = 30_000
+    max_unacked_results: int = 10_000
     discovery_interval_ms: int = 10_000
     log_level: str = "INFO"
     metrics_addr: str = "127.0.0.1:9466"
@@ -49,6 +55,7 @@ class ExecutorSettings:
         _at_least("PACER_CAPTURE_LIMIT_BYTES", self.capture_limit_bytes, 0)
         _at_least("PACER_TENANT_POOLS", self.tenant_pools, 1)
         _at_least("PACER_DRAIN_TIMEOUT_MS", self.drain_timeout_ms, 0)
+        _at_least("PACER_MAX_UNACKED_RESULTS", self.max_unacked_results, 1)
         _at_least("PACER_DISCOVERY_INTERVAL_MS", self.discovery_interval_ms, 100)
 
     @property

@@ -1,4 +1,5 @@
-"""The executor's stream to one scheduler: Hello and credits out, work items in, Started and results out.
+"""The executor's stream to one scheduler: Hello and credits out, work items and acks in; Started, results, Held,
+Released and Draining out.
 
 `SchedulerStream` keeps the stream up: it connects, says Hello with its share of the capacity, serves the stream
 through a `_Link`, and reconnects with jittered exponential backoff when the stream breaks or the scheduler is
@@ -11,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Final, Protocol, assert_never
@@ -28,12 +29,17 @@ from pacer_executor.worker import Worker
 log = logging.getLogger("pacer.executor.stream")
 
 INITIAL_BACKOFF_S: Final = 0.1
-MAX_BACKOFF_S: Final = 5.0
+# A restarted scheduler has no executors, and claims nothing, until they come back: keep the wait short.
+MAX_BACKOFF_S: Final = 2.0
 # A stream that stayed up this long resets the backoff; one refused right after Hello (say, a bad token) does not,
 # so a scheduler that turns the executor away is not retried ten times a second.
 HEALTHY_AFTER_S: Final = 1.0
 # How long a closing stream waits for the scheduler to end its side after the executor half-closed.
 CLOSE_GRACE_S: Final = 2.0
+# A scheduler that acknowledged no result this long after the first one was written is of a release before acks
+# (say, after a rollback): results written to it count as delivered, as they did then, so the executor does not
+# stop taking work when its store of unacknowledged results fills up.
+NO_ACKS_AFTER_S: Final = 30.0
 
 
 ChannelFactory = Callable[[str], grpc.aio.Channel]
@@ -140,14 +146,6 @@ class ConnectCall(Protocol):
     def cancel(self) -> bool: ...
 
 
-@dataclass(frozen=True)
-class _Outgoing:
-    """One message for the writer; `outcome` is set for results, so the worker learns when it was written."""
-
-    request: dispatch_pb.ConnectRequest
-    outcome: Outcome | None = None
-
-
 class StreamEnded(Exception):
     """The stream ended; `reason` says how, for the log."""
 
@@ -159,7 +157,7 @@ class StreamEnded(Exception):
 class _Link:
     """One open Connect call after Hello: the worker's `Link` to this scheduler.
 
-    `credits` mirrors the scheduler's count: the Hello share, minus items received, plus credits returned. Items
+    `credits` mirrors the scheduler's count: the Hello share, minus items received, plus credits granted. Items
     beyond it (a scheduler sending more than granted) wait here unacknowledged until a credit frees up.
     """
 
@@ -169,9 +167,10 @@ class _Link:
         self._executor_id = options.executor_id
         self._credits = options.capacity
         self._backlog: deque[WorkItem] = deque()
-        self._outbox: asyncio.Queue[_Outgoing | None] = asyncio.Queue()
-        self._in_hand: _Outgoing | None = None
+        self._outbox: asyncio.Queue[dispatch_pb.ConnectRequest | None] = asyncio.Queue()
         self._open = True
+        self._leaving = False  # said Draining: whatever still arrives is given back
+        self._acks = _AckSupport(worker.acked)
 
     @property
     def is_open(self) -> bool:
@@ -180,29 +179,31 @@ class _Link:
     def send_started(self, run_id: str) -> None:
         self._queue(dispatch_pb.ConnectRequest(started=dispatch_pb.Started(run_id=run_id)))
 
-    def send_result(self, outcome: Outcome, *, returns_credit: bool) -> None:
-        result = encode_result(outcome, self._executor_id)
-        self._outbox.put_nowait(_Outgoing(dispatch_pb.ConnectRequest(result=result), outcome))
-        # While draining the slot stays closed: the scheduler sends nothing more anyway.
-        if returns_credit and not self._worker.draining:
-            self._credits += 1
-            self._queue(dispatch_pb.ConnectRequest(credit=dispatch_pb.Credit(count=1)))
-            self._admit()
+    def send_result(self, outcome: Outcome) -> None:
+        self._queue(dispatch_pb.ConnectRequest(result=encode_result(outcome, self._executor_id)))
 
-    def send_draining(self) -> None:
+    def send_credit(self, count: int) -> None:
+        self._credits += count
+        self._queue(dispatch_pb.ConnectRequest(credit=dispatch_pb.Credit(count=count)))
+        self._admit()
+
+    def send_held(self, run_ids: Sequence[str]) -> None:
+        self._queue(dispatch_pb.ConnectRequest(held=dispatch_pb.Held(run_ids=run_ids)))
+
+    def send_released(self, run_ids: Sequence[str]) -> None:
+        self._queue(dispatch_pb.ConnectRequest(released=dispatch_pb.Released(run_ids=run_ids)))
+
+    def send_draining(self, released: Sequence[str]) -> None:
+        self._leaving = True
+        backlog = [item.run_id for item in self._backlog]
+        self._backlog.clear()
+        if released or backlog:
+            self.send_released([*released, *backlog])
         self._queue(dispatch_pb.ConnectRequest(draining=dispatch_pb.Draining()))
-        self._refuse_backlog()
 
     def finish(self) -> None:
         """Half-close the stream once everything queued so far is written."""
         self._outbox.put_nowait(None)
-
-    def unsent(self) -> list[Outcome]:
-        """Outcomes queued here but never written; call once the link ended."""
-        left: list[_Outgoing | None] = [self._in_hand]
-        while not self._outbox.empty():
-            left.append(self._outbox.get_nowait())
-        return [message.outcome for message in left if message is not None and message.outcome is not None]
 
     async def serve(self) -> None:
         """Exchange messages until the stream ends; raises StreamEnded unless it ended because of `finish`."""
@@ -218,6 +219,7 @@ class _Link:
                 _raise_ended(task)
         finally:
             self._open = False
+            self._acks.cancel()
             reader.cancel()
             writer.cancel()
             await asyncio.gather(reader, writer, return_exceptions=True)
@@ -230,19 +232,22 @@ class _Link:
                 raise StreamEnded("the scheduler ended the stream")
             if response.HasField("work"):
                 self._receive(decode_work(response.work))
+            elif response.HasField("ack"):
+                self._acks.seen()
+                self._worker.acked(list(response.ack.run_ids))
 
     async def _write(self) -> None:
         while (message := await self._outbox.get()) is not None:
-            self._in_hand = message
-            await self._call.write(message.request)
-            self._in_hand = None
-            if message.outcome is not None:
-                self._worker.result_sent()
+            await self._call.write(message)
+            if message.HasField("result"):
+                self._acks.written(message.result.run_id)
         await self._call.done_writing()
 
     def _receive(self, item: WorkItem) -> None:
-        if self._worker.draining:
+        if self._leaving or self._worker.draining:
+            # Given back at once: the scheduler dispatches it to another executor.
             log.info("work refused while draining", extra=_item_fields("work.refused", item))
+            self._worker.refuse(item.run_id, self)
             return
         if self._credits == 0:
             log.warning("scheduler sent more work than granted", extra=_item_fields("stream.credit_exceeded", item))
@@ -250,17 +255,55 @@ class _Link:
         self._admit()
 
     def _admit(self) -> None:
-        while self._credits > 0 and self._backlog and not self._worker.draining:
+        while self._credits > 0 and self._backlog and not self._leaving:
             self._credits -= 1
             self._worker.accept(self._backlog.popleft(), self)
 
-    def _refuse_backlog(self) -> None:
-        for item in self._backlog:
-            log.info("work refused while draining", extra=_item_fields("work.refused", item))
-        self._backlog.clear()
-
     def _queue(self, request: dispatch_pb.ConnectRequest) -> None:
-        self._outbox.put_nowait(_Outgoing(request))
+        self._outbox.put_nowait(request)
+
+
+class _AckSupport:
+    """Whether the scheduler acknowledges results. Until it is known, the results written that count as delivered
+    if it turns out not to (NO_ACKS_AFTER_S after the first one, checked by a timer so that a full store of
+    unacknowledged results, which stops new work and so new results, cannot hide it)."""
+
+    def __init__(self, settle: Callable[[list[str]], None]) -> None:
+        self._settle = settle
+        self._acks_seen = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._unconfirmed: list[str] = []
+        self._legacy = False
+
+    def seen(self) -> None:
+        self._acks_seen = True
+        self._unconfirmed.clear()
+        self.cancel()
+
+    def written(self, run_id: str) -> None:
+        if self._acks_seen:
+            return
+        if self._legacy:
+            self._settle([run_id])
+            return
+        self._unconfirmed.append(run_id)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(NO_ACKS_AFTER_S, self._give_up)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _give_up(self) -> None:
+        if self._acks_seen:
+            return
+        self._legacy = True
+        log.warning(
+            "scheduler does not acknowledge results (an older release?): results written to it count as delivered",
+            extra={"event": "stream.no_acks", "unconfirmed": len(self._unconfirmed)},
+        )
+        settled, self._unconfirmed = self._unconfirmed, []
+        self._settle(settled)
 
 
 class SchedulerStream:
@@ -290,14 +333,16 @@ class SchedulerStream:
         self._task = asyncio.create_task(self._run(), name=f"stream {self._address}")
 
     async def close(self) -> None:
-        """Stop reconnecting; write what is queued on an open stream, half-close it and wait (a bounded time) for
-        the scheduler to end it. A stream not connected is abandoned at once."""
+        """Stop reconnecting; give back the work from an open stream not begun yet, write what is queued on it,
+        half-close it and wait (a bounded time) for the scheduler to end it. A stream not connected is abandoned at
+        once."""
         self._closing.set()
         if self._task is None:
             return
         if self._link is None:
             self._task.cancel()
         else:
+            self._worker.leave(self._link)
             self._link.finish()
         done, _ = await asyncio.wait((self._task,), timeout=2 * CLOSE_GRACE_S)
         if not done:
@@ -360,7 +405,7 @@ class SchedulerStream:
             await link.serve()
         finally:
             self._link = None
-            self._worker.link_closed(link, link.unsent())
+            self._worker.link_closed(link)
 
     def _hello(self) -> dispatch_pb.ConnectRequest:
         hello = dispatch_pb.Hello(executor_id=self._options.executor_id, capacity=self._options.capacity)

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from pacer_scheduler.control import ClaimSource, ControlError, ControlRefused
 from pacer_scheduler.metrics import SchedulerMetrics
@@ -15,6 +16,18 @@ from pacer_scheduler.retry import Outage, RetryDelay
 from pacer_scheduler.timer import Timer
 
 log = logging.getLogger("pacer.scheduler.claims")
+
+# How soon a loop without a live session looks again (a heartbeat is due at most every TTL/4).
+SESSION_WAIT_S = 0.05
+
+
+class SessionView(Protocol):
+    """The scheduler's session as the claim loop needs it (pacer_scheduler.session.ControlSession)."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    def valid(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,9 @@ class ClaimLoop:
     unreachable the loop retries with exponential backoff (see RetryDelay) and logs once per outage; it never
     raises. `stop()` lets a claim already on the wire finish, so no leased run is ever left behind unheld.
 
+    Claims are made under `session` and only while it is valid: runs claimed then could not be dispatched. A claim
+    answered after its session ended (the control plane handed that session's runs back) is dropped, never held.
+
     `staffed()` says whether any executor takes work; without one the loop does not claim at all.
     `reachable` says how the last claim went: True after a success, False after the control plane failed or
     refused it, None before the first; `called_at` when that was (monotonic seconds). The scheduler's readiness
@@ -46,11 +62,13 @@ class ClaimLoop:
         timer: Timer,
         pending: Callable[[], int],
         policy: ClaimPolicy,
+        session: SessionView,
         retry: RetryDelay | None = None,
         metrics: SchedulerMetrics | None = None,
         staffed: Callable[[], bool] = lambda: True,
     ) -> None:
         self._source = source
+        self._session = session
         self._staffed = staffed
         self._timer = timer
         self._pending = pending
@@ -80,6 +98,9 @@ class ClaimLoop:
 
     async def _claim_once(self) -> float:
         """One claim; returns how long to pause before the next (0 after a full batch)."""
+        if not self._session.valid():
+            log.debug("claim skipped: no live session", extra={"event": "claim.no_session"})
+            return SESSION_WAIT_S
         # Runs claimed with no executor to take them would sit out their leases and end LOST, while another
         # scheduler with executors could run them: unstaffed, the loop only probes (a claim of 0 runs), which
         # keeps readiness meaningful.
@@ -88,9 +109,9 @@ class ClaimLoop:
         if staffed and limit <= 0:
             log.debug("claim skipped: pending runs at their bound", extra={"event": "claim.backpressure"})
             return self._policy.interval_ms / 1000
-        began = time.perf_counter()
+        began, session_id = time.perf_counter(), self._session.session_id
         try:
-            items = await self._source.claim(self._policy.horizon_ms, limit)
+            items = await self._source.claim(self._policy.horizon_ms, limit, session_id)
         except ControlError as error:
             self._failed(error)
             return self._retry.next()
@@ -98,6 +119,12 @@ class ClaimLoop:
         self.reachable, self.called_at = True, time.monotonic()
         self._outage.succeeded()
         self._retry.reset()
+        if session_id != self._session.session_id:
+            log.warning(
+                "claim answered after its session ended; its runs were handed back",
+                extra={"event": "claim.discarded", "count": len(items), "session_id": session_id},
+            )
+            return 0.0
         self._timer.add(items)
         self.claimed += len(items)
         if items:
@@ -106,7 +133,10 @@ class ClaimLoop:
 
     def _failed(self, error: ControlError) -> None:
         self.reachable, self.called_at = False, time.monotonic()
-        if isinstance(error, ControlRefused):
+        if isinstance(error, ControlRefused) and error.session_ended:
+            # The heartbeat loop learns it too, drops what the session held and opens a new one.
+            log.info("claim refused: the session ended", extra={"event": "claim.session_ended"})
+        elif isinstance(error, ControlRefused):
             # A wrong token or a bad setting: an operator must act; keep trying so a fix is picked up.
             log.error(
                 "control plane refused the claim",

@@ -1,7 +1,13 @@
-"""Executor registry and credit accounting: which executor gets each due run, and what happens on disconnect.
+"""Executor registry and credit accounting: which executor gets each due run, and what a broken stream leaves.
 
-Pure bookkeeping, no I/O: a session's `send` only queues the item for its stream's writer. All methods run on the
-event loop thread, so no locking is needed.
+The rule: a run that may have begun is never dispatched again. Once a work item is written to an executor's stream
+it may have begun, so it goes back to the ready queue only if that executor gives it back with Released. When a
+stream ends, its items with no result become vanished candidates: for a grace period a result or a Held for them,
+on any of this scheduler's streams, settles them; the rest are reported to the control plane as vanished (it
+settles them LOST at once, unless an executor said it holds them).
+
+Pure bookkeeping, no I/O: a session's `send` only queues the item for its stream's writer, and `sweep` is called
+by the composition root's loop. All methods run on the event loop thread, so no locking is needed.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_common.clock import Clock
@@ -25,15 +31,15 @@ Send = Callable[[lease_pb.WorkItem], None]
 class ExecutorSession:
     """One connected executor stream.
 
-    `credits` is how many more items it accepts; `unstarted` holds items sent but not acknowledged with Started
-    (they go back to the ready queue if the stream ends); `started` holds runs begun and not yet reported.
+    `credits` is how many more items it accepts; `sent` holds the items written to it with no result yet (they
+    may have begun); `started` the ids among them it said it began.
     """
 
     executor_id: str
     send: Send
     credits: int
     draining: bool = False
-    unstarted: dict[str, lease_pb.WorkItem] = field(default_factory=dict)
+    sent: dict[str, lease_pb.WorkItem] = field(default_factory=dict)
     started: set[str] = field(default_factory=set)
 
     @property
@@ -42,33 +48,62 @@ class ExecutorSession:
 
     @property
     def in_flight(self) -> int:
-        return len(self.unstarted) + len(self.started)
+        return len(self.sent)
+
+
+@dataclass(frozen=True)
+class _Vanishing:
+    """A run sent on a stream that ended: reported vanished at `deadline` unless settled first."""
+
+    executor_id: str
+    deadline: datetime
+    started: bool
 
 
 class Dispatcher:
-    """Hands due runs to executors, never more to one than the credits it granted.
+    """Hands due runs to executors, never more to one than the credits it granted, only while `may_dispatch()`.
 
     The executor with the most free credits gets the next item (ties go round robin). Due items that find no
-    credit wait in a ready queue, earliest `scheduled_for` first, and go out as soon as credit arrives. Items whose
-    lease already expired are dropped: the control plane has marked them LOST.
+    credit, or come while dispatching is not allowed (the scheduler's session may have ended), wait in a ready
+    queue, earliest `scheduled_for` first, and go out as soon as both allow. Items whose lease already expired are
+    not sent: `take_expired` hands them back, to be released (they never began). Runs sent on a stream that ended
+    are reported by `sweep` after `vanish_grace_ms` unless a result or Held arrived for them meanwhile.
     """
 
-    def __init__(self, clock: Clock, metrics: SchedulerMetrics) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        metrics: SchedulerMetrics,
+        *,
+        vanish_grace_ms: int = 2000,
+        may_dispatch: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._clock = clock
         self._metrics = metrics
+        self._grace = timedelta(milliseconds=vanish_grace_ms)
+        self._may_dispatch = may_dispatch
         self._ready = RunHeap()
         self._sessions: list[ExecutorSession] = []
+        self._owners: dict[str, ExecutorSession] = {}
+        self._vanishing: dict[str, _Vanishing] = {}
+        self._returned: set[str] = set()  # released items waiting to go out again
+        self._expired: list[str] = []  # never dispatched, lease gone: to give back to the control plane
         self._turn = 0
 
     @property
     def ready(self) -> int:
-        """Due items waiting for credit."""
+        """Due items waiting for credit or for the session."""
         return len(self._ready)
 
     @property
     def in_flight(self) -> int:
-        """Items sent to connected executors and not yet reported."""
-        return sum(session.in_flight for session in self._sessions)
+        """Items sent on open streams and not yet reported."""
+        return len(self._owners)
+
+    @property
+    def vanishing(self) -> int:
+        """Items sent on streams that ended, waiting out their grace."""
+        return len(self._vanishing)
 
     @property
     def executors(self) -> int:
@@ -80,10 +115,27 @@ class Dispatcher:
         return any(session.accepting for session in self._sessions)
 
     def release(self, items: Iterable[lease_pb.WorkItem]) -> None:
-        """Dispatch due `items` now, or queue them until an executor has credit."""
+        """Dispatch due `items` now, or queue them until an executor has credit and dispatching is allowed."""
         for item in items:
             self._ready.push(item)
-        self._pump()
+        self.pump()
+
+    def pump(self) -> None:
+        """Send what waits in the ready queue as far as credits and `may_dispatch()` allow."""
+        while len(self._ready) and self._may_dispatch():
+            session = self._pick()
+            if session is None:
+                break
+            self._dispatch(session, self._ready.pop())
+        self._publish()
+
+    def drop_ready(self) -> int:
+        """Forget every item waiting in the ready queue (their session ended); returns how many there were."""
+        dropped = len(self._ready)
+        self._ready = RunHeap()
+        self._returned.clear()
+        self._publish()
+        return dropped
 
     def connect(self, executor_id: str, capacity: int, send: Send) -> ExecutorSession:
         """Register a stream whose hello granted `capacity` credits; `send` queues an item for it."""
@@ -93,24 +145,48 @@ class Dispatcher:
             "executor connected",
             extra={"event": "executor.connected", "executor_id": executor_id, "capacity": capacity},
         )
-        self._pump()
+        self.pump()
         return session
 
     def grant(self, session: ExecutorSession, count: int) -> None:
         """Add `count` credits to the session and send what now fits."""
         session.credits += count
-        self._pump()
+        self.pump()
 
     def started(self, session: ExecutorSession, run_id: str) -> None:
-        """The executor began `run_id`: from now on its lease, not a re-dispatch, covers a broken stream."""
-        if session.unstarted.pop(run_id, None) is not None:
+        """The executor began `run_id` (for the record: a sent item counts as begun either way)."""
+        if run_id in session.sent:
             session.started.add(run_id)
 
-    def finished(self, session: ExecutorSession, run_id: str) -> None:
-        """The executor reported `run_id` (a result implies it started)."""
-        session.unstarted.pop(run_id, None)
-        session.started.discard(run_id)
+    def finished(self, run_id: str) -> None:
+        """A result for `run_id` arrived, on whatever stream: the run is settled here."""
+        self._forget(run_id)
         self._publish()
+
+    def held(self, run_ids: Iterable[str]) -> None:
+        """An executor performs these runs although their stream broke: their results follow, so none of them
+        vanished. Ids this scheduler never sent (another scheduler's runs) are ignored here."""
+        for run_id in run_ids:
+            self._forget(run_id)
+        self._publish()
+
+    def released(self, session: ExecutorSession, run_ids: Iterable[str]) -> int:
+        """The executor gives back items it will not begin: they go back to the ready queue. Only items sent on
+        this stream and not reported started count; returns how many went back."""
+        returned = []
+        for run_id in run_ids:
+            if run_id in session.started or self._owners.get(run_id) is not session:
+                log.warning(
+                    "release of a run not held unstarted on this stream ignored",
+                    extra={"event": "run.release_ignored", "run_id": run_id, "executor_id": session.executor_id},
+                )
+                continue
+            returned.append(session.sent.pop(run_id))
+            del self._owners[run_id]
+        self._metrics.runs_released(len(returned))
+        self._returned.update(item.run_id for item in returned)
+        self.release(returned)
+        return len(returned)
 
     def drain(self, session: ExecutorSession) -> None:
         """The executor is shutting down: send it nothing more."""
@@ -118,36 +194,77 @@ class Dispatcher:
         log.info("executor draining", extra={"event": "executor.draining", "executor_id": session.executor_id})
         self._publish()
 
-    def disconnect(self, session: ExecutorSession) -> None:
-        """The stream ended: unstarted items go to other executors; started ones are left to their lease."""
+    def disconnect(self, session: ExecutorSession, unwritten: Iterable[str] = ()) -> None:
+        """The stream ended: its items with no result become vanished candidates for the grace period, except
+        `unwritten` ones (queued for the stream but never written to it: they cannot have begun), which go back to
+        the ready queue."""
         if session not in self._sessions:
             return
         self._sessions.remove(session)
-        requeued = list(session.unstarted.values())
+        requeued = [session.sent.pop(run_id) for run_id in unwritten if run_id in session.sent]
+        for item in requeued:
+            del self._owners[item.run_id]
+            self._returned.add(item.run_id)
+        deadline = self._clock.now() + self._grace
+        for run_id in session.sent:
+            del self._owners[run_id]
+            self._vanishing[run_id] = _Vanishing(session.executor_id, deadline, run_id in session.started)
         log.info(
             "executor disconnected",
             extra={
                 "event": "executor.disconnected",
                 "executor_id": session.executor_id,
+                "vanishing": len(session.sent),
+                "started": len(session.started),
                 "requeued": len(requeued),
-                "abandoned": len(session.started),
             },
         )
-        self._metrics.runs_redispatched(len(requeued))
+        session.sent.clear()
+        session.started.clear()
         self.release(requeued)
 
-    def _pump(self) -> None:
-        while len(self._ready):
-            session = self._pick()
-            if session is None:
-                break
-            self._dispatch(session, self._ready.pop())
-        self._publish()
+    def take_expired(self) -> list[str]:
+        """Remove and return the runs whose lease expired before they could be dispatched: they never began, and go
+        back to the control plane as released."""
+        expired, self._expired = self._expired, []
+        return expired
+
+    def sweep(self) -> list[str]:
+        """Remove and return the vanished candidates whose grace ended: they are to be reported vanished."""
+        now = self._clock.now()
+        gone = [run_id for run_id, entry in self._vanishing.items() if entry.deadline <= now]
+        for run_id in gone:
+            entry = self._vanishing.pop(run_id)
+            log.info(
+                "run vanished with its executor",
+                extra={
+                    "event": "run.vanished",
+                    "run_id": run_id,
+                    "executor_id": entry.executor_id,
+                    "started": entry.started,
+                },
+            )
+        if gone:
+            self._metrics.runs_vanished(len(gone))
+            self._publish()
+        return gone
+
+    def started_leftovers(self) -> list[str]:
+        """Ids of runs executors said they began and that have no result yet, on open streams or vanishing."""
+        on_streams = [run_id for session in self._sessions for run_id in session.started]
+        return on_streams + [run_id for run_id, entry in self._vanishing.items() if entry.started]
+
+    def _forget(self, run_id: str) -> None:
+        session = self._owners.pop(run_id, None)
+        if session is not None:
+            del session.sent[run_id]
+            session.started.discard(run_id)
+        self._vanishing.pop(run_id, None)
 
     def _publish(self) -> None:
         """Show the executors' state in the metrics; after every change (a few executors: a cheap sum)."""
         credits = sum(session.credits for session in self._sessions if not session.draining)
-        self._metrics.executors_changed(len(self._sessions), credits, self.in_flight)
+        self._metrics.executors_changed(len(self._sessions), credits, self.in_flight, len(self._vanishing))
 
     def _pick(self) -> ExecutorSession | None:
         count = len(self._sessions)
@@ -163,12 +280,19 @@ class Dispatcher:
 
     def _dispatch(self, session: ExecutorSession, item: lease_pb.WorkItem) -> None:
         now = self._clock.now()
+        returned = item.run_id in self._returned
+        self._returned.discard(item.run_id)
         if item.HasField("lease_expires_at") and item.lease_expires_at.ToDatetime(tzinfo=UTC) <= now:
+            # Never sent, so it never began: give it back (`take_expired`), and the control plane runs it again.
             self._metrics.run_expired()
             log.warning("run lease expired before dispatch", extra=_run_fields("run.expired", item))
+            self._expired.append(item.run_id)
             return
         session.credits -= 1
-        session.unstarted[item.run_id] = item
+        session.sent[item.run_id] = item
+        self._owners[item.run_id] = session
+        if returned:
+            self._metrics.runs_redispatched(1)
         lateness_s = (now - due_time(item)).total_seconds()
         self._metrics.dispatched_late(lateness_s)
         fields = _run_fields("run.dispatched", item)

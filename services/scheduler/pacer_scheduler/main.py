@@ -24,10 +24,11 @@ from pacer_scheduler.claims import ClaimLoop, ClaimPolicy
 from pacer_scheduler.control import LeaseClient, control_channel
 from pacer_scheduler.dispatch import Dispatcher
 from pacer_scheduler.metrics import SchedulerMetrics
-from pacer_scheduler.readiness import ControlReachability, lease_service_probe
+from pacer_scheduler.readiness import ControlReachability, LatestEvidence, lease_service_probe
 from pacer_scheduler.results import ResultBatcher
 from pacer_scheduler.retry import RetryDelay
 from pacer_scheduler.server import build_server, readiness
+from pacer_scheduler.session import ControlSession
 from pacer_scheduler.settings import SchedulerSettings
 from pacer_scheduler.stream import DispatchApi
 from pacer_scheduler.timer import Timer
@@ -36,10 +37,11 @@ log = logging.getLogger("pacer.scheduler")
 
 DRAIN_POLL_S = 0.05
 FLUSH_GRACE_S = 5.0  # results still get this long to reach the control plane after a drain timed out
-STREAM_GRACE_S = 1.0
-READINESS_POLL_S = 0.25  # how soon readiness shows a claim's success or failure
-# Claims older than this no longer say whether the control plane answers: a health check of it stands in.
+STREAM_GRACE_S = 2.0  # ending streams write what is queued on them (acks) within this
+READINESS_POLL_S = 0.25  # how soon readiness shows a heartbeat's or claim's success or failure
+# Calls older than this no longer say whether the control plane answers: a health check of it stands in.
 CLAIM_EVIDENCE_S = 2.0
+SWEEP_INTERVAL_S = 0.1  # how often vanished candidates whose grace ended are looked for
 
 
 def _tls(settings: SchedulerSettings) -> tuple[grpc.ServerCredentials | None, grpc.ChannelCredentials | None]:
@@ -53,7 +55,8 @@ class Scheduler:
     """One scheduler, wired from settings: claims from the control plane, serves executors on `port`.
 
     Its metrics go to `registry` (a private one when None); it is ready (grpc.health.v1) while the control plane
-    answers its claims (or, while it has no reason to claim, a health check).
+    answers its heartbeats and claims (or, when neither called lately, a health check). It dispatches only while its
+    session at the control plane is certainly alive (see pacer_scheduler.session).
     """
 
     def __init__(
@@ -65,7 +68,20 @@ class Scheduler:
         interceptor = ClientMetricsInterceptor(self.metrics.grpc_client)
         self._channel = control_channel(settings.control_addr, control_tls, [interceptor])
         lease_client = LeaseClient(self._channel, token, settings.identity)
-        self.dispatcher = Dispatcher(clock, self.metrics)
+        self._dispatching = True
+        self.session = ControlSession(
+            lease_client,
+            self.metrics,
+            margin_ms=settings.session_margin_ms,
+            on_renewed=self._session_renewed,
+            on_lost=self._session_lost,
+        )
+        self.dispatcher = Dispatcher(
+            clock,
+            self.metrics,
+            vanish_grace_ms=settings.vanish_grace_ms,
+            may_dispatch=lambda: self._dispatching and self.session.valid(),
+        )
         self.timer = Timer(clock, self.dispatcher.release)
         self.batcher = ResultBatcher(
             lease_client, self.metrics, batch_size=settings.result_batch, flush_ms=settings.result_flush_ms
@@ -75,6 +91,7 @@ class Scheduler:
             self.timer,
             self.pending,
             _policy(settings),
+            self.session,
             metrics=self.metrics,
             staffed=lambda: self.dispatcher.accepting,
         )
@@ -86,7 +103,8 @@ class Scheduler:
             interceptors=[ServerMetricsInterceptor(self.metrics.grpc_server)],
         )
         self.readiness = readiness(self.health)
-        self._control = ControlReachability(self.claims, lease_service_probe(self._channel), CLAIM_EVIDENCE_S)
+        evidence = LatestEvidence(self.claims, self.session)
+        self._control = ControlReachability(evidence, lease_service_probe(self._channel), CLAIM_EVIDENCE_S)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopped = False
         self.crashed = asyncio.Event()
@@ -104,22 +122,38 @@ class Scheduler:
         self.crashed.set()
 
     def pending(self) -> int:
-        """Claimed runs not yet dispatched: held by the timer or waiting for executor credit."""
+        """Claimed runs not yet dispatched: held by the timer or waiting for executor credit (or the session)."""
         return len(self.timer) + self.dispatcher.ready
 
     def settled(self) -> bool:
-        """True when every claimed run was dispatched and every dispatched run reported its result."""
-        return self.pending() == 0 and self.dispatcher.in_flight == 0
+        """True when every claimed run was dispatched, every dispatched run reported its result and the runs of
+        ended streams were settled or reported vanished."""
+        return self.pending() == 0 and self.dispatcher.in_flight == 0 and self.dispatcher.vanishing == 0
+
+    def _session_renewed(self) -> None:
+        # Due runs that waited for the session go out now rather than at the next release.
+        self.dispatcher.pump()
+
+    def _session_lost(self) -> None:
+        # The control plane gave these runs back when it ended the session: another scheduler may hold them now.
+        held, ready = self.timer.clear(), self.dispatcher.drop_ready()
+        self.metrics.runs_dropped(held + ready)
+        log.warning(
+            "claimed runs dropped: their session ended",
+            extra={"event": "session.runs_dropped", "timer": held, "ready": ready},
+        )
 
     async def start(self) -> None:
-        """Listen for executors and start the timer, the batcher, the claim loop and readiness reporting
-        (NOT_SERVING until the control plane answered)."""
+        """Listen for executors and start the session, the timer, the batcher, the claim loop, the vanished sweep
+        and readiness reporting (NOT_SERVING until the control plane answered)."""
         await self.readiness.start()
         await self._server.start()
         for name, work in (
+            ("session", self.session.run),
             ("timer", self.timer.run),
             ("results", self.batcher.run),
             ("claims", self.claims.run),
+            ("vanished", self._sweep_vanished),
             ("readiness", self._follow_control),
         ):
             task = asyncio.create_task(work(), name=f"scheduler-{name}")
@@ -135,10 +169,23 @@ class Scheduler:
             await self.readiness.update(await self._control.reachable())
             await asyncio.sleep(READINESS_POLL_S)
 
-    async def drain_and_stop(self) -> None:
-        """Stop claiming, dispatch what was claimed, wait for results (up to drain_timeout_ms), flush, stop.
+    async def _sweep_vanished(self) -> None:
+        while True:
+            vanished = self.dispatcher.sweep()
+            if vanished:
+                self.batcher.put_vanished(vanished)
+            expired = self.dispatcher.take_expired()
+            if expired:
+                self.batcher.put_released(expired)
+            await asyncio.sleep(SWEEP_INTERVAL_S)
 
-        Calling it again does nothing.
+    async def drain_and_stop(self) -> None:
+        """Stop claiming, dispatch what was claimed, wait for results (up to drain_timeout_ms), then end the
+        executor streams, flush what is left and close the session.
+
+        Runs executors said they began and have not reported are reported held before the session closes, so the
+        control plane never hands them out again; the others still claimed go back to due when it closes. Calling
+        it again does nothing.
         """
         if self._stopped:
             return
@@ -152,20 +199,28 @@ class Scheduler:
         deadline = loop.time() + self.settings.drain_timeout_ms / 1000
         while not self.settled() and loop.time() < deadline and self._can_progress():
             await asyncio.sleep(DRAIN_POLL_S)
-        await self._flush(max(deadline - loop.time(), FLUSH_GRACE_S))
+        self._dispatching = False
+        await self.batcher.delivered(max(deadline - loop.time(), 0.0))  # their acks go out on the open streams
+        held = self.dispatcher.started_leftovers()
         self._api.close()
         await self._server.stop(STREAM_GRACE_S)
+        await _cancel(self._tasks["vanished"])
+        self.batcher.put_held(held)
+        await self._flush(max(deadline - loop.time(), FLUSH_GRACE_S))
+        await self.session.close()
+        await asyncio.wait([self._tasks["session"]])
         await _cancel(self._tasks["timer"])
         await self._channel.close()
-        log.info("scheduler stopped", extra={"event": "scheduler.stopped", **self._leftovers()})
+        log.info("scheduler stopped", extra={"event": "scheduler.stopped", "held": len(held), **self._leftovers()})
 
     def _can_progress(self) -> bool:
-        """Whether waiting can still settle anything: an executor takes work, or results are on their way.
+        """Whether waiting can still settle anything: an executor takes work, results are on their way, or runs of
+        ended streams wait out their grace.
 
-        With neither, claimed runs have nowhere to go; waiting out the drain timeout would only delay the stop, and
-        their leases settle them (LOST) either way.
+        With none of these, claimed runs have nowhere to go; waiting out the drain timeout would only delay the
+        stop, and closing the session hands them back either way.
         """
-        return self.dispatcher.accepting or self.dispatcher.in_flight > 0
+        return self.dispatcher.accepting or self.dispatcher.in_flight > 0 or self.dispatcher.vanishing > 0
 
     async def _flush(self, timeout_s: float) -> None:
         self.batcher.close()
@@ -174,10 +229,10 @@ class Scheduler:
         await _cancel(task)
 
     def _leftovers(self) -> dict[str, int]:
-        # Whatever remains is settled by lease expiry (LOST) on the control plane.
+        # Undispatched runs went back to due when the session closed; the rest settle by result or lease expiry.
         return {
             "undispatched": self.pending(),
-            "in_flight": self.dispatcher.in_flight,
+            "vanishing": self.dispatcher.vanishing,
             "results_undelivered": len(self.batcher),
         }
 

@@ -7,6 +7,7 @@ read-only properties (`dispatched`, `redispatched`, ...) read the counters back 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -33,8 +34,10 @@ class SchedulerMetrics:
         self.grpc_client: GrpcMetrics = grpc_metrics(self.registry, "client")
         self.recent_lateness_s: deque[float] = deque(maxlen=RECENT_SAMPLES)
         self._declare_dispatch(self.registry)
+        self._declare_broken_streams(self.registry)
         self._declare_claims(self.registry)
         self._declare_results(self.registry)
+        self._declare_session(self.registry)
 
     def _declare_dispatch(self, registry: CollectorRegistry) -> None:
         self._lateness = Histogram(
@@ -46,7 +49,7 @@ class SchedulerMetrics:
         self._dispatched = Counter("pacer_runs_dispatched_total", "Runs handed to an executor.", registry=registry)
         self._redispatched = Counter(
             "pacer_runs_redispatched_total",
-            "Runs sent to an executor whose stream ended before it started them, dispatched again.",
+            "Runs an executor gave back with Released (it would not begin them) that went out again.",
             registry=registry,
         )
         self._expired = Counter(
@@ -64,6 +67,51 @@ class SchedulerMetrics:
         )
         self._in_flight = Gauge(
             "pacer_runs_in_flight", "Runs dispatched to executors whose result has not arrived yet.", registry=registry
+        )
+
+    def _declare_broken_streams(self, registry: CollectorRegistry) -> None:
+        self._released = Counter(
+            "pacer_runs_released_total",
+            "Runs executors gave back with Released (draining, they would not begin them): back to the ready queue.",
+            registry=registry,
+        )
+        self._vanishing = Gauge(
+            "pacer_runs_vanishing",
+            "Runs sent on executor streams that ended, waiting out the grace for a result or Held.",
+            registry=registry,
+        )
+        self._vanished = Counter(
+            "pacer_runs_vanished_total",
+            "Runs reported vanished to the control plane: their executor's stream ended and no result or Held came "
+            "within the grace (the control plane settles them LOST unless an executor holds them).",
+            registry=registry,
+        )
+        self._held = Counter(
+            "pacer_runs_held_total",
+            "Run ids executors said they hold (begun, stream broken) that were forwarded to the control plane.",
+            registry=registry,
+        )
+
+    def _declare_session(self, registry: CollectorRegistry) -> None:
+        self._session_valid = Gauge(
+            "pacer_session_valid",
+            "1 while this scheduler's session at the control plane is certainly alive (it dispatches), else 0.",
+            registry=registry,
+        )
+        self._renewal_failures = Counter(
+            "pacer_session_renewal_failures_total",
+            "Heartbeats to the control plane that failed (unreachable, refused or session ended).",
+            registry=registry,
+        )
+        self._sessions_lost = Counter(
+            "pacer_sessions_lost_total",
+            "Sessions the control plane ended (heartbeats missing for the TTL) while this scheduler still ran.",
+            registry=registry,
+        )
+        self._dropped = Counter(
+            "pacer_runs_dropped_session_lost_total",
+            "Claimed runs dropped undispatched because the control plane ended the session (it handed them back).",
+            registry=registry,
         )
 
     def _declare_claims(self, registry: CollectorRegistry) -> None:
@@ -95,6 +143,11 @@ class SchedulerMetrics:
             "ReportResults calls that failed (their results are kept and retried).",
             registry=registry,
         )
+        self._buffered = Gauge(
+            "pacer_results_buffered",
+            "Results not yet recorded by the control plane; executors keep each until it is, and its ack comes.",
+            registry=registry,
+        )
 
     # -- recording ----------------------------------------------------------------------------------------------
 
@@ -107,14 +160,42 @@ class SchedulerMetrics:
     def runs_redispatched(self, count: int) -> None:
         self._redispatched.inc(count)
 
+    def runs_released(self, count: int) -> None:
+        self._released.inc(count)
+
+    def runs_vanished(self, count: int) -> None:
+        self._vanished.inc(count)
+
+    def runs_held(self, count: int) -> None:
+        self._held.inc(count)
+
     def run_expired(self) -> None:
         self._expired.inc()
 
-    def executors_changed(self, connected: int, credits: int, in_flight: int) -> None:
-        """The dispatcher's state after a change: open streams, their unused credits, runs awaiting a result."""
+    def executors_changed(self, connected: int, credits: int, in_flight: int, vanishing: int = 0) -> None:
+        """The dispatcher's state after a change: open streams, their unused credits, runs awaiting a result, runs
+        of ended streams in their grace."""
         self._executors.set(connected)
         self._credits.set(credits)
         self._in_flight.set(in_flight)
+        self._vanishing.set(vanishing)
+
+    def watch_session(self, valid: Callable[[], bool]) -> None:
+        """Read the session's validity at every scrape."""
+        self._session_valid.set_function(lambda: 1.0 if valid() else 0.0)
+
+    def session_renewal_failed(self) -> None:
+        self._renewal_failures.inc()
+
+    def session_lost(self) -> None:
+        self._sessions_lost.inc()
+
+    def runs_dropped(self, count: int) -> None:
+        """`count` claimed runs dropped undispatched because the session ended."""
+        self._dropped.inc(count)
+
+    def results_buffered(self, count: int) -> None:
+        self._buffered.set(count)
 
     def claimed(self, count: int, seconds: float) -> None:
         """One successful claim of `count` runs that took `seconds`."""
@@ -141,6 +222,30 @@ class SchedulerMetrics:
     @property
     def redispatched(self) -> int:
         return self._value("pacer_runs_redispatched_total")
+
+    @property
+    def released(self) -> int:
+        return self._value("pacer_runs_released_total")
+
+    @property
+    def vanished(self) -> int:
+        return self._value("pacer_runs_vanished_total")
+
+    @property
+    def held(self) -> int:
+        return self._value("pacer_runs_held_total")
+
+    @property
+    def renewal_failures(self) -> int:
+        return self._value("pacer_session_renewal_failures_total")
+
+    @property
+    def sessions_lost(self) -> int:
+        return self._value("pacer_sessions_lost_total")
+
+    @property
+    def dropped(self) -> int:
+        return self._value("pacer_runs_dropped_session_lost_total")
 
     @property
     def expired(self) -> int:

@@ -1,8 +1,8 @@
 """Whether the scheduler can do its job: the control plane answers. Its readiness (grpc.health.v1) follows this.
 
-The claim loop's own calls are the evidence. A claim loop with no reason to call (no executor has credit, or the
-pending bound is reached) says nothing, so a health check of the control plane's LeaseService stands in then:
-an idle scheduler must still become ready, or executors that find schedulers through readiness never arrive.
+The scheduler's own calls are the evidence: its heartbeats (every TTL/4) and its claims, whichever came last. When
+neither called lately, a health check of the control plane's LeaseService stands in: an idle scheduler must still
+become ready, or executors that find schedulers through readiness never arrive.
 """
 
 from __future__ import annotations
@@ -30,6 +30,27 @@ class ClaimEvidence(Protocol):
 
     @property
     def called_at(self) -> float | None: ...
+
+
+class LatestEvidence:
+    """The verdict of whichever of `sources` called the control plane last."""
+
+    def __init__(self, *sources: ClaimEvidence) -> None:
+        self._sources = sources
+
+    def _latest(self) -> ClaimEvidence | None:
+        called = [source for source in self._sources if source.called_at is not None]
+        return max(called, key=lambda source: source.called_at or 0.0, default=None)
+
+    @property
+    def reachable(self) -> bool | None:
+        latest = self._latest()
+        return None if latest is None else latest.reachable
+
+    @property
+    def called_at(self) -> float | None:
+        latest = self._latest()
+        return None if latest is None else latest.called_at
 
 
 class ControlReachability:

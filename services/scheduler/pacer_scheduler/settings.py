@@ -22,6 +22,15 @@ class SchedulerSettings:
     where the control plane's LeaseService answers. The service token is `service_token`, else the file the
     control plane writes in `var_dir`.
 
+    Broken executor streams: the runs sent on a stream that ended wait `vanish_grace_ms` for a result or a Held
+    (the executor reconnecting, or telling another stream it still performs them) before they are reported
+    vanished, which the control plane settles LOST at once. Shorter makes a dead executor's endpoints fire again
+    sooner; longer gives a briefly disconnected executor more time to say what it holds.
+
+    Session: the scheduler dispatches only until the last answered heartbeat's send time plus the session TTL (the
+    control plane's) minus `session_margin_ms`, so it never hands out a run after the control plane may have given
+    it back; the margin covers clock rate differences and the time a work item takes to reach an executor.
+
     Operations (docs/operations.md): `metrics_addr` serves Prometheus `/metrics` (empty: off); `health_addr` adds
     a plaintext server answering only grpc.health.v1 (empty: health on `scheduler_addr` only). TLS: the server
     side (`tls_cert_file`, `tls_key_file`, and `tls_client_ca_file` for mutual TLS with executors) and the client
@@ -40,6 +49,8 @@ class SchedulerSettings:
     result_batch: int = 500
     result_flush_ms: int = 50
     drain_timeout_ms: int = 30_000
+    vanish_grace_ms: int = 2000
+    session_margin_ms: int = 500
     scheduler_id: str = ""
     log_level: str = "INFO"
     metrics_addr: str = "127.0.0.1:9465"
@@ -59,6 +70,8 @@ class SchedulerSettings:
         _in_range("PACER_RESULT_BATCH", self.result_batch, 1, MAX_RESULT_BATCH)
         _in_range("PACER_RESULT_FLUSH_MS", self.result_flush_ms, 1, 60_000)
         _in_range("PACER_DRAIN_TIMEOUT_MS", self.drain_timeout_ms, 0, 3_600_000)
+        _in_range("PACER_VANISH_GRACE_MS", self.vanish_grace_ms, 0, 600_000)
+        _in_range("PACER_SESSION_MARGIN_MS", self.session_margin_ms, 0, 60_000)
 
     @property
     def identity(self) -> str:

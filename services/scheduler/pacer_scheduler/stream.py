@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 import grpc
 
@@ -22,6 +23,11 @@ log = logging.getLogger("pacer.scheduler.stream")
 
 MAX_CAPACITY = 100_000
 MAX_EXECUTOR_ID = 200
+# Run ids are `run_` and 26 characters; anything much longer is not one, and would make the control plane refuse the
+# whole report it travels in.
+MAX_RUN_ID = 64
+# How long a stream the scheduler ends may take to write what is queued on it (acks above all).
+FLUSH_ON_CLOSE_S = 1.0
 REPORTABLE = frozenset({pb.RUN_STATUS_SUCCESS, pb.RUN_STATUS_FAILURE, pb.RUN_STATUS_TIMEOUT, pb.RUN_STATUS_BLOCKED})
 
 
@@ -49,11 +55,45 @@ async def _abort(context: grpc.aio.ServicerContext, error: PacerError) -> None:
     await context.abort_with_status(to_grpc_status(error))
 
 
+class _Outbox:
+    """What the scheduler has to say on one stream: work items and acks, written in order by the stream's writer.
+
+    Implements the batcher's Acker: acks for a stream that ended are dropped (the executor sends its results again
+    on its next stream, and they are acknowledged there). `unwritten` are the work items queued whose write never
+    began: they cannot have reached the executor.
+    """
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[dispatch_pb.ConnectResponse | None] = asyncio.Queue()
+        self.unwritten: set[str] = set()
+        self.open = True
+
+    def work(self, item: lease_pb.WorkItem) -> None:
+        self.unwritten.add(item.run_id)
+        self._queue.put_nowait(dispatch_pb.ConnectResponse(work=item))
+
+    def ack(self, run_ids: Sequence[str]) -> None:
+        if self.open and run_ids:
+            self._queue.put_nowait(dispatch_pb.ConnectResponse(ack=dispatch_pb.Ack(run_ids=run_ids)))
+
+    def finish(self) -> None:
+        """Let the writer end once everything queued so far is written."""
+        self._queue.put_nowait(None)
+
+    async def next(self) -> dispatch_pb.ConnectResponse | None:
+        """The next message to write; a work item counts as written from here on (it may reach the executor)."""
+        response = await self._queue.get()
+        if response is not None and response.HasField("work"):
+            self.unwritten.discard(response.work.run_id)
+        return response
+
+
 class DispatchApi(dispatch_grpc.DispatchServiceServicer):
-    """Serves executor streams: hello and credits in, work items out (never beyond credit), results to the batcher.
+    """Serves executor streams: hello and credits in, work items out (never beyond credit), results to the batcher
+    and acks back once they are recorded; Released items back to the dispatcher, Held ids to the control plane.
 
     Only the service token may connect (UNAUTHENTICATED otherwise, PERMISSION_DENIED for a tenant key). When a
-    stream ends for any reason, its unstarted items are dispatched again elsewhere.
+    stream ends for any reason, the runs sent on it and not reported become vanished candidates (see Dispatcher).
     """
 
     def __init__(self, dispatcher: Dispatcher, batcher: ResultBatcher, gate: ServiceGate) -> None:
@@ -63,7 +103,8 @@ class DispatchApi(dispatch_grpc.DispatchServiceServicer):
         self._closing = asyncio.Event()
 
     def close(self) -> None:
-        """End every open stream with OK, so executors reconnect elsewhere instead of waiting to be cut off."""
+        """End every open stream with OK once what is queued on it (acks above all) is written, so executors
+        reconnect elsewhere instead of waiting to be cut off."""
         self._closing.set()
 
     # The stub types Connect as a generator; this one uses grpc.aio's read()/write() API instead, so reading and
@@ -82,21 +123,23 @@ class DispatchApi(dispatch_grpc.DispatchServiceServicer):
         problem = _hello_problem(hello)
         if problem is not None:
             await _abort(context, problem)
-        outbox: asyncio.Queue[lease_pb.WorkItem] = asyncio.Queue()
-        session = self._dispatcher.connect(hello.hello.executor_id, hello.hello.capacity, outbox.put_nowait)
+        outbox = _Outbox()
+        session = self._dispatcher.connect(hello.hello.executor_id, hello.hello.capacity, outbox.work)
         try:
             await self._serve(session, outbox, context)
         finally:
-            self._dispatcher.disconnect(session)
+            outbox.open = False
+            self._dispatcher.disconnect(session, unwritten=outbox.unwritten)
 
-    async def _serve(
-        self, session: ExecutorSession, outbox: asyncio.Queue[lease_pb.WorkItem], context: grpc.aio.ServicerContext
-    ) -> None:
-        reader = asyncio.create_task(self._read(session, context))
+    async def _serve(self, session: ExecutorSession, outbox: _Outbox, context: grpc.aio.ServicerContext) -> None:
+        reader = asyncio.create_task(self._read(session, outbox, context))
         writer = asyncio.create_task(self._write(outbox, context))
         closing = asyncio.create_task(self._closing.wait())
         try:
-            await asyncio.wait((reader, writer, closing), return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait((reader, writer, closing), return_when=asyncio.FIRST_COMPLETED)
+            if closing in done and not writer.done():
+                outbox.finish()
+                await asyncio.wait((writer,), timeout=FLUSH_ON_CLOSE_S)
         finally:
             for task in (reader, writer, closing):
                 task.cancel()
@@ -106,20 +149,23 @@ class DispatchApi(dispatch_grpc.DispatchServiceServicer):
         if reader.done() and not reader.cancelled():
             reader.result()  # re-raises an abort for a bad message, which must reach grpc
 
-    async def _read(self, session: ExecutorSession, context: grpc.aio.ServicerContext) -> None:
+    async def _read(self, session: ExecutorSession, outbox: _Outbox, context: grpc.aio.ServicerContext) -> None:
         while True:
             message = await context.read()
             if message is grpc.aio.EOF:
                 return
-            await self._handle(session, message, context)
+            await self._handle(session, outbox, message, context)
 
-    async def _write(self, outbox: asyncio.Queue[lease_pb.WorkItem], context: grpc.aio.ServicerContext) -> None:
-        while True:
-            item = await outbox.get()
-            await context.write(dispatch_pb.ConnectResponse(work=item))
+    async def _write(self, outbox: _Outbox, context: grpc.aio.ServicerContext) -> None:
+        while (response := await outbox.next()) is not None:
+            await context.write(response)
 
     async def _handle(
-        self, session: ExecutorSession, message: dispatch_pb.ConnectRequest, context: grpc.aio.ServicerContext
+        self,
+        session: ExecutorSession,
+        outbox: _Outbox,
+        message: dispatch_pb.ConnectRequest,
+        context: grpc.aio.ServicerContext,
     ) -> None:
         kind = message.WhichOneof("kind")
         match kind:
@@ -130,7 +176,11 @@ class DispatchApi(dispatch_grpc.DispatchServiceServicer):
             case "started":
                 self._dispatcher.started(session, message.started.run_id)
             case "result":
-                await self._result(session, message.result)
+                await self._result(session, outbox, message.result)
+            case "released":
+                self._released(session, list(message.released.run_ids))
+            case "held":
+                self._held(session, list(message.held.run_ids))
             case "draining":
                 self._dispatcher.drain(session)
             case "hello":
@@ -140,11 +190,12 @@ class DispatchApi(dispatch_grpc.DispatchServiceServicer):
             case _:
                 log.warning("unknown message kind", extra={"event": "stream.unknown", "kind": kind})
 
-    async def _result(self, session: ExecutorSession, result: lease_pb.RunResult) -> None:
-        self._dispatcher.finished(session, result.run_id)
+    async def _result(self, session: ExecutorSession, outbox: _Outbox, result: lease_pb.RunResult) -> None:
+        self._dispatcher.finished(result.run_id)
         problem = _result_problem(result)
         if problem is not None:
-            # The control plane would reject the whole batch; drop this one and let its lease settle it as LOST.
+            # The control plane would reject the whole batch; drop this one (its lease settles it as LOST) and
+            # acknowledge it, so the executor does not offer it again on every stream.
             log.warning(
                 "invalid result dropped",
                 extra={
@@ -154,5 +205,28 @@ class DispatchApi(dispatch_grpc.DispatchServiceServicer):
                     "reason": problem,
                 },
             )
+            outbox.ack([result.run_id])
             return
-        await self._batcher.put(result)
+        await self._batcher.put(result, outbox)
+
+    def _released(self, session: ExecutorSession, run_ids: list[str]) -> None:
+        returned = self._dispatcher.released(session, run_ids)
+        log.info(
+            "executor released runs",
+            extra={
+                "event": "runs.released",
+                "executor_id": session.executor_id,
+                "count": len(run_ids),
+                "returned": returned,
+            },
+        )
+
+    def _held(self, session: ExecutorSession, run_ids: list[str]) -> None:
+        """Runs the executor began on a stream that broke (to this or another scheduler): their results follow."""
+        run_ids = [run_id for run_id in run_ids if 0 < len(run_id) <= MAX_RUN_ID]
+        self._dispatcher.held(run_ids)
+        self._batcher.put_held(run_ids)
+        log.info(
+            "executor holds runs of a broken stream",
+            extra={"event": "runs.held", "executor_id": session.executor_id, "count": len(run_ids)},
+        )

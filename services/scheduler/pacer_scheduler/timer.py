@@ -35,6 +35,12 @@ class Timer:
         if any(earlier):
             self._wake.set()
 
+    def clear(self) -> int:
+        """Forget every held item (their session ended); returns how many there were."""
+        dropped = len(self._heap)
+        self._heap = RunHeap()
+        return dropped
+
     async def run(self) -> None:
         """Release due items forever (until cancelled)."""
         while True:
