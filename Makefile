@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed
 PACKAGES := libs/common services/control services/scheduler services/executor services/gateway services/mcp services/cli
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: help setup proto proto-check lint format test test-unit test-integration run demo bench admin clean
+.PHONY: help setup proto proto-check lint format test test-unit test-integration test-resilience run demo bench admin clean
 
 help:
 	@echo "make run          start Pacer on this machine (control plane on 127.0.0.1:50051, SQLite in var/)"
 	@echo "make test         run the whole test suite (SQLite and PostgreSQL)"
+	@echo "make test-resilience  faults one at a time under load, and what each costs (about 5 min; docs/operations.md)"
 	@echo "make lint         ruff, mypy, import-linter, buf lint and the generated-stub drift check"
 	@echo "make demo         the flash-sale scenario, live and compressed (about 90 s; docs/demo.md)"
 	@echo "make bench        claim-query and end-to-end benchmarks on PostgreSQL and SQLite (prints the figures)"
@@ -51,6 +52,9 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+test-resilience: $(STAMP)
+	PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m pytest tests/e2e/test_faults.py -s $(PYTEST_ARGS)
 
 run: $(STAMP)
 	$(BIN)/python scripts/run_local.py

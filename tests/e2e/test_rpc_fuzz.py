@@ -163,6 +163,7 @@ def test_no_method_answers_anything_a_caller_cannot_act_on(fuzzed: Stack) -> Non
                     if key is None:
                         assert code == grpc.StatusCode.UNAUTHENTICATED, f"{method.full_name} case {number}: {code}"
     channel.close()
+    print("fuzz answers:", {code.name: count for code, count in sorted(answered.items(), key=lambda kv: -kv[1])})
     assert answered.get(grpc.StatusCode.INVALID_ARGUMENT, 0) > 100  # the corpus did reach the validation
     assert fuzzed.client.ListJobs(pb.ListJobsRequest()) is not None  # still serving
     assert "Traceback" not in fuzzed.control.logs()

@@ -13,12 +13,14 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
 from pacer.control.v1 import control_service_pb2_grpc
 from pacer_common.clock import FakeClock
 from pacer_control.auth import issue_key
 from pacer_control.database import make_engine
+from pacer_control.metrics import ControlMetrics
 from pacer_control.models import Endpoint
 from pacer_control.quotas import Quota
 from pacer_control.repository import Repository, RunResult
@@ -82,8 +84,11 @@ class Client:
 class _ServerThread:
     """Runs the grpc.aio server on its own event loop in a daemon thread."""
 
-    def __init__(self, repository: Repository, clock: FakeClock, workers: int, quotas: Quota) -> None:
+    def __init__(
+        self, repository: Repository, clock: FakeClock, workers: int, quotas: Quota, metrics: ControlMetrics
+    ) -> None:
         self._quotas = quotas
+        self._metrics = metrics
         self._loop = asyncio.new_event_loop()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -93,7 +98,7 @@ class _ServerThread:
 
     async def _build(self, repository: Repository, clock: FakeClock) -> Any:
         options = ServerOptions("127.0.0.1:0", MIN_INTERVAL_MS, SERVICE_TOKEN, LEASE_GRACE_MS, self._quotas)
-        return build_server(repository, clock, self._pool, options)
+        return build_server(repository, clock, self._pool, options, metrics=self._metrics)
 
     def _call(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
@@ -117,7 +122,10 @@ class Harness:
         now = self.clock.now()
         self.tenants = {name: create_tenant(self.repository, name, now) for name in ("acme", "globex")}
         keys = {name: issue_key(self.repository, tid, "tests", now).secret for name, tid in self.tenants.items()}
-        self._server = _ServerThread(self.repository, self.clock, 1 if backend == "sqlite" else 4, quotas)
+        # The server's metrics: `registry.get_sample_value(...)` reads them.
+        self.registry = CollectorRegistry()
+        metrics = ControlMetrics(self.registry)
+        self._server = _ServerThread(self.repository, self.clock, 1 if backend == "sqlite" else 4, quotas, metrics)
         self.address = f"127.0.0.1:{self._server.port}"
         self._channel = grpc.insecure_channel(self.address)
         self.a = Client(self._channel, keys["acme"])
