@@ -218,7 +218,10 @@ async def test_the_scheduler_admits_only_executors_with_a_certificate_and_claims
 async def test_a_scheduler_without_a_client_certificate_cannot_claim(control: ControlPlane, pki: Pki) -> None:
     control_addr = await control.start(server_credentials(pki.server.cert_file, pki.server.key_file, pki.ca.cert_file))
     async with running(scheduler_settings(control_addr, pki, client=None)) as scheduler:
-        await eventually(lambda: scheduler.claims.reachable is False, "the claim refused at the handshake")
+        # The session is opened before any claim: its Heartbeat is the call refused at the handshake.
+        await eventually(lambda: scheduler.session.reachable is False, "the session refused at the handshake")
+        assert scheduler.session.valid() is False
+        assert scheduler.claims.claimed == 0
         assert scheduler.readiness.ready is False
 
 
