@@ -22,27 +22,27 @@ from pacer_common.limits import MAX_INTERVAL_MS
 from pacer_common.urls import split_password
 
 
-def _set(value: int | None) -> int:
+def _declared(value: int | None) -> int:
     """A number the table must declare; a missing one is a programming error, found at import."""
     if value is None:
         raise ValueError("pacer_common.limits lacks a number pacer_control.validation needs")
     return value
 
 
-MAX_NAME = _set(limits.NAME.max_length)
-MAX_DESCRIPTION = _set(limits.DESCRIPTION.max_length)
-MAX_REASON = _set(limits.REASON.max_length)
-MAX_URL = _set(limits.URL.max_length)
-MAX_HEADERS = _set(limits.HEADERS.max_length)
-MAX_HEADER_NAME = _set(limits.HEADER_NAME.max_length)
-MAX_HEADERS_BYTES = _set(limits.HEADERS.max_bytes)
-MAX_BODY_BYTES = _set(limits.BODY.max_bytes)
-MIN_TIMEOUT_MS = _set(limits.TIMEOUT_MS.minimum)
-MAX_TIMEOUT_MS = _set(limits.TIMEOUT_MS.maximum)
-DEFAULT_TIMEOUT_MS = _set(limits.TIMEOUT_MS.default)
-DEFAULT_TTL_MINUTES = _set(limits.TTL_MINUTES.default)
-MIN_TTL_MINUTES = _set(limits.TTL_MINUTES.minimum)
-MAX_TTL_MINUTES = _set(limits.TTL_MINUTES.maximum)
+MAX_NAME = _declared(limits.NAME.max_length)
+MAX_DESCRIPTION = _declared(limits.DESCRIPTION.max_length)
+MAX_REASON = _declared(limits.REASON.max_length)
+MAX_URL = _declared(limits.URL.max_length)
+MAX_HEADERS = _declared(limits.HEADERS.max_length)
+MAX_HEADER_NAME = _declared(limits.HEADER_NAME.max_length)
+MAX_HEADERS_BYTES = _declared(limits.HEADERS.max_bytes)
+MAX_BODY_BYTES = _declared(limits.BODY.max_bytes)
+MIN_TIMEOUT_MS = _declared(limits.TIMEOUT_MS.minimum)
+MAX_TIMEOUT_MS = _declared(limits.TIMEOUT_MS.maximum)
+DEFAULT_TIMEOUT_MS = _declared(limits.TIMEOUT_MS.default)
+DEFAULT_TTL_MINUTES = _declared(limits.TTL_MINUTES.default)
+MIN_TTL_MINUTES = _declared(limits.TTL_MINUTES.minimum)
+MAX_TTL_MINUTES = _declared(limits.TTL_MINUTES.maximum)
 ONESHOT_PAST_TOLERANCE = timedelta(minutes=5)
 ONESHOT_HORIZON = timedelta(days=366)
 _TOKEN = re.compile(limits.HEADER_NAME_PATTERN)
