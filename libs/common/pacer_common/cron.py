@@ -24,7 +24,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
-MAX_EXPRESSION_CHARS: Final = 200
+from pacer_common.limits import MAX_CRON_EXPRESSION_CHARS
+
+MAX_EXPRESSION_CHARS: Final = MAX_CRON_EXPRESSION_CHARS  # an API limit, declared with the others
 # Error messages quote the user's text, but never more than this much of it: a long input is not echoed whole.
 _ECHO_CHARS: Final = 100
 _FIELD_COUNTS: Final = (5, 6)

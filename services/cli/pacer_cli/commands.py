@@ -21,6 +21,8 @@ from google.protobuf.message import Message
 
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_cli import render
+from pacer_common import limits
+from pacer_common.limits import Limit
 
 R = TypeVar("R", bound=Message)
 Build = Callable[[argparse.Namespace, datetime], Message]
@@ -98,6 +100,26 @@ def flag_for(field: str) -> str | None:
         if field == prefix or field.startswith(prefix + ".") or field.startswith(prefix + "["):
             return flag
     return None
+
+
+def duration_text(ms: int) -> str:
+    """`ms` as a person would write it: 100ms, 20s, 5m, 366d."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def range_help(limit: Limit, unit: str = "") -> str:
+    """`1 to 500 (default 50)`: a numeric API limit as help text."""
+    return f"{limit.minimum} to {limit.maximum}{unit} (default {limit.default})"
+
+
+_NAME_HELP = f"display name, {limits.NAME.min_length} to {limits.NAME.max_length} characters"
+_TIMEOUT_HELP = (
+    f"HTTP timeout, {duration_text(limits.TIMEOUT_MS.minimum or 0)} to {duration_text(limits.TIMEOUT_MS.maximum or 0)}"
+    f" (default {duration_text(limits.TIMEOUT_MS.default or 0)})"
+)
 
 
 # --- values people type ----------------------------------------------------------------------------------------------
@@ -200,7 +222,9 @@ def _details(response: Message, _args: argparse.Namespace) -> str:
 
 
 def _reason(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reason", default="", help="why, for the audit trail (at most 500 characters)")
+    parser.add_argument(
+        "--reason", default="", help=f"why, for the audit trail (at most {limits.REASON.max_length} characters)"
+    )
 
 
 def _endpoint_only(parser: argparse.ArgumentParser) -> None:
@@ -216,8 +240,10 @@ def _endpoint_with_reason(parser: argparse.ArgumentParser) -> None:
 
 
 def _job_create_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", metavar="NAME", help="display name, 1 to 200 characters")
-    parser.add_argument("--description", default="", help="free text, at most 2000 characters")
+    parser.add_argument("name", metavar="NAME", help=_NAME_HELP)
+    parser.add_argument(
+        "--description", default="", help=f"free text, at most {limits.DESCRIPTION.max_length} characters"
+    )
 
 
 def _job_create(args: argparse.Namespace, _now: datetime) -> Message:
@@ -234,7 +260,7 @@ def _job_get(args: argparse.Namespace, _now: datetime) -> Message:
 
 def _job_list_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status", choices=("active", "archived"), help="only jobs in this state (default: all)")
-    parser.add_argument("--page-size", type=int, default=0, help="jobs per page, 1 to 100 (default 50)")
+    parser.add_argument("--page-size", type=int, default=0, help=f"jobs per page, {range_help(limits.PAGE_SIZE)}")
     parser.add_argument("--page-token", default="", help="the token printed after the previous page")
     parser.add_argument("--all", action="store_true", help="follow the page tokens and list every job")
 
@@ -297,7 +323,7 @@ def _endpoint_config_args(parser: argparse.ArgumentParser, *, adding: bool) -> N
 
 def _http_args(parser: argparse.ArgumentParser, *, adding: bool) -> None:
     """What the endpoint calls: name, URL, method, headers, body and timeout."""
-    parser.add_argument("--name", required=adding, help="display name, 1 to 200 characters")
+    parser.add_argument("--name", required=adding, help=_NAME_HELP)
     parser.add_argument("--url", required=adding, help="absolute http or https URL to call")
     parser.add_argument("--method", type=str.upper, help="GET (default), POST, PUT, PATCH, DELETE, HEAD or OPTIONS")
     parser.add_argument(
@@ -315,9 +341,7 @@ def _http_args(parser: argparse.ArgumentParser, *, adding: bool) -> None:
     body.add_argument(
         "--body-file", dest="body", type=read_body, metavar="PATH", help="request body from a file (- reads stdin)"
     )
-    parser.add_argument(
-        "--timeout", type=parse_duration_ms, metavar="DURATION", help="HTTP timeout, 100ms to 5m (default 30s)"
-    )
+    parser.add_argument("--timeout", type=parse_duration_ms, metavar="DURATION", help=_TIMEOUT_HELP)
 
 
 def _schedule_args(parser: argparse.ArgumentParser, *, adding: bool) -> None:
@@ -420,7 +444,10 @@ def _endpoints_view(response: pb.ListJobEndpointsResponse, _args: argparse.Names
 
 def _ttl(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
-        "--ttl", type=parse_ttl_minutes, metavar="MINUTES|DURATION", help=f"{what}, 1 to 10080 minutes (default 60)"
+        "--ttl",
+        type=parse_ttl_minutes,
+        metavar="MINUTES|DURATION",
+        help=f"{what}, {range_help(limits.TTL_MINUTES, ' minutes')}",
     )
 
 
@@ -488,7 +515,9 @@ def _reset_failures(args: argparse.Namespace, _now: datetime) -> Message:
 
 def _health_args(parser: argparse.ArgumentParser) -> None:
     _endpoint_only(parser)
-    parser.add_argument("--window-hours", type=int, default=0, help="hours of history, 1 to 720 (default 24)")
+    parser.add_argument(
+        "--window-hours", type=int, default=0, help=f"hours of history, {range_help(limits.WINDOW_HOURS)}"
+    )
 
 
 def _health(args: argparse.Namespace, _now: datetime) -> Message:
@@ -504,7 +533,7 @@ def _runs_list_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--status", choices=("success", "failure", "running"), help="failure covers FAILURE, TIMEOUT, LOST, BLOCKED"
     )
-    parser.add_argument("--limit", type=int, default=0, help="runs to show, 1 to 500 (default 50)")
+    parser.add_argument("--limit", type=int, default=0, help=f"runs to show, {range_help(limits.RUN_LIMIT)}")
     parser.add_argument("--offset", type=int, default=0, help="matching runs to skip, newest first")
 
 

@@ -9,8 +9,9 @@ the server's 30 s timeout, not paused), because the file states the whole desire
 Validation happens before anything is sent: unknown keys, a wrong type, a malformed duration or URL, both or
 neither of `every` and `cron`, and a name used twice are all reported at once, each with its path
 (`jobs[0].endpoints[3].every`).
-Limits the API documents as fixed (name and description length, methods, timeout range) are checked here too, so an
-apply does not stop half-way on something the file could have told; the interval floor is the server's to set.
+The API's fixed limits (`pacer_common.limits`: lengths of names, descriptions, URLs, header names, bodies and cron
+expressions, header counts, methods, the timeout range, the longest interval) are checked here too, so an apply does
+not stop half-way on something the file could have told; the interval floor is the server's to set.
 """
 
 from __future__ import annotations
@@ -25,14 +26,12 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from pacer_cli.commands import DURATION_HELP, parse_duration_ms
+from pacer_cli.commands import DURATION_HELP, duration_text, parse_duration_ms
+from pacer_common import limits
+from pacer_common.limits import HTTP_METHODS as METHODS
+from pacer_common.limits import MAX_INTERVAL_MS, Limit
 
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-MAX_NAME = 200
-MAX_DESCRIPTION = 2000
-DEFAULT_TIMEOUT_MS = 30_000  # what the API stores for timeout_ms 0 (see AddEndpointToJobRequest.timeout_ms)
-MIN_TIMEOUT_MS = 100
-MAX_TIMEOUT_MS = 300_000
+DEFAULT_TIMEOUT_MS = limits.TIMEOUT_MS.default or 0  # what the API stores for timeout_ms 0
 
 _TOP_KEYS = ("jobs",)
 _JOB_KEYS = ("name", "description", "endpoints")
@@ -51,7 +50,7 @@ _ENDPOINT_KEYS = (
 )
 _CLAMP_KEYS = ("min", "max")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110), as the API requires
+_HEADER_NAME = re.compile(limits.HEADER_NAME_PATTERN)  # an HTTP token (RFC 9110), as the API requires
 
 
 @dataclass(frozen=True)
@@ -183,6 +182,15 @@ def _at(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _too_long(value: str, limit: Limit) -> str | None:
+    """What is wrong with `value`'s length under `limit` (characters, then UTF-8 bytes), None when it fits."""
+    if limit.max_length is not None and len(value) > limit.max_length:
+        return f"must be at most {limit.max_length} characters"
+    if limit.max_bytes is not None and len(value.encode()) > limit.max_bytes:
+        return f"must be at most {limit.max_bytes} bytes"
+    return None
+
+
 class _Reader:
     """Walks the parsed YAML, collecting problems; after a problem it returns a placeholder and carries on, so one
     pass reports everything. Placeholders never escape: `parse` raises when any problem was recorded."""
@@ -273,18 +281,26 @@ class _Reader:
     def name(self, fields: Mapping[str, object], path: str) -> str:
         # The API strips names, so the file's names are compared stripped too.
         name = self.text(fields, "name", path).strip()
-        if "name" in fields and isinstance(fields["name"], str) and not 1 <= len(name) <= MAX_NAME:
-            self.fail(_at(path, "name"), f"must be 1 to {MAX_NAME} characters")
+        low, high = limits.NAME.min_length or 0, limits.NAME.max_length or 0
+        if "name" in fields and isinstance(fields["name"], str) and not low <= len(name) <= high:
+            self.fail(_at(path, "name"), f"must be {low} to {high} characters")
         return name
+
+    def limited(self, value: str, limit: Limit, path: str) -> str:
+        """`value`, with a problem when it is longer than `limit` allows."""
+        problem = _too_long(value, limit)
+        if problem:
+            self.fail(path, problem)
+        return value
 
     def job(self, value: object, path: str) -> JobSpec:
         fields = self.fields(value, path, _JOB_KEYS)
         if fields is None:
             return JobSpec(path, "")
         name = self.name(fields, path)
-        description = self.text(fields, "description", path, default="")
-        if len(description) > MAX_DESCRIPTION:
-            self.fail(_at(path, "description"), f"must be at most {MAX_DESCRIPTION} characters")
+        description = self.limited(
+            self.text(fields, "description", path, default=""), limits.DESCRIPTION, _at(path, "description")
+        )
         values = self.items(fields, "endpoints", path, required=False)
         endpoints = tuple(self.endpoint(item, f"{path}.endpoints[{i}]") for i, item in enumerate(values))
         self.unique([(endpoint.name, endpoint.path) for endpoint in endpoints], "endpoint")
@@ -297,7 +313,7 @@ class _Reader:
         # Read in the order the keys are documented, so the problems come out in that order too.
         name, url, method = self.name(fields, path), self.url(fields, path), self.method(fields, path)
         headers = self.headers(fields.get("headers", {}), _at(path, "headers"))
-        body = self.text(fields, "body", path, default="")
+        body = self.limited(self.text(fields, "body", path, default=""), limits.BODY, _at(path, "body"))
         schedule = self.schedule(fields, path)
         min_ms, max_ms = self.clamp(fields.get("clamp", {}), _at(path, "clamp"))
         timeout_ms, paused = self.timeout_ms(fields, path), self.flag(fields, "paused", path)
@@ -306,8 +322,8 @@ class _Reader:
     # --- endpoint fields -------------------------------------------------------------------------------------------
 
     def url(self, fields: Mapping[str, object], path: str) -> str:
-        url = self.text(fields, "url", path)
-        if url:
+        url = self.limited(self.text(fields, "url", path), limits.URL, _at(path, "url"))
+        if url and len(url) <= (limits.URL.max_length or 0):
             try:
                 parts = urlsplit(url)
             except ValueError as error:
@@ -327,10 +343,12 @@ class _Reader:
         if not isinstance(value, dict):
             self.fail(path, "must be a mapping of header name to value")
             return {}
+        if limits.HEADERS.max_length is not None and len(value) > limits.HEADERS.max_length:
+            self.fail(path, f"must have at most {limits.HEADERS.max_length} headers")
         for name, text in value.items():
             if not isinstance(name, str) or not isinstance(text, str):
                 self.fail(_at(path, str(name)), "header names and values must be strings (quote them)")
-            elif not _HEADER_NAME.fullmatch(name):
+            elif not _HEADER_NAME.fullmatch(name) or _too_long(name, limits.HEADER_NAME):
                 self.fail(_at(path, name), "is not a valid header name")
             elif "\r" in text or "\n" in text:
                 self.fail(_at(path, name), "must not contain line breaks")
@@ -344,11 +362,19 @@ class _Reader:
         if "timezone" in fields and "cron" not in fields:
             self.fail(_at(path, "timezone"), "applies to `cron` only")
         if "cron" in fields:
-            return Cron(self.text(fields, "cron", path).strip(), self.text(fields, "timezone", path, default=""))
+            expression = self.limited(
+                self.text(fields, "cron", path).strip(), limits.CRON_EXPRESSION, _at(path, "cron")
+            )
+            return Cron(expression, self.text(fields, "timezone", path, default=""))
         interval_ms = self.duration_ms(fields["every"], _at(path, "every"))
         if interval_ms == 0:
             self.fail(_at(path, "every"), "must be longer than 0")
+        self.longest_interval(interval_ms, _at(path, "every"))
         return Every(interval_ms or 0, str(fields["every"]).strip())
+
+    def longest_interval(self, interval_ms: int | None, path: str) -> None:
+        if interval_ms is not None and interval_ms > MAX_INTERVAL_MS:
+            self.fail(path, f"must be at most {duration_text(MAX_INTERVAL_MS)}")
 
     def clamp(self, value: object, path: str) -> tuple[int, int]:
         """(min, max) in milliseconds; 0 (or a bound left out) means no bound."""
@@ -356,6 +382,8 @@ class _Reader:
         if fields is None:
             return 0, 0
         min_ms, max_ms = (self.duration_ms(fields.get(key, 0), _at(path, key)) or 0 for key in _CLAMP_KEYS)
+        for key, bound_ms in zip(_CLAMP_KEYS, (min_ms, max_ms), strict=True):
+            self.longest_interval(bound_ms, _at(path, key))
         if min_ms and max_ms and min_ms > max_ms:
             self.fail(path, "min must not exceed max")
         return min_ms, max_ms
@@ -364,6 +392,7 @@ class _Reader:
         if "timeout" not in fields:
             return DEFAULT_TIMEOUT_MS
         timeout_ms = self.duration_ms(fields["timeout"], _at(path, "timeout"))
-        if timeout_ms is not None and not MIN_TIMEOUT_MS <= timeout_ms <= MAX_TIMEOUT_MS:
-            self.fail(_at(path, "timeout"), "must be between 100ms and 5m")
+        low, high = limits.TIMEOUT_MS.minimum or 0, limits.TIMEOUT_MS.maximum or 0
+        if timeout_ms is not None and not low <= timeout_ms <= high:
+            self.fail(_at(path, "timeout"), f"must be between {duration_text(low)} and {duration_text(high)}")
         return timeout_ms or DEFAULT_TIMEOUT_MS

@@ -1,4 +1,8 @@
-"""Request validation: every check names the field at fault, and all faults are reported at once."""
+"""Request validation: every check names the field at fault, and all faults are reported at once.
+
+The numbers are the API's limits in `pacer_common.limits`, which every front door also advertises; the names below
+stay for the modules that import them.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +13,39 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from pacer_common import limits
 from pacer_common.cron import CronError, validate_cron
 from pacer_common.errors import FieldViolation, InvalidArgument, shown
 from pacer_common.headers import is_forbidden
+from pacer_common.limits import HTTP_METHODS as METHODS
+from pacer_common.limits import MAX_INTERVAL_MS
 from pacer_common.urls import split_password
 
-MAX_NAME = 200
-MAX_DESCRIPTION = 2000
-MAX_REASON = 500
-MAX_URL = 2048
-MAX_HEADERS = 50
-MAX_HEADER_NAME = 256
-MAX_HEADERS_BYTES = 16 * 1024
-MAX_BODY_BYTES = 256 * 1024
-MIN_TIMEOUT_MS = 100
-MAX_TIMEOUT_MS = 300_000
-DEFAULT_TIMEOUT_MS = 30_000
-MAX_INTERVAL_MS = 366 * 24 * 3600 * 1000
-DEFAULT_TTL_MINUTES = 60
-MAX_TTL_MINUTES = 7 * 24 * 60
+
+def _declared(value: int | None) -> int:
+    """A number the table must declare; a missing one is a programming error, found at import."""
+    if value is None:
+        raise ValueError("pacer_common.limits lacks a number pacer_control.validation needs")
+    return value
+
+
+MAX_NAME = _declared(limits.NAME.max_length)
+MAX_DESCRIPTION = _declared(limits.DESCRIPTION.max_length)
+MAX_REASON = _declared(limits.REASON.max_length)
+MAX_URL = _declared(limits.URL.max_length)
+MAX_HEADERS = _declared(limits.HEADERS.max_length)
+MAX_HEADER_NAME = _declared(limits.HEADER_NAME.max_length)
+MAX_HEADERS_BYTES = _declared(limits.HEADERS.max_bytes)
+MAX_BODY_BYTES = _declared(limits.BODY.max_bytes)
+MIN_TIMEOUT_MS = _declared(limits.TIMEOUT_MS.minimum)
+MAX_TIMEOUT_MS = _declared(limits.TIMEOUT_MS.maximum)
+DEFAULT_TIMEOUT_MS = _declared(limits.TIMEOUT_MS.default)
+DEFAULT_TTL_MINUTES = _declared(limits.TTL_MINUTES.default)
+MIN_TTL_MINUTES = _declared(limits.TTL_MINUTES.minimum)
+MAX_TTL_MINUTES = _declared(limits.TTL_MINUTES.maximum)
 ONESHOT_PAST_TOLERANCE = timedelta(minutes=5)
 ONESHOT_HORIZON = timedelta(days=366)
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_TOKEN = re.compile(limits.HEADER_NAME_PATTERN)
 
 
 def _is_control(char: str) -> bool:
@@ -183,8 +197,8 @@ class Checks:
     def ttl(self, value: int | None, field: str = "ttl_minutes") -> int:
         if value is None:
             return DEFAULT_TTL_MINUTES
-        if not 1 <= value <= MAX_TTL_MINUTES:
-            self.fail(field, f"must be between 1 and {MAX_TTL_MINUTES} minutes")
+        if not MIN_TTL_MINUTES <= value <= MAX_TTL_MINUTES:
+            self.fail(field, f"must be between {MIN_TTL_MINUTES} and {MAX_TTL_MINUTES} minutes")
         return value
 
     def run_at(self, value: datetime | None, now: datetime, field: str = "run_at") -> None:

@@ -16,23 +16,16 @@ from typing import Any, Literal
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from pacer_common.descriptors import enum_names, is_map, limit_of, map_fields, message_type, reachable, value_kind
+from pacer_common.limits import schema_bounds
 from pacer_gateway.problems import PROBLEM_JSON
 from pacer_gateway.protocol import MAX_FIELD_BYTES, MAX_HEADERS, MAX_URL_BYTES
-from pacer_gateway.routes import (
-    INT64_STRING,
-    INT_RANGE,
-    MAX_BODY_BYTES,
-    ROUTES,
-    Route,
-    enum_names,
-    is_map,
-    map_fields,
-    message_type,
-    value_kind,
-)
+from pacer_gateway.routes import INT64_STRING, INT_RANGE, MAX_BODY_BYTES, ROUTES, Route
 
 Direction = Literal["input", "output"]
 NO_NUL = "^[^\\u0000]*$"
+# The gateway serves whatever interval floor the control plane is set to, so it states the least any floor allows.
+_ANY_FLOOR_MS = 0
 _ERRORS_ALL = (400, 401, 403, 404, 409, 412, 414, 429, 431, 500, 502, 503, 504)
 _ERRORS_BODY = (413, 415)
 _ERROR_TEXT = MappingProxyType(
@@ -71,7 +64,7 @@ class _Components:
 
     def __init__(self, routes: Iterable[Route]) -> None:
         self.schemas: dict[str, Any] = {}
-        self._outputs = _reachable(route.response_type for route in routes)
+        self._outputs = reachable(route.response_type for route in routes)
 
     def ref(self, descriptor: Descriptor, direction: Direction, ignored: Mapping[str, str] | None = None) -> str:
         """A $ref to the schema of `descriptor` read (input) or written (output), adding the schema when new."""
@@ -85,17 +78,6 @@ class _Components:
         return f"#/components/schemas/{name}"
 
 
-def _reachable(roots: Iterable[Descriptor]) -> frozenset[str]:
-    seen: set[str] = set()
-    pending = list(roots)
-    while pending:
-        descriptor = pending.pop()
-        if descriptor.full_name not in seen:
-            seen.add(descriptor.full_name)
-            pending += [f.message_type for f in descriptor.fields if f.message_type is not None]
-    return frozenset(seen)
-
-
 # -- field schemas -------------------------------------------------------------------------------------------------
 
 
@@ -104,7 +86,21 @@ def _integer_schema(kind: str) -> dict[str, Any]:
     return {"type": "integer", "format": kind, "minimum": low, "maximum": high}
 
 
+def _bounded(schema: dict[str, Any], field: FieldDescriptor, *, entries: bool = False) -> dict[str, Any]:
+    """`schema` with the API limit on `field` stated, from `pacer_common.limits` (a request body is the proto's JSON,
+    where 0 is how a default or "no bound" is spelled, so 0 stays valid where it means either)."""
+    limit = limit_of(field)
+    if limit is None:
+        return schema
+    return {**schema, **schema_bounds(limit, _ANY_FLOOR_MS, omittable=False, entries=entries)}
+
+
 def _scalar_schema(field: FieldDescriptor, direction: Direction, components: _Components) -> dict[str, Any]:
+    schema = _value_schema(field, direction, components)
+    return _bounded(schema, field) if direction == "input" else schema
+
+
+def _value_schema(field: FieldDescriptor, direction: Direction, components: _Components) -> dict[str, Any]:
     kind = value_kind(field)
     if kind == "string":
         return {"type": "string", "pattern": NO_NUL} if direction == "input" else {"type": "string"}
@@ -133,6 +129,7 @@ def _field_schema(field: FieldDescriptor, direction: Direction, components: _Com
         }
         if direction == "input":
             schema["propertyNames"] = _scalar_schema(key, direction, components)
+            return _bounded(schema, field, entries=True)
         return schema
     if field.is_repeated:
         return {"type": "array", "items": _scalar_schema(field, direction, components)}
@@ -191,7 +188,7 @@ def _query_parameter(route: Route, proto_name: str, components: _Components) -> 
     field = route.request_type.fields_by_name[proto_name]
     schema = _scalar_schema(field, "input", components)
     if value_kind(field) == "int64":
-        schema = _integer_schema("int64")  # a query string carries digits, never a JSON string
+        schema = _bounded(_integer_schema("int64"), field)  # a query string carries digits, never a JSON string
     description = f"Fills `{proto_name}` of `{route.request_type.name}`."
     return {"name": field.json_name, "in": "query", "required": False, "description": description, "schema": schema}
 

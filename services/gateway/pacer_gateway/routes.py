@@ -28,24 +28,15 @@ from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pacer.control.v1 import control_service_pb2 as pb
+from pacer_common.descriptors import Kind, enum_names, is_map, map_fields, message_type, value_kind
 from pacer_gateway.problems import InvalidParam, bad_request, json_name
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ControlService"]
-Kind = Literal["string", "bool", "int32", "int64", "enum", "timestamp", "message"]
 INT_RANGE = MappingProxyType({"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)})
 INT64_STRING = re.compile(r"^-?[0-9]{1,18}$")  # 18 digits always fit in int64, so the pattern alone is exact
 QUERY_INT = re.compile(r"^-?[0-9]{1,20}$")  # longer digit runs are out of range anyway (and slow to convert)
 # Room for the largest request the control plane accepts (256 KiB body, 16 KiB headers) even when JSON escapes grow it.
 MAX_BODY_BYTES = 2 * 1024 * 1024
-_SCALAR_KINDS: Mapping[int, Kind] = MappingProxyType(
-    {
-        FieldDescriptor.TYPE_STRING: "string",
-        FieldDescriptor.TYPE_BOOL: "bool",
-        FieldDescriptor.TYPE_INT32: "int32",
-        FieldDescriptor.TYPE_INT64: "int64",
-        FieldDescriptor.TYPE_ENUM: "enum",
-    }
-)
 # A path parameter fills the request field of the same meaning; `jobId` on endpoint routes only scopes the call.
 PATH_FIELDS = MappingProxyType({"jobId": "job_id", "endpointId": "endpoint_id", "runId": "run_id"})
 
@@ -124,44 +115,6 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/runs/{runId}", "GetRunDetails", "runs", "Get a run with its outcome"),
     Route("GET", f"{_ENDPOINT}/health", "SummarizeEndpointHealth", "runs", "Summarize health", query=("window_hours",)),
 )
-
-
-# -- field kinds (shared with the OpenAPI generator, so the document describes what the decoder does) -------------
-
-
-def message_type(field: FieldDescriptor) -> Descriptor:
-    """The message type of a message-typed field."""
-    if field.message_type is None:
-        raise TypeError(f"{field.full_name} is not a message field")
-    return field.message_type
-
-
-def is_map(field: FieldDescriptor) -> bool:
-    """True for a `map<K, V>` field (a repeated entry message on the wire, an object in JSON)."""
-    return field.type == FieldDescriptor.TYPE_MESSAGE and bool(message_type(field).GetOptions().map_entry)
-
-
-def map_fields(field: FieldDescriptor) -> tuple[FieldDescriptor, FieldDescriptor]:
-    """The key and value fields of a map field's entry message."""
-    entry = message_type(field).fields_by_name
-    return entry["key"], entry["value"]
-
-
-def value_kind(field: FieldDescriptor) -> Kind:
-    """The kind of one value of `field` (of each element when repeated); TypeError for types the API does not use."""
-    if field.type == FieldDescriptor.TYPE_MESSAGE:
-        return "timestamp" if message_type(field).full_name == Timestamp.DESCRIPTOR.full_name else "message"
-    kind = _SCALAR_KINDS.get(field.type)
-    if kind is None:
-        raise TypeError(f"{field.full_name}: protobuf type {field.type} has no JSON rule in the gateway")
-    return kind
-
-
-def enum_names(field: FieldDescriptor) -> list[str]:
-    """The names an enum field accepts and is written as, in declaration order."""
-    if field.enum_type is None:
-        raise TypeError(f"{field.full_name} is not an enum field")
-    return [value.name for value in field.enum_type.values]
 
 
 # -- decoding ------------------------------------------------------------------------------------------------------

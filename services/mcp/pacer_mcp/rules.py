@@ -5,6 +5,10 @@ The text restates DESIGN.md section 4 (the governor in `pacer_common.governor`);
 
 from __future__ import annotations
 
+from string import Template
+
+from pacer_common import limits
+
 RULES_URI = "pacer://scheduling-rules"
 RULES_NAME = "scheduling-rules"
 RULES_TITLE = "How Pacer chooses the next run"
@@ -14,7 +18,8 @@ RULES_DESCRIPTION = (
     "for steering endpoints during incidents. Read this before using the steering tools."
 )
 
-RULES_MARKDOWN = """\
+# The limits come from `pacer_common.limits`, as in the tool schemas; `$name` marks where.
+_RULES_TEMPLATE = """\
 # How Pacer chooses the next run
 
 Pacer calls each endpoint (an HTTP request) on a schedule. After every run, and whenever you change an endpoint's
@@ -38,12 +43,12 @@ Two terms:
 2. **Failure backoff.** backoff = 2^min(failureCount, 5): 1x, 2x, 4x, 8x, 16x, then at most 32x. A failure is any
    finished run that did not succeed (non-2xx, network error, timeout, lost, blocked); a success resets the count to
    0. Backoff stretches only an interval baseline, never a cron baseline or a hint. `resetFailureCount` removes it.
-3. **Interval hint** (`applyIntervalHint`). While fresh (until `hintExpiresAt` = now + `ttlMinutes`, default 60,
-   at most 10080), anchor + hint `intervalMs` *replaces* the baseline: it can tighten or relax the cadence. A newer
+3. **Interval hint** (`applyIntervalHint`). While fresh (until `hintExpiresAt` = now + `ttlMinutes`, default $ttl,
+   at most $ttl_max), anchor + hint `intervalMs` *replaces* the baseline: it can tighten or relax the cadence. A newer
    hint replaces an older one. When it expires the endpoint goes back to its baseline by itself.
 4. **One-shot** (`scheduleOneShotRun`). One extra run at `runAt`. It competes with the time from rules 1-3 and the
    earlier one wins. It is consumed by the run it produces. If it cannot fire at `runAt` it stays valid for
-   `ttlMinutes` (default 60) after `runAt`, then is dropped. A `runAt` up to 5 minutes in the past means "now".
+   `ttlMinutes` (default $ttl) after `runAt`, then is dropped. A `runAt` up to 5 minutes in the past means "now".
    Only one one-shot is pending per endpoint; a new one replaces the old.
 5. **Overdue.** A time already in the past becomes "now": missed slots are coalesced into a single run, never
    replayed one by one, and counted (`missedSlots` in `summarizeEndpointHealth`; paused time and backoff are not
@@ -77,10 +82,10 @@ Other facts worth knowing:
 - An endpoint never has two runs in flight. Delivery is at least once: targets receive `X-Pacer-Run-Id`,
   `X-Pacer-Endpoint-Id` and `X-Pacer-Scheduled-For` headers to de-duplicate.
 - The shortest interval anywhere (baseline, clamps, hints) is 1000 ms unless the operator or your tenant's quota set
-  a higher floor; the longest is 366 days.
+  a higher floor; the longest is $longest_days days.
 - Archived jobs and deleted endpoints never fire; their run history stays readable.
 - Another tenant's ids look exactly like unknown ids (`NOT_FOUND`).
-- Every change takes an optional `reason` (at most 500 characters) that goes to the audit trail: say why.
+- Every change takes an optional `reason` (at most $reason_max characters) that goes to the audit trail: say why.
 
 ## Recipes
 
@@ -118,3 +123,9 @@ runs newest first with `total`; `getRunDetails` shows the HTTP status, error and
 body; `summarizeEndpointHealth {endpointId, windowHours}` gives success/failure counts, average and p95 duration,
 the last run, the current failure streak and the slots missed in the endpoint's life (`missedSlots`, `lastMissedAt`).
 """
+RULES_MARKDOWN = Template(_RULES_TEMPLATE).substitute(
+    ttl=limits.TTL_MINUTES.default,
+    ttl_max=limits.TTL_MINUTES.maximum,
+    longest_days=limits.MAX_INTERVAL_MS // 86_400_000,
+    reason_max=limits.REASON.max_length,
+)

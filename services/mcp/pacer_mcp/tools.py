@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Protocol, cast
@@ -23,13 +23,22 @@ from google.protobuf.message import Message
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]  # jsonschema ships no type information
 
 from pacer.control.v1 import control_service_pb2 as pb
+from pacer_common import limits
 from pacer_common.client import ApiError
-from pacer_common.errors import FieldViolation
+from pacer_common.descriptors import (
+    enum_names,
+    is_map,
+    json_type,
+    limit_of,
+    map_fields,
+    message_type,
+    value_kind,
+    wrapped_map,
+)
+from pacer_common.errors import FieldViolation, shown
 from pacer_common.guard import OPAQUE_INTERNAL
+from pacer_common.limits import HTTP_METHODS, MAX_INTERVAL_MS, schema_bounds
 
-MAX_INTERVAL_MS = 366 * 24 * 3600 * 1000
-MAX_TTL_MINUTES = 10_080
-HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 JOB_STATUS_FILTERS = ("active", "archived", "all")
 RUN_STATUS_FILTERS = ("success", "failure", "running", "all")
 TIME_FIELDS = ("runAt", "pauseUntil")
@@ -213,6 +222,9 @@ def _describe(error: Any) -> list[tuple[str, str]]:
         known = ", ".join(schema.get("properties", {}))
         extra = [name for name in instance if name not in schema.get("properties", {})]
         return [(_join(prefix, name), f"is not an argument here; expected one of: {known}") for name in extra]
+    if "propertyNames" in error.schema_path:  # the fault is in a name of the object, not in a value
+        what = _constraint(kind, limit, schema, error.message)
+        return [(prefix or "arguments", f"name {shown(instance, 40)} {what}")]
     return [(prefix or "arguments", _constraint(kind, limit, schema, error.message) + _unit(prefix, kind))]
 
 
@@ -228,6 +240,10 @@ def _constraint(kind: str, limit: Any, schema: Mapping[str, Any], fallback: str)
             return "must not be empty" if limit == 1 else f"must be at least {limit} characters"
         case "maxLength":
             return f"must be at most {limit} characters"
+        case "pattern":
+            return "has characters that are not allowed here"
+        case "maxProperties" if "minProperties" not in schema:
+            return f"must have at most {limit} entries"
         case "enum":
             return "must be one of: " + ", ".join(str(v) for v in limit)
         case "minProperties" | "maxProperties":
@@ -322,42 +338,26 @@ def message_schema(descriptor: Descriptor) -> dict[str, Any]:
 
 
 def _field_schema(field: FieldDescriptor) -> dict[str, Any]:
-    if field.message_type is not None and field.message_type.GetOptions().map_entry:
-        value = field.message_type.fields_by_name["value"]
-        return {"type": "object", "additionalProperties": _value_schema(value)}
+    if is_map(field):
+        return {"type": "object", "additionalProperties": _value_schema(map_fields(field)[1])}
     if field.is_repeated:
         return {"type": "array", "items": _value_schema(field)}
     return _value_schema(field)
 
 
 def _value_schema(field: FieldDescriptor) -> dict[str, Any]:
-    if field.message_type is not None:
-        if field.message_type.full_name == "google.protobuf.Timestamp":
+    match value_kind(field):
+        case "timestamp":
             return {"type": "string", "format": "date-time", "description": "RFC 3339 time, UTC"}
-        return message_schema(field.message_type)
-    if field.enum_type is not None:
-        return {"type": "string", "enum": [value.name for value in field.enum_type.values]}
-    schema: dict[str, Any] = {"type": _json_type(field.cpp_type)}
-    if field.json_name.endswith("Ms"):
-        schema["description"] = "milliseconds"
-    return schema
-
-
-def _json_type(cpp_type: int) -> str:
-    match cpp_type:
-        case (
-            FieldDescriptor.CPPTYPE_INT32
-            | FieldDescriptor.CPPTYPE_INT64
-            | FieldDescriptor.CPPTYPE_UINT32
-            | FieldDescriptor.CPPTYPE_UINT64
-        ):
-            return "integer"
-        case FieldDescriptor.CPPTYPE_DOUBLE | FieldDescriptor.CPPTYPE_FLOAT:
-            return "number"
-        case FieldDescriptor.CPPTYPE_BOOL:
-            return "boolean"
+        case "message":
+            return message_schema(message_type(field))
+        case "enum":
+            return {"type": "string", "enum": enum_names(field)}
         case _:
-            return "string"
+            schema: dict[str, Any] = {"type": json_type(field)}
+            if field.json_name.endswith("Ms"):
+                schema["description"] = "milliseconds"
+            return schema
 
 
 def result_json(result: Result) -> str:
@@ -379,43 +379,35 @@ def _id(kind: str, source: str) -> dict[str, Any]:
 def _reason(example: str) -> dict[str, Any]:
     return {
         "type": "string",
-        "maxLength": 500,
-        "description": f'Why, for the audit trail (at most 500 characters), e.g. "{example}".',
+        "description": f'Why, for the audit trail (at most {limits.REASON.max_length} characters), e.g. "{example}".',
     }
 
 
 def _name(what: str, example: str) -> dict[str, Any]:
-    return {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": 200,
-        "description": f'{what}, 1 to 200 characters, e.g. "{example}".',
-    }
+    low, high = limits.NAME.min_length, limits.NAME.max_length
+    return {"type": "string", "description": f'{what}, {low} to {high} characters, e.g. "{example}".'}
 
 
 def _job_description() -> dict[str, Any]:
     return {
         "type": "string",
-        "maxLength": 2000,
-        "description": "Free text about the job's purpose, at most 2000 characters.",
+        "description": f"Free text about the job's purpose, at most {limits.DESCRIPTION.max_length} characters.",
     }
 
 
 def _interval(floor_ms: int, what: str) -> dict[str, Any]:
     return {
         "type": "integer",
-        "minimum": floor_ms,
-        "maximum": MAX_INTERVAL_MS,
         "description": f"{what}, in milliseconds ({floor_ms} to {MAX_INTERVAL_MS}, i.e. 366 days).",
     }
 
 
 def _ttl(what: str) -> dict[str, Any]:
+    ttl = limits.TTL_MINUTES
     return {
         "type": "integer",
-        "minimum": 1,
-        "maximum": MAX_TTL_MINUTES,
-        "description": f"{what}, in minutes (1 to {MAX_TTL_MINUTES}, i.e. 7 days); omitted means 60.",
+        "description": f"{what}, in minutes ({ttl.minimum} to {ttl.maximum}, i.e. 7 days); "
+        f"omitted means {ttl.default}.",
     }
 
 
@@ -431,8 +423,6 @@ def _time(what: str) -> dict[str, Any]:
 def _url() -> dict[str, Any]:
     return {
         "type": "string",
-        "minLength": 1,
-        "maxLength": 2048,
         "description": "Absolute http:// or https:// URL Pacer calls, e.g. https://api.example.com/health. The default "
         "egress policy refuses loopback, private and cloud-metadata addresses (such runs are BLOCKED).",
     }
@@ -443,29 +433,29 @@ def _method() -> dict[str, Any]:
 
 
 def _headers(what: str) -> dict[str, Any]:
+    count, size_kib = limits.HEADERS.max_length, (limits.HEADERS.max_bytes or 0) // 1024
     return {
         "type": "object",
-        "maxProperties": 50,
         "additionalProperties": {"type": "string"},
-        "description": f"{what}: name -> value, at most 50 headers and 16 KiB in all, "
+        "description": f"{what}: name -> value, at most {count} headers and {size_kib} KiB in all, "
         'e.g. {"Authorization": "Bearer s3cret", "Content-Type": "application/json"}.',
     }
 
 
 def _body() -> dict[str, Any]:
+    size_kib = (limits.BODY.max_bytes or 0) // 1024
     return {
         "type": "string",
-        "maxLength": 256 * 1024,
-        "description": "Request body sent as is, at most 256 KiB (set a matching Content-Type header).",
+        "description": f"Request body sent as is, at most {size_kib} KiB (set a matching Content-Type header).",
     }
 
 
 def _timeout() -> dict[str, Any]:
+    timeout = limits.TIMEOUT_MS
     return {
         "type": "integer",
-        "minimum": 100,
-        "maximum": 300_000,
-        "description": "Timeout for the whole HTTP exchange, in milliseconds (100 to 300000); omitted means 30000.",
+        "description": "Timeout for the whole HTTP exchange, in milliseconds "
+        f"({timeout.minimum} to {timeout.maximum}); omitted means {timeout.default}.",
     }
 
 
@@ -474,7 +464,6 @@ def _baseline(floor_ms: int) -> dict[str, Any]:
         {
             "expression": {
                 "type": "string",
-                "minLength": 1,
                 "description": 'Cron expression: 5 fields, minute first ("*/15 * * * *" = every 15 minutes, '
                 '"0 9 * * MON" = Mondays 09:00), or 6 fields with seconds first ("*/30 * * * * *").',
             },
@@ -499,8 +488,6 @@ def _clamp(floor_ms: int) -> dict[str, Any]:
     def bound(what: str) -> dict[str, Any]:
         return {
             "type": "integer",
-            "minimum": 0,
-            "maximum": MAX_INTERVAL_MS,
             "description": f"{what}, in milliseconds; 0 or omitted = no bound, otherwise at least {floor_ms}.",
         }
 
@@ -514,11 +501,59 @@ def _clamp(floor_ms: int) -> dict[str, Any]:
     return {**_object(properties), "description": "Bounds on the time between runs; the min clamp wins a conflict."}
 
 
+def _range(limit: limits.Limit) -> str:
+    return f"{limit.minimum} to {limit.maximum}; omitted means {limit.default}"
+
+
+# -- limits --------------------------------------------------------------------------------------------------------
+
+
+def with_limits(schema: dict[str, Any], descriptor: Descriptor, floor_ms: int) -> dict[str, Any]:
+    """`schema`, the arguments standing for the fields of `descriptor`, with each field's API limit stated.
+
+    The numbers come from `pacer_common.limits` only, so a tool refuses what the control plane would, naming the
+    argument, without a call. An argument is left out rather than sent as 0, so 0 is offered only for "no bound".
+    """
+    fields = {field.json_name: field for field in descriptor.fields}
+    properties = {
+        name: _argument_limits(argument, fields[name], floor_ms) if name in fields else argument
+        for name, argument in schema.get("properties", {}).items()
+    }
+    return {**schema, "properties": properties}
+
+
+def _argument_limits(argument: dict[str, Any], field: FieldDescriptor, floor_ms: int) -> dict[str, Any]:
+    field = wrapped_map(field) or field  # the tool takes a wrapped map (UpdateEndpointConfig's headers) itself
+    if is_map(field):
+        names = _bounded({"type": "string"}, map_fields(field)[0], floor_ms)
+        return {**_bounded(argument, field, floor_ms, entries=True), "propertyNames": names}
+    if value_kind(field) == "message":
+        return with_limits(argument, message_type(field), floor_ms)
+    return _bounded(argument, field, floor_ms)
+
+
+def _bounded(argument: dict[str, Any], field: FieldDescriptor, floor_ms: int, entries: bool = False) -> dict[str, Any]:
+    limit = limit_of(field)
+    if limit is None:
+        return argument
+    return {**argument, **schema_bounds(limit, floor_ms, omittable=True, entries=entries)}
+
+
 # -- the 17 tools --------------------------------------------------------------------------------------------------
 
 
 def tool_specs(floor_ms: int = 1000) -> tuple[ToolSpec, ...]:
     """The 17 tools in the seed's order; `floor_ms` is the shortest interval the control plane accepts."""
+    specs = _specs(floor_ms)
+    return tuple(replace(spec, input_schema=_limited(spec, floor_ms)) for spec in specs)
+
+
+def _limited(spec: ToolSpec, floor_ms: int) -> dict[str, Any]:
+    # The stubs type DESCRIPTOR as the pure-Python or the upb class; both have the same interface.
+    return with_limits(spec.input_schema, cast(Descriptor, spec.request_type.DESCRIPTOR), floor_ms)
+
+
+def _specs(floor_ms: int) -> tuple[ToolSpec, ...]:
     return (
         _create_job(),
         _get_job(),
@@ -608,12 +643,7 @@ def _list_jobs() -> ToolSpec:
                     "enum": list(JOB_STATUS_FILTERS),
                     "description": 'Only jobs in this state; omitted or "all" lists every job.',
                 },
-                "pageSize": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "maximum": 100,
-                    "description": "Jobs per page, 1 to 100; omitted means 50.",
-                },
+                "pageSize": {"type": "integer", "description": "Jobs per page, " + _range(limits.PAGE_SIZE) + "."},
                 "pageToken": {"type": "string", "description": "nextPageToken of the previous page."},
             }
         ),
@@ -965,16 +995,9 @@ def _list_runs() -> ToolSpec:
                     "enum": list(RUN_STATUS_FILTERS),
                     "description": 'Only runs with this outcome; omitted or "all" lists every run.',
                 },
-                "limit": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "maximum": 500,
-                    "description": "Runs to return, 1 to 500; omitted means 50.",
-                },
+                "limit": {"type": "integer", "description": "Runs to return, " + _range(limits.RUN_LIMIT) + "."},
                 "offset": {
                     "type": "integer",
-                    "minimum": 0,
-                    "maximum": 2**31 - 1,
                     "description": "Matching runs to skip, for paging: the next page starts at offset + limit.",
                 },
             }
@@ -1044,9 +1067,7 @@ def _summarize_health() -> ToolSpec:
                 "endpointId": _id("endpoint", "addEndpointToJob or listJobEndpoints"),
                 "windowHours": {
                     "type": "integer",
-                    "minimum": 1,
-                    "maximum": 720,
-                    "description": "Hours of history to summarize, 1 to 720; omitted means 24.",
+                    "description": "Hours of history to summarize, " + _range(limits.WINDOW_HOURS) + ".",
                 },
             },
             "endpointId",
