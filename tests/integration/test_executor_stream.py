@@ -23,6 +23,7 @@ from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
 from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_common.credentials import bearer
+from pacer_common.settings import Operations
 from pacer_executor.egress import EgressPolicy
 from pacer_executor.main import serve
 from pacer_executor.settings import ExecutorSettings
@@ -237,8 +238,8 @@ def executor_settings(*addresses: str, capacity: int) -> ExecutorSettings:
         egress_allow="loopback",
         service_token=TOKEN,
         drain_timeout_ms=int(DEADLINE_S * 1000),
-        metrics_addr="",  # the executor's fixed default ports are for processes, not for tests in one process
-        health_addr="",
+        # the executor's fixed default ports are for processes, not for tests in one process
+        operations=Operations(metrics_addr="", health_addr=""),
     )
 
 

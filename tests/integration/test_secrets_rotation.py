@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import insert, select
 
 from pacer_common.clock import FakeClock
-from pacer_common.settings import ControlSettings
 from pacer_control.actions import ControlActions, EndpointSpec
 from pacer_control.admin import run
 from pacer_control.auth import Principal
@@ -19,6 +18,7 @@ from pacer_control.models import Endpoint, Job, Run
 from pacer_control.quotas import Quota, QuotaGuard
 from pacer_control.repository import Repository
 from pacer_control.sealing import EndpointSecrets, key_parts, read_key_file, settings_keyring
+from pacer_control.settings import ControlSettings
 from pacer_control.tenancy import create_tenant
 from pacer_control.validation import BaselineInput
 
