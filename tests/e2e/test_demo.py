@@ -17,7 +17,7 @@ import pytest
 
 from examples.demo import checks
 from examples.demo.steering import OneShotRequest
-from tests.support.target import wait_for
+from tests.support.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = [sys.executable, "-m", "examples.demo"]

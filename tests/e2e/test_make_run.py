@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.polling import wait_for
 from tests.support.processes import free_port
-from tests.support.target import HttpTarget, wait_for
+from tests.support.target import HttpTarget
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from pacer_common.settings import Operations
 from pacer_executor.egress import EgressPolicy
 from pacer_executor.main import serve
 from pacer_executor.settings import ExecutorSettings
+from tests.support import polling
 
 TOKEN = "svc_test-token"
 EXECUTOR_ID = "exec-test"
@@ -34,14 +36,7 @@ DEADLINE_S = 10.0
 SLOW_S = 0.2
 
 
-async def eventually(condition: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S) -> None:
-    """Poll `condition` until it holds; fail naming `what` after `timeout_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+eventually = functools.partial(polling.eventually, timeout_s=DEADLINE_S)
 
 
 def logged(caplog: pytest.LogCaptureFixture, event: str) -> bool:

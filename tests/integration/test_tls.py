@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import functools
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from pacer_executor.main import serve as serve_executor
 from pacer_executor.settings import ExecutorSettings
 from pacer_scheduler.main import Scheduler
 from pacer_scheduler.settings import SchedulerSettings
+from tests.support import polling
 from tests.support.certs import Identity, Pki, make_pki
 from tests.support.databases import SqliteDatabases
 
@@ -59,12 +61,7 @@ def trusting(ca: Identity, client: Identity | None = None) -> grpc.ChannelCreden
     return channel_credentials(ca.cert_file, client.cert_file, client.key_file)
 
 
-async def eventually(condition: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+eventually = functools.partial(polling.eventually, timeout_s=15.0, poll_s=0.02)
 
 
 class ControlPlane:

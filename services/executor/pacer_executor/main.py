@@ -30,7 +30,7 @@ from pacer_executor.egress import EgressPolicy
 from pacer_executor.metrics import ExecutorMetrics
 from pacer_executor.runner import HttpRunner
 from pacer_executor.settings import ExecutorSettings
-from pacer_executor.stream import ChannelFactory, ReconnectBackoff, SchedulerStream, StreamOptions
+from pacer_executor.stream import ChannelFactory, SchedulerStream, StreamOptions, reconnect_backoff
 from pacer_executor.worker import Worker
 
 log = logging.getLogger("pacer.executor")
@@ -131,7 +131,7 @@ def _pool(settings: ExecutorSettings, worker: Worker, metadata: Metadata, channe
 
     def new_stream(address: str, share: int) -> SchedulerStream:
         options = StreamOptions(settings.identity, share, metadata, channels)
-        return SchedulerStream(address, worker, options, ReconnectBackoff(jitter))
+        return SchedulerStream(address, worker, options, reconnect_backoff(jitter))
 
     interval_s = settings.discovery_interval_ms / 1000
     return SchedulerPool(settings.scheduler_addresses, new_stream, settings.capacity, interval_s)

@@ -25,7 +25,7 @@ from pacer_scheduler.dispatch import Dispatcher
 from pacer_scheduler.metrics import SchedulerMetrics
 from pacer_scheduler.readiness import ControlReachability, LatestEvidence, lease_service_probe
 from pacer_scheduler.results import ResultBatcher
-from pacer_scheduler.retry import RetryDelay
+from pacer_scheduler.retry import control_retry
 from pacer_scheduler.server import build_server, readiness
 from pacer_scheduler.session import ControlSession
 from pacer_scheduler.settings import SchedulerSettings
@@ -250,7 +250,7 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 async def _token(settings: SchedulerSettings, stop: asyncio.Event) -> str | None:
     """The service token, waiting for the control plane to write its file; None if stopped first."""
-    retry, warned = RetryDelay(), False
+    retry, warned = control_retry(), False
     while not stop.is_set():
         try:
             return service_token(settings.service_token, settings.var_dir, create=False)
@@ -259,7 +259,7 @@ async def _token(settings: SchedulerSettings, stop: asyncio.Event) -> str | None
                 log.warning(str(missing), extra={"event": "scheduler.token_missing"})
                 warned = True
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), retry.next())
+            await asyncio.wait_for(stop.wait(), retry.next_delay_s())
     return None
 
 
