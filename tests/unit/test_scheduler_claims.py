@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_common.clock import FakeClock
+from pacer_common.credentials import ServiceGate
 from pacer_common.errors import PermissionDenied, Unauthenticated
 from pacer_common.retrying import JitteredBackoff
 from pacer_common.settings import SettingsError, load
-from pacer_scheduler.auth import ServiceGate
 from pacer_scheduler.claims import ClaimLoop, ClaimPolicy
 from pacer_scheduler.control import ControlRefused, ControlUnreachable
 from pacer_scheduler.retry import INITIAL_DELAY_S, MAX_DELAY_S

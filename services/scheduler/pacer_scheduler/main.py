@@ -11,14 +11,13 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from pacer_common.clock import Clock, SystemClock
-from pacer_common.credentials import service_token
+from pacer_common.credentials import ServiceGate, service_token
 from pacer_common.health import serving_health
 from pacer_common.logs import configure_logging
 from pacer_common.ports import ListenError
 from pacer_common.settings import load
 from pacer_common.telemetry import ClientMetricsInterceptor, ServerMetricsInterceptor, new_registry, serve_metrics
 from pacer_common.tls import client_tls_credentials, server_tls_credentials
-from pacer_scheduler.auth import ServiceGate
 from pacer_scheduler.claims import ClaimLoop, ClaimPolicy
 from pacer_scheduler.control import LeaseClient, control_channel
 from pacer_scheduler.dispatch import Dispatcher
