@@ -4,7 +4,6 @@ settings and metric declarations (parsed, not imported, so the tests do not depe
 from __future__ import annotations
 
 import ast
-import os
 import re
 import shutil
 import subprocess
@@ -15,6 +14,8 @@ from typing import Any, NoReturn
 
 import pytest
 import yaml
+
+from tests.support.environment import in_ci, variable
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -31,14 +32,14 @@ Manifest = dict[str, Any]
 
 def required(problem: str) -> NoReturn:
     """Skip for a missing tool locally; under CI=true the deployment checks must run, so fail."""
-    if os.environ.get("CI", "").lower() == "true":
+    if in_ci():
         pytest.fail(f"{problem}; the deployment tests must run under CI=true", pytrace=False)
     pytest.skip(f"{problem} (set CI=true to make this an error)")
 
 
 def kustomize_command() -> list[str]:
     """`kubectl kustomize` (PACER_KUBECTL, else kubectl on PATH), else a standalone `kustomize build`."""
-    kubectl = os.environ.get("PACER_KUBECTL") or shutil.which("kubectl")
+    kubectl = variable("PACER_KUBECTL") or shutil.which("kubectl")
     if kubectl:
         return [kubectl, "kustomize"]
     kustomize = shutil.which("kustomize")
