@@ -75,9 +75,10 @@ def _quota_value(kind: type) -> Callable[[str], object]:
 RESET = object()
 
 
-def run(argv: Sequence[str] | None = None) -> int:
+def run(argv: Sequence[str] | None = None, settings: ControlSettings | None = None) -> int:
+    """Run one pacer-admin command line with `settings` (default: read from the environment); the exit status."""
     args = _parser().parse_args(argv)
-    settings = load(ControlSettings)
+    settings = settings or load(ControlSettings)
     if args.command == "new-secrets-key":
         print(generate_key().line())
         return 0
