@@ -126,11 +126,6 @@ def environment(container: Manifest, manifests: list[Manifest]) -> dict[str, str
     return env
 
 
-def host_port(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 # Which settings class each component reads (the migration Job runs pacer-admin, which reads ControlSettings).
 SETTINGS_FILES = {
     "control": ("services/control/pacer_control/settings.py", "ControlSettings"),

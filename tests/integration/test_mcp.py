@@ -26,6 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent, TextResourceContents
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from pacer_common.ports import parse_addr
 from pacer_common.settings import process_environment
 from tests.support.harness import Harness
 
@@ -372,7 +373,7 @@ async def test_http_serves_modern_protocol_clients(harness: Harness, mcp_url: st
 def _raw_post(url: str, body: bytes, authorization: bytes | None) -> tuple[int, bytes]:
     """POST `body` to the MCP endpoint with exactly these Authorization bytes; (HTTP status, response body)."""
     host_port = url.split("/")[2]
-    host, _, port = host_port.partition(":")
+    host, port = parse_addr(host_port)
     head = (
         b"POST /mcp HTTP/1.1\r\nHost: " + host_port.encode() + b"\r\nConnection: close\r\n"
         b"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
