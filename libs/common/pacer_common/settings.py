@@ -10,8 +10,8 @@ read with that class's `ENV_PREFIX`, so `ServerTls.cert_file` is `PACER_TLS_CERT
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields, is_dataclass, replace
+from collections.abc import Mapping
+from dataclasses import MISSING, Field, dataclass, fields, is_dataclass, replace
 from typing import Any, ClassVar, get_type_hints
 
 
@@ -88,29 +88,21 @@ def _values(cls: type[Any], env: Mapping[str, str], prefix: str) -> dict[str, ob
     return values
 
 
+def _group_default(f: Field[Any]) -> Any:
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
 def _build(cls: type[Any], values: dict[str, object]) -> Any:
-    defaults = cls()
-    grouped = {
-        name: replace(getattr(defaults, name), **value) for name, value in values.items() if isinstance(value, dict)
-    }
-    return cls(**{**values, **grouped})
+    """`cls` from `values`; a group's variables override only their own fields of the group's default in `cls`."""
+    groups = {f.name: f for f in fields(cls) if isinstance(values.get(f.name), dict)}
+    merged = {name: replace(_group_default(f), **values[name]) for name, f in groups.items()}  # type: ignore[arg-type]
+    return cls(**{**values, **merged})
 
 
 def load(cls: type[Any], environ: Mapping[str, str] | None = None) -> Any:
     """Build the frozen dataclass `cls`, field `foo` read from `PACER_FOO` when set (grouped fields by their
     class's prefix, over the group's default in `cls`); `environ` defaults to the process environment."""
     return _build(cls, _values(cls, os.environ if environ is None else environ, ""))
-
-
-def variables(cls: type[Any], prefix: str = "") -> Iterator[str]:
-    """Every `PACER_*` variable `cls` reads (for checks that deployments set only what a service reads)."""
-    hints = get_type_hints(cls)
-    for f in fields(cls):
-        group = _group_prefix(hints[f.name])
-        if group is None:
-            yield f"PACER_{prefix}{f.name}".upper()
-        else:
-            yield from variables(hints[f.name], group)
 
 
 def process_environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
