@@ -25,6 +25,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from pacer.control.v1 import control_service_pb2 as pb
+from pacer_common.settings import process_environment
 from pacer_control.database import make_engine
 from pacer_control.models import Run
 from tests.support.databases import PostgresDatabases
@@ -66,7 +67,7 @@ def nginx_binary() -> str:
     if found:
         return found
     if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        env = process_environment({"DEBIAN_FRONTEND": "noninteractive"})
         subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], check=True, env=env)
         return "/usr/sbin/nginx"
     raise SystemExit("the benchmark needs nginx: apt-get install nginx-light")

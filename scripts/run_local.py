@@ -8,20 +8,16 @@ order, each draining cleanly.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import IO
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pacer_common.processes import ServiceProcess, StartError, answers_http, stop_in_order
+from pacer_common.settings import process_environment
 
-BIN = Path(sys.executable).parent
 DEFAULTS = {
     "PACER_DATABASE_URL": "sqlite:///var/pacer.db",
     "PACER_VAR_DIR": "var",
@@ -33,31 +29,8 @@ DEFAULTS = {
     "PACER_GATEWAY_ADDR": "127.0.0.1:8080",
 }
 QUIET_KEYS = {"time", "level", "logger", "message", "event"}
-
-
-def wait_serving(addr: str, process: subprocess.Popen[bytes], deadline_s: float = 60.0) -> bool:
-    give_up = time.monotonic() + deadline_s
-    with grpc.insecure_channel(addr) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < give_up and process.poll() is None:
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return True
-            except grpc.RpcError:
-                time.sleep(0.2)
-    return False
-
-
-def wait_http(addr: str, process: subprocess.Popen[bytes], deadline_s: float = 60.0) -> bool:
-    give_up = time.monotonic() + deadline_s
-    while time.monotonic() < give_up and process.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://{addr}/healthz", timeout=1) as answer:
-                return bool(answer.status == 200)
-        except OSError:
-            time.sleep(0.2)
-    return False
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 40.0
 
 
 def readable(name: str, raw: str) -> str:
@@ -80,30 +53,24 @@ def relay(name: str, stream: IO[bytes]) -> None:
         print(readable(name, raw.decode(errors="replace").rstrip()), flush=True)
 
 
-def start(name: str, command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start(name: str, command: str, env: dict[str, str]) -> ServiceProcess:
     # A session of its own: Ctrl-C reaches only this launcher, which then stops the services in a safe order.
-    process = subprocess.Popen(
-        [str(BIN / command)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    assert process.stdout is not None
-    threading.Thread(target=relay, args=(name, process.stdout), daemon=True).start()
-    return process
+    service = ServiceProcess(command, env, name=name, own_session=True)
+    assert service.process.stdout is not None
+    threading.Thread(target=relay, args=(name, service.process.stdout), daemon=True).start()
+    return service
+
+
+def wait_up(name: str, service: ServiceProcess, env: dict[str, str], addr: str | None) -> None:
+    """Wait until `service` is up: the gateway answers /healthz, a gRPC service at `addr` says SERVING."""
+    if name == "gateway":
+        url = f"http://{env['PACER_GATEWAY_ADDR']}/healthz"
+        service.wait_until(lambda: answers_http(url), "healthy", START_TIMEOUT_S)
+    elif addr is not None:
+        service.wait_serving(addr, START_TIMEOUT_S)
 
 
 STOP_ORDER = ("gateway", "scheduler", "executor", "control")  # the scheduler drains through live executors
-
-
-def stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
-    for name in STOP_ORDER:
-        process = processes.get(name)
-        if process is None:
-            continue
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -111,7 +78,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main() -> int:
-    env = {**DEFAULTS, **os.environ}
+    env = {**DEFAULTS, **process_environment()}
     Path(env["PACER_VAR_DIR"]).mkdir(parents=True, exist_ok=True)
     services = [
         ("control", "pacer-control", env["PACER_LISTEN_ADDR"]),
@@ -119,16 +86,12 @@ def main() -> int:
         ("executor", "pacer-executor", None),
         ("gateway", "pacer-gateway", None),
     ]
-    processes: dict[str, subprocess.Popen[bytes]] = {}
+    processes: dict[str, ServiceProcess] = {}
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         for name, command, addr in services:
-            process = start(name, command, env)
-            processes[name] = process
-            started = wait_http(env["PACER_GATEWAY_ADDR"], process) if name == "gateway" else True
-            if not started or (addr is not None and not wait_serving(addr, process)):
-                print(f"{name} did not start; see its log lines above", file=sys.stderr)
-                return 1
+            processes[name] = start(name, command, env)
+            wait_up(name, processes[name], env, addr)
         key_file = Path(env["PACER_VAR_DIR"]) / "dev-api-key"
         print(
             f"\nPacer is running: control plane (gRPC API) on {env['PACER_LISTEN_ADDR']}, "
@@ -136,15 +99,18 @@ def main() -> int:
             f"Database {env['PACER_DATABASE_URL']}; dev API key in {key_file}. Ctrl-C stops everything.\n",
             flush=True,
         )
-        while all(p.poll() is None for p in processes.values()):
+        while all(p.process.poll() is None for p in processes.values()):
             time.sleep(0.5)
         print("a service exited; stopping the others", file=sys.stderr)
+        return 1
+    except StartError as error:
+        print(f"{error}; see its log lines above", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nstopping…", flush=True)
         return 0
     finally:
-        stop_all(processes)
+        stop_in_order(processes, STOP_ORDER, STOP_TIMEOUT_S)
 
 
 if __name__ == "__main__":

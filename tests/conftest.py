@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.databases import PostgresDatabases, postgres_problem
+from tests.support.environment import in_ci
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +15,7 @@ def postgres_databases() -> Iterator[PostgresDatabases | None]:
     """Template-based PostgreSQL databases; None (tests skip) when unreachable, an error under CI=true."""
     problem = postgres_problem()
     if problem is not None:
-        if os.environ.get("CI", "").lower() == "true":
+        if in_ci():
             pytest.fail(f"{problem}; PostgreSQL tests must run in CI", pytrace=False)
         yield None
         return

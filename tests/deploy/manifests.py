@@ -4,7 +4,6 @@ settings and metric declarations (parsed, not imported, so the tests do not depe
 from __future__ import annotations
 
 import ast
-import os
 import re
 import shutil
 import subprocess
@@ -15,6 +14,8 @@ from typing import Any, NoReturn
 
 import pytest
 import yaml
+
+from tests.support.environment import in_ci, variable
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -31,14 +32,14 @@ Manifest = dict[str, Any]
 
 def required(problem: str) -> NoReturn:
     """Skip for a missing tool locally; under CI=true the deployment checks must run, so fail."""
-    if os.environ.get("CI", "").lower() == "true":
+    if in_ci():
         pytest.fail(f"{problem}; the deployment tests must run under CI=true", pytrace=False)
     pytest.skip(f"{problem} (set CI=true to make this an error)")
 
 
 def kustomize_command() -> list[str]:
     """`kubectl kustomize` (PACER_KUBECTL, else kubectl on PATH), else a standalone `kustomize build`."""
-    kubectl = os.environ.get("PACER_KUBECTL") or shutil.which("kubectl")
+    kubectl = variable("PACER_KUBECTL") or shutil.which("kubectl")
     if kubectl:
         return [kubectl, "kustomize"]
     kustomize = shutil.which("kustomize")
@@ -125,34 +126,54 @@ def environment(container: Manifest, manifests: list[Manifest]) -> dict[str, str
     return env
 
 
-def host_port(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 # Which settings class each component reads (the migration Job runs pacer-admin, which reads ControlSettings).
 SETTINGS_FILES = {
-    "control": ("libs/common/pacer_common/settings.py", "ControlSettings"),
-    "migration": ("libs/common/pacer_common/settings.py", "ControlSettings"),
+    "control": ("services/control/pacer_control/settings.py", "ControlSettings"),
+    "migration": ("services/control/pacer_control/settings.py", "ControlSettings"),
     "scheduler": ("services/scheduler/pacer_scheduler/settings.py", "SchedulerSettings"),
     "executor": ("services/executor/pacer_executor/settings.py", "ExecutorSettings"),
     "gateway": ("services/gateway/pacer_gateway/settings.py", "GatewaySettings"),
     "mcp": ("services/mcp/pacer_mcp/settings.py", "McpSettings"),
 }
+# Groups of fields several services share (`pacer_common.settings.load` reads them with the group's ENV_PREFIX).
+SHARED_SETTINGS = "libs/common/pacer_common/settings.py"
+
+
+def _settings_class(path: str, class_name: str) -> ast.ClassDef:
+    for node in ast.walk(ast.parse((REPO / path).read_text())):
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            return node
+    raise AssertionError(f"{class_name} not found in {path}")
+
+
+def _class_variables(node: ast.ClassDef, prefix: str) -> set[str]:
+    found: set[str] = set()
+    for statement in node.body:
+        if not isinstance(statement, ast.AnnAssign) or not isinstance(statement.target, ast.Name):
+            continue
+        annotation = ast.unparse(statement.annotation)
+        if annotation.startswith("ClassVar"):
+            continue
+        if annotation in ("ServerTls", "ClientTls", "Operations"):
+            group = _settings_class(SHARED_SETTINGS, annotation)
+            found |= _class_variables(group, _env_prefix(group))
+        else:
+            found.add(f"PACER_{prefix}{statement.target.id}".upper())
+    return found
+
+
+def _env_prefix(group: ast.ClassDef) -> str:
+    for statement in group.body:
+        if isinstance(statement, ast.AnnAssign) and ast.unparse(statement.target) == "ENV_PREFIX":
+            assert isinstance(statement.value, ast.Constant)
+            return str(statement.value.value)
+    raise AssertionError(f"{group.name} has no ENV_PREFIX")
 
 
 def settings_variables(component: str) -> set[str]:
-    """The PACER_* variables a component reads: `PACER_<FIELD>` for each field of its settings dataclass."""
-    path, class_name = SETTINGS_FILES[component]
-    tree = ast.parse((REPO / path).read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == class_name:
-            return {
-                f"PACER_{statement.target.id.upper()}"
-                for statement in node.body
-                if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
-            }
-    raise AssertionError(f"{class_name} not found in {path}")
+    """The PACER_* variables a component reads: `PACER_<FIELD>` for each field of its settings dataclass, and the
+    fields of the shared groups it holds (TLS, operations) under their group's prefix."""
+    return _class_variables(_settings_class(*SETTINGS_FILES[component]), "")
 
 
 _DECLARATION = re.compile(

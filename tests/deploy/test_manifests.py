@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pacer_common.ports import parse_addr
 from tests.deploy.manifests import (
     DASHBOARD,
     LONG_RUNNING,
@@ -22,7 +23,6 @@ from tests.deploy.manifests import (
     declared_metrics,
     environment,
     find,
-    host_port,
     is_pacer_image,
     metric_family,
     pod_templates,
@@ -283,7 +283,7 @@ def test_the_scheduler_service_is_headless_and_executors_are_pointed_at_it(
     assert service.get("publishNotReadyAddresses", False) is False
     executor = find(manifests, "Deployment", "pacer-executor")["spec"]["template"]["spec"]["containers"][0]
     for address in environment(executor, manifests)["PACER_SCHEDULER_ADDRS"].split(","):
-        host, port = host_port(address)
+        host, port = parse_addr(address)
         assert host == "pacer-scheduler"
         assert port in {p["port"] for p in service["ports"]}
 
@@ -298,18 +298,18 @@ def test_addresses_ports_probes_and_scrape_annotations_agree(rendered: dict[str,
             ports = {p["containerPort"] for p in container.get("ports", [])}
             for variable in LISTEN_VARIABLES:
                 if variable in env:
-                    host, port = host_port(env[variable])
+                    host, port = parse_addr(env[variable])
                     assert host == "0.0.0.0", f"{pod.name}: {variable} must listen on the pod's addresses"
                     assert port in ports, f"{pod.name}: {variable} port {port} is not a containerPort"
             if "PACER_CONTROL_ADDR" in env:
-                host, port = host_port(env["PACER_CONTROL_ADDR"])
+                host, port = parse_addr(env["PACER_CONTROL_ADDR"])
                 assert host == "pacer-control"
                 assert port in {p["port"] for p in control["ports"]}
         if pod.component in METRICS_PORTS:
             annotations = pod.metadata["annotations"]
             container = pod.spec["containers"][0]
             metrics_port = METRICS_PORTS[pod.component]
-            assert host_port(environment(container, manifests)["PACER_METRICS_ADDR"])[1] == metrics_port
+            assert parse_addr(environment(container, manifests)["PACER_METRICS_ADDR"])[1] == metrics_port
             assert annotations["prometheus.io/scrape"] == "true"
             assert annotations["prometheus.io/port"] == str(metrics_port)
             assert annotations["prometheus.io/path"] == "/metrics"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from pacer.control.v1 import control_service_pb2 as pb
+from pacer_common.settings import process_environment
 from tests.support.harness import Client, status_of
 from tests.support.processes import BIN, start_control
 
@@ -28,7 +28,7 @@ ACTIONS = {
 
 
 def run_example(script: str, *args: str, addr: str, key: str) -> str:
-    env = {**os.environ, "PACER_ADDR": addr, "PACER_API_KEY": key}
+    env = process_environment({"PACER_ADDR": addr, "PACER_API_KEY": key})
     done = subprocess.run(
         [sys.executable, "-m", f"examples.{script.removesuffix('.py')}", *args],
         env=env,

@@ -17,14 +17,15 @@ import pytest
 
 from examples.demo import checks
 from examples.demo.steering import OneShotRequest
-from tests.support.target import wait_for
+from pacer_common.ports import parse_addr
+from tests.support.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = [sys.executable, "-m", "examples.demo"]
 
 
 def listening(addr: str) -> bool:
-    host, port = addr.rsplit(":", 1)
+    host, port = parse_addr(addr)
     with socket.socket() as probe:
         probe.settimeout(1)
         return probe.connect_ex((host, int(port))) == 0

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from pacer.control.v1 import control_service_pb2 as pb
+from tests.support.environment import in_ci, variable
 from tests.support.faults import (
     Evidence,
     Fault,
@@ -53,7 +54,7 @@ pytestmark = pytest.mark.e2e
 # claims every 100 ms, the reaper every 200 ms), so fewer endpoints buy little headroom, while 150 still leaves about
 # a quarter to a third of the machine for the catch-up after a fault (steady lateness p50 under 10 ms). More would eat
 # that margin, and the figures would measure a saturated CPU instead of the fault. PACER_FAULTS_ENDPOINTS changes it.
-ENDPOINTS = int(os.environ.get("PACER_FAULTS_ENDPOINTS", "150"))
+ENDPOINTS = int(variable("PACER_FAULTS_ENDPOINTS", "150"))
 INTERVAL_MS = 1000
 # Twice the interval: a 200 ms answer is never cut short, and a lease (timeout + grace) stays short.
 TIMEOUT_MS = 2000
@@ -139,7 +140,7 @@ def _add_endpoints(stack: Stack, target: RecordingTarget) -> list[str]:
 def _cluster_or_skip() -> PgCluster:
     cluster, why = start_cluster()
     if cluster is None:
-        if os.environ.get("CI", "").lower() == "true":
+        if in_ci():
             pytest.fail(f"{why}; the fault suite must run in CI", pytrace=False)
         pytest.skip(why)
     return cluster

@@ -18,9 +18,9 @@ from sqlalchemy.engine import make_url
 from pacer.control.v1 import control_service_pb2 as pb
 from tests.support.databases import PostgresDatabases, postgres_url, require_postgres
 from tests.support.harness import Client, status_of
+from tests.support.polling import wait_for
 from tests.support.processes import health_status, start_control
 from tests.support.stack import Stack
-from tests.support.target import wait_for
 
 pytestmark = pytest.mark.e2e
 

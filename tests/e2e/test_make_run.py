@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from pacer_common.settings import process_environment
+from tests.support.polling import wait_for
 from tests.support.processes import free_port
-from tests.support.target import HttpTarget, wait_for
+from tests.support.target import HttpTarget
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,20 +21,21 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_run_local_starts_everything_and_a_first_endpoint_fires(tmp_path: Path, target: HttpTarget) -> None:
     control, scheduler = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    env = {
-        **os.environ,
-        "PACER_DATABASE_URL": f"sqlite:///{tmp_path / 'pacer.db'}",
-        "PACER_VAR_DIR": str(tmp_path / "var"),
-        "PACER_LISTEN_ADDR": control,
-        "PACER_CONTROL_ADDR": control,
-        "PACER_SCHEDULER_ADDR": scheduler,
-        "PACER_SCHEDULER_ADDRS": scheduler,
-        "PACER_GATEWAY_ADDR": f"127.0.0.1:{free_port()}",
-        # One environment for every service: fixed default ports could collide with other tests, so no metrics
-        # or health-only ports here.
-        "PACER_METRICS_ADDR": "",
-        "PACER_HEALTH_ADDR": "",
-    }
+    env = process_environment(
+        {
+            "PACER_DATABASE_URL": f"sqlite:///{tmp_path / 'pacer.db'}",
+            "PACER_VAR_DIR": str(tmp_path / "var"),
+            "PACER_LISTEN_ADDR": control,
+            "PACER_CONTROL_ADDR": control,
+            "PACER_SCHEDULER_ADDR": scheduler,
+            "PACER_SCHEDULER_ADDRS": scheduler,
+            "PACER_GATEWAY_ADDR": f"127.0.0.1:{free_port()}",
+            # One environment for every service: fixed default ports could collide with other tests, so no metrics
+            # or health-only ports here.
+            "PACER_METRICS_ADDR": "",
+            "PACER_HEALTH_ADDR": "",
+        }
+    )
     output = tmp_path / "run.log"
     with output.open("wb") as sink:
         launcher = subprocess.Popen(

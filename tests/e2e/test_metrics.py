@@ -10,9 +10,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from pacer.control.v1 import control_service_pb2 as pb
+from tests.support.polling import wait_for
 from tests.support.processes import health_status
 from tests.support.stack import Stack
-from tests.support.target import HttpTarget, wait_for
+from tests.support.target import HttpTarget
 
 pytestmark = pytest.mark.e2e
 

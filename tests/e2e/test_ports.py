@@ -6,7 +6,6 @@ started and answered half the connections from its own database.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import grpc
 import pytest
 
 from pacer.control.v1 import control_service_pb2 as pb
+from pacer_common.settings import process_environment
 from tests.support.harness import Client
 from tests.support.processes import BIN, free_port, health_status, start_control
 
@@ -42,7 +42,7 @@ def run_to_exit(command: list[str], env: dict[str, str]) -> subprocess.Completed
     """Start the service, wait for it to exit (failing the test when it keeps running), capture its output."""
     return subprocess.run(
         [str(BIN / command[0]), *command[1:]],
-        env={**os.environ, **env},
+        env=process_environment(env),
         capture_output=True,
         text=True,
         timeout=EXIT_WITHIN_S,

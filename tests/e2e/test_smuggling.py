@@ -27,10 +27,10 @@ from pacer.control.v1 import control_service_pb2 as pb
 from pacer_control.database import make_engine
 from pacer_control.models import Endpoint
 from tests.support.harness import Client
+from tests.support.polling import wait_for
 from tests.support.processes import BIN
 from tests.support.raw_target import RawTarget
 from tests.support.stack import Stack
-from tests.support.target import wait_for
 
 pytestmark = pytest.mark.e2e
 

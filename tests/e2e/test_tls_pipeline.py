@@ -14,9 +14,10 @@ import pytest
 from pacer.control.v1 import control_service_pb2 as pb
 from tests.support.certs import make_pki
 from tests.support.harness import Client, status_of
+from tests.support.polling import wait_for
 from tests.support.processes import free_port, health_status
 from tests.support.stack import Stack
-from tests.support.target import HttpTarget, wait_for
+from tests.support.target import HttpTarget
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import queue
 import re
 import signal
@@ -29,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_cli.main import run
+from pacer_common.settings import process_environment
 from pacer_control.models import Endpoint
 from pacer_control.sealing import EndpointSecrets
 from tests.support.harness import Harness
@@ -648,7 +648,7 @@ def test_no_key_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
 
 
 def process_env(harness: Harness, key: str | None) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PACER_")}
+    env = {name: value for name, value in process_environment().items() if not name.startswith("PACER_")}
     env["PACER_ADDR"] = harness.address
     if key is not None:
         env["PACER_API_KEY"] = key

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -23,9 +24,11 @@ from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
 from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_common.credentials import bearer
+from pacer_common.settings import Operations
 from pacer_executor.egress import EgressPolicy
 from pacer_executor.main import serve
 from pacer_executor.settings import ExecutorSettings
+from tests.support import polling
 
 TOKEN = "svc_test-token"
 EXECUTOR_ID = "exec-test"
@@ -33,14 +36,7 @@ DEADLINE_S = 10.0
 SLOW_S = 0.2
 
 
-async def eventually(condition: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S) -> None:
-    """Poll `condition` until it holds; fail naming `what` after `timeout_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+eventually = functools.partial(polling.eventually, timeout_s=DEADLINE_S)
 
 
 def logged(caplog: pytest.LogCaptureFixture, event: str) -> bool:
@@ -237,8 +233,8 @@ def executor_settings(*addresses: str, capacity: int) -> ExecutorSettings:
         egress_allow="loopback",
         service_token=TOKEN,
         drain_timeout_ms=int(DEADLINE_S * 1000),
-        metrics_addr="",  # the executor's fixed default ports are for processes, not for tests in one process
-        health_addr="",
+        # the executor's fixed default ports are for processes, not for tests in one process
+        operations=Operations(metrics_addr="", health_addr=""),
     )
 
 

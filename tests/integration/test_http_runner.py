@@ -11,11 +11,11 @@ any connection, which is the behaviour under test.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import socket
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -29,6 +29,7 @@ from yarl import URL
 from pacer_common.clock import FakeClock
 from pacer_executor.egress import EgressPolicy
 from pacer_executor.runner import HttpRunner, Outcome, WorkItem
+from tests.support import polling
 from tests.support.raw_target import RawRequest, RawTarget
 
 LOOPBACK_OK = EgressPolicy(allow_loopback=True)
@@ -579,11 +580,7 @@ async def test_tenants_never_share_a_connection(raw_target: RawTarget, runner: H
     assert not connections_of["a"] & connections_of["b"]
 
 
-async def eventually(predicate: Callable[[], bool], what: str, deadline_s: float = 5.0) -> None:
-    give_up = time.monotonic() + deadline_s
-    while not predicate():
-        assert time.monotonic() < give_up, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
+eventually = functools.partial(polling.eventually, timeout_s=5.0)
 
 
 @pytest.mark.asyncio

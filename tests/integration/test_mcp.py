@@ -8,7 +8,6 @@ PostgreSQL database, with a fake clock: times sent to it are computed from `harn
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -27,6 +26,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent, TextResourceContents
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from pacer_common.ports import parse_addr
+from pacer_common.settings import process_environment
 from tests.support.harness import Harness
 
 pytestmark = pytest.mark.timeout(60)
@@ -103,7 +104,7 @@ def mcp_url(harness: Harness, tmp_path: Path) -> Iterator[str]:
     The server's own environment holds tenant a's key, which it must never use for HTTP callers.
     """
     port, log_path = _free_port(), tmp_path / "mcp-http.log"
-    env = {**os.environ, **_env(harness, PACER_MCP_ADDR=f"127.0.0.1:{port}", PACER_API_KEY=harness.a.key or "")}
+    env = process_environment(_env(harness, PACER_MCP_ADDR=f"127.0.0.1:{port}", PACER_API_KEY=harness.a.key or ""))
     with log_path.open("wb") as log:
         process = subprocess.Popen([str(BIN / "pacer-mcp"), "--transport", "http"], env=env, stdout=log, stderr=log)
     try:
@@ -372,7 +373,7 @@ async def test_http_serves_modern_protocol_clients(harness: Harness, mcp_url: st
 def _raw_post(url: str, body: bytes, authorization: bytes | None) -> tuple[int, bytes]:
     """POST `body` to the MCP endpoint with exactly these Authorization bytes; (HTTP status, response body)."""
     host_port = url.split("/")[2]
-    host, _, port = host_port.partition(":")
+    host, port = parse_addr(host_port)
     head = (
         b"POST /mcp HTTP/1.1\r\nHost: " + host_port.encode() + b"\r\nConnection: close\r\n"
         b"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"

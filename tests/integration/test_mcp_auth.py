@@ -121,7 +121,7 @@ async def test_a_bug_costs_one_call_and_shows_only_an_error_id_that_is_logged(co
 )
 @pytest.mark.asyncio
 async def test_an_environment_key_that_cannot_be_a_key_is_unauthenticated(control, key):
-    server = build_server(control, EnvironmentKey({"PACER_API_KEY": key}), FakeClock())
+    server = build_server(control, EnvironmentKey(key, "var"), FakeClock())
     async with Client(server) as client:
         text = await refusal(client, "listJobs")
     assert text.startswith("UNAUTHENTICATED: the API key in the MCP server's environment is not a Pacer API key")

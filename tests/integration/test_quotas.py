@@ -11,8 +11,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from pacer.control.v1 import control_service_pb2 as pb
-from pacer_common.settings import ControlSettings
 from pacer_control.quotas import EMBEDDED, PRODUCTION, Quota, default_quota
+from pacer_control.settings import ControlSettings
 from tests.support.harness import Harness, dt, status_of, ts, violations
 
 HarnessFactory = Callable[[Quota], Harness]

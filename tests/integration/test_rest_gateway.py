@@ -24,10 +24,11 @@ from pacer.control.v1 import control_service_pb2 as pb
 from pacer.control.v1 import control_service_pb2_grpc as pb_grpc
 from pacer_common.client import AsyncControlClient
 from pacer_common.errors import QuotaViolation, ResourceExhausted, Unavailable
+from pacer_common.ports import parse_addr
 from pacer_common.status import to_grpc_status
 from pacer_gateway.app import create_app
 from pacer_gateway.routes import ROUTES
-from pacer_gateway.settings import GatewaySettings, host_and_port, load_settings
+from pacer_gateway.settings import GatewaySettings, load_settings
 from tests.support.harness import Harness
 
 PROBLEM = "application/problem+json"
@@ -651,6 +652,6 @@ def test_settings_find_the_control_plane_like_the_other_front_doors():
     assert load_settings({"PACER_ADDR": "10.0.0.5:50051"}).control_addr == "10.0.0.5:50051"
     explicit = load_settings({"PACER_ADDR": "a:1", "PACER_CONTROL_ADDR": "b:2", "PACER_GATEWAY_ADDR": "0.0.0.0:9000"})
     assert (explicit.control_addr, explicit.gateway_addr) == ("b:2", "0.0.0.0:9000")
-    assert host_and_port("[::1]:8080") == ("::1", 8080)
+    assert parse_addr("[::1]:8080") == ("::1", 8080)
     with pytest.raises(ValueError, match="host:port"):
-        host_and_port("localhost")
+        parse_addr("localhost")

@@ -9,6 +9,7 @@ fake control plane; the last test runs the `pacer-gateway` process itself.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -24,6 +25,7 @@ from aiohttp import web
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_gateway.app import create_app
 from pacer_gateway.protocol import MAX_FIELD_BYTES, MAX_HEADERS, MAX_URL_BYTES, GatewayRunner
+from tests.support import polling
 from tests.support.processes import ServiceProcess, free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -234,12 +236,7 @@ async def test_a_well_formed_key_still_reaches_the_control_plane(gateway):
     assert gateway.control.calls == ["GetJob"]
 
 
-async def until(condition: Any, deadline_s: float = READ_DEADLINE_S) -> None:
-    """Poll `condition` until it holds; fail after the deadline."""
-    give_up = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < give_up, "condition not met in time"
-        await asyncio.sleep(0.02)
+until = functools.partial(polling.eventually, timeout_s=READ_DEADLINE_S, poll_s=0.02)
 
 
 # -- the pacer-gateway process --------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -34,6 +35,7 @@ from pacer_control.server import ServerOptions, build_server
 from pacer_control.tenancy import create_tenant
 from pacer_scheduler.main import Scheduler
 from pacer_scheduler.settings import SchedulerSettings
+from tests.support import polling
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,13 +46,7 @@ URL = "https://target.example.com/ping"
 VANISH_GRACE_MS = 500
 
 
-async def eventually(condition: Callable[[], object], timeout_s: float = 8.0, what: str = "condition") -> None:
-    """Poll `condition` (sync) until it is truthy; fail after `timeout_s`."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+eventually = functools.partial(polling.eventually, timeout_s=8.0)
 
 
 class ControlPlane:
@@ -500,10 +496,4 @@ async def refusal(
     return await call.code()
 
 
-async def eventually_async(condition: Callable[[], object], timeout_s: float = 8.0, what: str = "condition") -> None:
-    """Like `eventually`, for a coroutine function."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await condition():  # type: ignore[misc]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+eventually_async = functools.partial(polling.eventually, timeout_s=8.0, poll_s=0.05)  # a coroutine function

@@ -4,13 +4,13 @@ migration from plaintext rows seals what older releases stored in the clear."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select
 
 from pacer_common.clock import FakeClock
-from pacer_common.settings import ControlSettings
 from pacer_control.actions import ControlActions, EndpointSpec
 from pacer_control.admin import run
 from pacer_control.auth import Principal
@@ -19,14 +19,13 @@ from pacer_control.models import Endpoint, Job, Run
 from pacer_control.quotas import Quota, QuotaGuard
 from pacer_control.repository import Repository
 from pacer_control.sealing import EndpointSecrets, key_parts, read_key_file, settings_keyring
+from pacer_control.settings import ControlSettings
 from pacer_control.tenancy import create_tenant
 from pacer_control.validation import BaselineInput
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> ControlSettings:
-    monkeypatch.setenv("PACER_VAR_DIR", str(tmp_path / "var"))
-    monkeypatch.setenv("PACER_DATABASE_URL", database_url)
+def settings(tmp_path: Path, database_url: str) -> ControlSettings:
     return ControlSettings(var_dir=str(tmp_path / "var"), database_url=database_url)
 
 
@@ -59,7 +58,7 @@ def test_rotation_seals_everything_under_a_new_key_that_running_planes_can_open(
     old_key = running.primary_id
     assert _key_ids(repository) == {old_key}
 
-    assert run(["rotate-secrets-key"]) == 0
+    assert run(["rotate-secrets-key"], settings) == 0
     assert "sealed 3 endpoints again" in capsys.readouterr().out
     keys = [key.key_id for key in read_key_file(Path(settings.var_dir) / "secrets-keys")]
     assert keys[1:] == [old_key]
@@ -70,15 +69,15 @@ def test_rotation_seals_everything_under_a_new_key_that_running_planes_can_open(
     assert sorted(c.endpoint_id for c in claims) == sorted(made)
     assert {(c.url, c.headers["Authorization"]) for c in claims} == {("https://robot:pw@shop.example.com/", "Bearer t")}
 
-    assert run(["rotate-secrets-key", "--reseal-only"]) == 0
+    assert run(["rotate-secrets-key", "--reseal-only"], settings) == 0
     assert "sealed 0 endpoints again" in capsys.readouterr().out
     repository.engine.dispose()
 
 
-def test_rotation_refuses_keys_it_cannot_write(settings: ControlSettings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PACER_SECRETS_KEYS", "kfixed:" + "A" * 43)
-    assert run(["rotate-secrets-key"]) == 1
-    assert run(["rotate-secrets-key", "--reseal-only"]) == 0
+def test_rotation_refuses_keys_it_cannot_write(settings: ControlSettings) -> None:
+    fixed = dataclasses.replace(settings, secrets_keys="kfixed:" + "A" * 43)
+    assert run(["rotate-secrets-key"], fixed) == 1
+    assert run(["rotate-secrets-key", "--reseal-only"], fixed) == 0
 
 
 def test_the_migration_seals_what_older_releases_stored_in_the_clear(tmp_path: Path) -> None:

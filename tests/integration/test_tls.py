@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import functools
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
 from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
 from pacer_common.clock import SystemClock
 from pacer_common.credentials import bearer
-from pacer_common.tls import TlsError, channel_credentials, open_channel, server_credentials
+from pacer_common.settings import ClientTls, Operations, ServerTls
+from pacer_common.tls import TlsError, channel_credentials, client_tls_credentials, open_channel, server_credentials
 from pacer_control.auth import issue_key
 from pacer_control.database import make_engine
 from pacer_control.repository import Repository
@@ -36,6 +38,7 @@ from pacer_executor.main import serve as serve_executor
 from pacer_executor.settings import ExecutorSettings
 from pacer_scheduler.main import Scheduler
 from pacer_scheduler.settings import SchedulerSettings
+from tests.support import polling
 from tests.support.certs import Identity, Pki, make_pki
 from tests.support.databases import SqliteDatabases
 
@@ -58,12 +61,7 @@ def trusting(ca: Identity, client: Identity | None = None) -> grpc.ChannelCreden
     return channel_credentials(ca.cert_file, client.cert_file, client.key_file)
 
 
-async def eventually(condition: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+eventually = functools.partial(polling.eventually, timeout_s=15.0, poll_s=0.02)
 
 
 class ControlPlane:
@@ -141,12 +139,8 @@ def scheduler_settings(control_addr: str, pki: Pki, *, client: Identity | None) 
         service_token=TOKEN,
         scheduler_id="tls-scheduler",
         drain_timeout_ms=0,
-        tls_cert_file=pki.server.cert_file,
-        tls_key_file=pki.server.key_file,
-        tls_client_ca_file=pki.ca.cert_file,
-        tls_ca_file=pki.ca.cert_file,
-        tls_client_cert_file=client.cert_file if client else "",
-        tls_client_key_file=client.key_file if client else "",
+        tls=ServerTls(pki.server.cert_file, pki.server.key_file, pki.ca.cert_file),
+        control_tls=ClientTls(pki.ca.cert_file, client.cert_file if client else "", client.key_file if client else ""),
     )
 
 
@@ -183,11 +177,8 @@ def executor_settings(scheduler_addr: str, pki: Pki) -> ExecutorSettings:
         capacity=1,
         service_token=TOKEN,
         drain_timeout_ms=1000,
-        metrics_addr="",
-        health_addr="",
-        tls_ca_file=pki.ca.cert_file,
-        tls_client_cert_file=pki.client.cert_file,
-        tls_client_key_file=pki.client.key_file,
+        operations=Operations(metrics_addr="", health_addr=""),
+        tls=ClientTls(pki.ca.cert_file, pki.client.cert_file, pki.client.key_file),
     )
 
 
@@ -240,19 +231,18 @@ def test_tls_settings_are_all_or_nothing(pki: Pki, tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_front_doors_reach_a_tls_control_plane_with_the_tls_variables(
-    control: ControlPlane, pki: Pki, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_front_doors_reach_a_tls_control_plane_with_the_tls_variables(control: ControlPlane, pki: Pki) -> None:
     from pacer_common.client import ApiError, AsyncControlClient
+    from pacer_gateway.settings import load_settings
 
     addr = await control.start(server_credentials(pki.server.cert_file, pki.server.key_file))
-    plain = AsyncControlClient(addr)
+    plain = AsyncControlClient(addr, client_tls_credentials(load_settings({}).tls))
     with pytest.raises(ApiError) as refused:
         await plain.call("ListJobs", pb.ListJobsRequest(), control.key)
     assert refused.value.code == "UNAVAILABLE"
     await plain.close()
-    monkeypatch.setenv("PACER_TLS_CA_FILE", pki.ca.cert_file)
-    secured = AsyncControlClient(addr)
+    settings = load_settings({"PACER_TLS_CA_FILE": pki.ca.cert_file})
+    secured = AsyncControlClient(addr, client_tls_credentials(settings.tls))
     assert (await secured.call("ListJobs", pb.ListJobsRequest(), control.key)).jobs == []
     await secured.close()
 

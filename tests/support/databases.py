@@ -12,13 +12,14 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from pacer_control.database import make_engine, migrate
+from tests.support.environment import variable
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def postgres_url() -> str:
     """Where the PostgreSQL tests connect: PACER_TEST_DATABASE_URL, else the local server."""
-    return os.environ.get("PACER_TEST_DATABASE_URL", DEFAULT_POSTGRES_URL)
+    return variable("PACER_TEST_DATABASE_URL", DEFAULT_POSTGRES_URL)
 
 
 def postgres_problem() -> str | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 
+from tests.support.environment import variable
 from tests.support.processes import free_port
 
 START_TIMEOUT_S = 60
@@ -24,7 +25,7 @@ START_TIMEOUT_S = 60
 def postgres_bindir() -> Path | None:
     """Where initdb and pg_ctl are: PACER_TEST_PG_BINDIR, else next to `initdb` on PATH, else the newest
     /usr/lib/postgresql/*/bin; None when there are none."""
-    named = os.environ.get("PACER_TEST_PG_BINDIR")
+    named = variable("PACER_TEST_PG_BINDIR")
     if named:
         return Path(named)
     on_path = shutil.which("initdb")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -89,13 +88,3 @@ class HttpTarget:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
-
-
-def wait_for(predicate: object, deadline_s: float, what: str, poll_s: float = 0.05) -> None:
-    """Poll `predicate()` until it is true; fail with `what` after `deadline_s`."""
-    give_up = time.monotonic() + deadline_s
-    while time.monotonic() < give_up:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pacer_executor.discovery import SchedulerPool, expand, is_literal, join, split
+from pacer_common.ports import join_addr, parse_addr
+from pacer_executor.discovery import SchedulerPool, expand, is_literal
 
 
 class FakeDns:
@@ -15,7 +16,7 @@ class FakeDns:
         answer = self.answers[host]
         if isinstance(answer, OSError):
             raise answer
-        return [join(ip, port) for ip in answer]
+        return [join_addr(ip, port) for ip in answer]
 
 
 class FakeStream:
@@ -34,14 +35,14 @@ class FakeStream:
     [("127.0.0.1:50052", ("127.0.0.1", 50052)), ("[::1]:50052", ("::1", 50052)), ("sched:1", ("sched", 1))],
 )
 def test_addresses_split_into_host_and_port(address: str, expected: tuple[str, int]) -> None:
-    assert split(address) == expected
-    assert join(*expected) == address
+    assert parse_addr(address) == expected
+    assert join_addr(*expected) == address
 
 
 @pytest.mark.parametrize("bad", ["scheduler", "host:", ":50052"])
 def test_an_address_without_a_port_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="host:port"):
-        split(bad)
+        parse_addr(bad)
 
 
 def test_ip_literals_and_localhost_are_not_resolved() -> None:

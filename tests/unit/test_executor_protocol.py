@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from pacer.control.v1 import control_service_pb2 as control_pb
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
+from pacer_common.retrying import JitteredBackoff
 from pacer_executor.runner import Outcome, RunStatus
-from pacer_executor.stream import ReconnectBackoff, decode_work, encode_result
+from pacer_executor.stream import decode_work, encode_result, reconnect_backoff
 
 STARTED = datetime(2026, 1, 5, 10, 0, 0, 250_000, tzinfo=UTC)
 FINISHED = STARTED + timedelta(milliseconds=1500)
@@ -91,7 +92,7 @@ def test_blocked_run_has_no_start_time() -> None:
 
 
 def test_backoff_doubles_from_100_ms_to_2_s_and_resets() -> None:
-    backoff = ReconnectBackoff(lambda: 0.999999)
+    backoff = reconnect_backoff(lambda: 0.0)  # a draw of 0 is the full step
     delays = [round(backoff.next_delay_s(), 3) for _ in range(8)]
 
     assert delays == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0, 2.0]
@@ -102,7 +103,7 @@ def test_backoff_doubles_from_100_ms_to_2_s_and_resets() -> None:
 @given(draws=st.lists(st.floats(min_value=0.0, max_value=1.0, exclude_max=True), min_size=1, max_size=20))
 def test_jitter_keeps_each_delay_between_half_and_all_of_its_step(draws: list[float]) -> None:
     values = iter(draws)
-    backoff = ReconnectBackoff(lambda: next(values), initial_s=0.1, max_s=5.0)
+    backoff = JitteredBackoff(initial_s=0.1, max_s=5.0, draw=lambda: next(values))
     nominal = 0.1
     for _ in draws:
         delay = backoff.next_delay_s()

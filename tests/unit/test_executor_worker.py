@@ -7,7 +7,8 @@ these tests need no network; they yield to the event loop instead of waiting on 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from pacer_common.clock import FakeClock
 from pacer_executor.runner import Outcome, WorkItem
 from pacer_executor.worker import Worker, split_capacity
+from tests.support import polling
 
 DEADLINE_S = 5.0
 
@@ -112,13 +114,8 @@ def item(run_id: str) -> WorkItem:
     return WorkItem(run_id, "ep_1", datetime(2026, 1, 5, 10, 0, tzinfo=UTC), "http://127.0.0.1/", "GET", {}, "", 1000)
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Yield to the event loop until `condition` holds (bounded by a deadline)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_S
-    while not condition():
-        assert loop.time() < deadline, "condition never held"
-        await asyncio.sleep(0)
+# Yields to the event loop between tries.
+until = functools.partial(polling.eventually, timeout_s=DEADLINE_S, poll_s=0)
 
 
 async def quiet() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from datetime import UTC, datetime
 
@@ -13,14 +14,16 @@ from hypothesis import strategies as st
 
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_common.clock import FakeClock
+from pacer_common.credentials import ServiceGate
 from pacer_common.errors import PermissionDenied, Unauthenticated
+from pacer_common.retrying import JitteredBackoff
 from pacer_common.settings import SettingsError, load
-from pacer_scheduler.auth import ServiceGate
 from pacer_scheduler.claims import ClaimLoop, ClaimPolicy
 from pacer_scheduler.control import ControlRefused, ControlUnreachable
-from pacer_scheduler.retry import RetryDelay
+from pacer_scheduler.retry import INITIAL_DELAY_S, MAX_DELAY_S
 from pacer_scheduler.settings import SchedulerSettings
 from pacer_scheduler.timer import Timer
+from tests.support import polling
 
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 HOUR_MS = 3_600_000
@@ -69,16 +72,11 @@ def policy(batch: int = 10, max_pending: int = 1000, interval_ms: int = HOUR_MS)
     return ClaimPolicy(horizon_ms=1500, interval_ms=interval_ms, batch=batch, max_pending=max_pending)
 
 
-def fast_retry() -> RetryDelay:
-    return RetryDelay(initial_s=0.001, max_s=0.004, draw=lambda: 0.0)
+def fast_retry() -> JitteredBackoff:
+    return JitteredBackoff(initial_s=0.001, max_s=0.004, draw=lambda: 0.0)
 
 
-async def until(condition, timeout_s: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.002)
+until = functools.partial(polling.eventually, timeout_s=5.0, poll_s=0.002)
 
 
 @contextlib.asynccontextmanager
@@ -152,20 +150,20 @@ async def test_stop_ends_the_loop_during_its_pause():
 
 
 def test_retry_delays_double_from_100_ms_to_1_s_and_restart_after_a_success():
-    retry = RetryDelay(draw=lambda: 0.0)
+    retry = JitteredBackoff(INITIAL_DELAY_S, MAX_DELAY_S, draw=lambda: 0.0)
 
-    assert [retry.next() for _ in range(7)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
+    assert [retry.next_delay_s() for _ in range(7)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
     retry.reset()
-    assert retry.next() == 0.1
+    assert retry.next_delay_s() == 0.1
 
 
 @given(draws=st.lists(st.floats(min_value=0.0, max_value=1.0, exclude_max=True), min_size=1, max_size=20))
 def test_retry_jitter_keeps_each_delay_between_half_and_all_of_its_step(draws: list[float]) -> None:
     values = iter(draws)
-    retry = RetryDelay(draw=lambda: next(values))
+    retry = JitteredBackoff(INITIAL_DELAY_S, MAX_DELAY_S, draw=lambda: next(values))
     nominal = 0.1
     for _ in draws:
-        assert nominal / 2 <= retry.next() <= nominal
+        assert nominal / 2 <= retry.next_delay_s() <= nominal
         nominal = min(nominal * 2, 1.0)
 
 

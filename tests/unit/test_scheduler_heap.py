@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_common.clock import FakeClock
 from pacer_scheduler.heap import RunHeap
 from pacer_scheduler.timer import Timer
+from tests.support import polling
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 
@@ -26,13 +28,7 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-async def until(condition, timeout_s: float = 5.0) -> None:
-    """Poll `condition` until it holds; fail after `timeout_s`."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
+until = functools.partial(polling.eventually, timeout_s=5.0, poll_s=0.005)
 
 
 async def cancel(task: asyncio.Task) -> None:

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 
 import pytest
 
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
+from pacer_common.retrying import JitteredBackoff
 from pacer_scheduler.control import ControlRefused, ControlUnreachable
 from pacer_scheduler.metrics import SchedulerMetrics
 from pacer_scheduler.results import MAX_BATCH_BYTES, MAX_IDS, ResultBatcher
-from pacer_scheduler.retry import RetryDelay
+from tests.support import polling
 
 HOUR_MS = 3_600_000
 
 
-def fast_retry() -> RetryDelay:
-    return RetryDelay(initial_s=0.001, max_s=0.004)
+def fast_retry() -> JitteredBackoff:
+    return JitteredBackoff(initial_s=0.001, max_s=0.004)
 
 
 class Sink:
@@ -70,12 +72,7 @@ def result(run_id: str) -> lease_pb.RunResult:
     return lease_pb.RunResult(run_id=run_id)
 
 
-async def until(condition, timeout_s: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.002)
+until = functools.partial(polling.eventually, timeout_s=5.0, poll_s=0.002)
 
 
 @contextlib.asynccontextmanager

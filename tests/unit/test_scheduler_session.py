@@ -13,10 +13,10 @@ import pytest
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_common.clock import FakeClock
 from pacer_common.ids import looks_like
+from pacer_common.retrying import JitteredBackoff
 from pacer_scheduler.control import ControlError, ControlRefused, ControlUnreachable
 from pacer_scheduler.dispatch import Dispatcher
 from pacer_scheduler.metrics import SchedulerMetrics
-from pacer_scheduler.retry import RetryDelay
 from pacer_scheduler.session import ControlSession, new_session_id
 
 TTL_MS = 2000
@@ -60,7 +60,7 @@ def keeper(host: Host, clock: Monotonic, **callbacks: object) -> tuple[ControlSe
         margin_ms=MARGIN_MS,
         make_id=lambda: next(ids),
         monotonic=clock,
-        retry=RetryDelay(initial_s=0.1, max_s=1.0, draw=lambda: 0.0),
+        retry=JitteredBackoff(initial_s=0.1, max_s=1.0, draw=lambda: 0.0),
         **callbacks,  # type: ignore[arg-type]
     )
     return session, metrics

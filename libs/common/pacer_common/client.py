@@ -6,8 +6,6 @@ gRPC status (with its google.rpc details) into an `ApiError` it can render its o
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,25 +15,21 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from pacer.control.v1 import control_service_pb2_grpc
+from pacer_common.credentials import bearer
 from pacer_common.errors import FieldViolation, QuotaViolation
-from pacer_common.tls import channel_credentials, open_channel
+from pacer_common.tls import open_channel
 
 DEFAULT_ADDR = "127.0.0.1:50051"
 DEV_KEY_FILE = "dev-api-key"
 CALL_TIMEOUT_S = 30.0
 
 
-def control_addr(environ: Mapping[str, str] | None = None) -> str:
-    """Where the control plane listens: PACER_ADDR, else the embedded default."""
-    return (environ if environ is not None else os.environ).get("PACER_ADDR") or DEFAULT_ADDR
-
-
-def api_key(environ: Mapping[str, str] | None = None, var_dir: str | None = None) -> str | None:
-    """The caller's key: PACER_API_KEY, else the embedded dev key in `var/dev-api-key`, else None."""
-    env = environ if environ is not None else os.environ
-    if env.get("PACER_API_KEY"):
-        return env["PACER_API_KEY"].strip()
-    path = Path(var_dir or env.get("PACER_VAR_DIR") or "var") / DEV_KEY_FILE
+def api_key(configured: str, var_dir: str) -> str | None:
+    """The caller's key: `configured` (PACER_API_KEY), else the embedded dev key in `var_dir/dev-api-key`, else
+    None. The file is read at each call, so a dev key written after the caller started is found."""
+    if configured:
+        return configured.strip()
+    path = Path(var_dir or "var") / DEV_KEY_FILE
     return path.read_text().strip() if path.exists() else None
 
 
@@ -77,28 +71,16 @@ def api_error(error: grpc.RpcError) -> ApiError:
     return ApiError(code, message, tuple(fields), tuple(quotas), retry)
 
 
-def client_credentials(environ: Mapping[str, str] | None = None) -> grpc.ChannelCredentials | None:
-    """TLS for front doors from PACER_TLS_CA_FILE (and PACER_TLS_CLIENT_CERT_FILE/KEY_FILE); None is plaintext."""
-    env = environ if environ is not None else os.environ
-    return channel_credentials(
-        env.get("PACER_TLS_CA_FILE", ""),
-        env.get("PACER_TLS_CLIENT_CERT_FILE", ""),
-        env.get("PACER_TLS_CLIENT_KEY_FILE", ""),
-    )
-
-
-def _metadata(key: str | None) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {key}")] if key else []
+def _metadata(key: str | None) -> tuple[tuple[str, str], ...]:
+    return bearer(key) if key else ()
 
 
 class ControlClient:
-    """Blocking client: `client.call("CreateJob", pb.CreateJobRequest(name="x"))`; TLS per `client_credentials()`."""
+    """Blocking client: `client.call("CreateJob", pb.CreateJobRequest(name="x"))`; `credentials` make it TLS
+    (`pacer_common.tls.client_tls_credentials` of the caller's settings), plaintext when None."""
 
-    def __init__(self, addr: str | None = None, key: str | None = None) -> None:
-        target, credentials = addr or control_addr(), client_credentials()
-        self._channel = (
-            grpc.insecure_channel(target) if credentials is None else grpc.secure_channel(target, credentials)
-        )
+    def __init__(self, addr: str, key: str | None = None, credentials: grpc.ChannelCredentials | None = None) -> None:
+        self._channel = grpc.insecure_channel(addr) if credentials is None else grpc.secure_channel(addr, credentials)
         self._stub = control_service_pb2_grpc.ControlServiceStub(self._channel)
         self.key = key
 
@@ -113,10 +95,11 @@ class ControlClient:
 
 
 class AsyncControlClient:
-    """grpc.aio client for asyncio front doors; the key is given per call (each caller brings its own)."""
+    """grpc.aio client for asyncio front doors; the key is given per call (each caller brings its own), `credentials`
+    make it TLS (plaintext when None)."""
 
-    def __init__(self, addr: str | None = None) -> None:
-        self._channel = open_channel(addr or control_addr(), client_credentials())
+    def __init__(self, addr: str, credentials: grpc.ChannelCredentials | None = None) -> None:
+        self._channel = open_channel(addr, credentials)
         self._stub = control_service_pb2_grpc.ControlServiceStub(self._channel)
 
     async def call(self, rpc: str, request: Any, key: str | None) -> Any:

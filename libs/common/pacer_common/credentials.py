@@ -1,15 +1,17 @@
-"""Credentials on the wire: the shape of a bearer token, and the service credential internal RPCs carry (from
-PACER_SERVICE_TOKEN, or a file in the var folder)."""
+"""Credentials on the wire: the shape of a bearer token and of a tenant API key, the service credential internal
+RPCs carry (from PACER_SERVICE_TOKEN, or a file in the var folder), and the gate every internal server puts in
+front of them (`ServiceGate`)."""
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
-from pacer_common.errors import Unauthenticated
+from pacer_common.errors import PermissionDenied, Unauthenticated
 
 SERVICE_TOKEN_FILE = "service-token"
 # RFC 6750 `b64token`, ASCII only (with IGNORECASE or str.isalnum(), letters such as U+212A Kelvin would pass).
@@ -17,6 +19,12 @@ SERVICE_TOKEN_FILE = "service-token"
 _TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*", re.ASCII)
 # API keys are 52 characters and service tokens about 47; a far longer token is neither.
 MAX_TOKEN_CHARS = 256
+# A tenant API key is `pk_<prefix>_<secret>`: the prefix finds its record, the secret proves it.
+KEY_SCHEME = "pk"
+PREFIX_LENGTH = 8
+SECRET_LENGTH = 40
+
+Metadata = Sequence[tuple[str, str | bytes]]
 
 
 def is_token_shaped(token: str) -> bool:
@@ -31,7 +39,16 @@ def token_of(authorization: str) -> str | None:
     return token if scheme.lower() == "bearer" and is_token_shaped(token) else None
 
 
-def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+def key_prefix(token: str) -> str | None:
+    """The public prefix of a well-formed tenant API key, else None (the token is no API key)."""
+    scheme, _, rest = token.partition("_")
+    prefix, _, secret = rest.partition("_")
+    if scheme != KEY_SCHEME or len(prefix) != PREFIX_LENGTH or len(secret) != SECRET_LENGTH:
+        return None
+    return prefix
+
+
+def bearer_token(metadata: Metadata | None) -> str:
     """The token of the call's `authorization` metadata; Unauthenticated when it is missing or not a token."""
     for name, value in metadata or ():
         if name.lower() == "authorization":
@@ -63,3 +80,21 @@ def service_token(configured: str, var_dir: str, *, create: bool) -> str:
 def bearer(token: str) -> tuple[tuple[str, str]]:
     """gRPC call metadata carrying `token`."""
     return (("authorization", f"Bearer {token}"),)
+
+
+class ServiceGate:
+    """Admits internal callers (schedulers at the control plane, executors at a scheduler) holding the service
+    token. A tenant API key is a valid kind of credential that may not call internal RPCs: PermissionDenied, so its
+    holder learns why; anything else is Unauthenticated."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    def check(self, metadata: Metadata | None) -> None:
+        """Return when the call's metadata carries the service token; raise otherwise (see the class)."""
+        token = bearer_token(metadata)
+        if self._token and hmac.compare_digest(token.encode(), self._token):
+            return
+        if key_prefix(token) is not None:
+            raise PermissionDenied("tenant API keys cannot call internal RPCs")
+        raise Unauthenticated("unknown service credential")

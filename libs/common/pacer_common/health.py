@@ -9,8 +9,9 @@ loop fails the probe by timeout, and it stays SERVING while a draining process f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -113,3 +114,21 @@ def health_server(
     server = grpc_server(interceptors=interceptors)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     return server, add_port(server, addr, None, setting=setting)
+
+
+@contextlib.asynccontextmanager
+async def serving_health(
+    addr: str, servicer: health.aio.HealthServicer, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+) -> AsyncIterator[None]:
+    """While the block runs, the optional plaintext health port (PACER_HEALTH_ADDR) for probes that cannot speak
+    TLS, answering from `servicer`; nothing when `addr` is empty. A `ListenError` when it cannot listen there."""
+    if not addr:
+        yield
+        return
+    server, port = health_server(addr, servicer, interceptors, setting="PACER_HEALTH_ADDR")
+    await server.start()
+    log.info("health served", extra={"event": "health.serving", "addr": addr, "port": port})
+    try:
+        yield
+    finally:
+        await server.stop(None)

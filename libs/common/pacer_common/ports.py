@@ -37,12 +37,22 @@ class PortInUse(ListenError):
         super().__init__(setting, addr, "is already in use")
 
 
-def parse_addr(addr: str) -> tuple[str, int]:
-    """`host:port` (or `[v6]:port`) as (host, port); ValueError when it is not one."""
+def parse_addr(addr: str, setting: str = "") -> tuple[str, int]:
+    """`host:port` as (host, port), the one rule for every address Pacer reads: an IPv6 host in brackets
+    (`[::1]:50051`), a host always given, a port of digits within 0-65535. ValueError otherwise, naming `setting`
+    (the variable `addr` came from) when given."""
     host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > MAX_PORT:
-        raise ValueError(f"{addr!r} is not host:port")
-    return host.removeprefix("[").removesuffix("]"), int(port)
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    if not sep or not host or (":" in host and not bracketed) or not port.isdigit() or int(port) > MAX_PORT:
+        raise ValueError(f"{setting + '=' if setting else ''}{addr!r} is not host:port")
+    return host, int(port)
+
+
+def join_addr(host: str, port: int) -> str:
+    """`host:port`, the inverse of `parse_addr`: an IPv6 host is put in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def listen_error(setting: str, addr: str, error: OSError) -> ListenError:

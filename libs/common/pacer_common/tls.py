@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 
 from pacer_common.ports import cannot_listen
+from pacer_common.settings import ClientTls, ServerTls
 
 
 class TlsError(ValueError):
@@ -95,3 +96,15 @@ def open_channel(
     if credentials is None:
         return grpc.aio.insecure_channel(addr, options=list(options), interceptors=list(interceptors))
     return grpc.aio.secure_channel(addr, credentials, options=list(options), interceptors=list(interceptors))
+
+
+def server_tls_credentials(tls: ServerTls, *, client_certificates: bool = True) -> grpc.ServerCredentials | None:
+    """`server_credentials` of a service's TLS settings; without `client_certificates` the client CA is left out
+    (a port that serves server TLS only although the service has mutual TLS elsewhere)."""
+    client_ca_file = tls.client_ca_file if client_certificates else ""
+    return server_credentials(tls.cert_file, tls.key_file, client_ca_file)
+
+
+def client_tls_credentials(tls: ClientTls) -> grpc.ChannelCredentials | None:
+    """`channel_credentials` of a client's TLS settings; None (plaintext) when none is set."""
+    return channel_credentials(tls.ca_file, tls.client_cert_file, tls.client_key_file)

@@ -16,7 +16,9 @@ from typing import Any, TextIO
 
 from pacer_cli import apply, commands, render, watch
 from pacer_cli.commands import Session, Subcommand, UsageError
-from pacer_common.client import DEFAULT_ADDR, ApiError, ControlClient, api_key, control_addr
+from pacer_cli.settings import CliSettings, load_settings
+from pacer_common.client import DEFAULT_ADDR, ApiError, ControlClient, api_key
+from pacer_common.tls import client_tls_credentials
 
 DESCRIPTION = """Pacer from the command line: every ControlService action, grouped by what it acts on, and
 `apply -f FILE`, which creates or updates jobs and endpoints from a YAML file.
@@ -116,11 +118,11 @@ def _parse(argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> argparse.Name
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 2)
 
 
-def _key(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
+def _key(args: argparse.Namespace, settings: CliSettings) -> str | None:
     if args.api_key:
         return str(args.api_key).strip()
     try:
-        return api_key(environ)
+        return api_key(settings.api_key, settings.var_dir)
     except OSError:
         return None  # an unreadable var/dev-api-key is reported like a missing one
 
@@ -139,19 +141,20 @@ def run(
 ) -> int:
     """Run one pacerctl command line and return its exit code; output goes to `stdout`, diagnostics to `stderr`.
 
-    `environ` (default os.environ) supplies PACER_ADDR, PACER_API_KEY and PACER_VAR_DIR; `now` is the clock that
-    relative times (`--in 5m`, `--for 1h`) count from.
+    `environ` (default: the process environment) supplies the settings (`pacer_cli.settings`: PACER_ADDR,
+    PACER_API_KEY, PACER_VAR_DIR, PACER_TLS_*); `now` is the clock that relative times (`--in 5m`, `--for 1h`)
+    count from.
     """
     args = _parse(argv, stdout, stderr)
     if isinstance(args, int):
         return args
-    env = os.environ if environ is None else environ
-    key = _key(args, env)
+    settings = load_settings(environ)
+    key = _key(args, settings)
     if not key:
         stderr.write(NO_KEY)
         return 2
-    addr = args.addr or control_addr(env)
-    client = ControlClient(addr, key)
+    addr = args.addr or settings.addr
+    client = ControlClient(addr, key, client_tls_credentials(settings.tls))
     try:
         return int(args.action(Session(client.call, now, stdout, stderr, args.json), args))
     except UsageError as error:

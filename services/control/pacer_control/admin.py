@@ -9,11 +9,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from pacer_common.clock import SystemClock
-from pacer_common.settings import ControlSettings, load
+from pacer_common.settings import load
 from pacer_control.auth import issue_key
 from pacer_control.database import make_engine, migrate
 from pacer_control.repository import Repository
 from pacer_control.sealing import SecretsError, add_primary_key, generate_key, key_file_of, settings_keyring
+from pacer_control.settings import ControlSettings
 from pacer_control.tenancy import TenantExists, create_tenant
 
 
@@ -74,9 +75,10 @@ def _quota_value(kind: type) -> Callable[[str], object]:
 RESET = object()
 
 
-def run(argv: Sequence[str] | None = None) -> int:
+def run(argv: Sequence[str] | None = None, settings: ControlSettings | None = None) -> int:
+    """Run one pacer-admin command line with `settings` (default: read from the environment); the exit status."""
     args = _parser().parse_args(argv)
-    settings = load(ControlSettings)
+    settings = settings or load(ControlSettings)
     if args.command == "new-secrets-key":
         print(generate_key().line())
         return 0

@@ -10,15 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from pacer_common.credentials import bearer_token
-from pacer_common.errors import PermissionDenied, Unauthenticated
+from pacer_common.credentials import KEY_SCHEME, PREFIX_LENGTH, SECRET_LENGTH, bearer_token, key_prefix
+from pacer_common.errors import Unauthenticated
 from pacer_common.ids import new_id
 from pacer_control.models import ApiKey
 from pacer_control.repository import Repository
 
-KEY_SCHEME = "pk"
-PREFIX_LENGTH = 8
-SECRET_LENGTH = 40
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -48,15 +45,6 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def split_key(key: str) -> str | None:
-    """The public prefix of a well-formed key, else None."""
-    scheme, _, rest = key.partition("_")
-    prefix, _, secret = rest.partition("_")
-    if scheme != KEY_SCHEME or len(prefix) != PREFIX_LENGTH or len(secret) != SECRET_LENGTH:
-        return None
-    return prefix
-
-
 def issue_key(repository: Repository, tenant_id: str, label: str, now: datetime) -> IssuedKey:
     """Create and store a key for the tenant; the returned secret is the only copy."""
     prefix = _random(PREFIX_LENGTH)
@@ -76,23 +64,8 @@ class Authenticator:
 
     def authenticate(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> Principal:
         token = bearer_token(metadata)
-        prefix = split_key(token)
+        prefix = key_prefix(token)
         record = self._repository.find_api_key(prefix) if prefix else None
         if record is None or record.revoked_at is not None or not hmac.compare_digest(record.key_hash, hash_key(token)):
             raise Unauthenticated("unknown or revoked API key")
         return Principal(tenant_id=record.tenant_id, key_prefix=record.prefix)
-
-
-class ServiceAuthenticator:
-    """Admits internal callers (schedulers) holding the service token; tenant keys are refused."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def authenticate(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> None:
-        token = bearer_token(metadata)
-        if hmac.compare_digest(token.encode(), self._token.encode()):
-            return
-        if split_key(token) is not None:
-            raise PermissionDenied("tenant API keys cannot call internal RPCs")
-        raise Unauthenticated("unknown service credential")

@@ -15,8 +15,8 @@ from pacer.control.v1 import control_service_pb2 as pb
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer.internal.v1 import lease_service_pb2_grpc as lease_grpc
 from pacer_common.clock import Clock
+from pacer_common.credentials import ServiceGate
 from pacer_common.errors import PermissionDenied
-from pacer_control.auth import ServiceAuthenticator
 from pacer_control.codec import moment, ts
 from pacer_control.metrics import ControlMetrics
 from pacer_control.repository import ClaimedRun, LostRun, Recorded, Repository, RunResult, missed_when_lost
@@ -98,7 +98,7 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
         self,
         repository: Repository,
         clock: Clock,
-        auth: ServiceAuthenticator,
+        auth: ServiceGate,
         pool: Executor,
         lease_grace_ms: int,
         metrics: ControlMetrics,
@@ -119,7 +119,7 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
         if self._needs_client_cert and "x509_pem_cert" not in (context.auth_context() or {}):
             # The public port speaks server-only TLS; internal traffic belongs on the mutual-TLS port.
             raise PermissionDenied("internal RPCs need the mutual-TLS internal port")
-        self._auth.authenticate(context.invocation_metadata())
+        self._auth.check(context.invocation_metadata())
 
     async def _run(self, context: grpc.aio.ServicerContext, work: Callable[[], T]) -> T:
         """Authenticate, then run `work` on the database pool; errors propagate to the server's StatusGuard."""

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health
 from sqlalchemy import Engine
 
 from pacer_common.clock import SystemClock
 from pacer_common.credentials import service_token
-from pacer_common.health import Readiness, health_server, probe_forever
+from pacer_common.health import Readiness, probe_forever, serving_health
 from pacer_common.logs import configure_logging
 from pacer_common.ports import ListenError
-from pacer_common.settings import ControlSettings, load
+from pacer_common.settings import load
 from pacer_common.telemetry import ServerMetricsInterceptor, new_registry, serve_metrics
-from pacer_common.tls import server_credentials
+from pacer_common.tls import server_tls_credentials
 from pacer_control.database import make_engine, migrate
 from pacer_control.metrics import ControlMetrics, watch_database
 from pacer_control.quotas import default_quota
@@ -29,6 +26,7 @@ from pacer_control.reaper import end_sessions_forever, reap_forever
 from pacer_control.repository import Repository
 from pacer_control.sealing import Keyring, settings_keyring
 from pacer_control.server import SERVICE_NAME, ServerOptions, build_server, readiness
+from pacer_control.settings import ControlSettings
 from pacer_control.tenancy import ensure_dev_key
 
 log = logging.getLogger("pacer.control")
@@ -40,7 +38,7 @@ DB_PROBE_TIMEOUT_S = 3.0
 
 def _options(settings: ControlSettings) -> ServerOptions:
     return ServerOptions(
-        internal_needs_client_cert=bool(settings.internal_addr and settings.tls_client_ca_file),
+        internal_needs_client_cert=bool(settings.internal_addr and settings.tls.client_ca_file),
         listen_addr=settings.listen_addr,
         min_interval_ms=settings.min_interval_ms,
         service_token=service_token(settings.service_token, settings.var_dir, create=settings.bootstrap_dev),
@@ -48,25 +46,6 @@ def _options(settings: ControlSettings) -> ServerOptions:
         session_ttl_ms=settings.session_ttl_ms,
         quota_defaults=default_quota(settings),
     )
-
-
-@contextlib.asynccontextmanager
-async def _health_only_server(
-    addr: str, servicer: health.aio.HealthServicer, metrics: ControlMetrics
-) -> AsyncIterator[None]:
-    """The optional plaintext health port (PACER_HEALTH_ADDR) for probes that cannot speak TLS."""
-    if not addr:
-        yield
-        return
-    server, port = health_server(
-        addr, servicer, [ServerMetricsInterceptor(metrics.grpc_server)], setting="PACER_HEALTH_ADDR"
-    )
-    await server.start()
-    log.info("health served", extra={"event": "health.serving", "addr": addr, "port": port})
-    try:
-        yield
-    finally:
-        await server.stop(None)
 
 
 async def _until_signalled() -> None:
@@ -115,7 +94,7 @@ async def serve(
     repository = Repository(engine, keyring)
     registry = new_registry()
     metrics = ControlMetrics(registry)
-    endpoint = serve_metrics(settings.metrics_addr, registry, setting="PACER_METRICS_ADDR")
+    endpoint = serve_metrics(settings.operations.metrics_addr, registry, setting="PACER_METRICS_ADDR")
     # SQLite takes one writer at a time: one database thread serializes it; PostgreSQL gets a pool.
     workers = 1 if engine.dialect.name == "sqlite" else settings.db_pool_size
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db") as pool:
@@ -131,7 +110,8 @@ async def serve(
         )
         ready = readiness(health_servicer)
         await ready.start()
-        async with _health_only_server(settings.health_addr, health_servicer, metrics):
+        interceptors = [ServerMetricsInterceptor(metrics.grpc_server)]
+        async with serving_health(settings.operations.health_addr, health_servicer, interceptors):
             # Only with every port held: a second control plane started on a port in use must not migrate its
             # database, nor rewrite the dev key file the one already serving hands out.
             _prepare_database(settings, engine, repository)
@@ -161,19 +141,19 @@ async def serve(
 
 
 def _tls_mode(settings: ControlSettings) -> str:
-    if not settings.tls_cert_file:
+    if not settings.tls.cert_file:
         return "off"
-    if settings.internal_addr and settings.tls_client_ca_file:
+    if settings.internal_addr and settings.tls.client_ca_file:
         return "server (public), mutual (internal)"
-    return "mutual" if settings.tls_client_ca_file else "server"
+    return "mutual" if settings.tls.client_ca_file else "server"
 
 
 def _credentials(settings: ControlSettings) -> tuple[grpc.ServerCredentials | None, grpc.ServerCredentials | None]:
     """(public, internal) port credentials: with an internal port, client certificates are asked for there only."""
-    full = server_credentials(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+    full = server_tls_credentials(settings.tls)
     if not settings.internal_addr:
         return full, None
-    return server_credentials(settings.tls_cert_file, settings.tls_key_file), full
+    return server_tls_credentials(settings.tls, client_certificates=False), full
 
 
 def main() -> None:
@@ -184,7 +164,7 @@ def main() -> None:
     except ValueError as error:
         # Before logging is configured: a plain message on standard error and exit status 1.
         raise SystemExit(f"pacer-control: {error}") from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.operations.log_level)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line of our own says the schema is current
     try:
         asyncio.run(serve(settings, keyring, credentials, internal_credentials))

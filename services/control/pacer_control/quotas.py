@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 
 from pacer_common.clock import Clock
 from pacer_common.cron import next_cron_time
-from pacer_common.settings import ControlSettings
 from pacer_control.repository import Repository, quota_exceeded
+from pacer_control.settings import ControlSettings
 
 QUOTA_CACHE = timedelta(seconds=5)
 CRON_SLOTS_CHECKED = 24

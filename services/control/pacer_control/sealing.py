@@ -26,7 +26,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from pacer_common.settings import ControlSettings
+from pacer_control.settings import ControlSettings
 
 VERSION = "v1"
 KEY_BYTES = 32

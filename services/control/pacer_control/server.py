@@ -16,6 +16,7 @@ from pacer.control.v1 import control_service_pb2_grpc as pb_grpc
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer.internal.v1 import lease_service_pb2_grpc as lease_grpc
 from pacer_common.clock import Clock
+from pacer_common.credentials import ServiceGate
 from pacer_common.guard import StatusGuard
 from pacer_common.health import Readiness
 from pacer_common.ports import grpc_server
@@ -23,7 +24,7 @@ from pacer_common.telemetry import ServerMetricsInterceptor
 from pacer_common.tls import add_port
 from pacer_control.actions import ControlActions
 from pacer_control.api import ControlApi
-from pacer_control.auth import Authenticator, ServiceAuthenticator
+from pacer_control.auth import Authenticator
 from pacer_control.leases import LeaseApi
 from pacer_control.metrics import ControlMetrics
 from pacer_control.quotas import Quota, QuotaGuard
@@ -70,7 +71,7 @@ def build_server(
     quotas = QuotaGuard(repository, options.quota_defaults, clock)
     actions = ControlActions(repository, clock, options.min_interval_ms, quotas)
     api = ControlApi(actions, Authenticator(repository), quotas, pool)
-    auth = ServiceAuthenticator(options.service_token)
+    auth = ServiceGate(options.service_token)
     leases = LeaseApi(
         repository,
         clock,

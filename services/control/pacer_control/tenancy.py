@@ -6,6 +6,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from pacer_common.credentials import bearer
 from pacer_common.ids import new_tenant_id
 from pacer_control.auth import Authenticator, IssuedKey, issue_key
 from pacer_control.models import Tenant
@@ -30,7 +31,7 @@ def create_tenant(repository: Repository, name: str, now: datetime) -> str:
 
 def _key_still_valid(repository: Repository, path: Path) -> bool:
     try:
-        Authenticator(repository).authenticate([("authorization", f"Bearer {path.read_text().strip()}")])
+        Authenticator(repository).authenticate(bearer(path.read_text().strip()))
     except Exception:  # noqa: BLE001 - any failure means the file no longer holds a usable key
         return False
     return True

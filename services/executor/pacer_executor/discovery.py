@@ -17,6 +17,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
+from pacer_common.ports import join_addr, parse_addr
 from pacer_executor.worker import split_capacity
 
 log = logging.getLogger("pacer.executor.discovery")
@@ -32,18 +33,6 @@ class Stream(Protocol):
     async def close(self) -> None: ...
 
 
-def split(address: str) -> tuple[str, int]:
-    """("host", port) of `host:port` or `[v6]:port`; ValueError when there is no port."""
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"{address!r} is not host:port")
-    return host.strip("[]"), int(port)
-
-
-def join(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def is_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -57,7 +46,7 @@ async def resolve_all(host: str, port: int) -> list[str]:
     found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     v4 = sorted({info[4][0] for info in found if info[0] == socket.AF_INET})
     v6 = sorted({info[4][0] for info in found if info[0] == socket.AF_INET6})
-    return [join(str(ip), port) for ip in (v4 or v6)]
+    return [join_addr(str(ip), port) for ip in (v4 or v6)]
 
 
 async def expand(addresses: Sequence[str], resolve: Resolve, known: dict[str, list[str]]) -> list[str]:
@@ -68,7 +57,7 @@ async def expand(addresses: Sequence[str], resolve: Resolve, known: dict[str, li
     """
     targets: list[str] = []
     for address in addresses:
-        host, port = split(address)
+        host, port = parse_addr(address)
         if is_literal(host):
             targets.append(address)
             continue

@@ -19,18 +19,18 @@ from grpc_health.v1 import health
 
 from pacer_common.clock import SystemClock
 from pacer_common.credentials import bearer, service_token
-from pacer_common.health import Readiness, follow, health_server
+from pacer_common.health import Readiness, follow, serving_health
 from pacer_common.logs import configure_logging
 from pacer_common.ports import ListenError
 from pacer_common.settings import load
 from pacer_common.telemetry import ClientMetricsInterceptor, ServerMetricsInterceptor, new_registry, serve_metrics
-from pacer_common.tls import channel_credentials, open_channel
+from pacer_common.tls import client_tls_credentials, open_channel
 from pacer_executor.discovery import SchedulerPool
 from pacer_executor.egress import EgressPolicy
 from pacer_executor.metrics import ExecutorMetrics
 from pacer_executor.runner import HttpRunner
 from pacer_executor.settings import ExecutorSettings
-from pacer_executor.stream import ChannelFactory, ReconnectBackoff, SchedulerStream, StreamOptions
+from pacer_executor.stream import ChannelFactory, SchedulerStream, StreamOptions, reconnect_backoff
 from pacer_executor.worker import Worker
 
 log = logging.getLogger("pacer.executor")
@@ -47,9 +47,9 @@ async def serve(settings: ExecutorSettings, policy: EgressPolicy, metadata: Meta
     """
     registry = new_registry()
     metrics = ExecutorMetrics(registry)
-    endpoint = serve_metrics(settings.metrics_addr, registry, setting="PACER_METRICS_ADDR")
+    endpoint = serve_metrics(settings.operations.metrics_addr, registry, setting="PACER_METRICS_ADDR")
     try:
-        async with _health(settings.health_addr, metrics) as readiness:
+        async with _health(settings.operations.health_addr, metrics) as readiness:
             await _run(settings, policy, metadata, stop, metrics, readiness)
     finally:
         if endpoint is not None:
@@ -99,18 +99,8 @@ async def _health(addr: str, metrics: ExecutorMetrics) -> AsyncIterator[Readines
     servicer = health.aio.HealthServicer()
     readiness = Readiness(servicer, (), dependency="scheduler stream")
     await readiness.start()
-    if not addr:
+    async with serving_health(addr, servicer, [ServerMetricsInterceptor(metrics.grpc_server)]):
         yield readiness
-        return
-    server, port = health_server(
-        addr, servicer, [ServerMetricsInterceptor(metrics.grpc_server)], setting="PACER_HEALTH_ADDR"
-    )
-    await server.start()
-    log.info("health served", extra={"event": "health.serving", "addr": addr, "port": port})
-    try:
-        yield readiness
-    finally:
-        await server.stop(None)
 
 
 # A scheduler that stops answering (its host froze, the network parted) must be noticed well inside the control
@@ -129,7 +119,7 @@ STREAM_CHANNEL_OPTIONS = (
 
 def _channels(settings: ExecutorSettings, metrics: ExecutorMetrics) -> ChannelFactory:
     """How each stream opens its channel: TLS per the settings, keepalive, its calls measured in `metrics`."""
-    credentials = channel_credentials(settings.tls_ca_file, settings.tls_client_cert_file, settings.tls_client_key_file)
+    credentials = client_tls_credentials(settings.tls)
     interceptors = [ClientMetricsInterceptor(metrics.grpc_client)]
     return lambda address: open_channel(address, credentials, options=STREAM_CHANNEL_OPTIONS, interceptors=interceptors)
 
@@ -141,7 +131,7 @@ def _pool(settings: ExecutorSettings, worker: Worker, metadata: Metadata, channe
 
     def new_stream(address: str, share: int) -> SchedulerStream:
         options = StreamOptions(settings.identity, share, metadata, channels)
-        return SchedulerStream(address, worker, options, ReconnectBackoff(jitter))
+        return SchedulerStream(address, worker, options, reconnect_backoff(jitter))
 
     interval_s = settings.discovery_interval_ms / 1000
     return SchedulerPool(settings.scheduler_addresses, new_stream, settings.capacity, interval_s)
@@ -171,11 +161,11 @@ def main() -> None:
         settings = load(ExecutorSettings)
         policy = EgressPolicy.from_strings(settings.egress_allow)
         token = service_token(settings.service_token, settings.var_dir, create=False)
-        channel_credentials(settings.tls_ca_file, settings.tls_client_cert_file, settings.tls_client_key_file)
+        client_tls_credentials(settings.tls)
     except (ValueError, FileNotFoundError) as error:
         # Before logging is configured: a plain message on standard error and exit status 1.
         raise SystemExit(f"pacer-executor: {error}") from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.operations.log_level)
     try:
         asyncio.run(_serve_until_signalled(settings, policy, bearer(token)))
     except ListenError as error:

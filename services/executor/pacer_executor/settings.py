@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from pacer_common.settings import SettingsError
+from pacer_common.settings import ClientTls, Operations, SettingsError
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class ExecutorSettings:
 
     Operations (docs/operations.md): `metrics_addr` serves Prometheus `/metrics`, `health_addr` a plaintext
     grpc.health.v1 server (ready while a scheduler stream is open); empty turns either off. TLS toward the
-    schedulers: `tls_ca_file` to trust, `tls_client_cert_file`/`tls_client_key_file` to present (mutual TLS).
+    schedulers: `tls` (a CA to trust, and a client certificate to present for mutual TLS).
     """
 
     scheduler_addrs: str = "127.0.0.1:50052"
@@ -41,12 +41,10 @@ class ExecutorSettings:
     drain_timeout_ms: int = 30_000
     max_unacked_results: int = 10_000
     discovery_interval_ms: int = 10_000
-    log_level: str = "INFO"
-    metrics_addr: str = "127.0.0.1:9466"
-    health_addr: str = "127.0.0.1:50053"
-    tls_ca_file: str = ""
-    tls_client_cert_file: str = ""
-    tls_client_key_file: str = ""
+    operations: Operations = field(
+        default_factory=lambda: Operations(metrics_addr="127.0.0.1:9466", health_addr="127.0.0.1:50053")
+    )
+    tls: ClientTls = field(default_factory=ClientTls)
 
     def __post_init__(self) -> None:
         if not self.scheduler_addresses:

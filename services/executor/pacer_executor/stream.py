@@ -23,6 +23,7 @@ from pacer.control.v1 import control_service_pb2 as control_pb
 from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
 from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
+from pacer_common.retrying import JitteredBackoff
 from pacer_executor.runner import Outcome, RunStatus, WorkItem
 from pacer_executor.worker import Worker
 
@@ -31,6 +32,14 @@ log = logging.getLogger("pacer.executor.stream")
 INITIAL_BACKOFF_S: Final = 0.1
 # A restarted scheduler has no executors, and claims nothing, until they come back: keep the wait short.
 MAX_BACKOFF_S: Final = 2.0
+
+
+def reconnect_backoff(draw: Callable[[], float]) -> JitteredBackoff:
+    """Delays between connection attempts, jitter drawn from `draw`, so executors restarted together do not
+    reconnect in step."""
+    return JitteredBackoff(INITIAL_BACKOFF_S, MAX_BACKOFF_S, draw)
+
+
 # A stream that stayed up this long resets the backoff; one refused right after Hello (say, a bad token) does not,
 # so a scheduler that turns the executor away is not retried ten times a second.
 HEALTHY_AFTER_S: Final = 1.0
@@ -60,29 +69,6 @@ class StreamOptions:
     capacity: int
     metadata: tuple[tuple[str, str], ...]
     open_channel: ChannelFactory = plaintext_channel
-
-
-class ReconnectBackoff:
-    """Delays between connection attempts: `initial_s` doubling up to `max_s`, each scaled by a factor in
-    [0.5, 1] drawn from `random` (values in [0, 1)), so executors restarted together do not reconnect in step."""
-
-    def __init__(
-        self, random: Callable[[], float], *, initial_s: float = INITIAL_BACKOFF_S, max_s: float = MAX_BACKOFF_S
-    ) -> None:
-        self._random = random
-        self._initial_s = initial_s
-        self._max_s = max_s
-        self._next_s = initial_s
-
-    def next_delay_s(self) -> float:
-        """The delay before the next attempt; each call doubles the one after, up to `max_s`."""
-        nominal = self._next_s
-        self._next_s = min(self._next_s * 2, self._max_s)
-        return nominal * (0.5 + 0.5 * self._random())
-
-    def reset(self) -> None:
-        """Start again from `initial_s` (after a stream was up)."""
-        self._next_s = self._initial_s
 
 
 def decode_work(item: lease_pb.WorkItem) -> WorkItem:
@@ -313,7 +299,7 @@ class SchedulerStream:
     `scheduler.unreachable` and tries again after a backoff delay (reset once a stream stayed up HEALTHY_AFTER_S).
     """
 
-    def __init__(self, address: str, worker: Worker, options: StreamOptions, backoff: ReconnectBackoff) -> None:
+    def __init__(self, address: str, worker: Worker, options: StreamOptions, backoff: JitteredBackoff) -> None:
         self._address = address
         self._worker = worker
         self._options = options

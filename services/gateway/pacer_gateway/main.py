@@ -12,10 +12,11 @@ from aiohttp.abc import AbstractAccessLogger
 
 from pacer_common.client import AsyncControlClient
 from pacer_common.logs import configure_logging
-from pacer_common.ports import ListenError, bind_socket
+from pacer_common.ports import ListenError, bind_socket, parse_addr
+from pacer_common.tls import client_tls_credentials
 from pacer_gateway.app import create_app
 from pacer_gateway.protocol import GatewayRunner
-from pacer_gateway.settings import GatewaySettings, host_and_port, load_settings
+from pacer_gateway.settings import GatewaySettings, load_settings
 
 log = logging.getLogger("pacer.gateway")
 GRACE_S = 5.0
@@ -40,7 +41,7 @@ class JsonAccessLogger(AbstractAccessLogger):
 async def serve(settings: GatewaySettings) -> None:
     """Serve HTTP until SIGTERM or SIGINT; a ListenError (before anything is served) when the port cannot be had."""
     sock = bind_socket("PACER_GATEWAY_ADDR", settings.gateway_addr)
-    client = AsyncControlClient(settings.control_addr)
+    client = AsyncControlClient(settings.control_addr, client_tls_credentials(settings.tls))
     runner = GatewayRunner(create_app(client), access_log_class=JsonAccessLogger, access_log=log)
     await runner.setup()
     try:
@@ -63,7 +64,8 @@ async def serve(settings: GatewaySettings) -> None:
 def main() -> None:
     try:
         settings = load_settings()
-        host_and_port(settings.gateway_addr)
+        parse_addr(settings.gateway_addr, "PACER_GATEWAY_ADDR")
+        client_tls_credentials(settings.tls)  # refuse bad TLS settings now, with a plain message
     except ValueError as error:
         # Before logging is configured: a plain message on standard error and exit status 1.
         raise SystemExit(f"pacer-gateway: {error}") from None

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from pacer_common.client import control_addr
-from pacer_common.settings import load
+from pacer_common.client import DEFAULT_ADDR
+from pacer_common.settings import ClientTls, load
 
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    """`gateway_addr` is where HTTP is served; `control_addr` is the ControlService the gateway calls."""
+    """`gateway_addr` is where HTTP is served; `control_addr` is the ControlService the gateway calls, over TLS when
+    `tls` names a CA or client certificate (PACER_TLS_CA_FILE, PACER_TLS_CLIENT_*)."""
 
     gateway_addr: str = "127.0.0.1:8080"
     control_addr: str = "127.0.0.1:50051"
     log_level: str = "INFO"
+    tls: ClientTls = field(default_factory=ClientTls)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -25,13 +27,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
     env = os.environ if environ is None else environ
     settings: GatewaySettings = load(GatewaySettings, env)
     if "PACER_CONTROL_ADDR" not in env:
-        settings = replace(settings, control_addr=control_addr(env))
+        settings = replace(settings, control_addr=env.get("PACER_ADDR") or DEFAULT_ADDR)
     return settings
-
-
-def host_and_port(addr: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` split for binding; ValueError when the port is missing or not a number."""
-    host, _, port = addr.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"PACER_GATEWAY_ADDR={addr!r} is not host:port")
-    return host.strip("[]"), int(port)

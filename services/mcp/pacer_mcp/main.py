@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -20,9 +19,10 @@ from mcp.server.stdio import stdio_server
 from pacer_common.client import AsyncControlClient
 from pacer_common.clock import SystemClock
 from pacer_common.logs import configure_logging
-from pacer_common.ports import ListenError, bind_socket
+from pacer_common.ports import ListenError, bind_socket, parse_addr
+from pacer_common.tls import client_tls_credentials
 from pacer_mcp.server import EnvironmentKey, bearer_key, build_server
-from pacer_mcp.settings import McpSettings, load_settings, split_addr
+from pacer_mcp.settings import McpSettings, load_settings
 from pacer_mcp.transport import OpaqueTransportErrors
 
 log = logging.getLogger("pacer.mcp")
@@ -46,7 +46,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 async def serve(settings: McpSettings, transport: Transport) -> None:
     """Serve MCP on `transport` until stdin closes (stdio) or SIGTERM/SIGINT (http)."""
-    control = AsyncControlClient(settings.control_addr)  # grpc.aio binds the channel to this event loop
+    control = AsyncControlClient(
+        settings.control_addr, client_tls_credentials(settings.tls)
+    )  # grpc.aio binds the channel to this event loop
     try:
         if transport == "stdio":
             await _serve_stdio(settings, control)
@@ -57,14 +59,16 @@ async def serve(settings: McpSettings, transport: Transport) -> None:
 
 
 async def _serve_stdio(settings: McpSettings, control: AsyncControlClient) -> None:
-    server = build_server(control, EnvironmentKey(os.environ), SystemClock(), settings.min_interval_ms)
+    server = build_server(
+        control, EnvironmentKey(settings.api_key, settings.var_dir), SystemClock(), settings.min_interval_ms
+    )
     log.info("mcp serving on stdio", extra={"event": "mcp.started", "transport": "stdio"})
     async with stdio_server() as (read_stream, write_stream):
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
 async def _serve_http(settings: McpSettings, control: AsyncControlClient) -> None:
-    host, port = split_addr(settings.mcp_addr)
+    host, port = parse_addr(settings.mcp_addr, "PACER_MCP_ADDR")
     # Bound here rather than by uvicorn, which exits on a port in use without naming the setting.
     sock = bind_socket("PACER_MCP_ADDR", settings.mcp_addr)
     server: Server[Any] = build_server(control, bearer_key, SystemClock(), settings.min_interval_ms)
@@ -84,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = load_settings()
         if args.transport == "http":
-            split_addr(settings.mcp_addr)
+            parse_addr(settings.mcp_addr, "PACER_MCP_ADDR")
     except ValueError as error:
         # Before logging is configured: a plain message on standard error and exit status 1.
         raise SystemExit(f"pacer-mcp: {error}") from None

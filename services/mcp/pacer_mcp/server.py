@@ -49,11 +49,12 @@ INSTRUCTIONS = (
 class EnvironmentKey:
     """stdio: the key of whoever started the server, read at each call so a dev key written later is picked up."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = dict(environ)
+    def __init__(self, configured: str, var_dir: str) -> None:
+        self._configured = configured
+        self._var_dir = var_dir
 
     def __call__(self, request: object) -> str:
-        key = api_key(self._environ)
+        key = api_key(self._configured, self._var_dir)
         if not key:
             raise ApiError(
                 "UNAUTHENTICATED",

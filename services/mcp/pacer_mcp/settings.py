@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from pacer_common.settings import load
+from pacer_common.settings import ClientTls, load
 
 
 @dataclass(frozen=True)
@@ -13,24 +13,20 @@ class McpSettings:
     """Field `foo` is read from `PACER_FOO` (see docs/mcp.md).
 
     `min_interval_ms` mirrors the control plane's floor so the tool schemas advertise the same minimum; the control
-    plane still enforces its own value.
+    plane still enforces its own value. Over stdio the agent's key is `api_key`, else the dev key in `var_dir`;
+    `tls` makes the channel to the control plane TLS.
     """
 
     mcp_addr: str = "127.0.0.1:8765"
     control_addr: str = "127.0.0.1:50051"
     log_level: str = "INFO"
     min_interval_ms: int = 1000
+    api_key: str = ""
+    var_dir: str = "var"
+    tls: ClientTls = field(default_factory=ClientTls)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> McpSettings:
     """The settings from `environ` (default: the process environment); raises SettingsError on a bad value."""
     settings: McpSettings = load(McpSettings, environ)
     return settings
-
-
-def split_addr(addr: str) -> tuple[str, int]:
-    """`host:port` (IPv6 hosts in brackets) -> (host, port); raises ValueError when the port is missing or bad."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"address {addr!r} must be host:port")
-    return host.strip("[]") or "127.0.0.1", int(port)

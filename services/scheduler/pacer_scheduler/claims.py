@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from pacer_common.retrying import JitteredBackoff
 from pacer_scheduler.control import ClaimSource, ControlError, ControlRefused
 from pacer_scheduler.metrics import SchedulerMetrics
-from pacer_scheduler.retry import Outage, RetryDelay
+from pacer_scheduler.retry import Outage, control_retry
 from pacer_scheduler.timer import Timer
 
 log = logging.getLogger("pacer.scheduler.claims")
@@ -44,7 +45,7 @@ class ClaimLoop:
     """Claims every `interval_ms`, at once again after a full batch, never holding more than `max_pending` runs.
 
     `pending()` counts claimed runs not yet dispatched (timer plus ready queue). While the control plane is
-    unreachable the loop retries with exponential backoff (see RetryDelay) and logs once per outage; it never
+    unreachable the loop retries with exponential backoff (see control_retry) and logs once per outage; it never
     raises. `stop()` lets a claim already on the wire finish, so no leased run is ever left behind unheld.
 
     Claims are made under `session` and only while it is valid: runs claimed then could not be dispatched. A claim
@@ -63,7 +64,7 @@ class ClaimLoop:
         pending: Callable[[], int],
         policy: ClaimPolicy,
         session: SessionView,
-        retry: RetryDelay | None = None,
+        retry: JitteredBackoff | None = None,
         metrics: SchedulerMetrics | None = None,
         staffed: Callable[[], bool] = lambda: True,
     ) -> None:
@@ -73,7 +74,7 @@ class ClaimLoop:
         self._timer = timer
         self._pending = pending
         self._policy = policy
-        self._retry = retry or RetryDelay()
+        self._retry = retry or control_retry()
         self._metrics = metrics or SchedulerMetrics()
         self._outage = Outage(log, "claims")
         self._stopping = asyncio.Event()
@@ -92,7 +93,7 @@ class ClaimLoop:
                 pause_s = await self._claim_once()
             except Exception:  # a bug in one claim must not end claiming for good
                 log.exception("claim failed unexpectedly", extra={"event": "claim.crashed"})
-                pause_s = self._retry.next()
+                pause_s = self._retry.next_delay_s()
             if pause_s:
                 await self._pause(pause_s)
 
@@ -114,7 +115,7 @@ class ClaimLoop:
             items = await self._source.claim(self._policy.horizon_ms, limit, session_id)
         except ControlError as error:
             self._failed(error)
-            return self._retry.next()
+            return self._retry.next_delay_s()
         self._metrics.claimed(len(items), time.perf_counter() - began)
         self.reachable, self.called_at = True, time.monotonic()
         self._outage.succeeded()

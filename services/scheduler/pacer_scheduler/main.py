@@ -6,27 +6,25 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
 
 import grpc
 from prometheus_client import CollectorRegistry
 
 from pacer_common.clock import Clock, SystemClock
-from pacer_common.credentials import service_token
-from pacer_common.health import health_server
+from pacer_common.credentials import ServiceGate, service_token
+from pacer_common.health import serving_health
 from pacer_common.logs import configure_logging
 from pacer_common.ports import ListenError
 from pacer_common.settings import load
 from pacer_common.telemetry import ClientMetricsInterceptor, ServerMetricsInterceptor, new_registry, serve_metrics
-from pacer_common.tls import channel_credentials, server_credentials
-from pacer_scheduler.auth import ServiceGate
+from pacer_common.tls import client_tls_credentials, server_tls_credentials
 from pacer_scheduler.claims import ClaimLoop, ClaimPolicy
 from pacer_scheduler.control import LeaseClient, control_channel
 from pacer_scheduler.dispatch import Dispatcher
 from pacer_scheduler.metrics import SchedulerMetrics
 from pacer_scheduler.readiness import ControlReachability, LatestEvidence, lease_service_probe
 from pacer_scheduler.results import ResultBatcher
-from pacer_scheduler.retry import RetryDelay
+from pacer_scheduler.retry import control_retry
 from pacer_scheduler.server import build_server, readiness
 from pacer_scheduler.session import ControlSession
 from pacer_scheduler.settings import SchedulerSettings
@@ -46,9 +44,7 @@ SWEEP_INTERVAL_S = 0.1  # how often vanished candidates whose grace ended are lo
 
 def _tls(settings: SchedulerSettings) -> tuple[grpc.ServerCredentials | None, grpc.ChannelCredentials | None]:
     """Credentials of the executor-facing server and of the channel to the control plane (None: plaintext)."""
-    server = server_credentials(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
-    client = channel_credentials(settings.tls_ca_file, settings.tls_client_cert_file, settings.tls_client_key_file)
-    return server, client
+    return server_tls_credentials(settings.tls), client_tls_credentials(settings.control_tls)
 
 
 class Scheduler:
@@ -253,7 +249,7 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 async def _token(settings: SchedulerSettings, stop: asyncio.Event) -> str | None:
     """The service token, waiting for the control plane to write its file; None if stopped first."""
-    retry, warned = RetryDelay(), False
+    retry, warned = control_retry(), False
     while not stop.is_set():
         try:
             return service_token(settings.service_token, settings.var_dir, create=False)
@@ -262,24 +258,8 @@ async def _token(settings: SchedulerSettings, stop: asyncio.Event) -> str | None
                 log.warning(str(missing), extra={"event": "scheduler.token_missing"})
                 warned = True
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), retry.next())
+            await asyncio.wait_for(stop.wait(), retry.next_delay_s())
     return None
-
-
-@contextlib.asynccontextmanager
-async def _health_only_server(addr: str, scheduler: Scheduler) -> AsyncIterator[None]:
-    """The optional plaintext health port (PACER_HEALTH_ADDR) for probes that cannot speak TLS."""
-    if not addr:
-        yield
-        return
-    interceptors = [ServerMetricsInterceptor(scheduler.metrics.grpc_server)]
-    server, port = health_server(addr, scheduler.health, interceptors, setting="PACER_HEALTH_ADDR")
-    await server.start()
-    log.info("health served", extra={"event": "health.serving", "addr": addr, "port": port})
-    try:
-        yield
-    finally:
-        await server.stop(None)
 
 
 async def serve(settings: SchedulerSettings, clock: Clock | None = None) -> int:
@@ -292,9 +272,10 @@ async def serve(settings: SchedulerSettings, clock: Clock | None = None) -> int:
     if token is None:
         return 0
     registry = new_registry()
-    endpoint = serve_metrics(settings.metrics_addr, registry, setting="PACER_METRICS_ADDR")
+    endpoint = serve_metrics(settings.operations.metrics_addr, registry, setting="PACER_METRICS_ADDR")
     scheduler = Scheduler(settings, token, clock or SystemClock(), registry)
-    async with _health_only_server(settings.health_addr, scheduler):
+    interceptors = [ServerMetricsInterceptor(scheduler.metrics.grpc_server)]
+    async with serving_health(settings.operations.health_addr, scheduler.health, interceptors):
         await scheduler.start()
         waits = [asyncio.create_task(stop.wait()), asyncio.create_task(scheduler.crashed.wait())]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -312,7 +293,7 @@ def main() -> None:
         _tls(settings)  # refuse bad TLS settings now, with a plain message, rather than as a traceback later
     except ValueError as error:
         raise SystemExit(f"pacer-scheduler: {error}") from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.operations.log_level)
     try:
         status = asyncio.run(serve(settings))
     except ListenError as error:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
+from pacer_common.retrying import JitteredBackoff
 from pacer_scheduler.control import ControlError, ControlRefused, ResultSink
 from pacer_scheduler.metrics import SchedulerMetrics
-from pacer_scheduler.retry import Outage, RetryDelay
+from pacer_scheduler.retry import Outage, control_retry
 
 log = logging.getLogger("pacer.scheduler.results")
 
@@ -57,14 +58,14 @@ class ResultBatcher:
         batch_size: int,
         flush_ms: int,
         max_buffered: int = MAX_BUFFERED,
-        retry: RetryDelay | None = None,
+        retry: JitteredBackoff | None = None,
     ) -> None:
         self._sink = sink
         self._metrics = metrics
         self._batch_size = batch_size
         self._flush_s = flush_ms / 1000
         self._max_buffered = max_buffered
-        self._retry = retry or RetryDelay()
+        self._retry = retry or control_retry()
         self._outage = Outage(log, "results")
         self._pending: list[_Entry] = []
         self._by_run: dict[str, _Entry] = {}
@@ -229,7 +230,7 @@ class ResultBatcher:
             log.error("control plane refused results", extra={"event": "results.refused", "code": error.code})
         else:
             self._outage.failed(error.code)
-        await asyncio.sleep(self._retry.next())
+        await asyncio.sleep(self._retry.next_delay_s())
 
 
 def _acknowledge(batch: list[_Entry]) -> None:

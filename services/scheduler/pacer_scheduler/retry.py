@@ -1,40 +1,22 @@
-"""Retry pacing toward the control plane: jittered exponential delays, and one log line per outage instead of one
-per try."""
+"""Retry pacing toward the control plane: jittered exponential delays (`pacer_common.retrying`), and one log line
+per outage instead of one per try."""
 
 from __future__ import annotations
 
 import logging
-import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+
+from pacer_common.retrying import JitteredBackoff
 
 INITIAL_DELAY_S = 0.1
 # Low on purpose: a restarted control plane answers within about a second, and every second a scheduler waits
 # beyond that is a second of runs not claimed and results not recorded.
 MAX_DELAY_S = 1.0
-# Each delay is cut by up to this fraction at random, so schedulers cut off together do not return in step.
-JITTER = 0.5
 
 
-@dataclass
-class RetryDelay:
-    """Exponential delays: `initial_s`, doubling on each failure up to `max_s`, each scaled by a factor in
-    [1 - JITTER, 1] drawn from `draw` (values in [0, 1)); `reset()` after a success."""
-
-    initial_s: float = INITIAL_DELAY_S
-    max_s: float = MAX_DELAY_S
-    draw: Callable[[], float] = field(default=random.random, repr=False)
-    _next_s: float = field(default=0.0, init=False)
-
-    def next(self) -> float:
-        """The delay to wait before the next try; each call doubles the nominal one after."""
-        nominal = self._next_s or self.initial_s
-        self._next_s = min(nominal * 2, self.max_s)
-        return nominal * (1 - JITTER * self.draw())
-
-    def reset(self) -> None:
-        self._next_s = 0.0
+def control_retry() -> JitteredBackoff:
+    """The pacing of retries toward the control plane: from INITIAL_DELAY_S doubling up to MAX_DELAY_S."""
+    return JitteredBackoff(INITIAL_DELAY_S, MAX_DELAY_S)
 
 
 class Outage:

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from typing import Final
 
 from pacer_common.ids import new_id
+from pacer_common.retrying import JitteredBackoff
 from pacer_scheduler.control import ControlError, ControlRefused, SessionHost
 from pacer_scheduler.metrics import SchedulerMetrics
-from pacer_scheduler.retry import Outage, RetryDelay
+from pacer_scheduler.retry import Outage, control_retry
 
 log = logging.getLogger("pacer.scheduler.session")
 
@@ -53,7 +54,7 @@ class ControlSession:
         on_lost: Callable[[], None] = lambda: None,
         make_id: Callable[[], str] = new_session_id,
         monotonic: Callable[[], float] = time.monotonic,
-        retry: RetryDelay | None = None,
+        retry: JitteredBackoff | None = None,
     ) -> None:
         self._host = host
         self._metrics = metrics
@@ -62,7 +63,7 @@ class ControlSession:
         self._on_lost = on_lost
         self._make_id = make_id
         self._monotonic = monotonic
-        self._retry = retry or RetryDelay()
+        self._retry = retry or control_retry()
         self._outage = Outage(log, "session")
         self._stopping = asyncio.Event()
         self._beats: set[asyncio.Task[float]] = set()
@@ -120,7 +121,7 @@ class ControlSession:
             return await self.beat()
         except Exception:  # a bug in one heartbeat must not end the session for good
             log.exception("heartbeat failed unexpectedly", extra={"event": "session.crashed"})
-            return self._retry.next()
+            return self._retry.next_delay_s()
 
     async def close(self) -> None:
         """Stop heartbeating and end the session at the control plane, so the runs it still holds undispatched go
@@ -173,7 +174,7 @@ class ControlSession:
             )
         else:
             self._outage.failed(error.code)
-        return min(self._retry.next(), self._ttl_s / 4)
+        return min(self._retry.next_delay_s(), self._ttl_s / 4)
 
     def _lost(self, session_id: str) -> None:
         self._valid_until = float("-inf")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from pacer_common.settings import SettingsError
+from pacer_common.settings import ClientTls, Operations, ServerTls, SettingsError
 
 # The control plane refuses claims beyond these (see LeaseService); settings outside them cannot work.
 MAX_CLAIM_HORIZON_MS = 60_000
@@ -33,9 +33,8 @@ class SchedulerSettings:
 
     Operations (docs/operations.md): `metrics_addr` serves Prometheus `/metrics` (empty: off); `health_addr` adds
     a plaintext server answering only grpc.health.v1 (empty: health on `scheduler_addr` only). TLS: the server
-    side (`tls_cert_file`, `tls_key_file`, and `tls_client_ca_file` for mutual TLS with executors) and the client
-    side toward the control plane (`tls_ca_file` to trust, `tls_client_cert_file`/`tls_client_key_file` to
-    present); see `pacer_common.tls`.
+    side `tls` (mutual with executors when it names a client CA) and the client side `control_tls` toward the
+    control plane; see `pacer_common.tls`.
     """
 
     scheduler_addr: str = "127.0.0.1:50052"
@@ -52,15 +51,9 @@ class SchedulerSettings:
     vanish_grace_ms: int = 2000
     session_margin_ms: int = 500
     scheduler_id: str = ""
-    log_level: str = "INFO"
-    metrics_addr: str = "127.0.0.1:9465"
-    health_addr: str = ""
-    tls_cert_file: str = ""
-    tls_key_file: str = ""
-    tls_client_ca_file: str = ""
-    tls_ca_file: str = ""
-    tls_client_cert_file: str = ""
-    tls_client_key_file: str = ""
+    operations: Operations = field(default_factory=lambda: Operations(metrics_addr="127.0.0.1:9465"))
+    tls: ServerTls = field(default_factory=ServerTls)
+    control_tls: ClientTls = field(default_factory=ClientTls)
 
     def __post_init__(self) -> None:
         _in_range("PACER_CLAIM_HORIZON_MS", self.claim_horizon_ms, 0, MAX_CLAIM_HORIZON_MS)

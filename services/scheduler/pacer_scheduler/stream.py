@@ -13,9 +13,9 @@ from pacer.control.v1 import control_service_pb2 as pb
 from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
 from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
+from pacer_common.credentials import ServiceGate
 from pacer_common.errors import InvalidArgument, PacerError
 from pacer_common.status import to_grpc_status
-from pacer_scheduler.auth import ServiceGate
 from pacer_scheduler.dispatch import Dispatcher, ExecutorSession
 from pacer_scheduler.results import ResultBatcher
 

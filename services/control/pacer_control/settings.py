@@ -1,0 +1,45 @@
+"""The control plane's settings: a frozen dataclass read once from `PACER_*` variables by the composition roots
+(`pacer-control` and `pacer-admin`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pacer_common.settings import Operations, ServerTls
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    """Settings of the control plane (see the README's configuration table and docs/operations.md).
+
+    `operations.metrics_addr` serves Prometheus `/metrics` (empty: off); `operations.health_addr` adds a plaintext
+    server answering only grpc.health.v1 (empty: health is on `listen_addr` only). `tls.cert_file` and
+    `tls.key_file` make the API TLS; `tls.client_ca_file` as well makes it mutual TLS for every caller (see
+    `pacer_common.tls`), unless `internal_addr` is set: then that second port serves the internal API with mutual
+    TLS, the public port keeps server TLS only, and internal RPCs must arrive with a client certificate.
+
+    Endpoint secrets are sealed at rest with the keys in `secrets_keys` (`id:base64key`, comma separated, the first
+    seals) or in the file `secrets_key_file`; the embedded profile (`bootstrap_dev`) makes `var/secrets-keys`.
+    """
+
+    listen_addr: str = "127.0.0.1:50051"
+    database_url: str = "sqlite:///var/pacer.db"
+    var_dir: str = "var"
+    bootstrap_dev: bool = True
+    min_interval_ms: int = 1000
+    db_pool_size: int = 10
+    service_token: str = ""
+    lease_grace_ms: int = 10_000
+    reaper_interval_ms: int = 1000
+    session_ttl_ms: int = 3000
+    # Default limits of every tenant; -1 takes the profile's own (pacer_control.quotas: generous when embedded).
+    quota_max_jobs: int = -1
+    quota_max_endpoints: int = -1
+    quota_min_interval_ms: int = -1
+    quota_rate_per_s: int = -1
+    quota_burst: int = -1
+    operations: Operations = field(default_factory=lambda: Operations(metrics_addr="127.0.0.1:9464"))
+    tls: ServerTls = field(default_factory=ServerTls)
+    internal_addr: str = ""
+    secrets_keys: str = ""
+    secrets_key_file: str = ""
