@@ -19,7 +19,7 @@ from pacer_common.errors import PermissionDenied, Unauthenticated
 from pacer_common.retrying import JitteredBackoff
 from pacer_common.settings import SettingsError, load
 from pacer_scheduler.claims import ClaimLoop, ClaimPolicy
-from pacer_scheduler.control import ControlRefused, ControlUnreachable
+from pacer_scheduler.lease_client import ControlRefused, ControlUnreachable
 from pacer_scheduler.retry import INITIAL_DELAY_S, MAX_DELAY_S
 from pacer_scheduler.settings import SchedulerSettings
 from pacer_scheduler.timer import Timer

@@ -12,7 +12,7 @@ import pytest
 
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_common.retrying import JitteredBackoff
-from pacer_scheduler.control import ControlRefused, ControlUnreachable
+from pacer_scheduler.lease_client import ControlRefused, ControlUnreachable
 from pacer_scheduler.metrics import SchedulerMetrics
 from pacer_scheduler.results import MAX_BATCH_BYTES, MAX_IDS, ResultBatcher
 from tests.support import polling

@@ -14,8 +14,8 @@ from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_common.clock import FakeClock
 from pacer_common.ids import looks_like
 from pacer_common.retrying import JitteredBackoff
-from pacer_scheduler.control import ControlError, ControlRefused, ControlUnreachable
 from pacer_scheduler.dispatch import Dispatcher
+from pacer_scheduler.lease_client import ControlError, ControlRefused, ControlUnreachable
 from pacer_scheduler.metrics import SchedulerMetrics
 from pacer_scheduler.session import ControlSession, new_session_id
 

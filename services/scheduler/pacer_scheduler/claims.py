@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pacer_common.retrying import JitteredBackoff
-from pacer_scheduler.control import ClaimSource, ControlError, ControlRefused
+from pacer_scheduler.lease_client import ClaimSource, ControlError, ControlRefused
 from pacer_scheduler.metrics import SchedulerMetrics
 from pacer_scheduler.retry import Outage, control_retry
 from pacer_scheduler.timer import Timer

@@ -19,8 +19,8 @@ from pacer_common.settings import load
 from pacer_common.telemetry import ClientMetricsInterceptor, ServerMetricsInterceptor, new_registry, serve_metrics
 from pacer_common.tls import client_tls_credentials, server_tls_credentials
 from pacer_scheduler.claims import ClaimLoop, ClaimPolicy
-from pacer_scheduler.control import LeaseClient, control_channel
 from pacer_scheduler.dispatch import Dispatcher
+from pacer_scheduler.lease_client import LeaseClient, control_channel
 from pacer_scheduler.metrics import SchedulerMetrics
 from pacer_scheduler.readiness import ControlReachability, LatestEvidence, lease_service_probe
 from pacer_scheduler.results import ResultBatcher

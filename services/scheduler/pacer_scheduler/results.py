@@ -13,7 +13,7 @@ from typing import Protocol
 
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_common.retrying import JitteredBackoff
-from pacer_scheduler.control import ControlError, ControlRefused, ResultSink
+from pacer_scheduler.lease_client import ControlError, ControlRefused, ResultSink
 from pacer_scheduler.metrics import SchedulerMetrics
 from pacer_scheduler.retry import Outage, control_retry
 

@@ -19,7 +19,7 @@ from typing import Final
 
 from pacer_common.ids import new_id
 from pacer_common.retrying import JitteredBackoff
-from pacer_scheduler.control import ControlError, ControlRefused, SessionHost
+from pacer_scheduler.lease_client import ControlError, ControlRefused, SessionHost
 from pacer_scheduler.metrics import SchedulerMetrics
 from pacer_scheduler.retry import Outage, control_retry
 
