@@ -13,8 +13,8 @@ from datetime import datetime
 from pacer_common.credentials import bearer_token
 from pacer_common.errors import PermissionDenied, Unauthenticated
 from pacer_common.ids import new_id
+from pacer_control.catalog import Catalog
 from pacer_control.models import ApiKey
-from pacer_control.repository import Repository
 
 KEY_SCHEME = "pk"
 PREFIX_LENGTH = 8
@@ -57,12 +57,12 @@ def split_key(key: str) -> str | None:
     return prefix
 
 
-def issue_key(repository: Repository, tenant_id: str, label: str, now: datetime) -> IssuedKey:
+def issue_key(catalog: Catalog, tenant_id: str, label: str, now: datetime) -> IssuedKey:
     """Create and store a key for the tenant; the returned secret is the only copy."""
     prefix = _random(PREFIX_LENGTH)
     secret = f"{KEY_SCHEME}_{prefix}_{_random(SECRET_LENGTH)}"
     key_id = new_id("key")
-    repository.add_api_key(
+    catalog.add_api_key(
         ApiKey(id=key_id, tenant_id=tenant_id, prefix=prefix, key_hash=hash_key(secret), label=label, created_at=now)
     )
     return IssuedKey(key_id, prefix, secret)
@@ -71,13 +71,13 @@ def issue_key(repository: Repository, tenant_id: str, label: str, now: datetime)
 class Authenticator:
     """Resolves a bearer API key to its tenant."""
 
-    def __init__(self, repository: Repository) -> None:
-        self._repository = repository
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
 
     def authenticate(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> Principal:
         token = bearer_token(metadata)
         prefix = split_key(token)
-        record = self._repository.find_api_key(prefix) if prefix else None
+        record = self._catalog.find_api_key(prefix) if prefix else None
         if record is None or record.revoked_at is not None or not hmac.compare_digest(record.key_hash, hash_key(token)):
             raise Unauthenticated("unknown or revoked API key")
         return Principal(tenant_id=record.tenant_id, key_prefix=record.prefix)
