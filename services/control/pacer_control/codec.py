@@ -73,9 +73,8 @@ def job_status(value: str) -> pb.JobStatus.ValueType:
     return pb.JobStatus.Value(f"JOB_STATUS_{value.upper()}")
 
 
-def run_status(value: str) -> pb.RunStatus.ValueType:
-    """The wire value of a stored run status."""
-    return runs.to_proto(RunStatus(value))
+def run_status(value: RunStatus) -> pb.RunStatus.ValueType:
+    return runs.to_proto(value)
 
 
 def run_source(value: str) -> pb.RunSource.ValueType:
