@@ -22,9 +22,14 @@ from pacer_common.transitions import (
     ScheduleState,
     lease_expiry,
     on_claim,
+    on_clear_hints,
+    on_interval_hint,
     on_lost,
     on_one_shot,
+    on_pause,
     on_release,
+    on_reset_failures,
+    on_resume,
     on_settle,
     replan,
 )
@@ -285,6 +290,45 @@ def test_a_one_shot_fires_while_paused_and_the_pause_stays() -> None:
     state = every_minute(paused=True, paused_until=None, next_run_at=None)
     asked = on_one_shot(state, at(30), timedelta(minutes=10), SECOND_MS, at(10))
     assert (asked.replanned.state.next_run_at, asked.replanned.state.paused) == (at(30), True)
+
+
+# -- steering ----------------------------------------------------------------------------------------------------
+
+
+def test_an_interval_hint_replaces_the_baseline_at_once() -> None:
+    hinted = on_interval_hint(every_minute(), 10 * SECOND_MS, at(3600), at(5)).state
+    assert (hinted.hint_interval_ms, hinted.hint_expires_at) == (10 * SECOND_MS, at(3600))
+    assert (hinted.next_run_at, hinted.next_run_source) == (at(10), Source.AI_INTERVAL)
+
+
+def test_a_pause_stops_the_endpoint_until_it_ends() -> None:
+    assert on_pause(every_minute(), None, at(5)).state.next_run_at is None
+    until = on_pause(every_minute(), at(3600), at(5)).state
+    assert (until.paused, until.paused_until, until.next_run_at) == (True, at(3600), at(3600))
+
+
+def test_a_resume_restarts_the_cadence_from_the_resume() -> None:
+    resumed = on_resume(every_minute(paused=True, next_run_at=None), at(500)).state
+    assert (resumed.paused, resumed.anchor_at, resumed.next_run_at) == (False, at(500), at(560))
+    # Resuming an endpoint that was not paused keeps its phase.
+    assert on_resume(every_minute(), at(5)).state.anchor_at == T0
+
+
+def test_clearing_hints_forgets_the_interval_hint_and_the_one_shot() -> None:
+    steered = every_minute(hint_interval_ms=10 * SECOND_MS, hint_expires_at=at(3600), oneshot_at=at(20))
+    cleared = on_clear_hints(replace(steered, oneshot_expires_at=at(3600)), at(5)).state
+    assert (cleared.hint_interval_ms, cleared.hint_expires_at, cleared.oneshot_at, cleared.oneshot_expires_at) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert (cleared.next_run_at, cleared.next_run_source) == (at(60), Source.BASELINE_INTERVAL)
+
+
+def test_resetting_failures_ends_the_backoff() -> None:
+    reset = on_reset_failures(every_minute(failure_count=4, next_run_at=at(960)), at(5)).state
+    assert (reset.failure_count, reset.next_run_at) == (0, at(60))
 
 
 # -- properties --------------------------------------------------------------------------------------------------

@@ -147,17 +147,18 @@ def on_settle(state: ScheduleState, outcome: Outcome, now: datetime) -> Replanne
         last_status=outcome.status,
         last_started_at=outcome.started_at if outcome.started_at is not None else state.last_started_at,
     )
-    replanned = replan(settled, now)
-    if not replanned.plan.missed:
+    return _count_missed(replan(settled, now), outcome)
+
+
+def _count_missed(replanned: Replanned, outcome: Outcome) -> Replanned:
+    """Record on the endpoint the slots a settling re-plan found missed, with why they were missed."""
+    plan = replanned.plan
+    if not plan.missed:
         return replanned
     counted = replace(
-        replanned.state,
-        missed_slots=replanned.state.missed_slots + replanned.plan.missed,
-        last_missed_at=replanned.plan.next_run_at,
+        replanned.state, missed_slots=replanned.state.missed_slots + plan.missed, last_missed_at=plan.next_run_at
     )
-    return replace(
-        replanned, state=counted, missed=Missed(replanned.plan.missed, _miss_reason(outcome, replanned.plan))
-    )
+    return replace(replanned, state=counted, missed=Missed(plan.missed, _miss_reason(outcome, plan)))
 
 
 def on_lost(state: ScheduleState, run_id: str, now: datetime) -> Replanned | None:
@@ -185,6 +186,33 @@ def on_one_shot(
     asked = replace(state, oneshot_at=wanted, oneshot_expires_at=max(wanted, now) + ttl)
     due = not_sooner_than(max(wanted, now), state.last_started_at, state.min_interval_ms)
     return OneShotScheduled(replan(asked, now), due)
+
+
+def on_interval_hint(state: ScheduleState, interval_ms: int, expires_at: datetime, now: datetime) -> Replanned:
+    """ApplyIntervalHint: `interval_ms` replaces the baseline until `expires_at`, from the next plan on."""
+    return replan(replace(state, hint_interval_ms=interval_ms, hint_expires_at=expires_at), now)
+
+
+def on_pause(state: ScheduleState, until: datetime | None, now: datetime) -> Replanned:
+    """Pause until `until` (None: until resumed); a one-shot asked for still fires."""
+    return replan(replace(state, paused=True, paused_until=until), now)
+
+
+def on_resume(state: ScheduleState, now: datetime) -> Replanned:
+    """End a pause; the cadence restarts from the resume rather than catching up on the paused slots."""
+    anchor_at = now if state.paused else state.anchor_at
+    return replan(replace(state, paused=False, paused_until=None, anchor_at=anchor_at), now)
+
+
+def on_clear_hints(state: ScheduleState, now: datetime) -> Replanned:
+    """ClearAdaptiveHints: forget the interval hint and the one-shot; the baseline rules again."""
+    cleared = replace(state, hint_interval_ms=None, hint_expires_at=None, oneshot_at=None, oneshot_expires_at=None)
+    return replan(cleared, now)
+
+
+def on_reset_failures(state: ScheduleState, now: datetime) -> Replanned:
+    """ResetFailureCount: the backoff ends at once, and the next run comes on the baseline's own spacing."""
+    return replan(replace(state, failure_count=0), now)
 
 
 def replan(state: ScheduleState, now: datetime) -> Replanned:

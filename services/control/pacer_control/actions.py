@@ -339,9 +339,10 @@ class ControlActions:
 
         def change(endpoint: Endpoint, job: Job) -> Endpoint:
             _require_live(endpoint, job)
-            endpoint.hint_interval_ms = interval_ms
-            endpoint.hint_expires_at = now + timedelta(minutes=ttl)
-            schedule.replan(endpoint, now)
+            hinted = transitions.on_interval_hint(
+                schedule.state_of(endpoint), interval_ms, now + timedelta(minutes=ttl), now
+            )
+            schedule.store(endpoint, hinted)
             return endpoint
 
         return self._change(who, endpoint_id, change, Audit("ApplyIntervalHint", "endpoint", reason), now)
@@ -380,13 +381,9 @@ class ControlActions:
 
         def change(endpoint: Endpoint, job: Job) -> PauseState:
             _require_live(endpoint, job)
-            if resume:
-                if endpoint.paused:
-                    endpoint.anchor_at = now  # the cadence restarts from the resume
-                endpoint.paused, endpoint.paused_until = False, None
-            else:
-                endpoint.paused, endpoint.paused_until = True, pause_until
-            schedule.replan(endpoint, now)
+            state = schedule.state_of(endpoint)
+            paused = transitions.on_resume(state, now) if resume else transitions.on_pause(state, pause_until, now)
+            schedule.store(endpoint, paused)
             return PauseState(endpoint.paused, endpoint.paused_until, endpoint.next_run_at)
 
         return self._change(who, endpoint_id, change, Audit("PauseOrResumeEndpoint", "endpoint", reason), now)
@@ -396,9 +393,7 @@ class ControlActions:
 
         def change(endpoint: Endpoint, job: Job) -> tuple[datetime, Endpoint]:
             _require_live(endpoint, job)
-            endpoint.hint_interval_ms = endpoint.hint_expires_at = None
-            schedule.clear_one_shot(endpoint)
-            schedule.replan(endpoint, now)
+            schedule.store(endpoint, transitions.on_clear_hints(schedule.state_of(endpoint), now))
             return now, endpoint
 
         return self._change(who, endpoint_id, change, Audit("ClearAdaptiveHints", "endpoint", reason), now)
@@ -408,8 +403,7 @@ class ControlActions:
 
         def change(endpoint: Endpoint, job: Job) -> Endpoint:
             _require_live(endpoint, job)
-            endpoint.failure_count = 0
-            schedule.replan(endpoint, now)
+            schedule.store(endpoint, transitions.on_reset_failures(schedule.state_of(endpoint), now))
             return endpoint
 
         return self._change(who, endpoint_id, change, Audit("ResetFailureCount", "endpoint", reason), now)

@@ -89,8 +89,3 @@ def replan(endpoint: Endpoint, now: datetime, *, live: bool = True) -> Plan:
     """Recompute and store the endpoint's next run and the slot it stands for (see `transitions.replan`); `live=False`
     (deleted, archived) means it never runs again. The plan's missed slots are the caller's to record."""
     return store(endpoint, transitions.replan(state_of(endpoint, live=live), now))
-
-
-def clear_one_shot(endpoint: Endpoint) -> None:
-    endpoint.oneshot_at = None
-    endpoint.oneshot_expires_at = None
