@@ -22,7 +22,7 @@ from pacer_common import transitions
 from pacer_common.errors import FailedPrecondition, shown
 from pacer_common.ids import new_run_id
 from pacer_common.runs import RunStatus
-from pacer_common.transitions import MISSED_OUTAGE, Claim, Missed, Outcome
+from pacer_common.transitions import MISSED_OUTAGE, Claim, Missed, Outcome, Replanned
 from pacer_common.urls import with_password
 from pacer_control import schedule
 from pacer_control.models import Run
@@ -473,17 +473,24 @@ def _settle(connection: Connection, by_endpoint: Mapping[str, Outcome], now: dat
     missed: dict[str, Missed] = {}
     for row in connection.execute(query):
         outcome = by_endpoint[row.id]
-        live = row.deleted_at is None and row.job_status == JOB_ACTIVE
-        settled = transitions.on_settle(schedule.state_of(row, live=live), outcome, now)
+        settled = _settled(row, outcome, now)
         if settled is None:
             continue  # fenced: another run holds the endpoint now
-        schedule.log_refused(row.id, settled)
         if settled.missed is not None:
             missed[outcome.run_id] = settled.missed
         changes.append(by_id_row(row.id, schedule.column_values(settled.state, _SETTLED_COLUMNS)))
     if changes:
         connection.execute(_SETTLE_UPDATE, changes)
     return missed
+
+
+def _settled(row: Any, outcome: Outcome, now: datetime) -> Replanned | None:
+    """An endpoint row (with its job's status) settled with `outcome`; a refused cron expression is logged."""
+    live = row.deleted_at is None and row.job_status == JOB_ACTIVE
+    settled = transitions.on_settle(schedule.state_of(row, live=live), outcome, now)
+    if settled is not None:
+        schedule.log_refused(row.id, settled)
+    return settled
 
 
 # -- lost and released runs ----------------------------------------------------------------------------------------

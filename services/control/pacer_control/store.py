@@ -1,6 +1,7 @@
 """What the control plane's two stores share: the engine, the keyring that opens endpoint secrets, transactions and
 the Core tables. `catalog.Catalog` holds the tenants' objects behind the public actions; `pipeline.Pipeline` moves
-runs through claims, results, leases and scheduler sessions. All SQL of the service lives in these three modules.
+runs through claims, results, leases and scheduler sessions. The queries of the service live in these three modules
+(engines and migrations in `database`).
 """
 
 from __future__ import annotations
