@@ -80,6 +80,7 @@ def store(endpoint: Endpoint, replanned: Replanned) -> Plan:
     """Write a replanned state onto the ORM endpoint; a refused cron expression is logged. Returns the plan."""
     log_refused(endpoint.id, replanned)
     for name, value in column_values(replanned.state).items():
+        # Only what changed: an endpoint not yet inserted keeps the column defaults of what it has never set.
         if getattr(endpoint, name) != value:
             setattr(endpoint, name, value)
     return replanned.plan
