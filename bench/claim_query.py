@@ -1,4 +1,4 @@
-"""How long the claim takes with 1,000,000 endpoints stored: p50/p95/p99 of Repository.claim_due.
+"""How long the claim takes with 1,000,000 endpoints stored: p50/p95/p99 of Pipeline.claim_due.
 
     .venv/bin/python bench/claim_query.py --backend postgresql [--endpoints 1000000] [--rounds 300]
 
@@ -20,7 +20,7 @@ from sqlalchemy import Engine, delete, func, select, text, update
 
 from pacer_control.database import make_engine, migrate
 from pacer_control.models import Endpoint, Run
-from pacer_control.repository import Repository
+from pacer_control.pipeline import Pipeline
 from pacer_control.sealing import Keyring, generate_key
 from tests.support.databases import PostgresDatabases
 
@@ -84,13 +84,13 @@ def release(engine: Engine, ids: list[str], now: datetime) -> None:
 
 
 def measure(engine: Engine, rounds: int) -> list[float]:
-    repository = Repository(engine, Keyring([generate_key()]))
+    pipeline = Pipeline(engine, Keyring([generate_key()]))
     now = datetime.now(UTC)
     timings = []
     for round_number in range(rounds):
         ids = make_due(engine, round_number, now)
         started = time.perf_counter()
-        claimed = repository.claim_due(now, 0, 100, 10_000)
+        claimed = pipeline.claim_due(now, 0, 100, 10_000)
         timings.append((time.perf_counter() - started) * 1000)
         assert len(claimed) == 100, f"claimed {len(claimed)}"
         release(engine, ids, now)

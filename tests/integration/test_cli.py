@@ -98,7 +98,7 @@ def stored_endpoint(harness: Harness, endpoint_id: str) -> Endpoint:
 def stored_headers(harness: Harness, endpoint_id: str) -> dict[str, str]:
     """The endpoint's headers as the control plane keeps them: sealed at rest, opened here with its key."""
     return EndpointSecrets.open(
-        harness.repository.keyring, endpoint_id, stored_endpoint(harness, endpoint_id).secrets
+        harness.catalog.keyring, endpoint_id, stored_endpoint(harness, endpoint_id).secrets
     ).headers
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_control.models import Endpoint
-from pacer_control.repository import RunResult
+from pacer_control.pipeline import RunResult
 from pacer_control.sealing import EndpointSecrets
 from tests.support.harness import SERVICE_TOKEN, Harness, status_of, ts, violations
 
@@ -213,13 +213,11 @@ def test_a_url_password_is_shown_masked_and_kept_sealed_at_rest(harness: Harness
     assert "s3cr3t-pass" not in row.url
     assert "s3cr3t-pass" not in row.secrets
     assert "key-of-acme" not in row.secrets
-    assert row.secrets.startswith(f"v1.{harness.repository.keyring.primary_id}.")
-    opened = EndpointSecrets.open(harness.repository.keyring, target, row.secrets)
+    assert row.secrets.startswith(f"v1.{harness.catalog.keyring.primary_id}.")
+    opened = EndpointSecrets.open(harness.catalog.keyring, target, row.secrets)
     assert opened == EndpointSecrets({"X-Api-Key": "key-of-acme"}, "s3cr3t-pass")
     harness.clock.advance(minutes=2)
-    (claimed,) = [
-        c for c in harness.repository.claim_due(harness.clock.now(), 0, 100, 30_000) if c.endpoint_id == target
-    ]
+    (claimed,) = [c for c in harness.pipeline.claim_due(harness.clock.now(), 0, 100, 30_000) if c.endpoint_id == target]
     assert claimed.url == secret_url
     assert claimed.headers == {"X-Api-Key": "key-of-acme"}
 
@@ -231,9 +229,7 @@ def test_changing_only_the_url_keeps_the_headers_and_the_other_way_round(harness
         pb.UpdateEndpointConfigRequest(endpoint_id=target, headers=pb.Headers(entries={"X-Api-Key": "k2"}))
     )
     harness.clock.advance(minutes=2)
-    (claimed,) = [
-        c for c in harness.repository.claim_due(harness.clock.now(), 0, 100, 30_000) if c.endpoint_id == target
-    ]
+    (claimed,) = [c for c in harness.pipeline.claim_due(harness.clock.now(), 0, 100, 30_000) if c.endpoint_id == target]
     assert (claimed.url, claimed.headers) == ("https://u:new@a.example/", {"X-Api-Key": "k2"})
 
 
@@ -244,7 +240,7 @@ def test_a_sealed_value_moved_to_another_endpoint_does_not_open(harness: Harness
         sealed = connection.scalar(select(Endpoint.secrets).where(Endpoint.id == first))
         connection.execute(Endpoint.__table__.update().where(Endpoint.id == second).values(secrets=sealed))
     with pytest.raises(ValueError, match="does not open"):
-        EndpointSecrets.open(harness.repository.keyring, second, sealed)
+        EndpointSecrets.open(harness.catalog.keyring, second, sealed)
 
 
 def _endpoints(harness: Harness, job_id: str) -> list[pb.EndpointSummary]:
@@ -275,7 +271,7 @@ def test_a_stored_cron_that_newer_rules_refuse_stops_its_endpoint_and_nothing_el
     old = endpoint(harness, baseline=hourly)
     other = endpoint(harness, baseline=hourly)
     harness.clock.advance(hours=1)
-    claimed = {c.endpoint_id: c for c in harness.repository.claim_due(harness.clock.now(), 0, 100, 30_000)}
+    claimed = {c.endpoint_id: c for c in harness.pipeline.claim_due(harness.clock.now(), 0, 100, 30_000)}
     assert set(claimed) >= {old, other}
     with harness.engine.begin() as connection:
         # What an older release accepted and this one refuses (a range that runs backwards).
@@ -284,7 +280,7 @@ def test_a_stored_cron_that_newer_rules_refuse_stops_its_endpoint_and_nothing_el
         RunResult(c.run_id, "SUCCESS", c.scheduled_for, c.scheduled_for + timedelta(seconds=1))
         for c in claimed.values()
     ]
-    recorded = harness.repository.record_results(results, harness.clock.now())
+    recorded = harness.pipeline.record_results(results, harness.clock.now())
     assert recorded.applied == len(results)
     listed = {e.endpoint_id: e for e in _endpoints(harness, harness.a.ListJobs(pb.ListJobsRequest()).jobs[0].job_id)}
     listed |= {e.endpoint_id: e for e in _endpoints(harness, harness.a.ListJobs(pb.ListJobsRequest()).jobs[1].job_id)}

@@ -151,7 +151,7 @@ def test_a_lost_lease_is_reaped_and_its_late_result_cannot_move_the_schedule(har
     harness.clock.advance(60)
     (item,) = leases.claim().items
     harness.clock.advance(seconds=(1_000 + LEASE_GRACE_MS) / 1000 + 1)
-    (reaped,) = harness.repository.reap_expired(harness.clock.now(), 100)
+    (reaped,) = harness.pipeline.reap_expired(harness.clock.now(), 100)
     assert (reaped.run_id, reaped.endpoint_id, reaped.tenant_id) == (item.run_id, endpoint_id, harness.tenants["acme"])
     lost = harness.a.GetRunDetails(pb.GetRunDetailsRequest(run_id=item.run_id)).run
     assert lost.status == pb.RUN_STATUS_LOST
@@ -175,7 +175,7 @@ def test_an_extended_lease_is_not_reaped(harness: Harness) -> None:
     (item,) = leases.claim().items
     assert list(leases.extend([item.run_id, "run_unknown"], extend_ms=120_000).extended_run_ids) == [item.run_id]
     harness.clock.advance(seconds=(1_000 + LEASE_GRACE_MS) / 1000 + 1)
-    assert harness.repository.reap_expired(harness.clock.now(), 100) == []
+    assert harness.pipeline.reap_expired(harness.clock.now(), 100) == []
 
 
 def test_a_tightening_hint_is_claimable_at_once(harness: Harness) -> None:

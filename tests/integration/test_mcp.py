@@ -310,7 +310,7 @@ async def test_stdio_bad_arguments_are_tool_errors_naming_the_argument(harness: 
 
 @pytest.mark.asyncio
 async def test_stdio_rate_limit_is_a_tool_error_with_retry_after(harness: Harness, tmp_path: Path) -> None:
-    harness.repository.set_tenant_quota(harness.tenants["acme"], {"rate_per_s": 0.5, "burst": 1}, harness.clock.now())
+    harness.catalog.set_tenant_quota(harness.tenants["acme"], {"rate_per_s": 0.5, "burst": 1}, harness.clock.now())
     async with stdio_session(harness, tmp_path / "mcp.log") as session:
         await ok(session, "listJobs")
         limited = await refused(session, "listJobs")

@@ -1,6 +1,6 @@
 """Missed slots: a herd made overdue together returns to its own phases, and missed slots are counted and shown.
 
-Runs are claimed through the repository (as a scheduler's claim would be) and results reported through the real
+Runs are claimed through the pipeline store (as a scheduler's claim would be) and results reported through the real
 LeaseService, so the control plane's metrics count what the reports did.
 """
 
@@ -17,7 +17,7 @@ from pacer.control.v1 import control_service_pb2 as pb
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer.internal.v1 import lease_service_pb2_grpc as lease_grpc
 from pacer_control.models import Endpoint
-from pacer_control.repository import ClaimedRun
+from pacer_control.pipeline import ClaimedRun
 from tests.support.harness import LEASE_GRACE_MS, SERVICE_TOKEN, Harness, dt, ts
 
 STEP_S = 10
@@ -39,7 +39,7 @@ def new_job(harness: Harness) -> str:
 
 
 def claim(harness: Harness, horizon_ms: int = 0) -> list[ClaimedRun]:
-    return harness.repository.claim_due(harness.clock.now(), horizon_ms, 1000, LEASE_GRACE_MS)
+    return harness.pipeline.claim_due(harness.clock.now(), horizon_ms, 1000, LEASE_GRACE_MS)
 
 
 def report(harness: Harness, runs: list[ClaimedRun], duration_ms: int = 50) -> lease_pb.ReportResultsResponse:
@@ -194,7 +194,7 @@ def test_a_lost_run_counts_only_the_slots_of_its_backed_off_grid(harness: Harnes
     (run,) = claim(harness)
     harness.clock.advance(65)  # the lease (1 s + 30 s grace) expired long ago
 
-    (lost,) = harness.repository.reap_expired(harness.clock.now(), 100)
+    (lost,) = harness.pipeline.reap_expired(harness.clock.now(), 100)
 
     # One failure doubles the step to 20 s: slots +20 and +40 were missed, and the run due now stands for +60. The
     # 10 s slots in between were stretched away by the backoff, not missed.

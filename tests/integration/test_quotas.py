@@ -138,11 +138,11 @@ def test_the_rate_limit_refuses_with_retry_info_and_recovers(with_quota: Harness
 def test_a_tenants_own_quota_overrides_the_default(with_quota: HarnessFactory) -> None:
     harness = with_quota(Quota(max_jobs=100, rate_per_s=1e9, burst=10**9))
     new_job(harness)
-    harness.repository.set_tenant_quota(harness.tenants["acme"], {"max_jobs": 1}, harness.clock.now())
+    harness.catalog.set_tenant_quota(harness.tenants["acme"], {"max_jobs": 1}, harness.clock.now())
     harness.clock.advance(6)  # quotas are cached for a few seconds
     refused(lambda: new_job(harness))
     harness.b.CreateJob(pb.CreateJobRequest(name="unaffected"))
-    harness.repository.set_tenant_quota(harness.tenants["acme"], {"max_jobs": None}, harness.clock.now())
+    harness.catalog.set_tenant_quota(harness.tenants["acme"], {"max_jobs": None}, harness.clock.now())
     harness.clock.advance(6)
     assert new_job(harness)
 

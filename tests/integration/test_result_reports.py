@@ -11,7 +11,7 @@ import pytest
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer.internal.v1 import lease_service_pb2_grpc as lease_grpc
-from pacer_control.repository import EXPIRED_MESSAGE, ClaimedRun
+from pacer_control.pipeline import EXPIRED_MESSAGE, ClaimedRun
 from tests.support.harness import LEASE_GRACE_MS, SERVICE_TOKEN, Harness, dt, ts
 
 
@@ -39,7 +39,7 @@ def claimed_run(harness: Harness) -> ClaimedRun:
     )
     harness.a.AddEndpointToJob(request)
     harness.clock.advance(60)
-    (run,) = harness.repository.claim_due(harness.clock.now(), 0, 10, LEASE_GRACE_MS)
+    (run,) = harness.pipeline.claim_due(harness.clock.now(), 0, 10, LEASE_GRACE_MS)
     return run
 
 
@@ -100,7 +100,7 @@ def test_a_different_result_for_a_settled_run_changes_nothing(harness: Harness, 
 def test_a_real_result_fills_in_a_run_settled_lost(harness: Harness, leases) -> None:
     run = claimed_run(harness)
     harness.clock.advance(1 + LEASE_GRACE_MS / 1000 + 1)
-    harness.repository.reap_expired(harness.clock.now(), 10)
+    harness.pipeline.reap_expired(harness.clock.now(), 10)
     schedule = endpoint_row(harness, run.endpoint_id)
     failed = result(run, pb.RUN_STATUS_FAILURE, http_status=503, response_body="down", error_message="HTTP 503")
 

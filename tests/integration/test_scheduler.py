@@ -28,8 +28,9 @@ from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_common.clock import SystemClock
 from pacer_common.credentials import bearer
 from pacer_control.auth import issue_key
+from pacer_control.catalog import Catalog
 from pacer_control.database import make_engine
-from pacer_control.repository import Repository
+from pacer_control.pipeline import Pipeline
 from pacer_control.sealing import Keyring, generate_key
 from pacer_control.server import ServerOptions, build_server
 from pacer_control.tenancy import create_tenant
@@ -54,10 +55,12 @@ class ControlPlane:
 
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
-        self.repository = Repository(self.engine, Keyring([generate_key()]))
+        keyring = Keyring([generate_key()])
+        self.catalog = Catalog(self.engine, keyring)
+        self.pipeline = Pipeline(self.engine, keyring)
         now = SystemClock().now()
-        tenant_id = create_tenant(self.repository, "acme", now)
-        self.key = issue_key(self.repository, tenant_id, "tests", now).secret
+        tenant_id = create_tenant(self.catalog, "acme", now)
+        self.key = issue_key(self.catalog, tenant_id, "tests", now).secret
         sqlite = database_url.startswith("sqlite")
         self._pool = ThreadPoolExecutor(max_workers=1 if sqlite else 4, thread_name_prefix="db")
         self._server: grpc.aio.Server | None = None
@@ -70,7 +73,7 @@ class ControlPlane:
     async def start(self) -> None:
         """Listen on the same port as before, or a free one the first time."""
         options = ServerOptions(f"127.0.0.1:{self.port}", MIN_INTERVAL_MS, SERVICE_TOKEN, LEASE_GRACE_MS)
-        self._server, self.port, _ = build_server(self.repository, SystemClock(), self._pool, options)
+        self._server, self.port, _ = build_server(self.catalog, self.pipeline, SystemClock(), self._pool, options)
         await self._server.start()
         self._channel = grpc.aio.insecure_channel(self.address)
         self.api = pb_grpc.ControlServiceStub(self._channel)
@@ -413,7 +416,7 @@ async def test_a_session_the_control_plane_ended_drops_the_runs_it_held_and_a_ne
 
     # What the control plane does when the session's heartbeats stop for its TTL: end it, hand its runs back.
     now = SystemClock().now()
-    control.repository.heartbeat(old_session, "scheduler-under-test", now, timedelta(seconds=2), closing=True)
+    control.pipeline.heartbeat(old_session, "scheduler-under-test", now, timedelta(seconds=2), closing=True)
 
     await eventually(lambda: scheduler.metrics.sessions_lost == 1, what="the scheduler to learn its session ended")
     assert scheduler.metrics.dropped >= 1

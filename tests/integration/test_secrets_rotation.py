@@ -14,10 +14,11 @@ from pacer_common.clock import FakeClock
 from pacer_control.actions import ControlActions, EndpointSpec
 from pacer_control.admin import run
 from pacer_control.auth import Principal
+from pacer_control.catalog import Catalog
 from pacer_control.database import make_engine, migrate
 from pacer_control.models import Endpoint, Job, Run
+from pacer_control.pipeline import Pipeline
 from pacer_control.quotas import Quota, QuotaGuard
-from pacer_control.repository import Repository
 from pacer_control.sealing import EndpointSecrets, key_parts, read_key_file, settings_keyring
 from pacer_control.settings import ControlSettings
 from pacer_control.tenancy import create_tenant
@@ -29,10 +30,10 @@ def settings(tmp_path: Path, database_url: str) -> ControlSettings:
     return ControlSettings(var_dir=str(tmp_path / "var"), database_url=database_url)
 
 
-def _endpoints(repository: Repository, count: int) -> list[str]:
+def _endpoints(catalog: Catalog, count: int) -> list[str]:
     clock = FakeClock()
-    tenant = create_tenant(repository, "acme", clock.now())
-    actions = ControlActions(repository, clock, 1000, QuotaGuard(repository, Quota(), clock))
+    tenant = create_tenant(catalog, "acme", clock.now())
+    actions = ControlActions(catalog, clock, 1000, QuotaGuard(catalog, Quota(), clock))
     who = Principal(tenant, "test")
     job = actions.create_job(who, "rotation", "")
     spec = EndpointSpec(
@@ -44,8 +45,8 @@ def _endpoints(repository: Repository, count: int) -> list[str]:
     return [actions.add_endpoint(who, job.id, spec, "").id for _ in range(count)]
 
 
-def _key_ids(repository: Repository) -> set[str]:
-    with repository.engine.connect() as connection:
+def _key_ids(catalog: Catalog) -> set[str]:
+    with catalog.engine.connect() as connection:
         return {key_parts(sealed)[1] for sealed in connection.scalars(select(Endpoint.secrets))}
 
 
@@ -53,25 +54,25 @@ def test_rotation_seals_everything_under_a_new_key_that_running_planes_can_open(
     settings: ControlSettings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     running = settings_keyring(settings)  # the embedded profile makes var/secrets-keys
-    repository = Repository(make_engine(settings.database_url), running)
-    made = _endpoints(repository, 3)
+    catalog = Catalog(make_engine(settings.database_url), running)
+    made = _endpoints(catalog, 3)
     old_key = running.primary_id
-    assert _key_ids(repository) == {old_key}
+    assert _key_ids(catalog) == {old_key}
 
     assert run(["rotate-secrets-key"], settings) == 0
     assert "sealed 3 endpoints again" in capsys.readouterr().out
     keys = [key.key_id for key in read_key_file(Path(settings.var_dir) / "secrets-keys")]
     assert keys[1:] == [old_key]
-    assert _key_ids(repository) == {keys[0]}
+    assert _key_ids(catalog) == {keys[0]}
 
     # The plane that started before the rotation meets an unknown key id, reads the file again and opens it.
-    claims = repository.claim_due(FakeClock().now().replace(year=2030), 0, 100, 1000)
+    claims = Pipeline(catalog.engine, running).claim_due(FakeClock().now().replace(year=2030), 0, 100, 1000)
     assert sorted(c.endpoint_id for c in claims) == sorted(made)
     assert {(c.url, c.headers["Authorization"]) for c in claims} == {("https://robot:pw@shop.example.com/", "Bearer t")}
 
     assert run(["rotate-secrets-key", "--reseal-only"], settings) == 0
     assert "sealed 0 endpoints again" in capsys.readouterr().out
-    repository.engine.dispose()
+    catalog.engine.dispose()
 
 
 def test_rotation_refuses_keys_it_cannot_write(settings: ControlSettings) -> None:
@@ -84,8 +85,7 @@ def test_the_migration_seals_what_older_releases_stored_in_the_clear(tmp_path: P
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     migrate(engine, "0002")
     keyring = settings_keyring(ControlSettings(var_dir=str(tmp_path / "var")))
-    repository = Repository(engine, keyring)
-    tenant = create_tenant(repository, "acme", FakeClock().now())
+    tenant = create_tenant(Catalog(engine, keyring), "acme", FakeClock().now())
     now = FakeClock().now()
     with engine.begin() as connection:
         connection.execute(
@@ -118,18 +118,18 @@ def test_the_migration_seals_what_older_releases_stored_in_the_clear(tmp_path: P
 
 def test_an_endpoint_whose_key_is_lost_fails_its_run_without_stopping_the_others(settings: ControlSettings) -> None:
     keyring = settings_keyring(settings)
-    repository = Repository(make_engine(settings.database_url), keyring)
-    lost, kept = _endpoints(repository, 2)
-    with repository.engine.begin() as connection:
+    catalog = Catalog(make_engine(settings.database_url), keyring)
+    lost, kept = _endpoints(catalog, 2)
+    with catalog.engine.begin() as connection:
         connection.execute(Endpoint.__table__.update().where(Endpoint.id == lost).values(secrets="v1.kgone.AAAA"))
     now = FakeClock().now().replace(year=2030)
-    claims = repository.claim_due(now, 0, 100, 1000)
+    claims = Pipeline(catalog.engine, keyring).claim_due(now, 0, 100, 1000)
     assert [claim.endpoint_id for claim in claims] == [kept]
-    with repository.engine.connect() as connection:
+    with catalog.engine.connect() as connection:
         status, message = connection.execute(select(Run.status, Run.error_message).where(Run.endpoint_id == lost)).one()
         failures, leased = connection.execute(
             select(Endpoint.failure_count, Endpoint.lease_run_id).where(Endpoint.id == lost)
         ).one()
     assert (status, failures, leased) == ("FAILURE", 1, None)
     assert "secrets do not open" in message
-    repository.engine.dispose()
+    catalog.engine.dispose()

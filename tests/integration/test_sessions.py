@@ -24,7 +24,7 @@ def run_ids(harness: Harness) -> set[str]:
 
 
 def end_expired(harness: Harness) -> list[str]:
-    return [s.session_id for s in harness.repository.end_expired_sessions(harness.clock.now(), 100)]
+    return [s.session_id for s in harness.pipeline.end_expired_sessions(harness.clock.now(), 100)]
 
 
 def test_a_claim_needs_an_open_session(harness: Harness) -> None:

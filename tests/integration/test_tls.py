@@ -28,8 +28,9 @@ from pacer_common.credentials import bearer
 from pacer_common.settings import ClientTls, Operations, ServerTls
 from pacer_common.tls import TlsError, channel_credentials, client_tls_credentials, open_channel, server_credentials
 from pacer_control.auth import issue_key
+from pacer_control.catalog import Catalog
 from pacer_control.database import make_engine
-from pacer_control.repository import Repository
+from pacer_control.pipeline import Pipeline
 from pacer_control.sealing import Keyring, generate_key
 from pacer_control.server import ServerOptions, build_server
 from pacer_control.tenancy import create_tenant
@@ -69,10 +70,12 @@ class ControlPlane:
 
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
-        repository = Repository(self.engine, Keyring([generate_key()]))
+        keyring = Keyring([generate_key()])
+        catalog = Catalog(self.engine, keyring)
         now = SystemClock().now()
-        self.key = issue_key(repository, create_tenant(repository, "acme", now), "tls tests", now).secret
-        self._repository = repository
+        self.key = issue_key(catalog, create_tenant(catalog, "acme", now), "tls tests", now).secret
+        self._catalog = catalog
+        self._pipeline = Pipeline(self.engine, keyring)
         self._pool = ThreadPoolExecutor(max_workers=1)
         self._server: grpc.aio.Server | None = None
 
@@ -80,7 +83,7 @@ class ControlPlane:
         """Serve on a free port with `credentials`; returns the address (127.0.0.1, which the certificate names)."""
         options = ServerOptions("127.0.0.1:0", 1000, TOKEN, 30_000)
         self._server, port, _ = build_server(
-            self._repository, SystemClock(), self._pool, options, credentials=credentials
+            self._catalog, self._pipeline, SystemClock(), self._pool, options, credentials=credentials
         )
         await self._server.start()
         return f"127.0.0.1:{port}"
@@ -259,7 +262,8 @@ async def test_an_internal_port_gives_mutual_tls_to_internal_traffic_and_server_
     mutual = server_credentials(pki.server.cert_file, pki.server.key_file, pki.ca.cert_file)
     options = ServerOptions("127.0.0.1:0", 1000, TOKEN, 30_000, internal_needs_client_cert=True)
     control._server, port, _ = build_server(
-        control._repository,
+        control._catalog,
+        control._pipeline,
         SystemClock(),
         control._pool,
         options,

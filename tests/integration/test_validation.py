@@ -566,11 +566,11 @@ def test_a_tampered_key_of_the_right_shape_is_unauthenticated(harness):
 
 def test_a_revoked_key_is_unauthenticated(harness):
     # Keys are issued and revoked by the admin CLI, not the public API: use the same functions it does.
-    issued = issue_key(harness.repository, harness.tenants["acme"], "temporary", harness.clock.now())
+    issued = issue_key(harness.catalog, harness.tenants["acme"], "temporary", harness.clock.now())
     client = harness.client(issued.secret)
     job_id = new_job(client)
 
-    harness.repository.revoke_api_key(issued.prefix, harness.clock.now())
+    harness.catalog.revoke_api_key(issued.prefix, harness.clock.now())
 
     with pytest.raises(grpc.RpcError) as raised:
         client.GetJob(pb.GetJobRequest(job_id=job_id))

@@ -1,4 +1,4 @@
-"""The seed's flash-sale scenario, 40 simulated minutes, on the real control service and repository.
+"""The seed's flash-sale scenario, 40 simulated minutes, on the real control service and its stores.
 
 A fake clock drives time second by second; each second the due runs are claimed through the real claim path and
 answered by a fake shop whose metrics follow the scenario's phases; every 10 s the rule-based agent of
@@ -16,7 +16,7 @@ import pytest
 from examples.agents.flash_sale_agent import FlashSaleAgent
 from examples.flash_sale import ENDPOINTS
 from pacer.control.v1 import control_service_pb2 as pb
-from pacer_control.repository import RunResult
+from pacer_control.pipeline import RunResult
 from tests.support.harness import Harness, dt
 
 MINUTES = 40
@@ -57,7 +57,7 @@ def run_scenario(harness: Harness) -> tuple[dict[str, list[pb.RunSummary]], Flas
     agent = FlashSaleAgent(harness.a, job_id, harness.clock.now)
     for second in range(1, MINUTES * 60):
         harness.clock.set(start + timedelta(seconds=second))
-        claimed = harness.repository.claim_due(harness.clock.now(), 0, 100, 30_000)
+        claimed = harness.pipeline.claim_due(harness.clock.now(), 0, 100, 30_000)
         results = [
             RunResult(
                 run_id=run.run_id,
@@ -72,7 +72,7 @@ def run_scenario(harness: Harness) -> tuple[dict[str, list[pb.RunSummary]], Flas
             )
             for run in claimed
         ]
-        harness.repository.record_results(results, harness.clock.now())
+        harness.pipeline.record_results(results, harness.clock.now())
         if second % 10 == 0:
             agent.step()
     runs: dict[str, list[pb.RunSummary]] = {name: [] for name in names.values()}

@@ -19,11 +19,12 @@ from sqlalchemy import select
 from pacer.control.v1 import control_service_pb2_grpc
 from pacer_common.clock import FakeClock
 from pacer_control.auth import issue_key
+from pacer_control.catalog import Catalog
 from pacer_control.database import make_engine
 from pacer_control.metrics import ControlMetrics
 from pacer_control.models import Endpoint
+from pacer_control.pipeline import Pipeline, RunResult
 from pacer_control.quotas import Quota
-from pacer_control.repository import Repository, RunResult
 from pacer_control.sealing import Keyring, generate_key
 from pacer_control.server import ServerOptions, build_server
 from pacer_control.tenancy import create_tenant
@@ -85,7 +86,13 @@ class _ServerThread:
     """Runs the grpc.aio server on its own event loop in a daemon thread."""
 
     def __init__(
-        self, repository: Repository, clock: FakeClock, workers: int, quotas: Quota, metrics: ControlMetrics
+        self,
+        catalog: Catalog,
+        pipeline: Pipeline,
+        clock: FakeClock,
+        workers: int,
+        quotas: Quota,
+        metrics: ControlMetrics,
     ) -> None:
         self._quotas = quotas
         self._metrics = metrics
@@ -93,12 +100,12 @@ class _ServerThread:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self._server, self.port, _ = self._call(self._build(repository, clock))
+        self._server, self.port, _ = self._call(self._build(catalog, pipeline, clock))
         self._call(self._server.start())
 
-    async def _build(self, repository: Repository, clock: FakeClock) -> Any:
+    async def _build(self, catalog: Catalog, pipeline: Pipeline, clock: FakeClock) -> Any:
         options = ServerOptions("127.0.0.1:0", MIN_INTERVAL_MS, SERVICE_TOKEN, LEASE_GRACE_MS, self._quotas)
-        return build_server(repository, clock, self._pool, options, metrics=self._metrics)
+        return build_server(catalog, pipeline, clock, self._pool, options, metrics=self._metrics)
 
     def _call(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
@@ -118,14 +125,18 @@ class Harness:
         self.backend = backend
         self.clock = FakeClock()
         self.engine = make_engine(database_url)
-        self.repository = Repository(self.engine, Keyring([generate_key()]))
+        keyring = Keyring([generate_key()])
+        self.catalog = Catalog(self.engine, keyring)
+        self.pipeline = Pipeline(self.engine, keyring)
         now = self.clock.now()
-        self.tenants = {name: create_tenant(self.repository, name, now) for name in ("acme", "globex")}
-        keys = {name: issue_key(self.repository, tid, "tests", now).secret for name, tid in self.tenants.items()}
+        self.tenants = {name: create_tenant(self.catalog, name, now) for name in ("acme", "globex")}
+        keys = {name: issue_key(self.catalog, tid, "tests", now).secret for name, tid in self.tenants.items()}
         # The server's metrics: `registry.get_sample_value(...)` reads them.
         self.registry = CollectorRegistry()
         metrics = ControlMetrics(self.registry)
-        self._server = _ServerThread(self.repository, self.clock, 1 if backend == "sqlite" else 4, quotas, metrics)
+        self._server = _ServerThread(
+            self.catalog, self.pipeline, self.clock, 1 if backend == "sqlite" else 4, quotas, metrics
+        )
         self.address = f"127.0.0.1:{self._server.port}"
         self._channel = grpc.insecure_channel(self.address)
         self.a = Client(self._channel, keys["acme"])
@@ -156,7 +167,7 @@ class Harness:
         next_run_at = next_run_at.replace(tzinfo=UTC) if next_run_at.tzinfo is None else next_run_at
         if next_run_at > self.clock.now():
             self.clock.set(next_run_at)
-        claimed = self.repository.claim_due(self.clock.now(), 0, 1000, LEASE_GRACE_MS)
+        claimed = self.pipeline.claim_due(self.clock.now(), 0, 1000, LEASE_GRACE_MS)
         ours = [c for c in claimed if c.endpoint_id == endpoint_id]
         if len(ours) != 1:
             raise AssertionError(f"endpoint {endpoint_id} was not claimable at {self.clock.now()}")
@@ -177,13 +188,13 @@ class Harness:
                     response_truncated=response_truncated if mine else False,
                 )
             )
-        self.repository.record_results(results, self.clock.now())
+        self.pipeline.record_results(results, self.clock.now())
         return ours[0].run_id
 
     def audit(self, tenant: str = "acme") -> list[dict[str, Any]]:
         return [
             {"action": r.action, "target_id": r.target_id, "reason": r.reason, "at": r.at}
-            for r in self.repository.audit_trail(self.tenants[tenant])
+            for r in self.catalog.audit_trail(self.tenants[tenant])
         ]
 
     def close(self) -> None:

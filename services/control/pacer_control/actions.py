@@ -13,27 +13,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from pacer_common import transitions
 from pacer_common.clock import Clock
 from pacer_common.digest import config_digest
 from pacer_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from pacer_common.ids import looks_like, new_endpoint_id, new_job_id
+from pacer_common.runs import FAILURES, RunStatus
 from pacer_common.urls import split_password, with_password
 from pacer_control import schedule
 from pacer_control.auth import Principal
+from pacer_control.catalog import Audit, Catalog, HealthView, JobView
 from pacer_control.models import Endpoint, Job, Run
 from pacer_control.quotas import QuotaGuard
-from pacer_control.repository import (
-    FINAL_FAILURES,
-    JOB_ACTIVE,
-    JOB_ARCHIVED,
-    RUN_RUNNING,
-    RUN_SUCCESS,
-    Audit,
-    HealthView,
-    JobView,
-    Repository,
-)
 from pacer_control.sealing import EndpointSecrets
+from pacer_control.store import JOB_ACTIVE, JOB_ARCHIVED
 from pacer_control.validation import MAX_DESCRIPTION, BaselineInput, Checks, ClampInput
 
 T = TypeVar("T")
@@ -44,11 +37,11 @@ DEFAULT_RUN_LIMIT = 50
 MAX_RUN_LIMIT = 500
 DEFAULT_WINDOW_HOURS = 24
 MAX_WINDOW_HOURS = 720
-RUN_FILTERS: dict[str, tuple[str, ...] | None] = {
+RUN_FILTERS: dict[str, tuple[RunStatus, ...] | None] = {
     "all": None,
-    "success": (RUN_SUCCESS,),
-    "failure": FINAL_FAILURES,
-    "running": (RUN_RUNNING,),
+    "success": (RunStatus.SUCCESS,),
+    "failure": FAILURES,
+    "running": (RunStatus.RUNNING,),
 }
 
 
@@ -144,10 +137,10 @@ def _decode_cursor(token: str) -> tuple[datetime, str]:
 
 
 class ControlActions:
-    """The public actions over one repository, one clock and the service's interval floor."""
+    """The public actions over one catalog, one clock and the service's interval floor."""
 
-    def __init__(self, repository: Repository, clock: Clock, min_interval_ms: int, quotas: QuotaGuard) -> None:
-        self._repository = repository
+    def __init__(self, catalog: Catalog, clock: Clock, min_interval_ms: int, quotas: QuotaGuard) -> None:
+        self._catalog = catalog
         self._clock = clock
         self._floor_ms = min_interval_ms
         self._quotas = quotas
@@ -169,12 +162,12 @@ class ControlActions:
             created_at=now,
             updated_at=now,
         )
-        self._repository.insert_job(job, Audit("CreateJob", "job"), self._quotas.quota(who.tenant_id).max_jobs)
+        self._catalog.insert_job(job, Audit("CreateJob", "job"), self._quotas.quota(who.tenant_id).max_jobs)
         return job
 
     def get_job(self, who: Principal, job_id: str) -> JobView:
         _require_id("job", "job", job_id)
-        return self._repository.get_job(who.tenant_id, job_id)
+        return self._catalog.get_job(who.tenant_id, job_id)
 
     def list_jobs(self, who: Principal, status: str | None, page_size: int, page_token: str) -> JobPage:
         checks = Checks()
@@ -182,7 +175,7 @@ class ControlActions:
         checks.done()
         size = page_size or DEFAULT_PAGE_SIZE
         after = _decode_cursor(page_token) if page_token else None
-        views = self._repository.list_jobs(who.tenant_id, status, size + 1, after)
+        views = self._catalog.list_jobs(who.tenant_id, status, size + 1, after)
         more = len(views) > size
         views = views[:size]
         return JobPage(views, _encode_cursor(views[-1].job) if more else "")
@@ -208,7 +201,7 @@ class ControlActions:
             job.updated_at = now
             return now
 
-        return self._repository.change_job(who.tenant_id, job_id, change, Audit("UpdateJob", "job", reason), now)
+        return self._catalog.change_job(who.tenant_id, job_id, change, Audit("UpdateJob", "job", reason), now)
 
     def archive_job(self, who: Principal, job_id: str, reason: str) -> datetime:
         checks = Checks()
@@ -216,7 +209,7 @@ class ControlActions:
         checks.done()
         _require_id("job", "job", job_id)
         now = self._clock.now()
-        return self._repository.archive_job(who.tenant_id, job_id, Audit("ArchiveJob", "job", reason), now)
+        return self._catalog.archive_job(who.tenant_id, job_id, Audit("ArchiveJob", "job", reason), now)
 
     # -- endpoints -------------------------------------------------------------------------------------------------
 
@@ -261,7 +254,7 @@ class ControlActions:
 
         audit = Audit("AddEndpointToJob", "endpoint", reason)
         max_endpoints = self._quotas.quota(who.tenant_id).max_endpoints
-        return self._repository.insert_endpoint(who.tenant_id, job_id, build, audit, now, max_endpoints)
+        return self._catalog.insert_endpoint(who.tenant_id, job_id, build, audit, now, max_endpoints)
 
     def update_endpoint(self, who: Principal, endpoint_id: str, changes: EndpointChanges, reason: str) -> Endpoint:
         checks, now = self._check_changes(changes, reason), self._clock.now()
@@ -315,7 +308,7 @@ class ControlActions:
 
     def list_job_endpoints(self, who: Principal, job_id: str) -> list[EndpointView]:
         _require_id("job", "job", job_id)
-        return [self._view(e) for e in self._repository.list_job_endpoints(who.tenant_id, job_id)]
+        return [self._view(e) for e in self._catalog.list_job_endpoints(who.tenant_id, job_id)]
 
     def _view(self, endpoint: Endpoint) -> EndpointView:
         secrets = self._secrets(endpoint)
@@ -324,12 +317,12 @@ class ControlActions:
     # -- secrets at rest ---------------------------------------------------------------------------------------------
 
     def _secrets(self, endpoint: Endpoint) -> EndpointSecrets:
-        return EndpointSecrets.open(self._repository.keyring, endpoint.id, endpoint.secrets)
+        return EndpointSecrets.open(self._catalog.keyring, endpoint.id, endpoint.secrets)
 
     def _keep_secrets(self, endpoint: Endpoint, url: str, headers: Mapping[str, str]) -> None:
         """Store `url` with its password masked, and seal the password and `headers` (pacer_control.sealing)."""
         endpoint.url, password = split_password(url)
-        endpoint.secrets = EndpointSecrets(dict(headers), password).seal(self._repository.keyring, endpoint.id)
+        endpoint.secrets = EndpointSecrets(dict(headers), password).seal(self._catalog.keyring, endpoint.id)
 
     # -- steering --------------------------------------------------------------------------------------------------
 
@@ -346,9 +339,10 @@ class ControlActions:
 
         def change(endpoint: Endpoint, job: Job) -> Endpoint:
             _require_live(endpoint, job)
-            endpoint.hint_interval_ms = interval_ms
-            endpoint.hint_expires_at = now + timedelta(minutes=ttl)
-            schedule.replan(endpoint, now)
+            hinted = transitions.on_interval_hint(
+                schedule.state_of(endpoint), interval_ms, now + timedelta(minutes=ttl), now
+            )
+            schedule.store(endpoint, hinted)
             return endpoint
 
         return self._change(who, endpoint_id, change, Audit("ApplyIntervalHint", "endpoint", reason), now)
@@ -367,12 +361,9 @@ class ControlActions:
 
         def change(endpoint: Endpoint, job: Job) -> datetime:
             _require_live(endpoint, job)
-            # One-shots are held to the interval floor too, or they would be a way around it.
-            wanted = _not_sooner_than(run_at, endpoint.last_started_at, floor_ms)
-            endpoint.oneshot_at = wanted
-            endpoint.oneshot_expires_at = max(wanted, now) + timedelta(minutes=ttl)
-            schedule.replan(endpoint, now)
-            return _not_sooner_than(max(wanted, now), endpoint.last_started_at, endpoint.min_interval_ms)
+            asked = transitions.on_one_shot(schedule.state_of(endpoint), run_at, timedelta(minutes=ttl), floor_ms, now)
+            schedule.store(endpoint, asked.replanned)
+            return asked.scheduled_for
 
         return self._change(who, endpoint_id, change, Audit("ScheduleOneShotRun", "endpoint", reason), now)
 
@@ -390,13 +381,9 @@ class ControlActions:
 
         def change(endpoint: Endpoint, job: Job) -> PauseState:
             _require_live(endpoint, job)
-            if resume:
-                if endpoint.paused:
-                    endpoint.anchor_at = now  # the cadence restarts from the resume
-                endpoint.paused, endpoint.paused_until = False, None
-            else:
-                endpoint.paused, endpoint.paused_until = True, pause_until
-            schedule.replan(endpoint, now)
+            state = schedule.state_of(endpoint)
+            paused = transitions.on_resume(state, now) if resume else transitions.on_pause(state, pause_until, now)
+            schedule.store(endpoint, paused)
             return PauseState(endpoint.paused, endpoint.paused_until, endpoint.next_run_at)
 
         return self._change(who, endpoint_id, change, Audit("PauseOrResumeEndpoint", "endpoint", reason), now)
@@ -406,9 +393,7 @@ class ControlActions:
 
         def change(endpoint: Endpoint, job: Job) -> tuple[datetime, Endpoint]:
             _require_live(endpoint, job)
-            endpoint.hint_interval_ms = endpoint.hint_expires_at = None
-            schedule.clear_one_shot(endpoint)
-            schedule.replan(endpoint, now)
+            schedule.store(endpoint, transitions.on_clear_hints(schedule.state_of(endpoint), now))
             return now, endpoint
 
         return self._change(who, endpoint_id, change, Audit("ClearAdaptiveHints", "endpoint", reason), now)
@@ -418,8 +403,7 @@ class ControlActions:
 
         def change(endpoint: Endpoint, job: Job) -> Endpoint:
             _require_live(endpoint, job)
-            endpoint.failure_count = 0
-            schedule.replan(endpoint, now)
+            schedule.store(endpoint, transitions.on_reset_failures(schedule.state_of(endpoint), now))
             return endpoint
 
         return self._change(who, endpoint_id, change, Audit("ResetFailureCount", "endpoint", reason), now)
@@ -445,7 +429,7 @@ class ControlActions:
             endpoint_id is not None and not looks_like("ep", endpoint_id)
         ):
             return [], 0  # no run can match an id of the wrong shape, as none matches another tenant's id
-        return self._repository.list_runs(
+        return self._catalog.list_runs(
             who.tenant_id,
             job_id=job_id,
             endpoint_id=endpoint_id,
@@ -456,7 +440,7 @@ class ControlActions:
 
     def get_run(self, who: Principal, run_id: str) -> Run:
         _require_id("run", "run", run_id)
-        return self._repository.get_run(who.tenant_id, run_id)
+        return self._catalog.get_run(who.tenant_id, run_id)
 
     def endpoint_health(self, who: Principal, endpoint_id: str, window_hours: int) -> HealthView:
         checks = Checks()
@@ -464,7 +448,7 @@ class ControlActions:
         checks.done()
         _require_id("endpoint", "ep", endpoint_id)
         since = self._clock.now() - timedelta(hours=window_hours or DEFAULT_WINDOW_HOURS)
-        return self._repository.endpoint_health(who.tenant_id, endpoint_id, since)
+        return self._catalog.endpoint_health(who.tenant_id, endpoint_id, since)
 
     # -- shared steps --------------------------------------------------------------------------------------------
 
@@ -490,14 +474,7 @@ class ControlActions:
         self, who: Principal, endpoint_id: str, change: Callable[[Endpoint, Job], T], audit: Audit, now: datetime
     ) -> T:
         _require_id("endpoint", "ep", endpoint_id)
-        return self._repository.change_endpoint(who.tenant_id, endpoint_id, change, audit, now)
-
-
-def _not_sooner_than(wanted: datetime, last_start: datetime | None, spacing_ms: int) -> datetime:
-    """`wanted`, held back to `spacing_ms` after the last start (the min clamp, or the interval floor)."""
-    if spacing_ms and last_start is not None:
-        return max(wanted, last_start + timedelta(milliseconds=spacing_ms))
-    return wanted
+        return self._catalog.change_endpoint(who.tenant_id, endpoint_id, change, audit, now)
 
 
 def _set_baseline(endpoint: Endpoint, baseline: BaselineInput | None) -> None:

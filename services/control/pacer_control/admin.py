@@ -11,8 +11,8 @@ from datetime import datetime
 from pacer_common.clock import SystemClock
 from pacer_common.settings import load
 from pacer_control.auth import issue_key
+from pacer_control.catalog import Catalog
 from pacer_control.database import make_engine, migrate
-from pacer_control.repository import Repository
 from pacer_control.sealing import SecretsError, add_primary_key, generate_key, key_file_of, settings_keyring
 from pacer_control.settings import ControlSettings
 from pacer_control.tenancy import TenantExists, create_tenant
@@ -91,39 +91,39 @@ def run(argv: Sequence[str] | None = None, settings: ControlSettings | None = No
         return 1
     engine = make_engine(args.database_url or settings.database_url)
     migrate(engine, keyring=keyring)
-    repository, now = Repository(engine, keyring), SystemClock().now()
+    catalog, now = Catalog(engine, keyring), SystemClock().now()
     match args.command:
         case "migrate":
             print("schema is up to date")
         case "create-tenant":
             try:
-                print(create_tenant(repository, args.name, now))
+                print(create_tenant(catalog, args.name, now))
             except TenantExists:
                 print(f"tenant {args.name!r} already exists", file=sys.stderr)
                 return 1
         case "create-key":
-            tenant = repository.find_tenant(args.tenant)
+            tenant = catalog.find_tenant(args.tenant)
             if tenant is None:
                 print(f"no tenant named {args.tenant!r}", file=sys.stderr)
                 return 1
-            issued = issue_key(repository, tenant.id, args.label, now)
+            issued = issue_key(catalog, tenant.id, args.label, now)
             print(issued.secret)
             print("store this key now: it is not shown again", file=sys.stderr)
         case "revoke-key":
-            if not repository.revoke_api_key(args.prefix, now):
+            if not catalog.revoke_api_key(args.prefix, now):
                 print(f"no live key with prefix {args.prefix!r}", file=sys.stderr)
                 return 1
             print(f"revoked {args.prefix}")
         case "set-quota" | "show-quota":
-            return _quota_command(repository, args, now)
+            return _quota_command(catalog, args, now)
         case "rotate-secrets-key":
-            _reseal(repository)
+            _reseal(catalog)
         case "list-keys":
-            tenant = repository.find_tenant(args.tenant)
+            tenant = catalog.find_tenant(args.tenant)
             if tenant is None:
                 print(f"no tenant named {args.tenant!r}", file=sys.stderr)
                 return 1
-            for key in repository.list_api_keys(tenant.id):
+            for key in catalog.list_api_keys(tenant.id):
                 state = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "live"
                 print(f"pk_{key.prefix}_…  {state}  created {key.created_at.isoformat()}  {key.label}")
     engine.dispose()
@@ -140,23 +140,23 @@ def _add_key(settings: ControlSettings) -> str:
     return add_primary_key(path).key_id
 
 
-def _reseal(repository: Repository) -> None:
-    before = repository.reseal_secrets()
-    primary = repository.keyring.primary_id
+def _reseal(catalog: Catalog) -> None:
+    before = catalog.reseal_secrets()
+    primary = catalog.keyring.primary_id
     moved = sum(count for key_id, count in before.items() if key_id != primary)
     print(f"sealed {moved} endpoints again under key {primary}; {sum(before.values())} endpoints hold secrets")
     print("keep the old keys until every control plane has restarted with the new one first", file=sys.stderr)
 
 
-def _quota_command(repository: Repository, args: argparse.Namespace, now: datetime) -> int:
-    tenant = repository.find_tenant(args.tenant)
+def _quota_command(catalog: Catalog, args: argparse.Namespace, now: datetime) -> int:
+    tenant = catalog.find_tenant(args.tenant)
     if tenant is None:
         print(f"no tenant named {args.tenant!r}", file=sys.stderr)
         return 1
     if args.command == "set-quota":
         given = {name: getattr(args, name) for name in QUOTA_OPTIONS if getattr(args, name) is not None}
-        repository.set_tenant_quota(tenant.id, {k: None if v is RESET else v for k, v in given.items()}, now)
-    own = repository.tenant_quota(tenant.id) or {}
+        catalog.set_tenant_quota(tenant.id, {k: None if v is RESET else v for k, v in given.items()}, now)
+    own = catalog.tenant_quota(tenant.id) or {}
     for name in QUOTA_OPTIONS:
         value = own.get(name)
         print(f"{name:<16} {'default' if value is None else value}")

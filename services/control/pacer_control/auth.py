@@ -13,8 +13,8 @@ from datetime import datetime
 from pacer_common.credentials import KEY_SCHEME, PREFIX_LENGTH, SECRET_LENGTH, bearer_token, key_prefix
 from pacer_common.errors import Unauthenticated
 from pacer_common.ids import new_id
+from pacer_control.catalog import Catalog
 from pacer_control.models import ApiKey
-from pacer_control.repository import Repository
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -45,12 +45,12 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def issue_key(repository: Repository, tenant_id: str, label: str, now: datetime) -> IssuedKey:
+def issue_key(catalog: Catalog, tenant_id: str, label: str, now: datetime) -> IssuedKey:
     """Create and store a key for the tenant; the returned secret is the only copy."""
     prefix = _random(PREFIX_LENGTH)
     secret = f"{KEY_SCHEME}_{prefix}_{_random(SECRET_LENGTH)}"
     key_id = new_id("key")
-    repository.add_api_key(
+    catalog.add_api_key(
         ApiKey(id=key_id, tenant_id=tenant_id, prefix=prefix, key_hash=hash_key(secret), label=label, created_at=now)
     )
     return IssuedKey(key_id, prefix, secret)
@@ -59,13 +59,13 @@ def issue_key(repository: Repository, tenant_id: str, label: str, now: datetime)
 class Authenticator:
     """Resolves a bearer API key to its tenant."""
 
-    def __init__(self, repository: Repository) -> None:
-        self._repository = repository
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
 
     def authenticate(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> Principal:
         token = bearer_token(metadata)
         prefix = key_prefix(token)
-        record = self._repository.find_api_key(prefix) if prefix else None
+        record = self._catalog.find_api_key(prefix) if prefix else None
         if record is None or record.revoked_at is not None or not hmac.compare_digest(record.key_hash, hash_key(token)):
             raise Unauthenticated("unknown or revoked API key")
         return Principal(tenant_id=record.tenant_id, key_prefix=record.prefix)

@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pacer.control.v1 import control_service_pb2 as pb
+from pacer_common import runs
 from pacer_common.errors import InvalidArgument
+from pacer_common.runs import RunStatus
 from pacer_control.actions import EndpointChanges, EndpointSpec, EndpointView
+from pacer_control.catalog import HealthView, JobView
 from pacer_control.models import Endpoint, Run
-from pacer_control.repository import HealthView, JobView
 from pacer_control.validation import BaselineInput, ClampInput
 
 JOB_STATUS_FILTERS: dict[int, str | None] = {
@@ -71,8 +73,8 @@ def job_status(value: str) -> pb.JobStatus.ValueType:
     return pb.JobStatus.Value(f"JOB_STATUS_{value.upper()}")
 
 
-def run_status(value: str) -> pb.RunStatus.ValueType:
-    return pb.RunStatus.Value(f"RUN_STATUS_{value.upper()}")
+def run_status(value: RunStatus) -> pb.RunStatus.ValueType:
+    return runs.to_proto(value)
 
 
 def run_source(value: str) -> pb.RunSource.ValueType:

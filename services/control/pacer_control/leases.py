@@ -11,15 +11,15 @@ from typing import TypeVar
 
 import grpc
 
-from pacer.control.v1 import control_service_pb2 as pb
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer.internal.v1 import lease_service_pb2_grpc as lease_grpc
+from pacer_common import runs
 from pacer_common.clock import Clock
 from pacer_common.credentials import ServiceGate
 from pacer_common.errors import PermissionDenied
 from pacer_control.codec import moment, ts
 from pacer_control.metrics import ControlMetrics
-from pacer_control.repository import ClaimedRun, LostRun, Recorded, Repository, RunResult, missed_when_lost
+from pacer_control.pipeline import ClaimedRun, LostRun, Pipeline, Recorded, RunResult, missed_when_lost
 from pacer_control.validation import Checks
 
 T = TypeVar("T")
@@ -29,7 +29,7 @@ MAX_CLAIM = 5000
 MAX_BATCH = 5000
 MAX_SESSION_ID = 64
 MAX_SCHEDULER_ID = 200
-REPORTABLE = {pb.RUN_STATUS_SUCCESS, pb.RUN_STATUS_FAILURE, pb.RUN_STATUS_TIMEOUT, pb.RUN_STATUS_BLOCKED}
+REPORTABLE = frozenset(runs.to_proto(status) for status in runs.REPORTABLE)
 
 
 def work_item(run: ClaimedRun) -> lease_pb.WorkItem:
@@ -53,7 +53,7 @@ def run_result(message: lease_pb.RunResult, index: int) -> RunResult:
     assert finished is not None
     return RunResult(
         run_id=message.run_id,
-        status=pb.RunStatus.Name(message.status).removeprefix("RUN_STATUS_"),
+        status=runs.from_proto(message.status),
         started_at=moment(message, "started_at", path),
         finished_at=finished,
         duration_ms=message.duration_ms,
@@ -88,7 +88,7 @@ def _check_results(results: list[lease_pb.RunResult], request: lease_pb.ReportRe
 
 
 class LeaseApi(lease_grpc.LeaseServiceServicer):
-    """pacer.internal.v1.LeaseService over the repository; only the service credential may call it.
+    """pacer.internal.v1.LeaseService over the pipeline; only the service credential may call it.
 
     Runs settled by reported results are counted in `metrics` (`pacer_runs_total`), with the slots their re-plans
     found missed (`pacer_runs_missed_total`).
@@ -96,7 +96,7 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
 
     def __init__(
         self,
-        repository: Repository,
+        pipeline: Pipeline,
         clock: Clock,
         auth: ServiceGate,
         pool: Executor,
@@ -107,7 +107,7 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
     ) -> None:
         self._needs_client_cert = needs_client_cert
         self._session_ttl_ms = session_ttl_ms
-        self._repository = repository
+        self._pipeline = pipeline
         self._clock = clock
         self._auth = auth
         self._pool = pool
@@ -139,7 +139,7 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
         def claim() -> tuple[list[ClaimedRun], datetime]:
             checks.done()
             now = self._clock.now()
-            runs = self._repository.claim_due(
+            runs = self._pipeline.claim_due(
                 now, request.horizon_ms, request.limit, self._grace_ms, request.session_id, request.claim_id
             )
             return runs, now
@@ -156,10 +156,10 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
             _check_results(results, request)
             decoded = [run_result(r, index) for index, r in enumerate(results)]
             # Held first: a run an executor holds is never settled as vanished, even by this same batch.
-            self._repository.mark_held(list(request.held_run_ids))
-            recorded = self._repository.record_results(decoded, self._clock.now())
-            vanished = self._repository.settle_vanished(list(request.vanished_run_ids), self._clock.now())
-            self._repository.release_unbegun(list(request.released_run_ids))
+            self._pipeline.mark_held(list(request.held_run_ids))
+            recorded = self._pipeline.record_results(decoded, self._clock.now())
+            vanished = self._pipeline.settle_vanished(list(request.vanished_run_ids), self._clock.now())
+            self._pipeline.release_unbegun(list(request.released_run_ids))
             return recorded, vanished
 
         recorded, vanished = await self._run(context, report)
@@ -185,7 +185,7 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
             checks.done()
             now = self._clock.now()
             ttl = timedelta(milliseconds=self._session_ttl_ms)
-            self._repository.heartbeat(request.session_id, request.scheduler_id, now, ttl, closing=request.closing)
+            self._pipeline.heartbeat(request.session_id, request.scheduler_id, now, ttl, closing=request.closing)
             return now
 
         now = await self._run(context, beat)
@@ -201,6 +201,6 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
                 checks.fail("run_ids", f"at most {MAX_BATCH} per call")
             checks.done()
             until = self._clock.now() + timedelta(milliseconds=request.extend_ms)
-            return self._repository.extend_leases(list(request.run_ids), until)
+            return self._pipeline.extend_leases(list(request.run_ids), until)
 
         return lease_pb.ExtendLeasesResponse(extended_run_ids=await self._run(context, extend))

@@ -19,11 +19,12 @@ from pacer_common.ports import ListenError
 from pacer_common.settings import load
 from pacer_common.telemetry import ServerMetricsInterceptor, new_registry, serve_metrics
 from pacer_common.tls import server_tls_credentials
+from pacer_control.catalog import Catalog
 from pacer_control.database import make_engine, migrate
 from pacer_control.metrics import ControlMetrics, watch_database
+from pacer_control.pipeline import Pipeline
 from pacer_control.quotas import default_quota
 from pacer_control.reaper import end_sessions_forever, reap_forever
-from pacer_control.repository import Repository
 from pacer_control.sealing import Keyring, settings_keyring
 from pacer_control.server import SERVICE_NAME, ServerOptions, build_server, readiness
 from pacer_control.settings import ControlSettings
@@ -56,29 +57,29 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-def _prepare_database(settings: ControlSettings, engine: Engine, repository: Repository) -> None:
+def _prepare_database(settings: ControlSettings, engine: Engine, catalog: Catalog) -> None:
     """Migrate the database, and make the dev tenant when the embedded profile asks for it."""
-    migrate(engine, keyring=repository.keyring)
+    migrate(engine, keyring=catalog.keyring)
     log.info("schema up to date", extra={"event": "control.migrated", "backend": engine.dialect.name})
     if settings.bootstrap_dev:
-        key_path = ensure_dev_key(repository, Path(settings.var_dir), SystemClock().now())
+        key_path = ensure_dev_key(catalog, Path(settings.var_dir), SystemClock().now())
         log.info("dev tenant ready", extra={"event": "control.dev_key", "key_file": str(key_path)})
 
 
 def _background(
-    settings: ControlSettings, repository: Repository, pool: Executor, ready: Readiness, metrics: ControlMetrics
+    settings: ControlSettings, pipeline: Pipeline, pool: Executor, ready: Readiness, metrics: ControlMetrics
 ) -> list[asyncio.Task[None]]:
     """The reapers of expired leases and of silent scheduler sessions, and the database probe behind readiness."""
     reaper = reap_forever(
-        repository,
+        pipeline,
         SystemClock(),
         pool,
         settings.reaper_interval_ms / 1000,
         settings.lease_grace_ms / 1000,
         metrics,
     )
-    sessions = end_sessions_forever(repository, SystemClock(), pool, settings.session_ttl_ms / 1000, metrics)
-    probe = probe_forever(ready, repository.ping, DB_PROBE_INTERVAL_S, DB_PROBE_TIMEOUT_S)
+    sessions = end_sessions_forever(pipeline, SystemClock(), pool, settings.session_ttl_ms / 1000, metrics)
+    probe = probe_forever(ready, pipeline.ping, DB_PROBE_INTERVAL_S, DB_PROBE_TIMEOUT_S)
     return [asyncio.create_task(reaper), asyncio.create_task(sessions), asyncio.create_task(probe)]
 
 
@@ -91,7 +92,7 @@ async def serve(
     """Run the control plane until SIGTERM or SIGINT; `credentials` make its port TLS (see pacer_common.tls), and
     `internal_credentials` the internal port's, when `settings.internal_addr` asks for one."""
     engine = make_engine(settings.database_url, settings.db_pool_size)
-    repository = Repository(engine, keyring)
+    catalog, pipeline = Catalog(engine, keyring), Pipeline(engine, keyring)
     registry = new_registry()
     metrics = ControlMetrics(registry)
     endpoint = serve_metrics(settings.operations.metrics_addr, registry, setting="PACER_METRICS_ADDR")
@@ -100,7 +101,8 @@ async def serve(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db") as pool:
         internal = (settings.internal_addr, internal_credentials) if settings.internal_addr else None
         server, port, health_servicer = build_server(
-            repository,
+            catalog,
+            pipeline,
             SystemClock(),
             pool,
             _options(settings),
@@ -114,10 +116,10 @@ async def serve(
         async with serving_health(settings.operations.health_addr, health_servicer, interceptors):
             # Only with every port held: a second control plane started on a port in use must not migrate its
             # database, nor rewrite the dev key file the one already serving hands out.
-            _prepare_database(settings, engine, repository)
-            watch_database(registry, engine, repository.endpoint_counts)
+            _prepare_database(settings, engine, catalog)
+            watch_database(registry, engine, catalog.endpoint_counts)
             await server.start()
-            tasks = _background(settings, repository, pool, ready, metrics)
+            tasks = _background(settings, pipeline, pool, ready, metrics)
             log.info(
                 "control plane serving",
                 extra={

@@ -16,11 +16,13 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 
+from pacer_common import runs
+from pacer_common.runs import RunStatus
 from pacer_common.telemetry import GrpcMetrics, grpc_metrics
 
 log = logging.getLogger("pacer.control.metrics")
 
-RUN_STATUSES = ("SUCCESS", "FAILURE", "TIMEOUT", "BLOCKED", "LOST")
+RUN_STATUSES = runs.FINAL
 MISS_REASONS = ("overrun", "outage")
 ENDPOINT_COUNT_CACHE_S = 10.0
 
@@ -69,7 +71,7 @@ class ControlMetrics:
         for reason in MISS_REASONS:
             self.missed.labels(reason)
 
-    def runs_settled(self, by_status: Mapping[str, int]) -> None:
+    def runs_settled(self, by_status: Mapping[RunStatus, int]) -> None:
         """Count runs a result batch settled."""
         for status, count in by_status.items():
             self.runs.labels(status).inc(count)
@@ -83,12 +85,12 @@ class ControlMetrics:
     def runs_lost(self, count: int) -> None:
         """Count runs the reaper settled as LOST."""
         self.leases_expired.inc(count)
-        self.runs.labels("LOST").inc(count)
+        self.runs.labels(RunStatus.LOST).inc(count)
 
     def runs_vanished(self, count: int) -> None:
         """Count runs settled LOST because their executor vanished."""
         self.vanished.inc(count)
-        self.runs.labels("LOST").inc(count)
+        self.runs.labels(RunStatus.LOST).inc(count)
 
     def session_ended(self, released: int) -> None:
         """Count a scheduler session ended for silence, and the runs it released."""

@@ -23,6 +23,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from pacer_common.runs import RunStatus
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -50,6 +52,19 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class RunStatusColumn(TypeDecorator[RunStatus]):
+    """A run status stored as its word (`SUCCESS`, ...), read back as the RunStatus enum."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def process_bind_param(self, value: RunStatus | None, dialect: Dialect) -> str | None:
+        return None if value is None else RunStatus(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> RunStatus | None:
+        return None if value is None else RunStatus(value)
 
 
 class Base(DeclarativeBase):
@@ -124,7 +139,7 @@ class Endpoint(Base):
     # Schedule state, the governor's inputs and output.
     anchor_at: Mapped[datetime]
     last_started_at: Mapped[datetime | None]
-    last_status: Mapped[str | None] = mapped_column(String(16))
+    last_status: Mapped[RunStatus | None] = mapped_column(RunStatusColumn())
     failure_count: Mapped[int] = mapped_column(default=0)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     paused_until: Mapped[datetime | None]
@@ -160,7 +175,7 @@ class Run(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
     endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id"))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[RunStatus] = mapped_column(RunStatusColumn())
     source: Mapped[str] = mapped_column(String(24))
     attempt: Mapped[int]
     scheduled_for: Mapped[datetime]

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from pacer_common.clock import Clock
 from pacer_common.cron import next_cron_time
-from pacer_control.repository import Repository, quota_exceeded
+from pacer_control.catalog import Catalog, quota_exceeded
 from pacer_control.settings import ControlSettings
 
 QUOTA_CACHE = timedelta(seconds=5)
@@ -61,8 +61,8 @@ class _Bucket:
 class QuotaGuard:
     """Decides whether a tenant may act now, and with which limits."""
 
-    def __init__(self, repository: Repository, defaults: Quota, clock: Clock) -> None:
-        self._repository = repository
+    def __init__(self, catalog: Catalog, defaults: Quota, clock: Clock) -> None:
+        self._catalog = catalog
         self._defaults = defaults
         self._clock = clock
         self._lock = threading.Lock()
@@ -76,7 +76,7 @@ class QuotaGuard:
             hit = self._cached.get(tenant_id)
         if hit is not None and now - hit[0] < QUOTA_CACHE:
             return hit[1]
-        row = self._repository.tenant_quota(tenant_id)
+        row = self._catalog.tenant_quota(tenant_id)
         own = {} if row is None else {k: v for k, v in row.items() if v is not None}
         quota = replace(self._defaults, **own)
         with self._lock:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pacer_common.clock import Clock
 from pacer_common.logs import first_line
 from pacer_control.metrics import ControlMetrics
-from pacer_control.repository import EndedSession, LostRun, Repository, missed_when_lost
+from pacer_control.pipeline import EndedSession, LostRun, Pipeline, missed_when_lost
 
 log = logging.getLogger("pacer.control.reaper")
 BATCH = 500
@@ -20,7 +20,7 @@ SESSION_SWEEP_S = 0.25  # how late after its TTL a dead scheduler's runs go back
 
 
 async def reap_forever(
-    repository: Repository,
+    pipeline: Pipeline,
     clock: Clock,
     pool: Executor,
     interval_s: float,
@@ -38,7 +38,7 @@ async def reap_forever(
     while True:
         try:
             while True:  # a full batch means more may be waiting
-                lost = await loop.run_in_executor(pool, repository.reap_expired, clock.now(), BATCH)
+                lost = await loop.run_in_executor(pool, pipeline.reap_expired, clock.now(), BATCH)
                 _report(lost, metrics)
                 if len(lost) < BATCH:
                     break
@@ -62,7 +62,7 @@ def _report(lost: list[LostRun], metrics: ControlMetrics) -> None:
 
 
 async def end_sessions_forever(
-    repository: Repository, clock: Clock, pool: Executor, ttl_s: float, metrics: ControlMetrics
+    pipeline: Pipeline, clock: Clock, pool: Executor, ttl_s: float, metrics: ControlMetrics
 ) -> None:
     """Every quarter of the session TTL (at most SESSION_SWEEP_S), end the sessions whose scheduler stopped renewing
     them, until cancelled.
@@ -74,7 +74,7 @@ async def end_sessions_forever(
     await asyncio.sleep(ttl_s)
     while True:
         try:
-            ended = await loop.run_in_executor(pool, repository.end_expired_sessions, clock.now(), BATCH)
+            ended = await loop.run_in_executor(pool, pipeline.end_expired_sessions, clock.now(), BATCH)
             for session in ended:
                 _report_session(session, metrics)
         except SQLAlchemyError as error:

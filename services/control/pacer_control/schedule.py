@@ -1,84 +1,92 @@
-"""Bridges endpoint rows and the pure governor: builds its input, stores its plan."""
+"""Bridges endpoint rows and the pure schedule transitions: a row becomes a `ScheduleState`, a new state goes back.
+
+A row here is an ORM `Endpoint` or a Core row of the `endpoints` table: both name their values after the columns.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any, Final
 
-from pacer_common import governor
-from pacer_common.cron import CronError
+from pacer_common import governor, transitions
 from pacer_common.governor import Plan, Source
+from pacer_common.runs import RunStatus
+from pacer_common.transitions import Replanned, ScheduleState
 from pacer_control.models import Endpoint
 
 log = logging.getLogger("pacer.control.schedule")
 
+# The columns a ScheduleState mirrors, which the transitions may change.
+SCHEDULE_COLUMNS: Final = (
+    "anchor_at",
+    "last_started_at",
+    "last_status",
+    "failure_count",
+    "paused",
+    "paused_until",
+    "hint_interval_ms",
+    "hint_expires_at",
+    "oneshot_at",
+    "oneshot_expires_at",
+    "next_run_at",
+    "next_run_source",
+    "next_slot_at",
+    "missed_slots",
+    "last_missed_at",
+    "lease_run_id",
+    "lease_expires_at",
+)
 
-def baseline_of(endpoint: Endpoint) -> governor.Baseline:
-    if endpoint.cron_expression is not None:
-        return governor.CronBaseline(endpoint.cron_expression, endpoint.cron_timezone)
-    assert endpoint.interval_ms is not None, "an endpoint has a cron or an interval baseline"
-    return governor.IntervalBaseline(endpoint.interval_ms)
+
+def baseline_of(row: Any) -> governor.Baseline:
+    if row.cron_expression is not None:
+        return governor.CronBaseline(row.cron_expression, row.cron_timezone)
+    assert row.interval_ms is not None, "an endpoint has a cron or an interval baseline"
+    return governor.IntervalBaseline(row.interval_ms)
 
 
-def state_of(endpoint: Endpoint) -> governor.EndpointState:
-    """The governor's view of an endpoint row."""
-    hint = None
-    if endpoint.hint_interval_ms is not None and endpoint.hint_expires_at is not None:
-        hint = governor.IntervalHint(endpoint.hint_interval_ms, endpoint.hint_expires_at)
-    one_shot = None
-    if endpoint.oneshot_at is not None and endpoint.oneshot_expires_at is not None:
-        one_shot = governor.OneShot(endpoint.oneshot_at, endpoint.oneshot_expires_at)
-    return governor.EndpointState(
-        baseline=baseline_of(endpoint),
-        anchor=endpoint.anchor_at,
-        last_start=endpoint.last_started_at,
-        failure_count=endpoint.failure_count,
-        min_interval_ms=endpoint.min_interval_ms,
-        max_interval_ms=endpoint.max_interval_ms,
-        paused=endpoint.paused,
-        paused_until=endpoint.paused_until,
-        interval_hint=hint,
-        one_shot=one_shot,
+def state_of(row: Any, *, live: bool = True) -> ScheduleState:
+    """The schedule state of an endpoint row; `live=False` for one deleted or in an archived job."""
+    values = {name: getattr(row, name) for name in SCHEDULE_COLUMNS}
+    values["last_status"] = RunStatus(values["last_status"]) if values["last_status"] is not None else None
+    # An ORM endpoint not yet inserted has no column defaults applied: it has not been planned nor missed anything.
+    values["next_run_source"] = Source(values["next_run_source"] or Source.PAUSED)
+    values["missed_slots"] = values["missed_slots"] or 0
+    return ScheduleState(
+        baseline=baseline_of(row),
+        live=live,
+        min_interval_ms=row.min_interval_ms,
+        max_interval_ms=row.max_interval_ms,
+        **values,
     )
 
 
-def drop_stale_hints(endpoint: Endpoint, now: datetime) -> None:
-    """Forget hints past their TTL and a timed pause that has ended: they no longer steer anything."""
-    if endpoint.hint_expires_at is not None and endpoint.hint_expires_at <= now:
-        endpoint.hint_interval_ms = None
-        endpoint.hint_expires_at = None
-    if endpoint.oneshot_expires_at is not None and endpoint.oneshot_expires_at <= now:
-        clear_one_shot(endpoint)
-    if endpoint.paused and endpoint.paused_until is not None and endpoint.paused_until <= now:
-        endpoint.paused = False
-        endpoint.paused_until = None
+def column_values(state: ScheduleState, columns: tuple[str, ...] = SCHEDULE_COLUMNS) -> dict[str, Any]:
+    """The values of `columns` (schedule columns) a state stores."""
+    return {name: getattr(state, name) for name in columns}
 
 
-def clear_one_shot(endpoint: Endpoint) -> None:
-    endpoint.oneshot_at = None
-    endpoint.oneshot_expires_at = None
+def log_refused(endpoint_id: str, replanned: Replanned) -> None:
+    """Log a stored cron expression the re-plan refused (the endpoint is stopped until its baseline is set again)."""
+    if replanned.cron_refused is not None:
+        log.error(
+            "stored cron expression refused; endpoint stopped",
+            extra={"event": "endpoint.cron_refused", "endpoint_id": endpoint_id, "reason": replanned.cron_refused},
+        )
+
+
+def store(endpoint: Endpoint, replanned: Replanned) -> Plan:
+    """Write a replanned state onto the ORM endpoint; a refused cron expression is logged. Returns the plan."""
+    log_refused(endpoint.id, replanned)
+    for name, value in column_values(replanned.state).items():
+        # Only what changed: an endpoint not yet inserted keeps the column defaults of what it has never set.
+        if getattr(endpoint, name) != value:
+            setattr(endpoint, name, value)
+    return replanned.plan
 
 
 def replan(endpoint: Endpoint, now: datetime, *, live: bool = True) -> Plan:
-    """Recompute and store the endpoint's next run and the slot it stands for; `live=False` (deleted, archived) means
-    it never runs again. The plan's missed slots are the caller's to record (only settling a run misses slots).
-
-    A stored cron expression that the cron rules of this release refuse (accepted by an older one) stops the
-    endpoint, logged, instead of failing the transaction that re-plans it: UpdateEndpointConfig with a valid
-    baseline starts it again.
-    """
-    try:
-        # Planned before stale state is dropped: the governor ignores expired hints itself, and a pause that has just
-        # ended tells it that the slots since the anchor were paused, not missed.
-        plan = governor.plan(now, state_of(endpoint)) if live else Plan(None, Source.PAUSED)
-    except CronError as error:
-        log.error(
-            "stored cron expression refused; endpoint stopped",
-            extra={"event": "endpoint.cron_refused", "endpoint_id": endpoint.id, "reason": str(error)},
-        )
-        plan = Plan(None, Source.PAUSED)
-    drop_stale_hints(endpoint, now)
-    endpoint.next_run_at = plan.next_run_at
-    endpoint.next_run_source = plan.source.value
-    endpoint.next_slot_at = plan.slot_at
-    return plan
+    """Recompute and store the endpoint's next run and the slot it stands for (see `transitions.replan`); `live=False`
+    (deleted, archived) means it never runs again. The plan's missed slots are the caller's to record."""
+    return store(endpoint, transitions.replan(state_of(endpoint, live=live), now))

@@ -25,10 +25,11 @@ from pacer_common.tls import add_port
 from pacer_control.actions import ControlActions
 from pacer_control.api import ControlApi
 from pacer_control.auth import Authenticator
+from pacer_control.catalog import Catalog
 from pacer_control.leases import LeaseApi
 from pacer_control.metrics import ControlMetrics
+from pacer_control.pipeline import Pipeline
 from pacer_control.quotas import Quota, QuotaGuard
-from pacer_control.repository import Repository
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ControlService"].full_name
 LEASE_SERVICE_NAME = lease_pb.DESCRIPTOR.services_by_name["LeaseService"].full_name
@@ -36,7 +37,7 @@ LEASE_SERVICE_NAME = lease_pb.DESCRIPTOR.services_by_name["LeaseService"].full_n
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """What the server needs beyond the repository, clock and database pool."""
+    """What the server needs beyond the stores, clock and database pool."""
 
     listen_addr: str
     min_interval_ms: int
@@ -50,7 +51,8 @@ class ServerOptions:
 
 
 def build_server(
-    repository: Repository,
+    catalog: Catalog,
+    pipeline: Pipeline,
     clock: Clock,
     pool: Executor,
     options: ServerOptions,
@@ -68,12 +70,12 @@ def build_server(
     cannot be had is a `pacer_common.ports.ListenError` naming PACER_LISTEN_ADDR or PACER_INTERNAL_ADDR.
     """
     metrics = metrics or ControlMetrics(CollectorRegistry())
-    quotas = QuotaGuard(repository, options.quota_defaults, clock)
-    actions = ControlActions(repository, clock, options.min_interval_ms, quotas)
-    api = ControlApi(actions, Authenticator(repository), quotas, pool)
+    quotas = QuotaGuard(catalog, options.quota_defaults, clock)
+    actions = ControlActions(catalog, clock, options.min_interval_ms, quotas)
+    api = ControlApi(actions, Authenticator(catalog), quotas, pool)
     auth = ServiceGate(options.service_token)
     leases = LeaseApi(
-        repository,
+        pipeline,
         clock,
         auth,
         pool,

@@ -1,0 +1,437 @@
+"""The tenants' objects behind the 17 public actions: tenants, API keys and quotas, jobs, endpoints, their runs as
+read back, audit records, and endpoint secrets at rest.
+
+Mutations take a `change` callback that runs on the locked row inside the transaction, so the domain rules
+(validation, governor re-plan) and the write are atomic.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, TypeVar
+
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, type_coerce, update
+from sqlalchemy.orm import Session
+
+from pacer_common.errors import NotFound, QuotaViolation, ResourceExhausted
+from pacer_common.governor import Source
+from pacer_common.runs import FAILURES, RunStatus
+from pacer_control.models import ApiKey, AuditRecord, Endpoint, Job, Run, Tenant, TenantQuota, UtcDateTime
+from pacer_control.sealing import key_parts
+from pacer_control.store import ENDPOINTS, JOB_ACTIVE, JOB_ARCHIVED, Store, by_id_row, by_id_update
+
+T = TypeVar("T")
+
+QUOTA_FIELDS: Final = ("max_jobs", "max_endpoints", "min_interval_ms", "rate_per_s", "burst")
+ENDPOINT_STATES: Final = ("active", "paused", "deleted")
+_RESEAL_UPDATE = by_id_update(ENDPOINTS, ("secrets",))
+
+
+def quota_exceeded(
+    tenant_id: str, limit: str, description: str, retry_after_s: float | None = None
+) -> ResourceExhausted:
+    """RESOURCE_EXHAUSTED naming the tenant's limit (a QuotaFailure detail), with RetryInfo when it passes."""
+    violation = QuotaViolation(f"tenant:{tenant_id}/{limit}", description)
+    return ResourceExhausted(f"quota exceeded: {description}", [violation], retry_after_s)
+
+
+def _lock_tenant(s: Session, tenant_id: str) -> None:
+    """Serialize a tenant's creations, so two concurrent requests cannot both pass a count limit."""
+    s.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(key_share=True))
+
+
+@dataclass(frozen=True)
+class Audit:
+    """What an audit record says: who did what to which object, and why."""
+
+    action: str
+    target_type: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class JobView:
+    job: Job
+    endpoint_count: int
+    failure_count: int
+    last_run_at: datetime | None
+
+
+@dataclass(frozen=True)
+class HealthView:
+    success_count: int
+    failure_count: int
+    avg_duration_ms: int
+    p95_duration_ms: int
+    last_run: Run | None
+    failure_streak: int
+    missed_slots: int = 0
+    last_missed_at: datetime | None = None
+
+
+class Catalog(Store):
+    """The tenants' objects, behind methods named after what the actions need."""
+
+    # -- tenants and API keys -------------------------------------------------------------------------------------
+
+    def create_tenant(self, tenant: Tenant) -> None:
+        with self._tx() as s:
+            s.add(tenant)
+
+    def find_tenant(self, name: str) -> Tenant | None:
+        with self._tx() as s:
+            return s.scalars(select(Tenant).where(Tenant.name == name)).one_or_none()
+
+    def add_api_key(self, key: ApiKey) -> None:
+        with self._tx() as s:
+            s.add(key)
+
+    def find_api_key(self, prefix: str) -> ApiKey | None:
+        with self._tx() as s:
+            return s.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
+
+    def revoke_api_key(self, prefix: str, now: datetime) -> bool:
+        """Revoke the key with this prefix; False when there is no such live key."""
+        with self._tx() as s:
+            done = s.execute(
+                update(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)).values(revoked_at=now)
+            )
+            return bool(getattr(done, "rowcount", 0))
+
+    def list_api_keys(self, tenant_id: str) -> list[ApiKey]:
+        with self._tx() as s:
+            return list(s.scalars(select(ApiKey).where(ApiKey.tenant_id == tenant_id).order_by(ApiKey.created_at)))
+
+    def tenant_quota(self, tenant_id: str) -> dict[str, Any] | None:
+        """The tenant's own limits (None values mean the default), or None when it has none."""
+        with self._tx() as s:
+            row = s.get(TenantQuota, tenant_id)
+            if row is None:
+                return None
+            return {name: getattr(row, name) for name in QUOTA_FIELDS}
+
+    def set_tenant_quota(self, tenant_id: str, values: dict[str, Any], now: datetime) -> None:
+        """Set some of the tenant's limits; a None value returns that limit to the default."""
+        with self._tx() as s:
+            row = s.get(TenantQuota, tenant_id, with_for_update={"key_share": True})
+            if row is None:
+                row = TenantQuota(tenant_id=tenant_id, updated_at=now)
+                s.add(row)
+            for name, value in values.items():
+                setattr(row, name, value)
+            row.updated_at = now
+
+    # -- audit -----------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _audit(s: Session, tenant_id: str, audit: Audit, target_id: str, now: datetime) -> None:
+        s.add(
+            AuditRecord(
+                tenant_id=tenant_id,
+                action=audit.action,
+                target_type=audit.target_type,
+                target_id=target_id,
+                reason=audit.reason,
+                at=now,
+            )
+        )
+
+    def audit_trail(self, tenant_id: str) -> list[AuditRecord]:
+        with self._tx() as s:
+            query = select(AuditRecord).where(AuditRecord.tenant_id == tenant_id).order_by(AuditRecord.id)
+            return list(s.scalars(query))
+
+    # -- jobs ------------------------------------------------------------------------------------------------------
+
+    def insert_job(self, job: Job, audit: Audit, max_jobs: int) -> None:
+        """Insert and audit the job, unless the tenant already has `max_jobs` active jobs."""
+        with self._tx() as s:
+            _lock_tenant(s, job.tenant_id)
+            active = s.scalar(
+                select(func.count()).select_from(Job).where(Job.tenant_id == job.tenant_id, Job.status == JOB_ACTIVE)
+            )
+            if (active or 0) >= max_jobs:
+                raise quota_exceeded(job.tenant_id, "max_jobs", f"at most {max_jobs} active jobs")
+            s.add(job)
+            s.flush()
+            self._audit(s, job.tenant_id, audit, job.id, job.created_at)
+
+    @staticmethod
+    def _locked_job(s: Session, tenant_id: str, job_id: str) -> Job:
+        query = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id).with_for_update(key_share=True)
+        job = s.scalars(query).one_or_none()
+        if job is None:
+            raise NotFound("job", job_id)
+        return job
+
+    def change_job(self, tenant_id: str, job_id: str, change: Callable[[Job], T], audit: Audit, now: datetime) -> T:
+        """Lock the tenant's job, apply `change` to it and audit, in one transaction."""
+        with self._tx() as s:
+            job = self._locked_job(s, tenant_id, job_id)
+            result = change(job)
+            self._audit(s, tenant_id, audit, job_id, now)
+            return result
+
+    def archive_job(self, tenant_id: str, job_id: str, audit: Audit, now: datetime) -> datetime:
+        """Archive the job (once) and stop its endpoints; returns when it was archived."""
+        with self._tx() as s:
+            job = self._locked_job(s, tenant_id, job_id)
+            if job.archived_at is not None:
+                return job.archived_at
+            job.status, job.archived_at, job.updated_at = JOB_ARCHIVED, now, now
+            s.execute(
+                update(Endpoint)
+                .where(Endpoint.job_id == job_id)
+                .values(next_run_at=None, next_run_source=Source.PAUSED.value, next_slot_at=None)
+            )
+            self._audit(s, tenant_id, audit, job_id, now)
+            return now
+
+    def get_job(self, tenant_id: str, job_id: str) -> JobView:
+        with self._tx() as s:
+            job = s.scalars(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id)).one_or_none()
+            if job is None:
+                raise NotFound("job", job_id)
+            return self._job_views(s, [job])[0]
+
+    def list_jobs(
+        self, tenant_id: str, status: str | None, page_size: int, after: tuple[datetime, str] | None
+    ) -> list[JobView]:
+        """Up to `page_size` jobs, newest first, strictly after the (created_at, id) cursor."""
+        with self._tx() as s:
+            query = select(Job).where(Job.tenant_id == tenant_id)
+            if status is not None:
+                query = query.where(Job.status == status)
+            if after is not None:
+                created, job_id = after
+                query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id)))
+            jobs = list(s.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(page_size)))
+            return self._job_views(s, jobs)
+
+    @staticmethod
+    def _job_views(s: Session, jobs: Sequence[Job]) -> list[JobView]:
+        ids = [j.id for j in jobs]
+        stats = {
+            row.job_id: row
+            for row in s.execute(
+                select(
+                    Endpoint.job_id,
+                    func.count(Endpoint.id).label("endpoints"),
+                    func.coalesce(func.sum(Endpoint.failure_count), 0).label("failures"),
+                    type_coerce(func.max(Endpoint.last_started_at), UtcDateTime()).label("last_run_at"),
+                )
+                .where(Endpoint.job_id.in_(ids), Endpoint.deleted_at.is_(None))
+                .group_by(Endpoint.job_id)
+            )
+        }
+        views = []
+        for job in jobs:
+            row = stats.get(job.id)
+            if row is None:
+                views.append(JobView(job, 0, 0, None))
+            else:
+                views.append(JobView(job, row.endpoints, int(row.failures), row.last_run_at))
+        return views
+
+    # -- endpoints -------------------------------------------------------------------------------------------------
+
+    def insert_endpoint(
+        self,
+        tenant_id: str,
+        job_id: str,
+        build: Callable[[Job], Endpoint],
+        audit: Audit,
+        now: datetime,
+        max_endpoints: int,
+    ) -> Endpoint:
+        """Lock the job, let `build` check it and make the endpoint, insert and audit, within `max_endpoints`."""
+        with self._tx() as s:
+            _lock_tenant(s, tenant_id)
+            job = self._locked_job(s, tenant_id, job_id)
+            endpoint = build(job)
+            live = s.scalar(
+                select(func.count())
+                .select_from(Endpoint)
+                .join(Job, Job.id == Endpoint.job_id)
+                .where(Endpoint.tenant_id == tenant_id, Endpoint.deleted_at.is_(None), Job.status == JOB_ACTIVE)
+            )
+            if (live or 0) >= max_endpoints:
+                raise quota_exceeded(tenant_id, "max_endpoints", f"at most {max_endpoints} endpoints")
+            s.add(endpoint)
+            s.flush()
+            self._audit(s, tenant_id, audit, endpoint.id, now)
+            return endpoint
+
+    def change_endpoint(
+        self,
+        tenant_id: str,
+        endpoint_id: str,
+        change: Callable[[Endpoint, Job], T],
+        audit: Audit,
+        now: datetime,
+    ) -> T:
+        """Lock the tenant's endpoint, apply `change` (which sees its job) and audit, in one transaction."""
+        with self._tx() as s:
+            query = (
+                select(Endpoint)
+                .where(Endpoint.id == endpoint_id, Endpoint.tenant_id == tenant_id)
+                .with_for_update(key_share=True)
+            )
+            endpoint = s.scalars(query).one_or_none()
+            if endpoint is None:
+                raise NotFound("endpoint", endpoint_id)
+            job = s.get_one(Job, endpoint.job_id)
+            result = change(endpoint, job)
+            self._audit(s, tenant_id, audit, endpoint_id, now)
+            return result
+
+    def get_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
+        with self._tx() as s:
+            query = select(Endpoint).where(Endpoint.id == endpoint_id, Endpoint.tenant_id == tenant_id)
+            endpoint = s.scalars(query).one_or_none()
+            if endpoint is None:
+                raise NotFound("endpoint", endpoint_id)
+            return endpoint
+
+    def list_job_endpoints(self, tenant_id: str, job_id: str) -> list[Endpoint]:
+        with self._tx() as s:
+            if s.scalars(select(Job.id).where(Job.id == job_id, Job.tenant_id == tenant_id)).one_or_none() is None:
+                raise NotFound("job", job_id)
+            query = (
+                select(Endpoint)
+                .where(Endpoint.job_id == job_id, Endpoint.deleted_at.is_(None))
+                .order_by(Endpoint.created_at, Endpoint.id)
+            )
+            return list(s.scalars(query))
+
+    # -- runs ------------------------------------------------------------------------------------------------------
+
+    def list_runs(
+        self,
+        tenant_id: str,
+        *,
+        job_id: str | None,
+        endpoint_id: str | None,
+        statuses: Sequence[str] | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Run], int]:
+        """A page of the tenant's runs, newest scheduled first, and how many match in all."""
+        conditions: list[ColumnElement[bool]] = [Run.tenant_id == tenant_id]
+        if job_id is not None:
+            conditions.append(Run.job_id == job_id)
+        if endpoint_id is not None:
+            conditions.append(Run.endpoint_id == endpoint_id)
+        if statuses is not None:
+            conditions.append(Run.status.in_(statuses))
+        with self._tx() as s:
+            total = s.scalar(select(func.count()).select_from(Run).where(*conditions)) or 0
+            query = select(Run).where(*conditions).order_by(Run.scheduled_for.desc(), Run.id.desc()).limit(limit)
+            return list(s.scalars(query.offset(offset))), total
+
+    def get_run(self, tenant_id: str, run_id: str) -> Run:
+        with self._tx() as s:
+            run = s.scalars(select(Run).where(Run.id == run_id, Run.tenant_id == tenant_id)).one_or_none()
+            if run is None:
+                raise NotFound("run", run_id)
+            return run
+
+    def endpoint_health(self, tenant_id: str, endpoint_id: str, since: datetime) -> HealthView:
+        """Counts and durations of the endpoint's runs that finished since `since`, its latest outcome, and the slots
+        it has missed in its lifetime."""
+        with self._tx() as s:
+            query = select(Endpoint.missed_slots, Endpoint.last_missed_at).where(
+                Endpoint.id == endpoint_id, Endpoint.tenant_id == tenant_id
+            )
+            endpoint = s.execute(query).one_or_none()
+            if endpoint is None:
+                raise NotFound("endpoint", endpoint_id)
+            finished = [Run.endpoint_id == endpoint_id, Run.finished_at.is_not(None)]
+            in_window = [*finished, Run.finished_at >= since]
+            counts = s.execute(
+                select(
+                    func.count().filter(Run.status == RunStatus.SUCCESS),
+                    func.count().filter(Run.status.in_(FAILURES)),
+                    func.avg(Run.duration_ms),
+                    func.count(),
+                ).where(*in_window)
+            ).one()
+            p95 = 0
+            if counts[3]:
+                rank = (95 * counts[3] + 99) // 100 - 1  # nearest-rank percentile
+                ranked = select(Run.duration_ms).where(*in_window).order_by(Run.duration_ms).offset(rank).limit(1)
+                p95 = s.scalar(ranked) or 0
+            last = s.scalars(select(Run).where(*finished).order_by(Run.finished_at.desc()).limit(1)).one_or_none()
+            return HealthView(
+                success_count=counts[0],
+                failure_count=counts[1],
+                avg_duration_ms=round(counts[2] or 0),
+                p95_duration_ms=p95,
+                last_run=last,
+                failure_streak=self._failure_streak(s, endpoint_id),
+                missed_slots=endpoint.missed_slots,
+                last_missed_at=endpoint.last_missed_at,
+            )
+
+    @staticmethod
+    def _failure_streak(s: Session, endpoint_id: str) -> int:
+        last_success = s.scalar(
+            select(func.max(Run.finished_at)).where(Run.endpoint_id == endpoint_id, Run.status == RunStatus.SUCCESS)
+        )
+        conditions = [Run.endpoint_id == endpoint_id, Run.status.in_(FAILURES)]
+        if last_success is not None:
+            conditions.append(Run.finished_at > last_success)
+        return s.scalar(select(func.count()).select_from(Run).where(*conditions)) or 0
+
+    # -- secrets at rest --------------------------------------------------------------------------------------------
+
+    def reseal_secrets(self, batch: int = 500) -> dict[str, int]:
+        """Seal every endpoint's secrets again under the keyring's first key, a batch per transaction.
+
+        Returns how many sealed values there were under each key id before (the first key's count untouched).
+        """
+        found: Counter[str] = Counter()
+        after = ""
+        primary = self._keyring.primary_id
+        while True:
+            query = (
+                select(ENDPOINTS.c.id, ENDPOINTS.c.secrets)
+                .where(ENDPOINTS.c.secrets.is_not(None), ENDPOINTS.c.id > after)
+                .order_by(ENDPOINTS.c.id)
+                .limit(batch)
+                .with_for_update(key_share=True)
+            )
+            with self._engine.begin() as connection:
+                rows = connection.execute(query).all()
+                if not rows:
+                    return dict(found)
+                found.update(key_parts(row.secrets)[1] for row in rows)
+                stale = [row for row in rows if key_parts(row.secrets)[1] != primary]
+                if stale:
+                    connection.execute(_RESEAL_UPDATE, [self._resealed(row.id, row.secrets) for row in stale])
+                after = rows[-1].id
+
+    def _resealed(self, endpoint_id: str, sealed: str) -> dict[str, Any]:
+        return by_id_row(
+            endpoint_id, {"secrets": self._keyring.seal(self._keyring.open(sealed, endpoint_id), endpoint_id)}
+        )
+
+    # -- operations: metrics ---------------------------------------------------------------------------------------
+
+    def endpoint_counts(self) -> dict[str, int]:
+        """Endpoints by state, every state present: `deleted`; `paused` (paused, or never firing again because
+        their job is archived); `active` (the rest). One scan with one GROUP BY, for a metrics scrape."""
+        state = case(
+            (ENDPOINTS.c.deleted_at.is_not(None), literal("deleted")),
+            (or_(ENDPOINTS.c.paused, ENDPOINTS.c.next_run_at.is_(None)), literal("paused")),
+            else_=literal("active"),
+        ).label("state")
+        # Grouped by the subquery's column: PostgreSQL would not match a CASE repeated with fresh bind parameters.
+        states = select(state).subquery()
+        query = select(states.c.state, func.count()).group_by(states.c.state)
+        with self._engine.connect() as connection:
+            counted = {str(name): int(count) for name, count in connection.execute(query)}
+        return {name: counted.get(name, 0) for name in ENDPOINT_STATES}

@@ -1,0 +1,568 @@
+"""The run pipeline's SQL: claims of due runs, their results, leases, scheduler sessions and the expiry of both.
+
+The hot path, in Core rather than the ORM. What a claim, a result, a lost run or a released run does to its
+endpoint is decided by the pure `pacer_common.transitions`; this module locks the rows, maps them to schedule
+states (`pacer_control.schedule`) and writes the new states back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from pacer_common import transitions
+from pacer_common.errors import FailedPrecondition, shown
+from pacer_common.ids import new_run_id
+from pacer_common.runs import RunStatus
+from pacer_common.transitions import MISSED_OUTAGE, Claim, Missed, Outcome, Replanned
+from pacer_common.urls import with_password
+from pacer_control import schedule
+from pacer_control.models import Run
+from pacer_control.sealing import EndpointSecrets, Keyring, SecretsError
+from pacer_control.store import ENDPOINTS, JOB_ACTIVE, JOBS, RUNS, SESSIONS, Store, by_id_row, by_id_update
+
+log = logging.getLogger("pacer.control.pipeline")
+
+SESSION_RECORD = timedelta(days=1)
+EXPIRED_MESSAGE = "lease expired before a result arrived; the call may have reached the target"
+VANISHED_MESSAGE = "the executor running it vanished; the call may have reached the target"
+SEALED_SHUT_MESSAGE = (
+    "the endpoint's secrets do not open with the configured secrets keys; set its headers and URL again"
+)
+CLAIM_MAX_BYTES = 3 * 1024 * 1024  # under gRPC's default 4 MiB message limit, with room for the envelope
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """A run created by a claim, with what an executor needs to perform it."""
+
+    run_id: str
+    endpoint_id: str
+    tenant_id: str
+    scheduled_for: datetime
+    lease_expires_at: datetime
+    url: str
+    method: str
+    headers: dict[str, str]
+    body: str
+    timeout_ms: int
+    # False when the endpoint's secrets do not open with the configured keys: the run fails at once instead.
+    sendable: bool = True
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """An executor's report on one run."""
+
+    run_id: str
+    status: RunStatus
+    started_at: datetime | None
+    finished_at: datetime
+    duration_ms: int = 0
+    http_status: int = 0
+    error_message: str = ""
+    response_body: str = ""
+    response_truncated: bool = False
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a batch of results did: runs settled by it, by final status; results that settled nothing (stale: the run
+    was already settled, or is unknown); and slots its re-plans found missed, by reason (MISSED_OVERRUN, ...)."""
+
+    settled: Mapping[RunStatus, int]
+    stale: int
+    missed: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def applied(self) -> int:
+        return sum(self.settled.values())
+
+
+@dataclass(frozen=True)
+class LostRun:
+    """A run settled as LOST: it may have reached its target, and its outcome is unknown.
+
+    `missed_slots`: the slots its endpoint's re-plan found missed (always for the reason `outage`).
+    """
+
+    run_id: str
+    endpoint_id: str
+    tenant_id: str
+    missed_slots: int = 0
+
+
+def missed_when_lost(lost: Sequence[LostRun]) -> dict[str, int]:
+    """The slots found missed when `lost` were settled, by reason: all `outage` (Pacer lost the run)."""
+    return {MISSED_OUTAGE: sum(run.missed_slots for run in lost)}
+
+
+@dataclass(frozen=True)
+class EndedSession:
+    """A scheduler session ended because its heartbeats stopped; `released` runs went back to due."""
+
+    session_id: str
+    scheduler_id: str
+    released: int
+
+
+# What each transition changes on the endpoint row (see pacer_common.transitions).
+_CLAIMED_COLUMNS: Final = (
+    "lease_run_id",
+    "lease_expires_at",
+    "anchor_at",
+    "last_started_at",
+    "oneshot_at",
+    "oneshot_expires_at",
+)
+_SETTLED_COLUMNS: Final = tuple(name for name in schedule.SCHEDULE_COLUMNS if name != "anchor_at")
+_RELEASED_COLUMNS: Final = ("lease_run_id", "lease_expires_at")
+_OUTCOME_COLUMNS: Final = (
+    "status",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "http_status",
+    "error_message",
+    "response_body",
+    "response_truncated",
+)
+_CLAIM_UPDATE = by_id_update(ENDPOINTS, _CLAIMED_COLUMNS)
+_OUTCOME_UPDATE = by_id_update(RUNS, _OUTCOME_COLUMNS)
+_SETTLE_UPDATE = by_id_update(ENDPOINTS, _SETTLED_COLUMNS)
+_RELEASE_UPDATE = by_id_update(ENDPOINTS, _RELEASED_COLUMNS)
+
+
+class Pipeline(Store):
+    """Runs from claim to final status, and the scheduler sessions that hold them on the way."""
+
+    # -- claims and results ------------------------------------------------------------------------------------------
+
+    def claim_due(
+        self,
+        now: datetime,
+        horizon_ms: int,
+        limit: int,
+        lease_grace_ms: int,
+        session_id: str | None = None,
+        claim_id: str | None = None,
+    ) -> list[ClaimedRun]:
+        """Lease up to `limit` endpoints due within the horizon and create a RUNNING run for each.
+
+        The hot path: three statements in one transaction. `FOR UPDATE SKIP LOCKED` lets concurrent claimers on
+        PostgreSQL take disjoint sets; SQLite serializes them. The runs belong to the scheduler session
+        `session_id`, which must be open (FailedPrecondition otherwise): the session's row is read under a share
+        lock, so a session cannot end while a claim into it commits.
+
+        A claim sent again with the same `claim_id` (its answer was lost) gets the runs that claim took, those
+        still running, instead of new ones.
+        """
+        if session_id is not None and claim_id:
+            again = self._claimed_before(session_id, claim_id)
+            if again is not None:
+                return again
+        due_by = now + timedelta(milliseconds=horizon_ms)
+        query = (
+            select(ENDPOINTS)
+            .where(ENDPOINTS.c.next_run_at <= due_by, ENDPOINTS.c.lease_run_id.is_(None))
+            .order_by(ENDPOINTS.c.next_run_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True, key_share=True)
+        )
+        with self._engine.begin() as connection:
+            if session_id is not None:
+                _require_open_session(connection, session_id)
+            rows = _within_bytes(connection.execute(query).all(), CLAIM_MAX_BYTES)
+            if not rows:
+                return []
+            taken = [(row, _claim(row, now, lease_grace_ms)) for row in rows]
+            connection.execute(insert(RUNS), [_run_row(row, claim, session_id, claim_id) for row, claim in taken])
+            connection.execute(_CLAIM_UPDATE, [_leased_row(row.id, claim) for row, claim in taken])
+            claims = [_claimed_run(row, claim, self._keyring) for row, claim in taken]
+            sealed_shut = [claim for claim in claims if not claim.sendable]
+            if sealed_shut:
+                _fail_sealed_shut(connection, sealed_shut, now)
+            return [claim for claim in claims if claim.sendable]
+
+    def _claimed_before(self, session_id: str, claim_id: str) -> list[ClaimedRun] | None:
+        """The running runs an earlier claim `claim_id` of the session took, None when there are none."""
+        query = (
+            select(
+                RUNS.c.id.label("run_id"),
+                RUNS.c.scheduled_for,
+                RUNS.c.lease_expires_at,
+                *(ENDPOINTS.c[name] for name in ("id", "tenant_id", "url", "method", "secrets", "body", "timeout_ms")),
+            )
+            .join(ENDPOINTS, ENDPOINTS.c.id == RUNS.c.endpoint_id)
+            .where(RUNS.c.session_id == session_id, RUNS.c.claim_id == claim_id, RUNS.c.status == RunStatus.RUNNING)
+            .order_by(RUNS.c.scheduled_for)
+        )
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [_claimed_again(row, self._keyring) for row in rows] or None
+
+    def record_results(self, results: Sequence[RunResult], now: datetime) -> Recorded:
+        """Store a batch of outcomes in one transaction; only a result that still holds its lease moves the schedule.
+
+        Idempotent: a result for a run already settled with a final status changes nothing (a scheduler retrying a
+        report whose reply was lost sends the same result again), except that a result for a run settled LOST (its
+        outcome was unknown) fills in the real outcome, noted as reported after the run was settled as lost; the
+        schedule does not move again. Returns the runs the batch settled, by status; how many results were stale
+        (settled nothing: the run was already settled, or is unknown); and the slots the re-plans found missed.
+        """
+        by_run = {result.run_id: result for result in results}
+        query = (
+            select(RUNS.c.id, RUNS.c.status, RUNS.c.endpoint_id, RUNS.c.error_message)
+            .where(RUNS.c.id.in_(by_run))
+            .order_by(RUNS.c.id)
+            .with_for_update(key_share=True)
+        )
+        with self._engine.begin() as connection:
+            runs = connection.execute(query).all()
+            live = [run for run in runs if run.status == RunStatus.RUNNING]
+            lost = [run for run in runs if run.status == RunStatus.LOST]
+            outcomes = [_outcome_row(by_run[run.id]) for run in live]
+            outcomes += [_found_after_lost_row(run, by_run[run.id]) for run in lost]
+            if outcomes:
+                connection.execute(_OUTCOME_UPDATE, outcomes)
+            missed = _settle(connection, {run.endpoint_id: _outcome_of(by_run[run.id]) for run in live}, now)
+        by_reason = Counter[str]()
+        for slots in missed.values():
+            by_reason[slots.reason] += slots.count
+        settled = Counter(RunStatus(by_run[run.id].status) for run in live)
+        return Recorded(settled, len(results) - len(live), by_reason)
+
+    def extend_leases(self, run_ids: Sequence[str], until: datetime) -> list[str]:
+        """Move the lease of each RUNNING run (and its endpoint) to `until`; returns the runs extended."""
+        with self._tx() as s:
+            runs = list(s.scalars(select(Run).where(Run.id.in_(run_ids), Run.status == RunStatus.RUNNING)))
+            for run in runs:
+                run.lease_expires_at = until
+            extended = [run.id for run in runs]
+            s.execute(update(ENDPOINTS).where(ENDPOINTS.c.lease_run_id.in_(extended)).values(lease_expires_at=until))
+            return extended
+
+    # -- scheduler sessions: runs a dead scheduler never handed out go back to due at once -------------------------
+
+    def heartbeat(self, session_id: str, scheduler_id: str, now: datetime, ttl: timedelta, *, closing: bool) -> None:
+        """Open or renew a scheduler's session until `now + ttl`; `closing` ends it now and releases its runs.
+
+        FailedPrecondition when the session was already ended: its runs were released, so whatever the scheduler
+        still holds undispatched must be dropped.
+        """
+        renewal = {"heartbeat_at": now, "expires_at": now + ttl}
+        with self._engine.begin() as connection:
+            # Open it if new (a concurrent first heartbeat may open it too: then this one renews it), then lock it.
+            opening = _insert_for(connection).values(
+                id=session_id, scheduler_id=scheduler_id, started_at=now, **renewal
+            )
+            connection.execute(opening.on_conflict_do_nothing(index_elements=["id"]))
+            session = connection.execute(
+                select(SESSIONS.c.ended_at).where(SESSIONS.c.id == session_id).with_for_update()
+            ).one()
+            if session.ended_at is not None:
+                raise FailedPrecondition(f"scheduler session {shown(session_id)} has ended; open a new one")
+            connection.execute(update(SESSIONS).where(SESSIONS.c.id == session_id).values(**renewal))
+            if closing:
+                _end_session(connection, session_id, now)
+
+    def end_expired_sessions(self, now: datetime, limit: int) -> list[EndedSession]:
+        """End up to `limit` sessions whose scheduler stopped renewing them, releasing their runs; returns them."""
+        query = (
+            select(SESSIONS.c.id, SESSIONS.c.scheduler_id)
+            .where(SESSIONS.c.ended_at.is_(None), SESSIONS.c.expires_at < now)
+            .order_by(SESSIONS.c.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self._engine.begin() as connection:
+            sessions = connection.execute(query).all()
+            ended = [EndedSession(row.id, row.scheduler_id, _end_session(connection, row.id, now)) for row in sessions]
+            # Ended sessions are kept a day for the record, then forgotten: one row per scheduler start.
+            connection.execute(SESSIONS.delete().where(SESSIONS.c.ended_at < now - SESSION_RECORD))
+            return ended
+
+    def release_unbegun(self, run_ids: Sequence[str]) -> int:
+        """Put RUNNING runs a scheduler never handed to an executor back to due (see `_release`); returns how many."""
+        if not run_ids:
+            return 0
+        query = (
+            select(RUNS.c.id)
+            .where(RUNS.c.id.in_(run_ids), RUNS.c.status == RunStatus.RUNNING, RUNS.c.held.is_(False))
+            .with_for_update(key_share=True)
+        )
+        with self._engine.begin() as connection:
+            unbegun = connection.execute(query).scalars().all()
+            _release(connection, unbegun)
+            return len(unbegun)
+
+    def mark_held(self, run_ids: Sequence[str]) -> int:
+        """Note that an executor holds these RUNNING runs (begun, result due): they are never released."""
+        if not run_ids:
+            return 0
+        with self._engine.begin() as connection:
+            done = connection.execute(
+                update(RUNS).where(RUNS.c.id.in_(run_ids), RUNS.c.status == RunStatus.RUNNING).values(held=True)
+            )
+            return int(getattr(done, "rowcount", 0) or 0)
+
+    # -- lost runs ---------------------------------------------------------------------------------------------------
+
+    def settle_vanished(self, run_ids: Sequence[str], now: datetime) -> list[LostRun]:
+        """Settle as LOST the RUNNING runs among `run_ids` that no executor holds: they were sent to an executor that
+        vanished, so they may have reached their target and their outcome is unknown."""
+        if not run_ids:
+            return []
+        query = (
+            select(RUNS.c.id, RUNS.c.endpoint_id, RUNS.c.tenant_id)
+            .where(RUNS.c.id.in_(run_ids), RUNS.c.status == RunStatus.RUNNING, RUNS.c.held.is_(False))
+            .order_by(RUNS.c.id)
+            .with_for_update(key_share=True)
+        )
+        with self._engine.begin() as connection:
+            return _settle_lost(connection, connection.execute(query).all(), now, VANISHED_MESSAGE)
+
+    def reap_expired(self, now: datetime, limit: int) -> list[LostRun]:
+        """Mark up to `limit` RUNNING runs whose lease has expired as LOST and re-plan their endpoints; returns them."""
+        query = (
+            select(RUNS.c.id, RUNS.c.endpoint_id, RUNS.c.tenant_id)
+            .where(RUNS.c.status == RunStatus.RUNNING, RUNS.c.lease_expires_at < now)
+            .order_by(RUNS.c.lease_expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True, key_share=True)
+        )
+        with self._engine.begin() as connection:
+            return _settle_lost(connection, connection.execute(query).all(), now, EXPIRED_MESSAGE)
+
+
+# -- claims ------------------------------------------------------------------------------------------------------
+
+
+def _within_bytes(rows: Sequence[Any], budget: int) -> Sequence[Any]:
+    """The longest prefix of due rows whose requests fit the budget (at least one): a claim must fit one message.
+
+    Rows left out stay unclaimed and due; the next claim takes them.
+    """
+    used = 0
+    for count, row in enumerate(rows):
+        used += len(row.url) + len(row.body.encode()) + len(row.secrets or "")
+        if used > budget and count > 0:
+            return rows[:count]
+    return rows
+
+
+def _claim(row: Any, now: datetime, lease_grace_ms: int) -> Claim:
+    return transitions.on_claim(schedule.state_of(row), new_run_id(), now, row.timeout_ms, lease_grace_ms)
+
+
+def _claimed_run(row: Any, claim: Claim, keyring: Keyring) -> ClaimedRun:
+    try:
+        secrets, sendable = EndpointSecrets.open(keyring, row.id, row.secrets), True
+    except SecretsError:
+        secrets, sendable = EndpointSecrets(), False
+    return ClaimedRun(
+        run_id=claim.run_id,
+        endpoint_id=row.id,
+        tenant_id=row.tenant_id,
+        scheduled_for=claim.scheduled_for,
+        lease_expires_at=claim.lease_expires_at,
+        url=with_password(row.url, secrets.password),
+        method=row.method,
+        headers=secrets.headers,
+        body=row.body,
+        timeout_ms=row.timeout_ms,
+        sendable=sendable,
+    )
+
+
+def _claimed_again(row: Any, keyring: Keyring) -> ClaimedRun:
+    """A run of an earlier claim, handed out again to the scheduler that never got the answer."""
+    secrets = EndpointSecrets.open(keyring, row.id, row.secrets)
+    return ClaimedRun(
+        run_id=row.run_id,
+        endpoint_id=row.id,
+        tenant_id=row.tenant_id,
+        scheduled_for=row.scheduled_for,
+        lease_expires_at=row.lease_expires_at,
+        url=with_password(row.url, secrets.password),
+        method=row.method,
+        headers=secrets.headers,
+        body=row.body,
+        timeout_ms=row.timeout_ms,
+    )
+
+
+def _run_row(row: Any, claim: Claim, session_id: str | None, claim_id: str | None) -> dict[str, Any]:
+    return {
+        "session_id": session_id,
+        "claim_id": claim_id or None,
+        "id": claim.run_id,
+        "tenant_id": row.tenant_id,
+        "job_id": row.job_id,
+        "endpoint_id": row.id,
+        "status": RunStatus.RUNNING,
+        "source": claim.source,
+        "attempt": claim.attempt,
+        "scheduled_for": claim.scheduled_for,
+        "lease_expires_at": claim.lease_expires_at,
+    }
+
+
+def _leased_row(endpoint_id: str, claim: Claim) -> dict[str, Any]:
+    return by_id_row(endpoint_id, schedule.column_values(claim.state, _CLAIMED_COLUMNS))
+
+
+def _fail_sealed_shut(connection: Connection, claims: Sequence[ClaimedRun], now: datetime) -> None:
+    """Settle runs that cannot be sent as FAILURE now, instead of letting one bad row stop every claim."""
+    for claim in claims:
+        log.error(
+            "endpoint secrets do not open", extra={"event": "secrets.unopenable", "endpoint_id": claim.endpoint_id}
+        )
+    connection.execute(
+        update(RUNS)
+        .where(RUNS.c.id.in_([claim.run_id for claim in claims]))
+        .values(status=RunStatus.FAILURE, finished_at=now, error_message=SEALED_SHUT_MESSAGE)
+    )
+    _settle(connection, {c.endpoint_id: Outcome(c.run_id, RunStatus.FAILURE, None) for c in claims}, now)
+
+
+# -- results -----------------------------------------------------------------------------------------------------
+
+
+def _outcome_of(result: RunResult) -> Outcome:
+    return Outcome(result.run_id, RunStatus(result.status), result.started_at, result.duration_ms)
+
+
+def _outcome_row(result: RunResult) -> dict[str, Any]:
+    return by_id_row(result.run_id, {name: getattr(result, name) for name in _OUTCOME_COLUMNS})
+
+
+def _found_after_lost_row(run: Any, result: RunResult) -> dict[str, Any]:
+    """The real outcome of a run settled LOST, which replaces the unknown one; the error message says it came late."""
+    note = "reported after the run had been settled as LOST"
+    if run.error_message:
+        note = f"{note} ({run.error_message})"
+    message = f"{result.error_message}; {note}" if result.error_message else note
+    return {**_outcome_row(result), "b_error_message": message}
+
+
+def _settle(connection: Connection, by_endpoint: Mapping[str, Outcome], now: datetime) -> dict[str, Missed]:
+    """Settle the runs in flight of these endpoints with their outcomes (`transitions.on_settle`) and write the
+    endpoints back; a run that no longer holds its endpoint's lease moves nothing.
+
+    Returns, by run id, the slots each re-plan found missed (recorded on the endpoint too).
+    """
+    if not by_endpoint:
+        return {}
+    query = (
+        select(ENDPOINTS, JOBS.c.status.label("job_status"))
+        .join(JOBS, JOBS.c.id == ENDPOINTS.c.job_id)
+        .where(ENDPOINTS.c.id.in_(by_endpoint))
+        .order_by(ENDPOINTS.c.id)
+        .with_for_update(of=ENDPOINTS, key_share=True)
+    )
+    changes = []
+    missed: dict[str, Missed] = {}
+    for row in connection.execute(query):
+        outcome = by_endpoint[row.id]
+        settled = _settled(row, outcome, now)
+        if settled is None:
+            continue  # fenced: another run holds the endpoint now
+        if settled.missed is not None:
+            missed[outcome.run_id] = settled.missed
+        changes.append(by_id_row(row.id, schedule.column_values(settled.state, _SETTLED_COLUMNS)))
+    if changes:
+        connection.execute(_SETTLE_UPDATE, changes)
+    return missed
+
+
+def _settled(row: Any, outcome: Outcome, now: datetime) -> Replanned | None:
+    """An endpoint row (with its job's status) settled with `outcome`; a refused cron expression is logged."""
+    live = row.deleted_at is None and row.job_status == JOB_ACTIVE
+    settled = transitions.on_settle(schedule.state_of(row, live=live), outcome, now)
+    if settled is not None:
+        schedule.log_refused(row.id, settled)
+    return settled
+
+
+# -- lost and released runs ----------------------------------------------------------------------------------------
+
+
+def _settle_lost(connection: Connection, runs: Sequence[Any], now: datetime, message: str) -> list[LostRun]:
+    """Settle RUNNING `runs` (id, endpoint_id, tenant_id) as LOST with `message`, re-planning their endpoints."""
+    if not runs:
+        return []
+    connection.execute(
+        update(RUNS)
+        .where(RUNS.c.id.in_([run.id for run in runs]))
+        .values(status=RunStatus.LOST, finished_at=now, error_message=message)
+    )
+    missed = _settle(connection, {run.endpoint_id: Outcome.lost(run.id) for run in runs}, now)
+    return [
+        LostRun(run.id, run.endpoint_id, run.tenant_id, missed[run.id].count if run.id in missed else 0) for run in runs
+    ]
+
+
+def _end_session(connection: Connection, session_id: str, now: datetime) -> int:
+    """End a session and release its RUNNING runs no executor holds; returns how many were released.
+
+    Such a run never began: no executor said it holds it, and the scheduler that claimed it is gone (or said it
+    stops). It leaves no trace: its row is deleted and its endpoint's lease cleared, so the endpoint is due again at
+    the same slot (`next_run_at` never moved) and the next claim runs it, with a new run id.
+    """
+    connection.execute(update(SESSIONS).where(SESSIONS.c.id == session_id).values(ended_at=now))
+    released = (
+        connection.execute(
+            select(RUNS.c.id)
+            .where(RUNS.c.session_id == session_id, RUNS.c.status == RunStatus.RUNNING, RUNS.c.held.is_(False))
+            .with_for_update(key_share=True)
+        )
+        .scalars()
+        .all()
+    )
+    _release(connection, released)
+    return len(released)
+
+
+def _release(connection: Connection, run_ids: Sequence[str]) -> None:
+    """Undo the claims of runs that never began (`transitions.on_release`): their rows go, their endpoints' leases
+    are cleared, and each endpoint is due again at the same slot."""
+    if not run_ids:
+        return
+    query = (
+        select(ENDPOINTS)
+        .where(ENDPOINTS.c.lease_run_id.in_(run_ids))
+        .order_by(ENDPOINTS.c.id)
+        .with_for_update(key_share=True)
+    )
+    released = [(row.id, transitions.on_release(schedule.state_of(row))) for row in connection.execute(query)]
+    if released:
+        changes = [by_id_row(row_id, schedule.column_values(state, _RELEASED_COLUMNS)) for row_id, state in released]
+        connection.execute(_RELEASE_UPDATE, changes)
+    connection.execute(RUNS.delete().where(RUNS.c.id.in_(run_ids)))
+
+
+# -- scheduler sessions ------------------------------------------------------------------------------------------
+
+
+def _insert_for(connection: Connection) -> Any:
+    """An INSERT into the sessions table in the connection's dialect, which both backends extend with ON CONFLICT."""
+    insert_of = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    return insert_of(SESSIONS)
+
+
+def _require_open_session(connection: Connection, session_id: str) -> None:
+    query = select(SESSIONS.c.ended_at).where(SESSIONS.c.id == session_id).with_for_update(read=True)
+    session = connection.execute(query).one_or_none()
+    if session is None:
+        raise FailedPrecondition(f"no scheduler session {shown(session_id)}: send a heartbeat to open it first")
+    if session.ended_at is not None:
+        raise FailedPrecondition(f"scheduler session {shown(session_id)} has ended; open a new one")
