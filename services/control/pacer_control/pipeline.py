@@ -207,7 +207,10 @@ class Pipeline(Store):
         )
         with self._engine.connect() as connection:
             rows = connection.execute(query).all()
-        return [_claimed_again(row, self._keyring) for row in rows] or None
+        # A run whose secrets stopped opening since its claim stays out: it is never sent without them, and its
+        # lease ends it LOST like any run that was not performed.
+        claims = [_claimed_again(row, self._keyring) for row in rows]
+        return [claim for claim in claims if claim.sendable] or None
 
     def record_results(self, results: Sequence[RunResult], now: datetime) -> Recorded:
         """Store a batch of outcomes in one transaction; only a result that still holds its lease moves the schedule.
@@ -364,39 +367,34 @@ def _claim(row: Any, now: datetime, lease_grace_ms: int) -> Claim:
 
 
 def _claimed_run(row: Any, claim: Claim, keyring: Keyring) -> ClaimedRun:
+    return _sendable(row, claim.run_id, claim.scheduled_for, claim.lease_expires_at, keyring)
+
+
+def _claimed_again(row: Any, keyring: Keyring) -> ClaimedRun:
+    """A run of an earlier claim, handed out again to the scheduler that never got the answer."""
+    return _sendable(row, row.run_id, row.scheduled_for, row.lease_expires_at, keyring)
+
+
+def _sendable(
+    row: Any, run_id: str, scheduled_for: datetime, lease_expires_at: datetime, keyring: Keyring
+) -> ClaimedRun:
+    """What an executor needs to perform the run; not `sendable` when the endpoint's secrets no longer open."""
     try:
         secrets, sendable = EndpointSecrets.open(keyring, row.id, row.secrets), True
     except SecretsError:
         secrets, sendable = EndpointSecrets(), False
     return ClaimedRun(
-        run_id=claim.run_id,
+        run_id=run_id,
         endpoint_id=row.id,
         tenant_id=row.tenant_id,
-        scheduled_for=claim.scheduled_for,
-        lease_expires_at=claim.lease_expires_at,
+        scheduled_for=scheduled_for,
+        lease_expires_at=lease_expires_at,
         url=with_password(row.url, secrets.password),
         method=row.method,
         headers=secrets.headers,
         body=row.body,
         timeout_ms=row.timeout_ms,
         sendable=sendable,
-    )
-
-
-def _claimed_again(row: Any, keyring: Keyring) -> ClaimedRun:
-    """A run of an earlier claim, handed out again to the scheduler that never got the answer."""
-    secrets = EndpointSecrets.open(keyring, row.id, row.secrets)
-    return ClaimedRun(
-        run_id=row.run_id,
-        endpoint_id=row.id,
-        tenant_id=row.tenant_id,
-        scheduled_for=row.scheduled_for,
-        lease_expires_at=row.lease_expires_at,
-        url=with_password(row.url, secrets.password),
-        method=row.method,
-        headers=secrets.headers,
-        body=row.body,
-        timeout_ms=row.timeout_ms,
     )
 
 
