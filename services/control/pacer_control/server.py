@@ -26,7 +26,7 @@ from pacer_control.actions import ControlActions
 from pacer_control.api import ControlApi
 from pacer_control.auth import Authenticator
 from pacer_control.catalog import Catalog
-from pacer_control.leases import LeaseApi
+from pacer_control.lease_api import LeaseApi
 from pacer_control.metrics import ControlMetrics
 from pacer_control.pipeline import Pipeline
 from pacer_control.quotas import Quota, QuotaGuard
