@@ -15,7 +15,7 @@ help:
 	@echo "make test-resilience  faults one at a time under load, and what each costs (about 5 min; docs/operations.md)"
 	@echo "make lint         ruff, mypy, import-linter, buf lint and the generated-stub drift check"
 	@echo "make demo         the flash-sale scenario, live and compressed (about 90 s; docs/demo.md)"
-	@echo "make bench        claim-query and end-to-end benchmarks on PostgreSQL and SQLite (prints the figures)"
+	@echo "make bench        claim-query, end-to-end and peer (APScheduler) benchmarks (about 8 min; docs/benchmarks.md)"
 	@echo "make proto        regenerate the Python stubs from protos/"
 	@echo "make clean        remove the virtualenv and local state in var/"
 
@@ -62,11 +62,19 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo
 
+# About 8 minutes: the claim query, the end-to-end bench at 1,000 runs/s on each backend, the sustained maximum, and
+# the peer (APScheduler 3) at the same rates, ending with the comparison table. Results go to var/bench/.
+BENCH_PG = PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)"
 bench: $(STAMP)
-	PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m bench.claim_query --backend postgresql
+	@test -n "$$(scripts/ensure-nginx.sh)" || { echo "the benchmarks need nginx"; exit 1; }
+	$(BENCH_PG) $(BIN)/python -m bench.claim_query --backend postgresql
 	$(BIN)/python -m bench.claim_query --backend sqlite
-	PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m bench.pipeline --backend postgresql
-	$(BIN)/python -m bench.pipeline --backend sqlite
+	$(BENCH_PG) $(BIN)/python -m bench.pipeline --backend postgresql --duration-s 20 --out var/bench/pacer-postgresql
+	$(BIN)/python -m bench.pipeline --backend sqlite --duration-s 20 --out var/bench/pacer-sqlite
+	$(BENCH_PG) $(BIN)/python -m bench.pipeline --backend postgresql --find-max --duration-s 10 --warmup-s 3 \
+		--through 1000 --out var/bench/pacer-max
+	$(BENCH_PG) $(BIN)/python -m bench.peer --stores memory,postgresql --duration-s 10 --warmup-s 3 \
+		--pacer var/bench/pacer-max/result.json --out var/bench/apscheduler
 
 admin: $(STAMP)
 	@echo "usage: $(BIN)/pacer-admin --help"
