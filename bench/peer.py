@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,9 +47,14 @@ from tests.support.databases import PostgresDatabases
 CONNECTIONS = 500  # as many concurrent calls as one Pacer executor makes by default (PACER_CAPACITY)
 
 
-async def call(session: aiohttp.ClientSession, url: str, endpoint_id: str, *, slot: datetime) -> int:
+async def call(
+    url: str, endpoint_id: str, session: aiohttp.ClientSession | None = None, slot: datetime | None = None
+) -> int:
     """One job run: the HTTP call, with the slot it was scheduled for. Module level, so the SQLAlchemy job store can
-    store a reference to it."""
+    store a reference to it; `session` and `slot` are given by SlotExecutor for each run (optional only because
+    APScheduler checks a job's stored arguments against the signature)."""
+    assert session is not None, "run by SlotExecutor"
+    assert slot is not None, "run by SlotExecutor"
     stamp = slot.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     headers = {
         "X-Pacer-Run-Id": f"{endpoint_id}@{stamp}",
@@ -77,7 +83,7 @@ class SlotExecutor(AsyncIOExecutor):  # type: ignore[misc]
         events = []
         for run_time in run_times:
             try:
-                await job.func(self._session, *job.args, slot=run_time, **job.kwargs)
+                await job.func(*job.args, session=self._session, slot=run_time, **job.kwargs)
                 events.append(JobExecutionEvent(EVENT_JOB_EXECUTED, job.id, job._jobstore_alias, run_time))
             except (aiohttp.ClientError, TimeoutError) as error:  # the call failed: the job's error, not the bench's
                 events.append(
@@ -87,12 +93,20 @@ class SlotExecutor(AsyncIOExecutor):  # type: ignore[misc]
 
 
 class Peer:
-    """An AsyncIOScheduler on one job store, growing its jobs step by step against the target."""
+    """An AsyncIOScheduler on one job store, on an event loop of its own thread, growing its jobs step by step.
+
+    The scheduler has its own thread because its SQLAlchemy job store blocks the event loop while it queries: the
+    driver, timing windows on the main thread, must not be held up by the system it measures."""
 
     def __init__(self, args: argparse.Namespace, store: str, database_url: str | None, target: Target) -> None:
         self.args, self.store, self.database_url, self.target = args, store, database_url, target
         self.jobs = 0
         self.arrivals: list[Arrival] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stopping: asyncio.Event | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),), daemon=True)
 
     def job_store(self) -> Any:
         if self.database_url is None:
@@ -100,56 +114,77 @@ class Peer:
         url = make_url(self.database_url).set(drivername="postgresql+psycopg")
         return SQLAlchemyJobStore(url=url.render_as_string(hide_password=False))
 
-    async def run(self, result: RunResult) -> None:
+    def run(self, result: RunResult) -> None:
+        """Step up the ladder, printing each window; the scheduler is stopped at the end, however it ends."""
+        self._thread.start()
+        self._ready.wait(30)
+        try:
+            self._ladder(result)
+        finally:
+            if self._stopping is not None:
+                self._loop.call_soon_threadsafe(self._stopping.set)
+            self._thread.join(30)
+
+    async def _serve(self) -> None:
+        self._stopping = asyncio.Event()
         connector = aiohttp.TCPConnector(limit=CONNECTIONS)
         async with aiohttp.ClientSession(connector=connector) as session:
-            scheduler = AsyncIOScheduler(
+            self._scheduler = AsyncIOScheduler(
                 jobstores={"default": self.job_store()},
                 executors={"default": SlotExecutor(session)},
                 job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
                 timezone=UTC,
             )
-            scheduler.start()
-            try:
-                await self._ladder(scheduler, result)
-            finally:
-                scheduler.shutdown(wait=False)
-                await asyncio.sleep(0.2)  # AsyncIOScheduler shuts down on the loop's next turn: let it
+            self._scheduler.start()
+            self._ready.set()
+            await self._stopping.wait()
+            await self._stop(self._scheduler)
 
-    async def _ladder(self, scheduler: AsyncIOScheduler, result: RunResult) -> None:
+    @staticmethod
+    async def _stop(scheduler: AsyncIOScheduler) -> None:
+        """Pause, let queued wakeups find it paused, then shut down: AsyncIOScheduler 3 shuts down on the loop's
+        next turn, and a wakeup queued behind a plain shutdown fails on the loop it no longer has."""
+        scheduler.pause()
+        await asyncio.sleep(0.2)
+        scheduler.shutdown(wait=False)
+        await asyncio.sleep(0.2)
+
+    def _ladder(self, result: RunResult) -> None:
         per_job = 1000 / self.args.interval_ms
         rates = [float(r) for r in self.args.rates.split(",")]
         while (rate := next_rate(rates, result.steps, self.args.through)) is not None:
-            self._grow_to(scheduler, round(rate / per_job))
-            await asyncio.sleep(max(self.args.warmup_s, self.args.interval_ms / 1000 + 1))
-            step = await self._measure_window(rate)
+            self._grow_to(round(rate / per_job))
+            time.sleep(max(self.args.warmup_s, self.args.interval_ms / 1000 + 1))
+            step = self._measure_window(rate)
             result.steps.append(step)
             print(f"apscheduler {self.store}: {self.jobs} jobs every {self.args.interval_ms} ms")
             print("\n".join(step_lines(step)), flush=True)
         print(f"apscheduler {self.store}: {sustained_line(result)}")
 
-    def _grow_to(self, scheduler: AsyncIOScheduler, count: int) -> None:
+    def _grow_to(self, count: int) -> None:
         """Add jobs up to `count`, their first runs spread evenly over one interval (as creating Pacer's endpoints
         one by one spreads theirs)."""
         interval_s = self.args.interval_ms / 1000
         first = datetime.now(UTC) + timedelta(seconds=0.5)
-        added = count - self.jobs
+        added, started = count - self.jobs, time.monotonic()
         for n in range(self.jobs, count):
             job_id = f"job-{n}"
             offset = timedelta(seconds=interval_s * (n - self.jobs) / max(added, 1))
             trigger = IntervalTrigger(seconds=interval_s, start_date=first + offset, timezone=UTC)
-            scheduler.add_job(call, trigger, args=[f"{self.target.base_url}/ep/{n}", job_id], id=job_id)
+            assert self._scheduler is not None, "the scheduler did not start"
+            self._scheduler.add_job(call, trigger, args=[f"{self.target.base_url}/ep/{n}", job_id], id=job_id)
+        print(f"  added {added} jobs in {time.monotonic() - started:.1f} s", flush=True)
         self.jobs = max(self.jobs, count)
 
-    async def _measure_window(self, offered_per_s: float) -> Step:
+    def _measure_window(self, offered_per_s: float) -> Step:
         meter = CpuMeter(self._cpu_groups())
         meter.start()
         start_ms = time.time() * 1000
-        await asyncio.sleep(self.args.duration_s)
+        time.sleep(self.args.duration_s)
         end_ms = time.time() * 1000
         late = {"postgresql": database_backends(self.database_url)} if self.database_url else None
         used = meter.stop(late)
-        await asyncio.sleep(SETTLE_S + FLUSH_S)
+        time.sleep(SETTLE_S + FLUSH_S)
         self.arrivals += self.target.new_arrivals()
         window = Window(start_ms, end_ms)
         figures = measure(self.arrivals, window, self.jobs, self.args.interval_ms)
@@ -182,8 +217,10 @@ def peer_database(store: str) -> Iterator[str | None]:
 def run_store(args: argparse.Namespace, store: str, scratch: Path) -> RunResult:
     result = RunResult("apscheduler", store, 1, 1, list(os.getloadavg()))
     print(f"apscheduler {store}: load average before {' '.join(f'{x:.2f}' for x in result.load_before)}")
+    started = time.monotonic()
     with peer_database(store) as url, nginx(scratch / f"nginx-{store}") as target:
-        asyncio.run(Peer(args, store, url, target).run(result))
+        print(f"  ready in {time.monotonic() - started:.1f} s", flush=True)
+        Peer(args, store, url, target).run(result)
     return result
 
 

@@ -27,6 +27,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +57,7 @@ BENCH_CONTROL_ENV = {
 }
 SERVICE_ENV = {"PACER_LOG_LEVEL": "WARNING"}
 SETTLE_S = 2.0  # after a window, for its last runs to arrive and their results to be recorded
+CREATING_THREADS = 4
 DEFAULT_RATES = "500,750,1000,1250,1500,1750,2000,2500,3000"
 
 
@@ -72,17 +74,22 @@ class Bench:
     arrivals: list[Arrival] = field(default_factory=list)
 
     def grow_to(self, count: int) -> None:
-        """Create endpoints through the public API until there are `count` of them."""
+        """Create endpoints through the public API until there are `count` of them, a few calls at a time (each
+        waits mostly on the control plane's commit)."""
+        started = time.monotonic()
         job = self.stack.job(f"bench-{self.endpoints}")
-        for n in range(self.endpoints, count):
-            self.stack.client.AddEndpointToJob(
-                pb.AddEndpointToJobRequest(
-                    job_id=job,
-                    name=f"bench-{n}",
-                    url=f"{self.target.base_url}/ep/{n}",
-                    baseline=pb.Baseline(interval_ms=self.args.interval_ms),
-                )
+        requests = [
+            pb.AddEndpointToJobRequest(
+                job_id=job,
+                name=f"bench-{n}",
+                url=f"{self.target.base_url}/ep/{n}",
+                baseline=pb.Baseline(interval_ms=self.args.interval_ms),
             )
+            for n in range(self.endpoints, count)
+        ]
+        with ThreadPoolExecutor(CREATING_THREADS) as pool:
+            list(pool.map(self.stack.client.AddEndpointToJob, requests))
+        print(f"  created {count - self.endpoints} endpoints in {time.monotonic() - started:.1f} s", flush=True)
         self.endpoints = max(self.endpoints, count)
 
     def measure_window(self, offered_per_s: float) -> Step:
@@ -216,7 +223,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pacer-bench-") as scratch:
         root = Path(scratch)
         with database(args.backend, root) as url, nginx(root / "nginx") as target:
+            started = time.monotonic()
             stack = start_stack(args, root, url)
+            print(f"  started the services in {time.monotonic() - started:.1f} s", flush=True)
             try:
                 run_ladder(Bench(args, url, stack, target, out), result)
             finally:
