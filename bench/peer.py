@@ -37,9 +37,10 @@ from sqlalchemy.engine import make_url
 
 from bench.arrivals import Arrival, Window, measure
 from bench.compare import comparison_lines
+from bench.ladder import Climb, climb
 from bench.pipeline import DEFAULT_RATES, SETTLE_S, default_out
 from bench.report import step_lines, sustained_line
-from bench.results import RunResult, Step, load, next_rate
+from bench.results import RunResult, Step, load
 from bench.target import FLUSH_S, Target, nginx
 from bench.usage import CpuMeter, database_backends, peak_rss_mib
 from tests.support.databases import PostgresDatabases
@@ -151,28 +152,35 @@ class Peer:
 
     def _ladder(self, result: RunResult) -> None:
         per_job = 1000 / self.args.interval_ms
-        rates = [float(r) for r in self.args.rates.split(",")]
-        while (rate := next_rate(rates, result.steps, self.args.through)) is not None:
+        plan = Climb([float(r) for r in self.args.rates.split(",")], self.args.through, self.args.retries)
+
+        def grow(rate: float) -> None:
             self._grow_to(round(rate / per_job))
             time.sleep(max(self.args.warmup_s, self.args.interval_ms / 1000 + 1))
-            step = self._measure_window(rate)
-            result.steps.append(step)
+
+        def show(step: Step) -> None:
             print(f"apscheduler {self.store}: {self.jobs} jobs every {self.args.interval_ms} ms")
             print("\n".join(step_lines(step)), flush=True)
+
+        result.steps += climb(plan, grow, self._measure_window, show)
         print(f"apscheduler {self.store}: {sustained_line(result)}")
 
     def _grow_to(self, count: int) -> None:
         """Add jobs up to `count`, their first runs spread evenly over one interval (as creating Pacer's endpoints
-        one by one spreads theirs)."""
+        one by one spreads theirs). The scheduler is paused meanwhile: it holds its job-store lock for a whole
+        processing pass, and an overloaded pass over the SQLAlchemy store lasts seconds, which each add would wait."""
+        scheduler = self._scheduler
+        assert scheduler is not None, "the scheduler did not start"
         interval_s = self.args.interval_ms / 1000
-        first = datetime.now(UTC) + timedelta(seconds=0.5)
         added, started = count - self.jobs, time.monotonic()
+        scheduler.pause()
+        first = datetime.now(UTC) + timedelta(seconds=1)
         for n in range(self.jobs, count):
             job_id = f"job-{n}"
             offset = timedelta(seconds=interval_s * (n - self.jobs) / max(added, 1))
             trigger = IntervalTrigger(seconds=interval_s, start_date=first + offset, timezone=UTC)
-            assert self._scheduler is not None, "the scheduler did not start"
-            self._scheduler.add_job(call, trigger, args=[f"{self.target.base_url}/ep/{n}", job_id], id=job_id)
+            scheduler.add_job(call, trigger, args=[f"{self.target.base_url}/ep/{n}", job_id], id=job_id)
+        scheduler.resume()
         print(f"  added {added} jobs in {time.monotonic() - started:.1f} s", flush=True)
         self.jobs = max(self.jobs, count)
 
@@ -249,6 +257,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup-s", type=float, default=3)
     parser.add_argument("--rates", default=DEFAULT_RATES, help="runs/s of each step, rising")
     parser.add_argument("--through", type=float, default=1000, help="keep stepping past a failure up to this rate")
+    parser.add_argument("--retries", type=int, default=1, help="windows measured again at a rate that failed")
     parser.add_argument("--pacer", type=Path, default=None, help="bench.pipeline's result.json to compare with")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

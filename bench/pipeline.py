@@ -37,8 +37,9 @@ from sqlalchemy import select
 
 from bench import profile
 from bench.arrivals import Arrival, Window, measure
+from bench.ladder import Climb, climb
 from bench.report import step_lines, sustained_line
-from bench.results import Records, RunResult, Step, next_rate
+from bench.results import Records, RunResult, Step
 from bench.stats import percentile
 from bench.target import FLUSH_S, Target, nginx
 from bench.usage import CpuMeter, database_backends, peak_rss_mib
@@ -58,7 +59,7 @@ BENCH_CONTROL_ENV = {
 SERVICE_ENV = {"PACER_LOG_LEVEL": "WARNING"}
 SETTLE_S = 2.0  # after a window, for its last runs to arrive and their results to be recorded
 CREATING_THREADS = 4
-DEFAULT_RATES = "500,750,1000,1250,1500,1750,2000,2500,3000"
+DEFAULT_RATES = "250,500,750,1000,1250,1500,1750,2000,2500,3000"
 
 
 @dataclass
@@ -184,14 +185,20 @@ def run_ladder(bench: Bench, result: RunResult) -> None:
     """One window at --endpoints, or with --find-max a window per rate of the ladder, printing each."""
     args = bench.args
     per_endpoint = 1000 / args.interval_ms
-    rates = [float(r) for r in args.rates.split(",")] if args.find_max else [args.endpoints * per_endpoint]
-    while (rate := next_rate(rates, result.steps, args.through)) is not None:
+    if args.find_max:
+        plan = Climb([float(r) for r in args.rates.split(",")], args.through, args.retries)
+    else:
+        plan = Climb([args.endpoints * per_endpoint], retries=0)
+
+    def grow(rate: float) -> None:
         bench.grow_to(round(rate / per_endpoint))
         time.sleep(max(args.warmup_s, args.interval_ms / 1000 + 1))  # the new endpoints' first runs are due
-        step = bench.measure_window(rate)
-        result.steps.append(step)
+
+    def show(step: Step) -> None:
         print(f"{args.backend}: {bench.endpoints} endpoints every {args.interval_ms} ms, {step.window_s:.0f} s window")
         print("\n".join(step_lines(step)), flush=True)
+
+    result.steps += climb(plan, grow, bench.measure_window, show)
     if args.find_max:
         print(f"{args.backend}: {sustained_line(result)}")
 
@@ -247,6 +254,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--find-max", action="store_true", help="step the rate up (--rates) to the sustained maximum")
     parser.add_argument("--rates", default=DEFAULT_RATES, help="runs/s of each --find-max step, rising")
     parser.add_argument("--through", type=float, default=0, help="keep stepping past a failure up to this rate")
+    parser.add_argument("--retries", type=int, default=1, help="windows measured again at a rate that failed")
     parser.add_argument("--profile", action="store_true", help="record a py-spy flame graph of each service")
     parser.add_argument("--profile-format", choices=sorted(profile.SUFFIX), default="flamegraph")
     parser.add_argument("--out", type=Path, default=None, help="folder for result.json and the profiles")
