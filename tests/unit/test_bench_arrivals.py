@@ -8,6 +8,7 @@ import math
 import pytest
 
 from bench.arrivals import Arrival, Window, due_slots, measure, parse_line, parse_stamp_ms
+from bench.ladder import Climb, climb
 from bench.results import Step, highest_sustained, next_rate
 
 T0 = parse_stamp_ms("2026-01-05T10:00:00.000Z")
@@ -90,3 +91,24 @@ def test_the_ladder_stops_after_a_failure_unless_a_comparison_rate_is_still_ahea
     assert next_rate(rates, [step(500, 0.5, 5)], through_per_s=0) is None
     assert next_rate(rates, [step(500, 0.5, 5)], through_per_s=1000) == 750
     assert next_rate(rates, [step(500, 0.5, 5), step(750, 0.5, 5), step(1000, 0.5, 5)], through_per_s=1000) is None
+
+
+def test_a_failed_window_is_measured_once_more_and_the_climb_stops_after_a_confirmed_failure() -> None:
+    windows = iter([step(500, 1.0, 5), step(750, 1.0, 500), step(750, 1.0, 20), step(1000, 0.5, 5), step(1000, 0.5, 5)])
+    grown: list[float] = []
+    steps = climb(Climb([500.0, 750.0, 1000.0, 1250.0]), grown.append, lambda rate: next(windows), lambda s: None)
+    assert grown == [500.0, 750.0, 1000.0]
+    assert [s.offered_per_s for s in steps] == [500.0, 750.0, 1000.0]
+    assert steps[1].sustained  # the second window at 750 is the one kept
+    assert not steps[2].sustained
+
+
+def test_past_the_first_failure_the_climb_reaches_the_comparison_rate_without_second_chances() -> None:
+    measured: list[float] = []
+
+    def failing(rate: float) -> Step:
+        measured.append(rate)
+        return step(rate, 0.5, 5)
+
+    climb(Climb([500.0, 750.0, 1000.0, 1250.0], through_per_s=1000), lambda rate: None, failing, lambda s: None)
+    assert measured == [500.0, 500.0, 750.0, 1000.0]
