@@ -13,6 +13,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 install() { apt-get install -y -qq --no-install-recommends nginx >&2; }
 install || { apt-get update -qq >&2 && install; } || echo "apt-get could not install nginx" >&2
-# Debian's package starts a system nginx on port 80; the benchmarks start their own, so stop that one if it runs.
-if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then systemctl stop nginx >&2; fi
-find_nginx
+# Debian's package starts the system nginx (port 80) that this install brought; the benchmarks start their own.
+installed=$(find_nginx)
+if [ -n "$installed" ] && [ -s /run/nginx.pid ]; then "$installed" -s quit >&2 2>/dev/null || true; fi
+echo "$installed"
