@@ -15,7 +15,7 @@ help:
 	@echo "make test-resilience  faults one at a time under load, and what each costs (about 5 min; docs/operations.md)"
 	@echo "make lint         ruff, mypy, import-linter, buf lint and the generated-stub drift check"
 	@echo "make demo         the flash-sale scenario, live and compressed (about 90 s; docs/demo.md)"
-	@echo "make bench        claim-query, end-to-end and peer (APScheduler) benchmarks (about 8 min; docs/benchmarks.md)"
+	@echo "make bench        claim-query, end-to-end and peer (APScheduler) benchmarks (about 9 min; docs/benchmarks.md)"
 	@echo "make proto        regenerate the Python stubs from protos/"
 	@echo "make clean        remove the virtualenv and local state in var/"
 
@@ -62,7 +62,7 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo
 
-# About 8 minutes: the claim query, the end-to-end bench at 1,000 runs/s on each backend, the sustained maximum, and
+# About 9 minutes: the claim query, the end-to-end bench at 1,000 runs/s on each backend, the sustained maximum, and
 # the peer (APScheduler 3) at the same rates, ending with the comparison table. Results go to var/bench/.
 BENCH_PG = PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)"
 bench: $(STAMP)

@@ -33,9 +33,11 @@ def _p99_ratio(pacer: Step | None, peer: Step | None) -> str:
     if pacer is None or peer is None:
         return "not measured at the same rate"
     ours, theirs = pacer.target.lateness_p99_ms, peer.target.lateness_p99_ms
-    if math.isnan(ours) or math.isnan(theirs) or ours <= 0:
+    if math.isnan(theirs):
+        return "the peer executed no run due in the window"
+    if math.isnan(ours) or ours <= 0:
         return "n/a"
-    return f"{theirs / ours:.0f}x ({theirs:.1f} / {ours:.1f} ms)"
+    return f"{theirs / ours:.1f}x ({theirs:.1f} / {ours:.1f} ms)"
 
 
 def comparison_lines(pacer: RunResult, peers: list[RunResult]) -> list[str]:

@@ -42,7 +42,7 @@ from bench.pipeline import DEFAULT_RATES, SETTLE_S, default_out
 from bench.report import step_lines, sustained_line
 from bench.results import RunResult, Step, load
 from bench.target import FLUSH_S, Target, nginx
-from bench.usage import CpuMeter, database_backends, peak_rss_mib
+from bench.usage import CpuMeter, database_backends, peak_rss_mib, per_run_ms
 from tests.support.databases import PostgresDatabases
 
 CONNECTIONS = 500  # as many concurrent calls as one Pacer executor makes by default (PACER_CAPACITY)
@@ -196,7 +196,7 @@ class Peer:
         self.arrivals += self.target.new_arrivals()
         window = Window(start_ms, end_ms)
         figures = measure(self.arrivals, window, self.jobs, self.args.interval_ms)
-        cpu = {name: seconds * 1000 / max(figures.executed, 1) for name, seconds in used.items()}
+        cpu = {name: per_run_ms(seconds, figures.executed) for name, seconds in used.items()}
         return Step(offered_per_s, window.seconds, figures, cpu, {"apscheduler": peak_rss_mib(os.getpid())})
 
     def _cpu_groups(self) -> dict[str, list[int]]:

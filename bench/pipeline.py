@@ -42,7 +42,7 @@ from bench.report import step_lines, sustained_line
 from bench.results import Records, RunResult, Step
 from bench.stats import percentile
 from bench.target import FLUSH_S, Target, nginx
-from bench.usage import CpuMeter, database_backends, peak_rss_mib
+from bench.usage import CpuMeter, database_backends, peak_rss_mib, per_run_ms
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_control.database import make_engine
 from pacer_control.models import Run
@@ -111,8 +111,7 @@ class Bench:
         window = Window(start_ms, end_ms)
         figures = measure(self.arrivals, window, self.endpoints, self.args.interval_ms)
         records = pacer_records(self.database_url, window, {a.run_id for a in self.arrivals})
-        runs = max(figures.executed, 1)
-        cpu = {name: seconds * 1000 / runs for name, seconds in used.items()}
+        cpu = {name: per_run_ms(seconds, figures.executed) for name, seconds in used.items()}
         return Step(offered_per_s, window.seconds, figures, cpu, peaks, records)
 
     @property

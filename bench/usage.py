@@ -30,6 +30,11 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total / TICKS
 
 
+def per_run_ms(cpu_s: float, runs: int) -> float:
+    """CPU milliseconds per run; NaN when no run was executed (a cost per run of nothing is no figure)."""
+    return cpu_s * 1000 / runs if runs else math.nan
+
+
 def peak_rss_mib(pid: int) -> float:
     """The process's peak resident memory (VmHWM) in MiB; NaN when it is gone."""
     try:
