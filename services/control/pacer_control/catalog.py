@@ -25,7 +25,7 @@ from pacer_control.store import ENDPOINTS, JOB_ACTIVE, JOB_ARCHIVED, Store, by_i
 
 T = TypeVar("T")
 
-QUOTA_FIELDS: Final = ("max_jobs", "max_endpoints", "min_interval_ms", "rate_per_s", "burst")
+QUOTA_FIELDS: Final = ("max_jobs", "max_endpoints", "min_interval_ms", "rate_per_s", "burst", "run_retention_days")
 ENDPOINT_STATES: Final = ("active", "paused", "deleted")
 _RESEAL_UPDATE = by_id_update(ENDPOINTS, ("secrets",))
 

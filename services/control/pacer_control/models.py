@@ -231,4 +231,6 @@ class TenantQuota(Base):
     min_interval_ms: Mapped[int | None] = mapped_column(BigInteger)
     rate_per_s: Mapped[float | None] = mapped_column(Float)
     burst: Mapped[int | None]
+    # How many days its finished runs are kept (0: for ever), instead of PACER_RUN_RETENTION_DAYS.
+    run_retention_days: Mapped[int | None]
     updated_at: Mapped[datetime]
