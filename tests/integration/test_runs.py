@@ -274,3 +274,17 @@ def test_list_runs_counts_the_total_only_a_bounded_way_past_the_page(
 
     assert response.total == expected_total
     assert len(response.runs) == max(0, min(limit, 10 - offset))
+
+
+def test_list_runs_pages_one_endpoints_failures_newest_first_for_its_tenant_only(harness, endpoint):
+    _, endpoint_id = endpoint
+    statuses = ["FAILURE", "SUCCESS", "TIMEOUT", "SUCCESS", "FAILURE", "BLOCKED"]
+    fired = [harness.fire(endpoint_id, status=s, http_status=200 if s == "SUCCESS" else 0) for s in statuses]
+    failures_newest_first = [run for run, s in reversed(list(zip(fired, statuses, strict=True))) if s != "SUCCESS"]
+
+    page = list_runs(harness.a, endpoint_id=endpoint_id, status=pb.RUN_STATUS_FILTER_FAILURE, limit=2, offset=1)
+    foreign = list_runs(harness.b, endpoint_id=endpoint_id, status=pb.RUN_STATUS_FILTER_FAILURE)
+
+    assert [r.run_id for r in page.runs] == failures_newest_first[1:3]
+    assert page.total == 4
+    assert (list(foreign.runs), foreign.total) == ([], 0)
