@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -281,29 +281,34 @@ def claim_timings(engine: Engine, window_s: float) -> list[float]:
 
 
 class Pruner:
-    """The retention sweep, over and over on a thread of its own, with the control plane's batch and pause."""
+    """The retention sweep, over and over on an event loop of its own, with the control plane's batch and pause; it
+    stops within one batch when the block ends, even in the middle of a sweep."""
 
     def __init__(self, engine: Engine, policy: RetentionPolicy) -> None:
         self._history = RunHistory(engine, Keyring([generate_key()]))
         self._policy = policy
         self._registry = CollectorRegistry()
         self._metrics = ControlMetrics(self._registry)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._loop()), daemon=True)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._running: Future[None] | None = None
 
-    async def _loop(self) -> None:
+    async def _forever(self) -> None:
         with ThreadPoolExecutor(max_workers=1) as pool:
-            while not self._stop.is_set():
+            while True:
                 swept = await sweep(self._history, SystemClock(), pool, self._policy, self._metrics)
                 if swept.pruned == 0:
                     await asyncio.sleep(0.1)
 
     def __enter__(self) -> Pruner:
         self._thread.start()
+        self._running = asyncio.run_coroutine_threadsafe(self._forever(), self._loop)
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
+        if self._running is not None:
+            self._running.cancel()
+        self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
 
     @property
@@ -335,16 +340,12 @@ def measure_claims(engine: Engine, args: argparse.Namespace) -> None:
     alone = claim_timings(engine, args.window_s)
     print(f"  {Timing('without pruning', alone).line()}", flush=True)
     defaults = ControlSettings()
-    policy = RetentionPolicy(
-        default_days=args.prune_days,
-        batch=defaults.run_retention_batch,
-        pause_s=defaults.run_retention_pause_ms / 1000,
-    )
+    pause_ms = defaults.run_retention_pause_ms if args.prune_pause_ms < 0 else args.prune_pause_ms
+    policy = RetentionPolicy(default_days=args.prune_days, batch=defaults.run_retention_batch, pause_s=pause_ms / 1000)
     began = time.perf_counter()
     with Pruner(engine, policy) as pruner:
         pruning = claim_timings(engine, args.window_s)
-        pruned = pruner.pruned
-    elapsed = time.perf_counter() - began
+        pruned, elapsed = pruner.pruned, time.perf_counter() - began
     print(f"  {Timing('while pruning', pruning).line()}")
     print(
         f"  pruned {pruned:,} runs in {elapsed:.1f} s ({pruned / elapsed:,.0f} runs/s; batch {policy.batch}, "
@@ -361,6 +362,9 @@ def main() -> None:
     parser.add_argument("--deep-offset", type=int, default=10_000)
     parser.add_argument("--window-s", type=float, default=15.0, help="how long each claim measurement runs")
     parser.add_argument("--prune-days", type=int, default=20, help="retention while pruning (the fill spans 35)")
+    parser.add_argument(
+        "--prune-pause-ms", type=int, default=-1, help="pause between pruning batches (default: the control plane's)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database and print its URL")
     parser.add_argument(
         "--reuse", default="", help="a database a --keep run left: skip the fill (after --skip-claims: unpruned)"

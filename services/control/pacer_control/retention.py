@@ -41,7 +41,7 @@ class RetentionPolicy:
 
     default_days: int = 30
     batch: int = 2000
-    pause_s: float = 0.05
+    pause_s: float = 0.5
     sweep_s: float = 60.0
 
 

@@ -44,7 +44,7 @@ class ControlSettings:
     quota_burst: int = -1
     run_retention_days: int = 30
     run_retention_batch: int = 2000
-    run_retention_pause_ms: int = 50
+    run_retention_pause_ms: int = 500
     run_retention_sweep_s: int = 60
     operations: Operations = field(default_factory=lambda: Operations(metrics_addr="127.0.0.1:9464"))
     tls: ServerTls = field(default_factory=ServerTls)
