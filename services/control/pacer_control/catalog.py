@@ -443,7 +443,7 @@ class Catalog(Store):
             .order_by(Run.scheduled_for.desc())
             .limit(1)
         )
-        conditions = [Run.endpoint_id == endpoint_id, Run.status.in_(FAILURES)]
+        conditions = [Run.endpoint_id == endpoint_id, _status_in(FAILURES)]
         if last_success is not None:
             conditions.append(Run.scheduled_for > last_success)
         return s.scalar(select(func.count()).select_from(Run).where(*conditions)) or 0
