@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pacer.control.v1 import control_service_pb2 as pb
+from pacer_control import catalog
 from tests.support.harness import dt
 
 FAILED_STATUSES = ["FAILURE", "TIMEOUT", "LOST", "BLOCKED"]
@@ -249,3 +250,41 @@ def test_health_summary_streak_counts_every_non_success_since_the_last_success(h
     assert summary.failure_streak == 3
     assert (summary.success_count, summary.failure_count) == (1, 4)
     assert summary.last_run.status == pb.RUN_STATUS_BLOCKED
+
+
+@pytest.mark.parametrize(
+    ("limit", "offset", "expected_total"),
+    [
+        pytest.param(2, 0, 5, id="counted-up-to-lookahead-past-the-page"),
+        pytest.param(2, 4, 9, id="deeper-pages-count-further"),
+        pytest.param(2, 6, 10, id="exact-once-within-reach"),
+        pytest.param(5, 20, 10, id="past-the-end-exact"),
+    ],
+)
+def test_list_runs_counts_the_total_only_a_bounded_way_past_the_page(
+    harness, endpoint, monkeypatch, limit, offset, expected_total
+):
+    """A history of millions of runs is never counted in full: the total is exact near the page, else "at least"."""
+    monkeypatch.setattr(catalog, "TOTAL_LOOKAHEAD", 3)
+    _, endpoint_id = endpoint
+    for _ in range(10):
+        harness.fire(endpoint_id)
+
+    response = list_runs(harness.a, limit=limit, offset=offset)
+
+    assert response.total == expected_total
+    assert len(response.runs) == max(0, min(limit, 10 - offset))
+
+
+def test_list_runs_pages_one_endpoints_failures_newest_first_for_its_tenant_only(harness, endpoint):
+    _, endpoint_id = endpoint
+    statuses = ["FAILURE", "SUCCESS", "TIMEOUT", "SUCCESS", "FAILURE", "BLOCKED"]
+    fired = [harness.fire(endpoint_id, status=s, http_status=200 if s == "SUCCESS" else 0) for s in statuses]
+    failures_newest_first = [run for run, s in reversed(list(zip(fired, statuses, strict=True))) if s != "SUCCESS"]
+
+    page = list_runs(harness.a, endpoint_id=endpoint_id, status=pb.RUN_STATUS_FILTER_FAILURE, limit=2, offset=1)
+    foreign = list_runs(harness.b, endpoint_id=endpoint_id, status=pb.RUN_STATUS_FILTER_FAILURE)
+
+    assert [r.run_id for r in page.runs] == failures_newest_first[1:3]
+    assert page.total == 4
+    assert (list(foreign.runs), foreign.total) == ([], 0)

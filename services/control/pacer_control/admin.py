@@ -57,6 +57,7 @@ QUOTA_OPTIONS: dict[str, type] = {
     "min_interval_ms": int,
     "rate_per_s": float,
     "burst": int,
+    "run_retention_days": int,
 }
 
 
@@ -90,8 +91,15 @@ def run(argv: Sequence[str] | None = None, settings: ControlSettings | None = No
         print(f"pacer-admin: {error}", file=sys.stderr)
         return 1
     engine = make_engine(args.database_url or settings.database_url)
-    migrate(engine, keyring=keyring)
-    catalog, now = Catalog(engine, keyring), SystemClock().now()
+    try:  # every exit disposes of the engine: a pooled connection left to the garbage collector warns
+        migrate(engine, keyring=keyring)
+        return _command(Catalog(engine, keyring), args, SystemClock().now())
+    finally:
+        engine.dispose()
+
+
+def _command(catalog: Catalog, args: argparse.Namespace, now: datetime) -> int:
+    """Run one database command; its exit status."""
     match args.command:
         case "migrate":
             print("schema is up to date")
@@ -126,7 +134,6 @@ def run(argv: Sequence[str] | None = None, settings: ControlSettings | None = No
             for key in catalog.list_api_keys(tenant.id):
                 state = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "live"
                 print(f"pk_{key.prefix}_…  {state}  created {key.created_at.isoformat()}  {key.label}")
-    engine.dispose()
     return 0
 
 

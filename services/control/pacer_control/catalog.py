@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, type_coerce, update
+from sqlalchemy import ColumnElement, String, and_, case, exists, func, literal, or_, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from pacer_common.errors import NotFound, QuotaViolation, ResourceExhausted
@@ -25,7 +25,14 @@ from pacer_control.store import ENDPOINTS, JOB_ACTIVE, JOB_ARCHIVED, Store, by_i
 
 T = TypeVar("T")
 
-QUOTA_FIELDS: Final = ("max_jobs", "max_endpoints", "min_interval_ms", "rate_per_s", "burst")
+# ListRuns counts matching runs only this far past the end of the page: an exact count of a history of millions
+# of rows would cost more than the page itself. A total of offset + limit + TOTAL_LOOKAHEAD means "at least".
+TOTAL_LOOKAHEAD: Final = 1000
+# A run finishes at most its timeout (5 minutes at most) and the lease grace after its scheduled time, unless a
+# control plane outage delayed its settling: the health window bounds the index scan by scheduled time with this
+# much slack, and then counts the runs that finished in the window.
+FINISH_SLACK: Final = timedelta(days=1)
+QUOTA_FIELDS: Final = ("max_jobs", "max_endpoints", "min_interval_ms", "rate_per_s", "burst", "run_retention_days")
 ENDPOINT_STATES: Final = ("active", "paused", "deleted")
 _RESEAL_UPDATE = by_id_update(ENDPOINTS, ("secrets",))
 
@@ -41,6 +48,52 @@ def quota_exceeded(
 def _lock_tenant(s: Session, tenant_id: str) -> None:
     """Serialize a tenant's creations, so two concurrent requests cannot both pass a count limit."""
     s.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(key_share=True))
+
+
+def _of_endpoint(tenant_id: str, endpoint_id: str) -> list[ColumnElement[bool]]:
+    """Runs of the tenant's endpoint: the endpoint row is checked once (its runs are its tenant's), so the endpoint
+    history index answers the rest without a visit to each run's row."""
+    owned = exists().where(Endpoint.id == endpoint_id, Endpoint.tenant_id == tenant_id)
+    return [Run.endpoint_id == endpoint_id, owned]
+
+
+def _endpoint_page(
+    s: Session, endpoint_id: str, conditions: Sequence[ColumnElement[bool]], limit: int, offset: int
+) -> list[Run]:
+    """A filtered page of one endpoint's runs: the matching scheduled times come from the endpoint history index
+    alone (a rare status may lie thousands of runs apart), then only the page's runs are read. An endpoint has one
+    run per scheduled time (docs/delivery.md)."""
+    times = (
+        select(Run.scheduled_for.label("at"))
+        .where(*conditions)
+        .order_by(Run.scheduled_for.desc())
+        .limit(limit)
+        .offset(offset)
+        .subquery()
+    )
+    query = (
+        select(Run)
+        .join(times, and_(Run.endpoint_id == endpoint_id, Run.scheduled_for == times.c.at))
+        .where(*conditions)
+        .order_by(Run.scheduled_for.desc(), Run.id.desc())
+    )
+    return list(s.scalars(query))
+
+
+def _status_in(statuses: Sequence[str]) -> ColumnElement[bool]:
+    """The ListRuns status filter. Only RUNNING runs are few: for them the status index (the reaper's) is the way in.
+    Finished statuses are written so the database filters them on the rows the tenant, job or endpoint index walk
+    yields: intersecting with every failed run of every tenant in that index costs more the longer the history."""
+    words = [RunStatus(status).value for status in statuses]
+    if words == [RunStatus.RUNNING.value]:
+        return Run.status.in_(statuses)
+    return type_coerce(Run.status, String).concat("").in_(words)
+
+
+def _counted_up_to(s: Session, conditions: Sequence[ColumnElement[bool]], cap: int) -> int:
+    """How many runs match `conditions`, counting no further than `cap`: the scan stops there."""
+    matching = select(literal(1)).select_from(Run).where(*conditions).limit(cap).subquery()
+    return s.scalar(select(func.count()).select_from(matching)) or 0
 
 
 @dataclass(frozen=True)
@@ -319,18 +372,20 @@ class Catalog(Store):
         limit: int,
         offset: int,
     ) -> tuple[list[Run], int]:
-        """A page of the tenant's runs, newest scheduled first, and how many match in all."""
-        conditions: list[ColumnElement[bool]] = [Run.tenant_id == tenant_id]
+        """A page of the tenant's runs, newest scheduled first, and how many match: exactly when fewer than
+        TOTAL_LOOKAHEAD runs match past the end of the page, else offset + limit + TOTAL_LOOKAHEAD ("at least")."""
+        conditions = [Run.tenant_id == tenant_id] if endpoint_id is None else _of_endpoint(tenant_id, endpoint_id)
         if job_id is not None:
             conditions.append(Run.job_id == job_id)
-        if endpoint_id is not None:
-            conditions.append(Run.endpoint_id == endpoint_id)
         if statuses is not None:
-            conditions.append(Run.status.in_(statuses))
+            conditions.append(_status_in(statuses))
+        newest = (Run.scheduled_for.desc(), Run.id.desc())
         with self._tx() as s:
-            total = s.scalar(select(func.count()).select_from(Run).where(*conditions)) or 0
-            query = select(Run).where(*conditions).order_by(Run.scheduled_for.desc(), Run.id.desc()).limit(limit)
-            return list(s.scalars(query.offset(offset))), total
+            if endpoint_id is not None and statuses is not None and job_id is None:
+                runs = _endpoint_page(s, endpoint_id, conditions, limit, offset)
+            else:
+                runs = list(s.scalars(select(Run).where(*conditions).order_by(*newest).limit(limit).offset(offset)))
+            return runs, _counted_up_to(s, conditions, offset + limit + TOTAL_LOOKAHEAD)
 
     def get_run(self, tenant_id: str, run_id: str) -> Run:
         with self._tx() as s:
@@ -350,7 +405,7 @@ class Catalog(Store):
             if endpoint is None:
                 raise NotFound("endpoint", endpoint_id)
             finished = [Run.endpoint_id == endpoint_id, Run.finished_at.is_not(None)]
-            in_window = [*finished, Run.finished_at >= since]
+            in_window = [*finished, Run.scheduled_for >= since - FINISH_SLACK, Run.finished_at >= since]
             counts = s.execute(
                 select(
                     func.count().filter(Run.status == RunStatus.SUCCESS),
@@ -364,7 +419,9 @@ class Catalog(Store):
                 rank = (95 * counts[3] + 99) // 100 - 1  # nearest-rank percentile
                 ranked = select(Run.duration_ms).where(*in_window).order_by(Run.duration_ms).offset(rank).limit(1)
                 p95 = s.scalar(ranked) or 0
-            last = s.scalars(select(Run).where(*finished).order_by(Run.finished_at.desc()).limit(1)).one_or_none()
+            # An endpoint never has two runs in flight, so its latest scheduled finished run is its latest outcome.
+            latest = select(Run).where(*finished).order_by(Run.scheduled_for.desc()).limit(1)
+            last = s.scalars(latest).one_or_none()
             return HealthView(
                 success_count=counts[0],
                 failure_count=counts[1],
@@ -378,12 +435,17 @@ class Catalog(Store):
 
     @staticmethod
     def _failure_streak(s: Session, endpoint_id: str) -> int:
+        """Non-successes after the endpoint's last success, found walking its runs from the newest (within the
+        retention: a success pruned away no longer ends the streak)."""
         last_success = s.scalar(
-            select(func.max(Run.finished_at)).where(Run.endpoint_id == endpoint_id, Run.status == RunStatus.SUCCESS)
+            select(Run.scheduled_for)
+            .where(Run.endpoint_id == endpoint_id, Run.status == RunStatus.SUCCESS)
+            .order_by(Run.scheduled_for.desc())
+            .limit(1)
         )
-        conditions = [Run.endpoint_id == endpoint_id, Run.status.in_(FAILURES)]
+        conditions = [Run.endpoint_id == endpoint_id, _status_in(FAILURES)]
         if last_success is not None:
-            conditions.append(Run.finished_at > last_success)
+            conditions.append(Run.scheduled_for > last_success)
         return s.scalar(select(func.count()).select_from(Run).where(*conditions)) or 0
 
     # -- secrets at rest --------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from pacer_control.metrics import ControlMetrics, watch_database
 from pacer_control.pipeline import Pipeline
 from pacer_control.quotas import default_quota
 from pacer_control.reaper import end_sessions_forever, reap_forever
+from pacer_control.retention import RunHistory, prune_forever, retention_policy
 from pacer_control.sealing import Keyring, settings_keyring
 from pacer_control.server import SERVICE_NAME, ServerOptions, build_server, readiness
 from pacer_control.settings import ControlSettings
@@ -69,7 +70,8 @@ def _prepare_database(settings: ControlSettings, engine: Engine, catalog: Catalo
 def _background(
     settings: ControlSettings, pipeline: Pipeline, pool: Executor, ready: Readiness, metrics: ControlMetrics
 ) -> list[asyncio.Task[None]]:
-    """The reapers of expired leases and of silent scheduler sessions, and the database probe behind readiness."""
+    """The reapers of expired leases and of silent scheduler sessions, the pruning of old runs, and the database
+    probe behind readiness."""
     reaper = reap_forever(
         pipeline,
         SystemClock(),
@@ -79,8 +81,10 @@ def _background(
         metrics,
     )
     sessions = end_sessions_forever(pipeline, SystemClock(), pool, settings.session_ttl_ms / 1000, metrics)
+    history = RunHistory(pipeline.engine, pipeline.keyring)
+    pruning = prune_forever(history, SystemClock(), pool, retention_policy(settings), metrics)
     probe = probe_forever(ready, pipeline.ping, DB_PROBE_INTERVAL_S, DB_PROBE_TIMEOUT_S)
-    return [asyncio.create_task(reaper), asyncio.create_task(sessions), asyncio.create_task(probe)]
+    return [asyncio.create_task(t) for t in (reaper, sessions, pruning, probe)]
 
 
 async def serve(

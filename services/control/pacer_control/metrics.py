@@ -66,6 +66,11 @@ class ControlMetrics:
             ["reason"],
             registry=registry,
         )
+        self.pruned = Counter(
+            "pacer_runs_pruned_total",
+            "Finished runs deleted because they were older than their tenant's retention (PACER_RUN_RETENTION_DAYS).",
+            registry=registry,
+        )
         for status in RUN_STATUSES:
             self.runs.labels(status)  # every series exists from the start, so rate() and alerts see zeros
         for reason in MISS_REASONS:
@@ -91,6 +96,10 @@ class ControlMetrics:
         """Count runs settled LOST because their executor vanished."""
         self.vanished.inc(count)
         self.runs.labels(RunStatus.LOST).inc(count)
+
+    def runs_pruned(self, count: int) -> None:
+        """Count runs the retention sweep deleted."""
+        self.pruned.inc(count)
 
     def session_ended(self, released: int) -> None:
         """Count a scheduler session ended for silence, and the runs it released."""

@@ -165,7 +165,14 @@ class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
         Index("ix_runs_tenant_scheduled", "tenant_id", "scheduled_for"),
-        Index("ix_runs_endpoint_scheduled", "endpoint_id", "scheduled_for"),
+        # An endpoint's history, newest first; on PostgreSQL it carries what SummarizeEndpointHealth and the ListRuns
+        # status filter read, so they scan the index alone instead of one heap page per run.
+        Index(
+            "ix_runs_endpoint_history",
+            "endpoint_id",
+            "scheduled_for",
+            postgresql_include=["status", "finished_at", "duration_ms"],
+        ),
         Index("ix_runs_job_scheduled", "job_id", "scheduled_for"),
         Index("ix_runs_status_lease", "status", "lease_expires_at"),
         Index("ix_runs_session", "session_id", "claim_id", postgresql_where=text("status = 'RUNNING'")),
@@ -231,4 +238,6 @@ class TenantQuota(Base):
     min_interval_ms: Mapped[int | None] = mapped_column(BigInteger)
     rate_per_s: Mapped[float | None] = mapped_column(Float)
     burst: Mapped[int | None]
+    # How many days its finished runs are kept (0: for ever), instead of PACER_RUN_RETENTION_DAYS.
+    run_retention_days: Mapped[int | None]
     updated_at: Mapped[datetime]

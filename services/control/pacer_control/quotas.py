@@ -29,6 +29,7 @@ class Quota:
     min_interval_ms: int = 0  # 0: only the service floor (PACER_MIN_INTERVAL_MS) applies
     rate_per_s: float = 200.0
     burst: int = 1000
+    run_retention_days: int = 30  # finished runs older than this are deleted; 0 keeps them for ever
 
 
 # What a shared installation can live with: one tenant cannot take the executors' capacity from the others
@@ -48,6 +49,7 @@ def default_quota(settings: ControlSettings) -> Quota:
         "min_interval_ms": settings.quota_min_interval_ms,
         "rate_per_s": settings.quota_rate_per_s,
         "burst": settings.quota_burst,
+        "run_retention_days": settings.run_retention_days,
     }
     return replace(base, **{name: value for name, value in given.items() if value >= 0})
 

@@ -20,6 +20,10 @@ class ControlSettings:
 
     Endpoint secrets are sealed at rest with the keys in `secrets_keys` (`id:base64key`, comma separated, the first
     seals) or in the file `secrets_key_file`; the embedded profile (`bootstrap_dev`) makes `var/secrets-keys`.
+
+    Finished runs older than `run_retention_days` (0: kept for ever; a tenant's own `run_retention_days` quota wins)
+    are deleted every `run_retention_sweep_s`, `run_retention_batch` rows per transaction with
+    `run_retention_pause_ms` between transactions, so the deletes never hold up claims and results for long.
     """
 
     listen_addr: str = "127.0.0.1:50051"
@@ -38,6 +42,10 @@ class ControlSettings:
     quota_min_interval_ms: int = -1
     quota_rate_per_s: int = -1
     quota_burst: int = -1
+    run_retention_days: int = 30
+    run_retention_batch: int = 2000
+    run_retention_pause_ms: int = 500
+    run_retention_sweep_s: int = 60
     operations: Operations = field(default_factory=lambda: Operations(metrics_addr="127.0.0.1:9464"))
     tls: ServerTls = field(default_factory=ServerTls)
     internal_addr: str = ""

@@ -1491,7 +1491,10 @@ class ListRunsResponse(_message.Message):
     RUNS_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
     total: _builtins.int
-    """Number of runs matching the filter, ignoring limit and offset."""
+    """Number of runs matching the filter, ignoring limit and offset, counted at most 1,000 runs past the end of
+    this page: exact when it is less than offset + limit + 1000, otherwise a lower bound ("at least"), so a
+    history of millions of runs is never counted in full. Runs older than the tenant's retention are deleted.
+    """
     @_builtins.property
     def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunSummary]:
         """The runs, newest scheduled first."""
