@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := libs/common services/control services/scheduler services/executor services/gateway services/mcp services/cli
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: help setup proto proto-check lint format test test-unit test-integration test-resilience run demo bench admin clean
+.PHONY: help setup proto proto-check lint format test test-unit test-integration test-resilience run demo bench bench-history admin clean
 
 help:
 	@echo "make run          start Pacer on this machine (control plane on 127.0.0.1:50051, SQLite in var/)"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint         ruff, mypy, import-linter, buf lint and the generated-stub drift check"
 	@echo "make demo         the flash-sale scenario, live and compressed (about 90 s; docs/demo.md)"
 	@echo "make bench        claim-query, end-to-end and peer (APScheduler) benchmarks (about 9 min; docs/benchmarks.md)"
+	@echo "make bench-history  run-history reads and pruning with 10,000,000 runs stored (about 10 min)"
 	@echo "make proto        regenerate the Python stubs from protos/"
 	@echo "make clean        remove the virtualenv and local state in var/"
 
@@ -75,6 +76,9 @@ bench: $(STAMP)
 		--through 1000 --out var/bench/pacer-max
 	$(BENCH_PG) $(BIN)/python -m bench.peer --stores memory,postgresql --duration-s 10 --warmup-s 3 \
 		--pacer var/bench/pacer-max/result.json --out var/bench/apscheduler
+
+bench-history: $(STAMP)
+	$(BENCH_PG) $(BIN)/python -m bench.history --backend postgresql
 
 admin: $(STAMP)
 	@echo "usage: $(BIN)/pacer-admin --help"
