@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Coroutine
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
+import uvloop
 from sqlalchemy import Engine
 
 from pacer_common.clock import SystemClock
@@ -31,6 +34,7 @@ from pacer_control.settings import ControlSettings
 from pacer_control.tenancy import ensure_dev_key
 
 log = logging.getLogger("pacer.control")
+T = TypeVar("T")
 GRACE_S = 5.0
 # Readiness follows the database: a `SELECT 1` this often, failing when it takes longer than the timeout.
 DB_PROBE_INTERVAL_S = 2.0
@@ -158,6 +162,13 @@ def _credentials(settings: ControlSettings) -> tuple[grpc.ServerCredentials | No
     return server_tls_credentials(settings.tls, client_certificates=False), full
 
 
+def _run_on_loop(main: Coroutine[Any, Any, T], event_loop: str) -> T:
+    """Run `main` to completion on the event loop the settings chose: uvloop's, or the standard library's."""
+    factory = uvloop.new_event_loop if event_loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
+
+
 def main() -> None:
     try:
         settings = load(ControlSettings)
@@ -169,7 +180,7 @@ def main() -> None:
     configure_logging(settings.operations.log_level)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line of our own says the schema is current
     try:
-        asyncio.run(serve(settings, keyring, credentials, internal_credentials))
+        _run_on_loop(serve(settings, keyring, credentials, internal_credentials), settings.event_loop)
     except ListenError as error:
         raise SystemExit(f"pacer-control: {error}") from None
 

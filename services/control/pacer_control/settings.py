@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pacer_common.settings import Operations, ServerTls
+from pacer_common.settings import Operations, ServerTls, SettingsError
+
+EVENT_LOOPS = ("uvloop", "asyncio")
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,8 @@ class ControlSettings:
 
     Endpoint secrets are sealed at rest with the keys in `secrets_keys` (`id:base64key`, comma separated, the first
     seals) or in the file `secrets_key_file`; the embedded profile (`bootstrap_dev`) makes `var/secrets-keys`.
+    `event_loop` is `uvloop` (the default: the same work for less CPU) or `asyncio` (the standard library's loop,
+    to rule uvloop out when chasing a problem).
     """
 
     listen_addr: str = "127.0.0.1:50051"
@@ -32,6 +36,7 @@ class ControlSettings:
     lease_grace_ms: int = 10_000
     reaper_interval_ms: int = 1000
     session_ttl_ms: int = 3000
+    event_loop: str = "uvloop"
     # Default limits of every tenant; -1 takes the profile's own (pacer_control.quotas: generous when embedded).
     quota_max_jobs: int = -1
     quota_max_endpoints: int = -1
@@ -43,3 +48,7 @@ class ControlSettings:
     internal_addr: str = ""
     secrets_keys: str = ""
     secrets_key_file: str = ""
+
+    def __post_init__(self) -> None:
+        if self.event_loop not in EVENT_LOOPS:
+            raise SettingsError(f"PACER_EVENT_LOOP={self.event_loop} must be one of {', '.join(EVENT_LOOPS)}")

@@ -13,8 +13,10 @@ import contextlib
 import logging
 import random
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
 
+import uvloop
 from grpc_health.v1 import health
 
 from pacer_common.clock import SystemClock
@@ -34,6 +36,7 @@ from pacer_executor.stream import ChannelFactory, SchedulerStream, StreamOptions
 from pacer_executor.worker import Worker
 
 log = logging.getLogger("pacer.executor")
+T = TypeVar("T")
 
 READINESS_POLL_S = 0.25  # how soon readiness shows a stream opening or breaking
 Metadata = tuple[tuple[str, str], ...]
@@ -155,6 +158,13 @@ async def _serve_until_signalled(settings: ExecutorSettings, policy: EgressPolic
     await serve(settings, policy, metadata, stop)
 
 
+def _run_on_loop(main: Coroutine[Any, Any, T], event_loop: str) -> T:
+    """Run `main` to completion on the event loop the settings chose: uvloop's, or the standard library's."""
+    factory = uvloop.new_event_loop if event_loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
+
+
 def main() -> None:
     """The `pacer-executor` command: settings from `PACER_*`, exit status 0 after a drain."""
     try:
@@ -167,7 +177,7 @@ def main() -> None:
         raise SystemExit(f"pacer-executor: {error}") from None
     configure_logging(settings.operations.log_level)
     try:
-        asyncio.run(_serve_until_signalled(settings, policy, bearer(token)))
+        _run_on_loop(_serve_until_signalled(settings, policy, bearer(token)), settings.event_loop)
     except ListenError as error:
         raise SystemExit(f"pacer-executor: {error}") from None
 

@@ -6,8 +6,11 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import grpc
+import uvloop
 from prometheus_client import CollectorRegistry
 
 from pacer_common.clock import Clock, SystemClock
@@ -32,6 +35,7 @@ from pacer_scheduler.stream import DispatchApi
 from pacer_scheduler.timer import Timer
 
 log = logging.getLogger("pacer.scheduler")
+T = TypeVar("T")
 
 DRAIN_POLL_S = 0.05
 FLUSH_GRACE_S = 5.0  # results still get this long to reach the control plane after a drain timed out
@@ -287,6 +291,13 @@ async def serve(settings: SchedulerSettings, clock: Clock | None = None) -> int:
     return 1 if scheduler.crashed.is_set() else 0
 
 
+def _run_on_loop(main: Coroutine[Any, Any, T], event_loop: str) -> T:
+    """Run `main` to completion on the event loop the settings chose: uvloop's, or the standard library's."""
+    factory = uvloop.new_event_loop if event_loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
+
+
 def main() -> None:
     try:
         settings = load(SchedulerSettings)
@@ -295,7 +306,7 @@ def main() -> None:
         raise SystemExit(f"pacer-scheduler: {error}") from None
     configure_logging(settings.operations.log_level)
     try:
-        status = asyncio.run(serve(settings))
+        status = _run_on_loop(serve(settings), settings.event_loop)
     except ListenError as error:
         raise SystemExit(f"pacer-scheduler: {error}") from None
     raise SystemExit(status)
