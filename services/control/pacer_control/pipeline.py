@@ -124,6 +124,20 @@ _CLAIMED_COLUMNS: Final = (
     "oneshot_at",
     "oneshot_expires_at",
 )
+# What a claim writes into the run it creates (see `_run_row`).
+_CLAIMED_RUN_COLUMNS: Final = (
+    "session_id",
+    "claim_id",
+    "id",
+    "tenant_id",
+    "job_id",
+    "endpoint_id",
+    "status",
+    "source",
+    "attempt",
+    "scheduled_for",
+    "lease_expires_at",
+)
 _SETTLED_COLUMNS: Final = tuple(name for name in schedule.SCHEDULE_COLUMNS if name != "anchor_at")
 _RELEASED_COLUMNS: Final = ("lease_run_id", "lease_expires_at")
 _OUTCOME_COLUMNS: Final = (
@@ -138,6 +152,17 @@ _OUTCOME_COLUMNS: Final = (
 )
 
 
+def _unnest(table: Table, names: tuple[str, ...]) -> Any:
+    """The rows `unnest(...) AS v(names)` of one array parameter `a_<name>` per column, typed as `table`'s column."""
+    arrays = [cast(bindparam(f"a_{name}"), ARRAY(table.c[name].type)) for name in names]
+    return func.unnest(*arrays).table_valued(*names).render_derived(name="v")
+
+
+def _arrays(names: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The parameters of an `_unnest`: one list per column."""
+    return {f"a_{name}": [row[name] for row in rows] for name in names}
+
+
 class _RowsById:
     """An UPDATE of `columns` of many rows by primary key, each row with its own values.
 
@@ -149,9 +174,7 @@ class _RowsById:
     def __init__(self, table: Table, columns: tuple[str, ...]) -> None:
         self._columns = columns
         self._each = by_id_update(table, columns)
-        names = ("id", *columns)
-        arrays = [cast(bindparam(f"a_{name}"), ARRAY(table.c[name].type)) for name in names]
-        source = func.unnest(*arrays).table_valued(*names).render_derived(name="v")
+        source = _unnest(table, ("id", *columns))
         self._arrays = update(table).where(table.c.id == source.c.id).values({n: source.c[n] for n in columns})
 
     def execute(self, connection: Connection, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
@@ -161,12 +184,31 @@ class _RowsById:
         if connection.dialect.name != "postgresql":
             connection.execute(self._each, [by_id_row(row_id, dict(values)) for row_id, values in rows])
             return
-        arrays: dict[str, list[Any]] = {"a_id": [row_id for row_id, _ in rows]}
-        for name in self._columns:
-            arrays[f"a_{name}"] = [values[name] for _, values in rows]
+        arrays = _arrays(self._columns, [values for _, values in rows])
+        arrays["a_id"] = [row_id for row_id, _ in rows]
         connection.execute(self._arrays, arrays)
 
 
+class _NewRows:
+    """An INSERT of many rows into `table`, each naming every one of `columns`: on PostgreSQL one
+    `INSERT ... SELECT FROM unnest(...)` (see `_RowsById`), elsewhere an executemany."""
+
+    def __init__(self, table: Table, columns: tuple[str, ...]) -> None:
+        self._columns = columns
+        self._each = insert(table)
+        source = _unnest(table, columns)
+        self._arrays = insert(table).from_select(columns, select(*(source.c[name] for name in columns)))
+
+    def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        if connection.dialect.name != "postgresql":
+            connection.execute(self._each, rows)
+            return
+        connection.execute(self._arrays, _arrays(self._columns, rows))
+
+
+_RUNS_INSERT = _NewRows(RUNS, _CLAIMED_RUN_COLUMNS)
 _CLAIM_UPDATE = _RowsById(ENDPOINTS, _CLAIMED_COLUMNS)
 _OUTCOME_UPDATE = _RowsById(RUNS, _OUTCOME_COLUMNS)
 _SETTLE_UPDATE = _RowsById(ENDPOINTS, _SETTLED_COLUMNS)
@@ -216,7 +258,7 @@ class Pipeline(Store):
             if not rows:
                 return []
             taken = [(row, _claim(row, now, lease_grace_ms)) for row in rows]
-            connection.execute(insert(RUNS), [_run_row(row, claim, session_id, claim_id) for row, claim in taken])
+            _RUNS_INSERT.execute(connection, [_run_row(row, claim, session_id, claim_id) for row, claim in taken])
             _CLAIM_UPDATE.execute(connection, [_leased_row(row.id, claim) for row, claim in taken])
             claims = [_claimed_run(row, claim, self._keyring) for row, claim in taken]
             sealed_shut = [claim for claim in claims if not claim.sendable]
