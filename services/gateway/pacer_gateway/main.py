@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
+import uvloop
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
@@ -19,6 +21,7 @@ from pacer_gateway.protocol import GatewayRunner
 from pacer_gateway.settings import GatewaySettings, load_settings
 
 log = logging.getLogger("pacer.gateway")
+T = TypeVar("T")
 GRACE_S = 5.0
 
 
@@ -61,6 +64,13 @@ async def serve(settings: GatewaySettings) -> None:
         await client.close()
 
 
+def _run_on_loop(main: Coroutine[Any, Any, T], event_loop: str) -> T:
+    """Run `main` to completion on the event loop the settings chose: uvloop's, or the standard library's."""
+    factory = uvloop.new_event_loop if event_loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
+
+
 def main() -> None:
     try:
         settings = load_settings()
@@ -71,7 +81,7 @@ def main() -> None:
         raise SystemExit(f"pacer-gateway: {error}") from None
     configure_logging(settings.log_level)
     try:
-        asyncio.run(serve(settings))
+        _run_on_loop(serve(settings), settings.event_loop)
     except ListenError as error:
         raise SystemExit(f"pacer-gateway: {error}") from None
 

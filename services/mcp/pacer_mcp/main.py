@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Coroutine, Sequence
+from typing import Any, Literal, TypeVar
 
 import uvicorn
+import uvloop
 from mcp.server import Server
 from mcp.server.stdio import stdio_server
 
@@ -26,6 +27,7 @@ from pacer_mcp.settings import McpSettings, load_settings
 from pacer_mcp.transport import OpaqueTransportErrors
 
 log = logging.getLogger("pacer.mcp")
+T = TypeVar("T")
 
 Transport = Literal["stdio", "http"]
 HTTP_PATH = "/mcp"
@@ -83,6 +85,13 @@ async def _serve_http(settings: McpSettings, control: AsyncControlClient) -> Non
     await uvicorn.Server(config).serve(sockets=[sock])
 
 
+def _run_on_loop(main: Coroutine[Any, Any, T], event_loop: str) -> T:
+    """Run `main` to completion on the event loop the settings chose: uvloop's, or the standard library's."""
+    factory = uvloop.new_event_loop if event_loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:
@@ -98,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The SDK logs every stateless HTTP exchange at INFO ("Terminating session: None"); our tool-call events suffice.
     logging.getLogger("mcp").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
-        asyncio.run(serve(settings, args.transport))
+        _run_on_loop(serve(settings, args.transport), settings.event_loop)
     except ListenError as error:
         raise SystemExit(f"pacer-mcp: {error}") from None
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pacer_common.settings import ClientTls, load
+from pacer_common.settings import ClientTls, SettingsError, load
+
+EVENT_LOOPS = ("uvloop", "asyncio")
 
 
 @dataclass(frozen=True)
@@ -14,16 +16,22 @@ class McpSettings:
 
     `min_interval_ms` mirrors the control plane's floor so the tool schemas advertise the same minimum; the control
     plane still enforces its own value. Over stdio the agent's key is `api_key`, else the dev key in `var_dir`;
-    `tls` makes the channel to the control plane TLS.
+    `tls` makes the channel to the control plane TLS. `event_loop` is `uvloop` (the default) or `asyncio` (the
+    standard library's loop, to rule uvloop out when chasing a problem).
     """
 
     mcp_addr: str = "127.0.0.1:8765"
     control_addr: str = "127.0.0.1:50051"
     log_level: str = "INFO"
+    event_loop: str = "uvloop"
     min_interval_ms: int = 1000
     api_key: str = ""
     var_dir: str = "var"
     tls: ClientTls = field(default_factory=ClientTls)
+
+    def __post_init__(self) -> None:
+        if self.event_loop not in EVENT_LOOPS:
+            raise SettingsError(f"PACER_EVENT_LOOP={self.event_loop} must be one of {', '.join(EVENT_LOOPS)}")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> McpSettings:
