@@ -48,6 +48,9 @@ def reconnect_backoff(draw: Callable[[], float]) -> JitteredBackoff:
 # A stream that stayed up this long resets the backoff; one refused right after Hello (say, a bad token) does not,
 # so a scheduler that turns the executor away is not retried ten times a second.
 HEALTHY_AFTER_S: Final = 1.0
+# A Progress takes no more once it holds this much, so it stays far below gRPC's default 4 MiB message limit on the
+# scheduler's side (one result, at most the capture limit of body, may still go over it).
+MAX_PROGRESS_BYTES: Final = 1024 * 1024
 # How long a closing stream waits for the scheduler to end its side after the executor half-closed.
 CLOSE_GRACE_S: Final = 2.0
 # A scheduler that acknowledged no result this long after the first one was written is of a release before acks
@@ -156,14 +159,15 @@ class _Outbox:
     """What the executor has to say on one stream, in order, for its one writer.
 
     Once `batches` is on, runs begun, results and credits queued back to back go into one Progress: the newest
-    message in the queue stays open for more until the writer takes it. Any other message closes it, so Released
-    and Draining keep their place after the results queued before them.
+    message in the queue stays open for more until the writer takes it or it holds MAX_PROGRESS_BYTES. Any other
+    message closes it, so Released and Draining keep their place after the results queued before them.
     """
 
     def __init__(self) -> None:
         self._messages: deque[dispatch_pb.ConnectRequest | None] = deque()
         self._arrived = asyncio.Event()
         self._progress: dispatch_pb.Progress | None = None  # the open Progress, last in the queue
+        self._progress_bytes = 0
         self.batches = False
 
     def put(self, message: dispatch_pb.ConnectRequest | None) -> None:
@@ -177,8 +181,14 @@ class _Outbox:
         if self._progress is None:
             message = dispatch_pb.ConnectRequest(progress=dispatch_pb.Progress())
             self.put(message)
-            self._progress = message.progress
+            self._progress, self._progress_bytes = message.progress, 0
         return self._progress
+
+    def added(self, size: int) -> None:
+        """Count `size` bytes just added to the open Progress; a full one takes no more."""
+        self._progress_bytes += size
+        if self._progress_bytes >= MAX_PROGRESS_BYTES:
+            self._progress = None
 
     async def take(self) -> dispatch_pb.ConnectRequest | None:
         """The next message to write; a Progress taken is closed (it is being written)."""
@@ -221,7 +231,9 @@ class _Link:
 
     def send_result(self, outcome: Outcome) -> None:
         if self._outbox.batches:
-            fill_result(self._outbox.progress().results.add(), outcome, self._executor_id)
+            result = self._outbox.progress().results.add()
+            fill_result(result, outcome, self._executor_id)
+            self._outbox.added(result.ByteSize())
             return
         self._queue(dispatch_pb.ConnectRequest(result=encode_result(outcome, self._executor_id)))
 

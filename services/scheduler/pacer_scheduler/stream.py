@@ -27,6 +27,9 @@ MAX_EXECUTOR_ID = 200
 # Run ids are `run_` and 26 characters; anything much longer is not one, and would make the control plane refuse the
 # whole report it travels in.
 MAX_RUN_ID = 64
+# A WorkBatch takes no more items once it holds this much, so it stays far below gRPC's default 4 MiB message limit
+# on the executor's side (one item, whose body is at most 256 KiB, may still go over it).
+MAX_BATCH_BYTES = 1024 * 1024
 # How long a stream the scheduler ends may take to write what is queued on it (acks above all).
 FLUSH_ON_CLOSE_S = 1.0
 REPORTABLE = frozenset({pb.RUN_STATUS_SUCCESS, pb.RUN_STATUS_FAILURE, pb.RUN_STATUS_TIMEOUT, pb.RUN_STATUS_BLOCKED})
@@ -64,15 +67,16 @@ class _Outbox:
     began: they cannot have reached the executor.
 
     To an executor that batches, work items queued back to back share one WorkBatch: the newest message in the
-    queue stays open for more until the writer takes it. Items are queued only once due, so a batch holds items due
-    now and none waits for another: the timer releases everything due at one tick together, and whatever becomes
-    due while a write is on the wire goes out with the next one.
+    queue stays open for more until the writer takes it or it holds MAX_BATCH_BYTES. Items are queued only once
+    due, so a batch holds items due now and none waits for another: the timer releases everything due at one tick
+    together, and whatever becomes due while a write is on the wire goes out with the next one.
     """
 
     def __init__(self, *, batches: bool = False) -> None:
         self._messages: deque[dispatch_pb.ConnectResponse | None] = deque()
         self._arrived = asyncio.Event()
         self._batch: dispatch_pb.WorkBatch | None = None  # the open WorkBatch, last in the queue
+        self._batch_bytes = 0
         self._batches = batches
         self.unwritten: set[str] = set()
         self.open = True
@@ -87,8 +91,11 @@ class _Outbox:
         if self._batch is None:
             message = dispatch_pb.ConnectResponse(work_batch=dispatch_pb.WorkBatch())
             self._put(message)
-            self._batch = message.work_batch
+            self._batch, self._batch_bytes = message.work_batch, 0
         self._batch.items.append(item)
+        self._batch_bytes += item.ByteSize()
+        if self._batch_bytes >= MAX_BATCH_BYTES:
+            self._batch = None  # full: the next item opens another
 
     def ack(self, run_ids: Sequence[str]) -> None:
         if self.open and run_ids:
