@@ -68,16 +68,22 @@ class Connection:
             self.credits += message.hello.capacity
         elif message.HasField("credit"):
             self.credits += message.credit.count
+        elif message.HasField("progress"):
+            self.credits += message.progress.credit
         self.credit_arrived.set()
 
     def kinds(self) -> list[str]:
         return [str(message.WhichOneof("kind")) for message in self.received]
 
     def started(self) -> list[str]:
-        return [m.started.run_id for m in self.received if m.HasField("started")]
+        """Runs reported begun, in Started or in Progress messages."""
+        singles = ([m.started.run_id] if m.HasField("started") else [] for m in self.received)
+        batched = (list(m.progress.started_run_ids) for m in self.received)
+        return [run_id for one, many in zip(singles, batched, strict=True) for run_id in (*one, *many)]
 
     def results(self) -> list[lease_pb.RunResult]:
-        return [m.result for m in self.received if m.HasField("result")]
+        """Results, in RunResult or in Progress messages."""
+        return [r for m in self.received for r in ([m.result] if m.HasField("result") else m.progress.results)]
 
     def held(self) -> list[str]:
         return [run_id for m in self.received if m.HasField("held") for run_id in m.held.run_ids]
@@ -105,10 +111,11 @@ class FakeScheduler(dispatch_grpc.DispatchServiceServicer):
     result at once, as the real scheduler does once the control plane recorded it.
     """
 
-    def __init__(self, *, respect_credits: bool = True, auto_ack: bool = True) -> None:
+    def __init__(self, *, respect_credits: bool = True, auto_ack: bool = True, batches: bool = False) -> None:
         self.connections: list[Connection] = []
         self.auto_ack = auto_ack
         self._respect_credits = respect_credits
+        self._batches = batches
         self._work: asyncio.Queue[lease_pb.WorkItem] = asyncio.Queue()
         self._server: grpc.aio.Server | None = None
         self.port = 0
@@ -148,20 +155,29 @@ class FakeScheduler(dispatch_grpc.DispatchServiceServicer):
         try:
             while (message := await context.read()) is not grpc.aio.EOF:
                 connection.record(message)
-                if self.auto_ack and message.HasField("result"):
-                    await connection.ack(message.result.run_id)
+                if self._batches and message.hello.batches:
+                    await connection.write(dispatch_pb.ConnectResponse(welcome=dispatch_pb.Welcome(batches=True)))
+                run_ids = [r.run_id for r in ([message.result] if message.HasField("result") else [])]
+                run_ids += [r.run_id for r in message.progress.results]
+                if self.auto_ack and run_ids:
+                    await connection.ack(*run_ids)
         finally:
             connection.ended = True
             sender.cancel()
 
     async def _send_work(self, connection: Connection) -> None:
         while True:
-            item = await self._work.get()
+            items = [await self._work.get()]
             while self._respect_credits and connection.credits < 1:
                 connection.credit_arrived.clear()
                 await connection.credit_arrived.wait()
-            connection.credits -= 1
-            await connection.write(dispatch_pb.ConnectResponse(work=item))
+            while self._batches and not self._work.empty() and connection.credits > len(items):
+                items.append(self._work.get_nowait())  # whatever is queued too goes in one WorkBatch
+            connection.credits -= len(items)
+            if self._batches:
+                await connection.write(dispatch_pb.ConnectResponse(work_batch=dispatch_pb.WorkBatch(items=items)))
+            else:
+                await connection.write(dispatch_pb.ConnectResponse(work=items[0]))
 
 
 class Target:
@@ -285,7 +301,7 @@ async def test_hello_then_started_result_and_credit(
     await eventually(lambda: bool(scheduler.connections) and bool(scheduler.last.received), "the hello")
 
     connection = scheduler.last
-    assert connection.received[0].hello == dispatch_pb.Hello(executor_id=EXECUTOR_ID, capacity=3)
+    assert connection.received[0].hello == dispatch_pb.Hello(executor_id=EXECUTOR_ID, capacity=3, batches=True)
     assert connection.metadata["authorization"] == f"Bearer {TOKEN}"
 
     scheduler.send(work("run_1", target.url("/ok")))
@@ -302,6 +318,36 @@ async def test_hello_then_started_result_and_credit(
     assert result.executor_id == EXECUTOR_ID
     assert result.started_at.ToDatetime() <= result.finished_at.ToDatetime()
     assert connection.received[-1].credit.count == 1
+
+
+@pytest.mark.asyncio
+async def test_a_welcomed_executor_takes_a_work_batch_and_reports_runs_results_and_credits_in_few_messages(
+    target: Target, executors: Callable[[ExecutorSettings], RunningExecutor]
+) -> None:
+    scheduler = FakeScheduler(batches=True)
+    await scheduler.start()
+    try:
+        executors(executor_settings(scheduler.address, capacity=4))
+        await eventually(lambda: bool(scheduler.connections) and bool(scheduler.last.received), "the hello")
+        connection = scheduler.last
+        run_ids = [f"run_{n}" for n in range(4)]
+        scheduler.send(*(work(run_id, target.url("/ok")) for run_id in run_ids))
+        await eventually(lambda: len(connection.results()) == 4 and connection.credits == 4, "results and credits")
+
+        assert sorted(target.run_ids) == run_ids
+        assert sorted(connection.started()) == run_ids
+        assert [result.status for result in connection.results()] == [control_pb.RUN_STATUS_SUCCESS] * 4
+        assert set(connection.kinds()) == {"hello", "progress"}
+        # One message each for the four Started, four results and four credits, were it not for Progress.
+        assert len(connection.received) - 1 < 12
+        begun: set[str] = set()
+        for message in connection.received[1:]:
+            begun.update(message.progress.started_run_ids)
+            finished = {result.run_id for result in message.progress.results}
+            assert finished <= begun, "a run is reported begun before, or with, its result"
+            assert message.progress.credit == len(finished), "a result and its credit travel together"
+    finally:
+        await scheduler.stop()
 
 
 @pytest.mark.asyncio

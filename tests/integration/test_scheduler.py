@@ -125,9 +125,13 @@ class FakeExecutor:
         ack: bool = True,
         hold_results: bool = False,
         credit_delay_s: float = 0.0,
+        batches: bool = False,
     ) -> None:
         self.name = name
         self.capacity = capacity
+        self.batches = batches
+        self.welcomed = False
+        self.work_messages: list[list[lease_pb.WorkItem]] = []  # the items of each message that carried work
         self.ack = ack
         self.credit_delay_s = credit_delay_s
         self.received: list[lease_pb.WorkItem] = []
@@ -152,7 +156,9 @@ class FakeExecutor:
         self._call = stub.Connect(metadata=bearer(SERVICE_TOKEN))
         self.granted = self.capacity
         await self._write(
-            dispatch_pb.ConnectRequest(hello=dispatch_pb.Hello(executor_id=self.name, capacity=self.capacity))
+            dispatch_pb.ConnectRequest(
+                hello=dispatch_pb.Hello(executor_id=self.name, capacity=self.capacity, batches=self.batches)
+            )
         )
         self._spawn(self._read())
 
@@ -190,10 +196,20 @@ class FakeExecutor:
 
     async def _read(self) -> None:
         async for response in self._call:
-            if response.HasField("ack"):
-                self.acked.extend(response.ack.run_ids)
-                continue
-            item = response.work
+            match response.WhichOneof("kind"):
+                case "ack":
+                    self.acked.extend(response.ack.run_ids)
+                case "welcome":
+                    self.welcomed = response.welcome.batches
+                case "work":
+                    self._take([response.work])
+                case "work_batch":
+                    self._take(list(response.work_batch.items))
+
+    def _take(self, items: list[lease_pb.WorkItem]) -> None:
+        """Items that arrived in one message, each started at once (as the executor does)."""
+        self.work_messages.append(items)
+        for item in items:
             self.received.append(item)
             self.lateness_s.append((datetime.now(UTC) - item.scheduled_for.ToDatetime(tzinfo=UTC)).total_seconds())
             self.overdrawn |= len(self.received) > self.granted
@@ -304,6 +320,32 @@ async def test_due_runs_wait_for_credit_instead_of_overdrawing_a_slow_executor(c
         return {r.run_id for r in await control.runs(status=pb.RUN_STATUS_FILTER_SUCCESS)} >= performed
 
     await eventually_async(recorded, what="the three results recorded")
+
+
+@pytest.mark.asyncio
+async def test_runs_due_together_reach_a_batching_executor_in_one_message_and_each_at_its_own_due_time(
+    control, scheduler, executors
+):
+    executor = executors("batching", capacity=20, batches=True)
+    await executor.connect()
+    endpoint_ids = await control.add_endpoints(6, interval_ms=3_600_000)  # no baseline run within the test
+    first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    due = {endpoint_id: first + timedelta(milliseconds=400 * (n % 2)) for n, endpoint_id in enumerate(endpoint_ids)}
+    for endpoint_id, run_at in due.items():
+        request = pb.ScheduleOneShotRunRequest(endpoint_id=endpoint_id, ttl_minutes=5, reason="batching")
+        request.run_at.FromDatetime(run_at)
+        await control.call("ScheduleOneShotRun", request)
+
+    await eventually(lambda: len(executor.received) >= 6, what="the six one-shot runs")
+
+    assert executor.welcomed
+    assert len(executor.work_messages) < len(executor.received)
+    for items in executor.work_messages:
+        assert len({item.scheduled_for.ToDatetime() for item in items}) == 1, "a batch holds runs due together"
+    assert {item.endpoint_id: item.scheduled_for.ToDatetime(tzinfo=UTC) for item in executor.received} == due
+    # Each run reached the executor at its own due time: never before it, and within the usual lateness after it.
+    assert all(0 <= lateness < 0.25 for lateness in executor.lateness_s), executor.lateness_s
+    assert not executor.overdrawn
 
 
 async def statuses(control: ControlPlane, run_ids: set[str]) -> dict[str, str]:

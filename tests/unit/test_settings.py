@@ -6,6 +6,9 @@ import pytest
 
 from pacer_common.settings import ClientTls, Operations, ServerTls, SettingsError, load
 from pacer_control.settings import ControlSettings
+from pacer_executor.settings import ExecutorSettings
+from pacer_gateway.settings import GatewaySettings
+from pacer_mcp.settings import McpSettings
 from pacer_scheduler.settings import SchedulerSettings
 
 
@@ -33,3 +36,14 @@ def test_without_variables_every_default_holds() -> None:
 def test_a_bad_value_names_its_variable() -> None:
     with pytest.raises(SettingsError, match="PACER_BOOTSTRAP_DEV='maybe' is not a boolean"):
         load(ControlSettings, {"PACER_BOOTSTRAP_DEV": "maybe"})
+
+
+EVERY_SERVICE = [ControlSettings, SchedulerSettings, ExecutorSettings, GatewaySettings, McpSettings]
+
+
+@pytest.mark.parametrize("service", EVERY_SERVICE, ids=lambda cls: cls.__name__)
+def test_every_service_runs_on_uvloop_unless_told_to_use_the_standard_loop(service: type) -> None:
+    assert load(service, {}).event_loop == "uvloop"
+    assert load(service, {"PACER_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
+    with pytest.raises(SettingsError, match="PACER_EVENT_LOOP=trio must be one of uvloop, asyncio"):
+        load(service, {"PACER_EVENT_LOOP": "trio"})

@@ -7,6 +7,7 @@ import logging
 import signal
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from sqlalchemy import Engine
@@ -15,6 +16,7 @@ from pacer_common.clock import SystemClock
 from pacer_common.credentials import service_token
 from pacer_common.health import Readiness, probe_forever, serving_health
 from pacer_common.logs import configure_logging
+from pacer_common.loops import run_on_loop
 from pacer_common.ports import ListenError
 from pacer_common.settings import load
 from pacer_common.telemetry import ServerMetricsInterceptor, new_registry, serve_metrics
@@ -32,6 +34,7 @@ from pacer_control.settings import ControlSettings
 from pacer_control.tenancy import ensure_dev_key
 
 log = logging.getLogger("pacer.control")
+T = TypeVar("T")
 GRACE_S = 5.0
 # Readiness follows the database: a `SELECT 1` this often, failing when it takes longer than the timeout.
 DB_PROBE_INTERVAL_S = 2.0
@@ -173,7 +176,7 @@ def main() -> None:
     configure_logging(settings.operations.log_level)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line of our own says the schema is current
     try:
-        asyncio.run(serve(settings, keyring, credentials, internal_credentials))
+        run_on_loop(serve(settings, keyring, credentials, internal_credentials), settings.event_loop)
     except ListenError as error:
         raise SystemExit(f"pacer-control: {error}") from None
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, cast, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -123,6 +124,20 @@ _CLAIMED_COLUMNS: Final = (
     "oneshot_at",
     "oneshot_expires_at",
 )
+# What a claim writes into the run it creates (see `_run_row`).
+_CLAIMED_RUN_COLUMNS: Final = (
+    "session_id",
+    "claim_id",
+    "id",
+    "tenant_id",
+    "job_id",
+    "endpoint_id",
+    "status",
+    "source",
+    "attempt",
+    "scheduled_for",
+    "lease_expires_at",
+)
 _SETTLED_COLUMNS: Final = tuple(name for name in schedule.SCHEDULE_COLUMNS if name != "anchor_at")
 _RELEASED_COLUMNS: Final = ("lease_run_id", "lease_expires_at")
 _OUTCOME_COLUMNS: Final = (
@@ -135,10 +150,69 @@ _OUTCOME_COLUMNS: Final = (
     "response_body",
     "response_truncated",
 )
-_CLAIM_UPDATE = by_id_update(ENDPOINTS, _CLAIMED_COLUMNS)
-_OUTCOME_UPDATE = by_id_update(RUNS, _OUTCOME_COLUMNS)
-_SETTLE_UPDATE = by_id_update(ENDPOINTS, _SETTLED_COLUMNS)
-_RELEASE_UPDATE = by_id_update(ENDPOINTS, _RELEASED_COLUMNS)
+
+
+def _unnest(table: Table, names: tuple[str, ...]) -> Any:
+    """The rows `unnest(...) AS v(names)` of one array parameter `a_<name>` per column, typed as `table`'s column."""
+    arrays = [cast(bindparam(f"a_{name}"), ARRAY(table.c[name].type)) for name in names]
+    return func.unnest(*arrays).table_valued(*names).render_derived(name="v")
+
+
+def _arrays(names: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The parameters of an `_unnest`: one list per column."""
+    return {f"a_{name}": [row[name] for row in rows] for name in names}
+
+
+class _RowsById:
+    """An UPDATE of `columns` of many rows by primary key, each row with its own values.
+
+    On PostgreSQL it is one statement over one array per column (`UPDATE ... FROM unnest(...)`): one plan and one
+    parameter per column however many rows, where an executemany runs the statement once per row. Elsewhere
+    (SQLite, in process) it is an executemany of `store.by_id_update`.
+    """
+
+    def __init__(self, table: Table, columns: tuple[str, ...]) -> None:
+        self._columns = columns
+        self._each = by_id_update(table, columns)
+        source = _unnest(table, ("id", *columns))
+        self._arrays = update(table).where(table.c.id == source.c.id).values({n: source.c[n] for n in columns})
+
+    def execute(self, connection: Connection, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """Write `rows`, each (primary key, {column: value}) naming every column."""
+        if not rows:
+            return
+        if connection.dialect.name != "postgresql":
+            connection.execute(self._each, [by_id_row(row_id, dict(values)) for row_id, values in rows])
+            return
+        arrays = _arrays(self._columns, [values for _, values in rows])
+        arrays["a_id"] = [row_id for row_id, _ in rows]
+        connection.execute(self._arrays, arrays)
+
+
+class _NewRows:
+    """An INSERT of many rows into `table`, each naming every one of `columns`: on PostgreSQL one
+    `INSERT ... SELECT FROM unnest(...)` (see `_RowsById`), elsewhere an executemany."""
+
+    def __init__(self, table: Table, columns: tuple[str, ...]) -> None:
+        self._columns = columns
+        self._each = insert(table)
+        source = _unnest(table, columns)
+        self._arrays = insert(table).from_select(columns, select(*(source.c[name] for name in columns)))
+
+    def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        if connection.dialect.name != "postgresql":
+            connection.execute(self._each, rows)
+            return
+        connection.execute(self._arrays, _arrays(self._columns, rows))
+
+
+_RUNS_INSERT = _NewRows(RUNS, _CLAIMED_RUN_COLUMNS)
+_CLAIM_UPDATE = _RowsById(ENDPOINTS, _CLAIMED_COLUMNS)
+_OUTCOME_UPDATE = _RowsById(RUNS, _OUTCOME_COLUMNS)
+_SETTLE_UPDATE = _RowsById(ENDPOINTS, _SETTLED_COLUMNS)
+_RELEASE_UPDATE = _RowsById(ENDPOINTS, _RELEASED_COLUMNS)
 
 
 class Pipeline(Store):
@@ -184,8 +258,8 @@ class Pipeline(Store):
             if not rows:
                 return []
             taken = [(row, _claim(row, now, lease_grace_ms)) for row in rows]
-            connection.execute(insert(RUNS), [_run_row(row, claim, session_id, claim_id) for row, claim in taken])
-            connection.execute(_CLAIM_UPDATE, [_leased_row(row.id, claim) for row, claim in taken])
+            _RUNS_INSERT.execute(connection, [_run_row(row, claim, session_id, claim_id) for row, claim in taken])
+            _CLAIM_UPDATE.execute(connection, [_leased_row(row.id, claim) for row, claim in taken])
             claims = [_claimed_run(row, claim, self._keyring) for row, claim in taken]
             sealed_shut = [claim for claim in claims if not claim.sendable]
             if sealed_shut:
@@ -234,8 +308,7 @@ class Pipeline(Store):
             lost = [run for run in runs if run.status == RunStatus.LOST]
             outcomes = [_outcome_row(by_run[run.id]) for run in live]
             outcomes += [_found_after_lost_row(run, by_run[run.id]) for run in lost]
-            if outcomes:
-                connection.execute(_OUTCOME_UPDATE, outcomes)
+            _OUTCOME_UPDATE.execute(connection, outcomes)
             missed = _settle(connection, {run.endpoint_id: _outcome_of(by_run[run.id]) for run in live}, now)
         by_reason = Counter[str]()
         for slots in missed.values():
@@ -414,8 +487,8 @@ def _run_row(row: Any, claim: Claim, session_id: str | None, claim_id: str | Non
     }
 
 
-def _leased_row(endpoint_id: str, claim: Claim) -> dict[str, Any]:
-    return by_id_row(endpoint_id, schedule.column_values(claim.state, _CLAIMED_COLUMNS))
+def _leased_row(endpoint_id: str, claim: Claim) -> tuple[str, dict[str, Any]]:
+    return endpoint_id, schedule.column_values(claim.state, _CLAIMED_COLUMNS)
 
 
 def _fail_sealed_shut(connection: Connection, claims: Sequence[ClaimedRun], now: datetime) -> None:
@@ -439,17 +512,18 @@ def _outcome_of(result: RunResult) -> Outcome:
     return Outcome(result.run_id, RunStatus(result.status), result.started_at, result.duration_ms)
 
 
-def _outcome_row(result: RunResult) -> dict[str, Any]:
-    return by_id_row(result.run_id, {name: getattr(result, name) for name in _OUTCOME_COLUMNS})
+def _outcome_row(result: RunResult) -> tuple[str, dict[str, Any]]:
+    return result.run_id, {name: getattr(result, name) for name in _OUTCOME_COLUMNS}
 
 
-def _found_after_lost_row(run: Any, result: RunResult) -> dict[str, Any]:
+def _found_after_lost_row(run: Any, result: RunResult) -> tuple[str, dict[str, Any]]:
     """The real outcome of a run settled LOST, which replaces the unknown one; the error message says it came late."""
     note = "reported after the run had been settled as LOST"
     if run.error_message:
         note = f"{note} ({run.error_message})"
     message = f"{result.error_message}; {note}" if result.error_message else note
-    return {**_outcome_row(result), "b_error_message": message}
+    run_id, values = _outcome_row(result)
+    return run_id, {**values, "error_message": message}
 
 
 def _settle(connection: Connection, by_endpoint: Mapping[str, Outcome], now: datetime) -> dict[str, Missed]:
@@ -476,9 +550,8 @@ def _settle(connection: Connection, by_endpoint: Mapping[str, Outcome], now: dat
             continue  # fenced: another run holds the endpoint now
         if settled.missed is not None:
             missed[outcome.run_id] = settled.missed
-        changes.append(by_id_row(row.id, schedule.column_values(settled.state, _SETTLED_COLUMNS)))
-    if changes:
-        connection.execute(_SETTLE_UPDATE, changes)
+        changes.append((row.id, schedule.column_values(settled.state, _SETTLED_COLUMNS)))
+    _SETTLE_UPDATE.execute(connection, changes)
     return missed
 
 
@@ -542,9 +615,9 @@ def _release(connection: Connection, run_ids: Sequence[str]) -> None:
         .with_for_update(key_share=True)
     )
     released = [(row.id, transitions.on_release(schedule.state_of(row))) for row in connection.execute(query)]
-    if released:
-        changes = [by_id_row(row_id, schedule.column_values(state, _RELEASED_COLUMNS)) for row_id, state in released]
-        connection.execute(_RELEASE_UPDATE, changes)
+    _RELEASE_UPDATE.execute(
+        connection, [(row_id, schedule.column_values(state, _RELEASED_COLUMNS)) for row_id, state in released]
+    )
     connection.execute(RUNS.delete().where(RUNS.c.id.in_(run_ids)))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pacer_common.loops import check_event_loop
 from pacer_common.settings import Operations, ServerTls
 
 
@@ -24,6 +25,9 @@ class ControlSettings:
     Finished runs older than `run_retention_days` (0: kept for ever; a tenant's own `run_retention_days` quota wins)
     are deleted every `run_retention_sweep_s`, `run_retention_batch` rows per transaction with
     `run_retention_pause_ms` between transactions, so the deletes never hold up claims and results for long.
+
+    `event_loop` is `uvloop` (the default: the same work for less CPU) or `asyncio` (the standard library's loop,
+    to rule uvloop out when chasing a problem).
     """
 
     listen_addr: str = "127.0.0.1:50051"
@@ -36,6 +40,7 @@ class ControlSettings:
     lease_grace_ms: int = 10_000
     reaper_interval_ms: int = 1000
     session_ttl_ms: int = 3000
+    event_loop: str = "uvloop"
     # Default limits of every tenant; -1 takes the profile's own (pacer_control.quotas: generous when embedded).
     quota_max_jobs: int = -1
     quota_max_endpoints: int = -1
@@ -51,3 +56,6 @@ class ControlSettings:
     internal_addr: str = ""
     secrets_keys: str = ""
     secrets_key_file: str = ""
+
+    def __post_init__(self) -> None:
+        check_event_loop(self.event_loop)

@@ -14,6 +14,7 @@ import logging
 import random
 import signal
 from collections.abc import AsyncIterator
+from typing import TypeVar
 
 from grpc_health.v1 import health
 
@@ -21,6 +22,7 @@ from pacer_common.clock import SystemClock
 from pacer_common.credentials import bearer, service_token
 from pacer_common.health import Readiness, follow, serving_health
 from pacer_common.logs import configure_logging
+from pacer_common.loops import run_on_loop
 from pacer_common.ports import ListenError
 from pacer_common.settings import load
 from pacer_common.telemetry import ClientMetricsInterceptor, ServerMetricsInterceptor, new_registry, serve_metrics
@@ -34,6 +36,7 @@ from pacer_executor.stream import ChannelFactory, SchedulerStream, StreamOptions
 from pacer_executor.worker import Worker
 
 log = logging.getLogger("pacer.executor")
+T = TypeVar("T")
 
 READINESS_POLL_S = 0.25  # how soon readiness shows a stream opening or breaking
 Metadata = tuple[tuple[str, str], ...]
@@ -167,7 +170,7 @@ def main() -> None:
         raise SystemExit(f"pacer-executor: {error}") from None
     configure_logging(settings.operations.log_level)
     try:
-        asyncio.run(_serve_until_signalled(settings, policy, bearer(token)))
+        run_on_loop(_serve_until_signalled(settings, policy, bearer(token)), settings.event_loop)
     except ListenError as error:
         raise SystemExit(f"pacer-executor: {error}") from None
 

@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from pacer_common.loops import check_event_loop
 from pacer_common.settings import ClientTls, Operations, SettingsError
 
 
@@ -24,6 +25,8 @@ class ExecutorSettings:
     are sent again after a stream breaks, so a dying scheduler loses none): at the bound the executor takes no new
     work until confirmations arrive, rather than drop a result. Each kept result holds up to
     `capture_limit_bytes` of body.
+    `event_loop` is `uvloop` (the default: the same work for less CPU) or `asyncio` (the standard library's loop,
+    to rule uvloop out when chasing a problem).
 
     Operations (docs/operations.md): `metrics_addr` serves Prometheus `/metrics`, `health_addr` a plaintext
     grpc.health.v1 server (ready while a scheduler stream is open); empty turns either off. TLS toward the
@@ -41,6 +44,7 @@ class ExecutorSettings:
     drain_timeout_ms: int = 30_000
     max_unacked_results: int = 10_000
     discovery_interval_ms: int = 10_000
+    event_loop: str = "uvloop"
     operations: Operations = field(
         default_factory=lambda: Operations(metrics_addr="127.0.0.1:9466", health_addr="127.0.0.1:50053")
     )
@@ -55,6 +59,7 @@ class ExecutorSettings:
         _at_least("PACER_DRAIN_TIMEOUT_MS", self.drain_timeout_ms, 0)
         _at_least("PACER_MAX_UNACKED_RESULTS", self.max_unacked_results, 1)
         _at_least("PACER_DISCOVERY_INTERVAL_MS", self.discovery_interval_ms, 100)
+        check_event_loop(self.event_loop)
 
     @property
     def scheduler_addresses(self) -> tuple[str, ...]:

@@ -3,7 +3,12 @@ Released and Draining out.
 
 `SchedulerStream` keeps the stream up: it connects, says Hello with its share of the capacity, serves the stream
 through a `_Link`, and reconnects with jittered exponential backoff when the stream breaks or the scheduler is
-down. A link has one writer task (a gRPC call takes one write at a time), fed by a queue, and one reader task.
+down. A link has one writer task (a gRPC call takes one write at a time), fed by an `_Outbox`, and one reader task.
+
+Batching: the Hello says the executor batches; a scheduler that answers with Welcome gets the runs begun, their
+results and the credits they give back in Progress messages, one per write: whatever was queued while the previous
+write was on the wire goes out together, so a busy stream sends few messages and an idle one adds no delay. It may
+send several work items due now in one WorkBatch. A scheduler that sends no Welcome gets one message per event.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ def reconnect_backoff(draw: Callable[[], float]) -> JitteredBackoff:
 # A stream that stayed up this long resets the backoff; one refused right after Hello (say, a bad token) does not,
 # so a scheduler that turns the executor away is not retried ten times a second.
 HEALTHY_AFTER_S: Final = 1.0
+# A Progress takes no more once it holds this much, so it stays far below gRPC's default 4 MiB message limit on the
+# scheduler's side (one result, at most the capture limit of body, may still go over it).
+MAX_PROGRESS_BYTES: Final = 1024 * 1024
 # How long a closing stream waits for the scheduler to end its side after the executor half-closed.
 CLOSE_GRACE_S: Final = 2.0
 # A scheduler that acknowledged no result this long after the first one was written is of a release before acks
@@ -88,20 +96,27 @@ def decode_work(item: lease_pb.WorkItem) -> WorkItem:
 
 def encode_result(outcome: Outcome, executor_id: str) -> lease_pb.RunResult:
     """The RunResult reporting `outcome`; `started_at` stays unset for BLOCKED runs, which never sent anything."""
-    result = lease_pb.RunResult(
-        run_id=outcome.run_id,
-        status=_run_status(outcome.status),
-        duration_ms=outcome.duration_ms,
-        http_status=outcome.http_status,
-        error_message=outcome.error_message,
-        response_body=outcome.response_body,
-        response_truncated=outcome.response_truncated,
-        executor_id=executor_id,
-    )
+    result = lease_pb.RunResult()
+    fill_result(result, outcome, executor_id)
+    return result
+
+
+def fill_result(result: lease_pb.RunResult, outcome: Outcome, executor_id: str) -> None:
+    """Write `outcome` into an empty `result` (one added to a Progress in place, so it is never copied)."""
+    result.run_id = outcome.run_id
+    result.status = _run_status(outcome.status)
+    result.duration_ms = outcome.duration_ms
+    result.http_status = outcome.http_status
+    # Unset strings stay off the wire as they would when left empty; assigning only what is set saves the calls.
+    if outcome.error_message:
+        result.error_message = outcome.error_message
+    if outcome.response_body:
+        result.response_body = outcome.response_body
+    result.response_truncated = outcome.response_truncated
+    result.executor_id = executor_id
     if outcome.status != "BLOCKED":
         result.started_at.FromDatetime(outcome.started_at)
     result.finished_at.FromDatetime(outcome.finished_at)
-    return result
 
 
 def _run_status(status: RunStatus) -> control_pb.RunStatus.ValueType:
@@ -140,6 +155,52 @@ class StreamEnded(Exception):
         self.reason = reason
 
 
+class _Outbox:
+    """What the executor has to say on one stream, in order, for its one writer.
+
+    Once `batches` is on, runs begun, results and credits queued back to back go into one Progress: the newest
+    message in the queue stays open for more until the writer takes it or it holds MAX_PROGRESS_BYTES. Any other
+    message closes it, so Released and Draining keep their place after the results queued before them.
+    """
+
+    def __init__(self) -> None:
+        self._messages: deque[dispatch_pb.ConnectRequest | None] = deque()
+        self._arrived = asyncio.Event()
+        self._progress: dispatch_pb.Progress | None = None  # the open Progress, last in the queue
+        self._progress_bytes = 0
+        self.batches = False
+
+    def put(self, message: dispatch_pb.ConnectRequest | None) -> None:
+        """Queue `message` (None: the writer ends once it reached it)."""
+        self._progress = None
+        self._messages.append(message)
+        self._arrived.set()
+
+    def progress(self) -> dispatch_pb.Progress:
+        """The Progress to add to: the open one, else a new one queued last."""
+        if self._progress is None:
+            message = dispatch_pb.ConnectRequest(progress=dispatch_pb.Progress())
+            self.put(message)
+            self._progress, self._progress_bytes = message.progress, 0
+        return self._progress
+
+    def added(self, size: int) -> None:
+        """Count `size` bytes just added to the open Progress; a full one takes no more."""
+        self._progress_bytes += size
+        if self._progress_bytes >= MAX_PROGRESS_BYTES:
+            self._progress = None
+
+    async def take(self) -> dispatch_pb.ConnectRequest | None:
+        """The next message to write; a Progress taken is closed (it is being written)."""
+        while not self._messages:
+            self._arrived.clear()
+            await self._arrived.wait()
+        message = self._messages.popleft()
+        if not self._messages:
+            self._progress = None
+        return message
+
+
 class _Link:
     """One open Connect call after Hello: the worker's `Link` to this scheduler.
 
@@ -153,7 +214,7 @@ class _Link:
         self._executor_id = options.executor_id
         self._credits = options.capacity
         self._backlog: deque[WorkItem] = deque()
-        self._outbox: asyncio.Queue[dispatch_pb.ConnectRequest | None] = asyncio.Queue()
+        self._outbox = _Outbox()
         self._open = True
         self._leaving = False  # said Draining: whatever still arrives is given back
         self._acks = _AckSupport(worker.acked)
@@ -163,14 +224,25 @@ class _Link:
         return self._open
 
     def send_started(self, run_id: str) -> None:
+        if self._outbox.batches:
+            self._outbox.progress().started_run_ids.append(run_id)
+            return
         self._queue(dispatch_pb.ConnectRequest(started=dispatch_pb.Started(run_id=run_id)))
 
     def send_result(self, outcome: Outcome) -> None:
+        if self._outbox.batches:
+            result = self._outbox.progress().results.add()
+            fill_result(result, outcome, self._executor_id)
+            self._outbox.added(result.ByteSize())
+            return
         self._queue(dispatch_pb.ConnectRequest(result=encode_result(outcome, self._executor_id)))
 
     def send_credit(self, count: int) -> None:
         self._credits += count
-        self._queue(dispatch_pb.ConnectRequest(credit=dispatch_pb.Credit(count=count)))
+        if self._outbox.batches:
+            self._outbox.progress().credit += count
+        else:
+            self._queue(dispatch_pb.ConnectRequest(credit=dispatch_pb.Credit(count=count)))
         self._admit()
 
     def send_held(self, run_ids: Sequence[str]) -> None:
@@ -189,7 +261,7 @@ class _Link:
 
     def finish(self) -> None:
         """Half-close the stream once everything queued so far is written."""
-        self._outbox.put_nowait(None)
+        self._outbox.put(None)
 
     async def serve(self) -> None:
         """Exchange messages until the stream ends; raises StreamEnded unless it ended because of `finish`."""
@@ -216,17 +288,29 @@ class _Link:
             response = await self._call.read()
             if not isinstance(response, dispatch_pb.ConnectResponse):
                 raise StreamEnded("the scheduler ended the stream")
-            if response.HasField("work"):
-                self._receive(decode_work(response.work))
-            elif response.HasField("ack"):
-                self._acks.seen()
-                self._worker.acked(list(response.ack.run_ids))
+            match response.WhichOneof("kind"):
+                case "work":
+                    self._receive(decode_work(response.work))
+                case "work_batch":
+                    for item in response.work_batch.items:
+                        self._receive(decode_work(item))
+                case "ack":
+                    self._acks.seen()
+                    self._worker.acked(list(response.ack.run_ids))
+                case "welcome":
+                    self._outbox.batches = response.welcome.batches
+                case _:
+                    pass  # a kind newer than this executor: nothing it must act on
 
     async def _write(self) -> None:
-        while (message := await self._outbox.get()) is not None:
+        while (message := await self._outbox.take()) is not None:
             await self._call.write(message)
-            if message.HasField("result"):
-                self._acks.written(message.result.run_id)
+            match message.WhichOneof("kind"):
+                case "result":
+                    self._acks.written(message.result.run_id)
+                case "progress":
+                    for result in message.progress.results:
+                        self._acks.written(result.run_id)
         await self._call.done_writing()
 
     def _receive(self, item: WorkItem) -> None:
@@ -246,7 +330,7 @@ class _Link:
             self._worker.accept(self._backlog.popleft(), self)
 
     def _queue(self, request: dispatch_pb.ConnectRequest) -> None:
-        self._outbox.put_nowait(request)
+        self._outbox.put(request)
 
 
 class _AckSupport:
@@ -394,7 +478,7 @@ class SchedulerStream:
             self._worker.link_closed(link)
 
     def _hello(self) -> dispatch_pb.ConnectRequest:
-        hello = dispatch_pb.Hello(executor_id=self._options.executor_id, capacity=self._options.capacity)
+        hello = dispatch_pb.Hello(executor_id=self._options.executor_id, capacity=self._options.capacity, batches=True)
         return dispatch_pb.ConnectRequest(hello=hello)
 
 

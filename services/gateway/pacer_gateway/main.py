@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from pacer_common.client import AsyncControlClient
 from pacer_common.logs import configure_logging
+from pacer_common.loops import run_on_loop
 from pacer_common.ports import ListenError, bind_socket, parse_addr
 from pacer_common.tls import client_tls_credentials
 from pacer_gateway.app import create_app
@@ -19,6 +20,7 @@ from pacer_gateway.protocol import GatewayRunner
 from pacer_gateway.settings import GatewaySettings, load_settings
 
 log = logging.getLogger("pacer.gateway")
+T = TypeVar("T")
 GRACE_S = 5.0
 
 
@@ -71,7 +73,7 @@ def main() -> None:
         raise SystemExit(f"pacer-gateway: {error}") from None
     configure_logging(settings.log_level)
     try:
-        asyncio.run(serve(settings))
+        run_on_loop(serve(settings), settings.event_loop)
     except ListenError as error:
         raise SystemExit(f"pacer-gateway: {error}") from None
 

@@ -7,18 +7,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from pacer_common.client import DEFAULT_ADDR
+from pacer_common.loops import check_event_loop
 from pacer_common.settings import ClientTls, load
 
 
 @dataclass(frozen=True)
 class GatewaySettings:
     """`gateway_addr` is where HTTP is served; `control_addr` is the ControlService the gateway calls, over TLS when
-    `tls` names a CA or client certificate (PACER_TLS_CA_FILE, PACER_TLS_CLIENT_*)."""
+    `tls` names a CA or client certificate (PACER_TLS_CA_FILE, PACER_TLS_CLIENT_*). `event_loop` is `uvloop` (the
+    default) or `asyncio` (the standard library's loop, to rule uvloop out when chasing a problem)."""
 
     gateway_addr: str = "127.0.0.1:8080"
     control_addr: str = "127.0.0.1:50051"
     log_level: str = "INFO"
+    event_loop: str = "uvloop"
     tls: ClientTls = field(default_factory=ClientTls)
+
+    def __post_init__(self) -> None:
+        check_event_loop(self.event_loop)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:

@@ -7,10 +7,9 @@ agents at `http://<PACER_MCP_ADDR>/mcp`, each sending its own key as `Authorizat
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import uvicorn
 from mcp.server import Server
@@ -19,6 +18,7 @@ from mcp.server.stdio import stdio_server
 from pacer_common.client import AsyncControlClient
 from pacer_common.clock import SystemClock
 from pacer_common.logs import configure_logging
+from pacer_common.loops import run_on_loop
 from pacer_common.ports import ListenError, bind_socket, parse_addr
 from pacer_common.tls import client_tls_credentials
 from pacer_mcp.server import EnvironmentKey, bearer_key, build_server
@@ -26,6 +26,7 @@ from pacer_mcp.settings import McpSettings, load_settings
 from pacer_mcp.transport import OpaqueTransportErrors
 
 log = logging.getLogger("pacer.mcp")
+T = TypeVar("T")
 
 Transport = Literal["stdio", "http"]
 HTTP_PATH = "/mcp"
@@ -98,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The SDK logs every stateless HTTP exchange at INFO ("Terminating session: None"); our tool-call events suffice.
     logging.getLogger("mcp").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
-        asyncio.run(serve(settings, args.transport))
+        run_on_loop(serve(settings, args.transport), settings.event_loop)
     except ListenError as error:
         raise SystemExit(f"pacer-mcp: {error}") from None
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import TypeVar
 
 import grpc
 from prometheus_client import CollectorRegistry
@@ -14,6 +15,7 @@ from pacer_common.clock import Clock, SystemClock
 from pacer_common.credentials import ServiceGate, service_token
 from pacer_common.health import serving_health
 from pacer_common.logs import configure_logging
+from pacer_common.loops import run_on_loop
 from pacer_common.ports import ListenError
 from pacer_common.settings import load
 from pacer_common.telemetry import ClientMetricsInterceptor, ServerMetricsInterceptor, new_registry, serve_metrics
@@ -32,6 +34,7 @@ from pacer_scheduler.stream import DispatchApi
 from pacer_scheduler.timer import Timer
 
 log = logging.getLogger("pacer.scheduler")
+T = TypeVar("T")
 
 DRAIN_POLL_S = 0.05
 FLUSH_GRACE_S = 5.0  # results still get this long to reach the control plane after a drain timed out
@@ -295,7 +298,7 @@ def main() -> None:
         raise SystemExit(f"pacer-scheduler: {error}") from None
     configure_logging(settings.operations.log_level)
     try:
-        status = asyncio.run(serve(settings))
+        status = run_on_loop(serve(settings), settings.event_loop)
     except ListenError as error:
         raise SystemExit(f"pacer-scheduler: {error}") from None
     raise SystemExit(status)

@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from pacer_common.loops import check_event_loop
 from pacer_common.settings import ClientTls, Operations, ServerTls, SettingsError
 
 # The control plane refuses claims beyond these (see LeaseService); settings outside them cannot work.
@@ -30,6 +31,8 @@ class SchedulerSettings:
     Session: the scheduler dispatches only until the last answered heartbeat's send time plus the session TTL (the
     control plane's) minus `session_margin_ms`, so it never hands out a run after the control plane may have given
     it back; the margin covers clock rate differences and the time a work item takes to reach an executor.
+    `event_loop` is `uvloop` (the default: the same work for less CPU) or `asyncio` (the standard library's loop,
+    to rule uvloop out when chasing a problem).
 
     Operations (docs/operations.md): `metrics_addr` serves Prometheus `/metrics` (empty: off); `health_addr` adds
     a plaintext server answering only grpc.health.v1 (empty: health on `scheduler_addr` only). TLS: the server
@@ -51,6 +54,7 @@ class SchedulerSettings:
     vanish_grace_ms: int = 2000
     session_margin_ms: int = 500
     scheduler_id: str = ""
+    event_loop: str = "uvloop"
     operations: Operations = field(default_factory=lambda: Operations(metrics_addr="127.0.0.1:9465"))
     tls: ServerTls = field(default_factory=ServerTls)
     control_tls: ClientTls = field(default_factory=ClientTls)
@@ -65,6 +69,7 @@ class SchedulerSettings:
         _in_range("PACER_DRAIN_TIMEOUT_MS", self.drain_timeout_ms, 0, 3_600_000)
         _in_range("PACER_VANISH_GRACE_MS", self.vanish_grace_ms, 0, 600_000)
         _in_range("PACER_SESSION_MARGIN_MS", self.session_margin_ms, 0, 60_000)
+        check_event_loop(self.event_loop)
 
     @property
     def identity(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Sequence
 
 import grpc
@@ -26,6 +27,9 @@ MAX_EXECUTOR_ID = 200
 # Run ids are `run_` and 26 characters; anything much longer is not one, and would make the control plane refuse the
 # whole report it travels in.
 MAX_RUN_ID = 64
+# A WorkBatch takes no more items once it holds this much, so it stays far below gRPC's default 4 MiB message limit
+# on the executor's side (one item, whose body is at most 256 KiB, may still go over it).
+MAX_BATCH_BYTES = 1024 * 1024
 # How long a stream the scheduler ends may take to write what is queued on it (acks above all).
 FLUSH_ON_CLOSE_S = 1.0
 REPORTABLE = frozenset({pb.RUN_STATUS_SUCCESS, pb.RUN_STATUS_FAILURE, pb.RUN_STATUS_TIMEOUT, pb.RUN_STATUS_BLOCKED})
@@ -61,31 +65,66 @@ class _Outbox:
     Implements the batcher's Acker: acks for a stream that ended are dropped (the executor sends its results again
     on its next stream, and they are acknowledged there). `unwritten` are the work items queued whose write never
     began: they cannot have reached the executor.
+
+    To an executor that batches, work items queued back to back share one WorkBatch: the newest message in the
+    queue stays open for more until the writer takes it or it holds MAX_BATCH_BYTES. Items are queued only once
+    due, so a batch holds items due now and none waits for another: the timer releases everything due at one tick
+    together, and whatever becomes due while a write is on the wire goes out with the next one.
     """
 
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[dispatch_pb.ConnectResponse | None] = asyncio.Queue()
+    def __init__(self, *, batches: bool = False) -> None:
+        self._messages: deque[dispatch_pb.ConnectResponse | None] = deque()
+        self._arrived = asyncio.Event()
+        self._batch: dispatch_pb.WorkBatch | None = None  # the open WorkBatch, last in the queue
+        self._batch_bytes = 0
+        self._batches = batches
         self.unwritten: set[str] = set()
         self.open = True
+        if batches:
+            self._put(dispatch_pb.ConnectResponse(welcome=dispatch_pb.Welcome(batches=True)))
 
     def work(self, item: lease_pb.WorkItem) -> None:
         self.unwritten.add(item.run_id)
-        self._queue.put_nowait(dispatch_pb.ConnectResponse(work=item))
+        if not self._batches:
+            self._put(dispatch_pb.ConnectResponse(work=item))
+            return
+        if self._batch is None:
+            message = dispatch_pb.ConnectResponse(work_batch=dispatch_pb.WorkBatch())
+            self._put(message)
+            self._batch, self._batch_bytes = message.work_batch, 0
+        self._batch.items.append(item)
+        self._batch_bytes += item.ByteSize()
+        if self._batch_bytes >= MAX_BATCH_BYTES:
+            self._batch = None  # full: the next item opens another
 
     def ack(self, run_ids: Sequence[str]) -> None:
         if self.open and run_ids:
-            self._queue.put_nowait(dispatch_pb.ConnectResponse(ack=dispatch_pb.Ack(run_ids=run_ids)))
+            self._put(dispatch_pb.ConnectResponse(ack=dispatch_pb.Ack(run_ids=run_ids)))
 
     def finish(self) -> None:
         """Let the writer end once everything queued so far is written."""
-        self._queue.put_nowait(None)
+        self._put(None)
 
     async def next(self) -> dispatch_pb.ConnectResponse | None:
-        """The next message to write; a work item counts as written from here on (it may reach the executor)."""
-        response = await self._queue.get()
-        if response is not None and response.HasField("work"):
-            self.unwritten.discard(response.work.run_id)
+        """The next message to write; its work items count as written from here on (they may reach the executor)."""
+        while not self._messages:
+            self._arrived.clear()
+            await self._arrived.wait()
+        response = self._messages.popleft()
+        if not self._messages:
+            self._batch = None  # it was the open batch, if any: closed now that it is being written
+        if response is not None:
+            match response.WhichOneof("kind"):
+                case "work":
+                    self.unwritten.discard(response.work.run_id)
+                case "work_batch":
+                    self.unwritten.difference_update(item.run_id for item in response.work_batch.items)
         return response
+
+    def _put(self, response: dispatch_pb.ConnectResponse | None) -> None:
+        self._batch = None
+        self._messages.append(response)
+        self._arrived.set()
 
 
 class DispatchApi(dispatch_grpc.DispatchServiceServicer):
@@ -123,7 +162,7 @@ class DispatchApi(dispatch_grpc.DispatchServiceServicer):
         problem = _hello_problem(hello)
         if problem is not None:
             await _abort(context, problem)
-        outbox = _Outbox()
+        outbox = _Outbox(batches=hello.hello.batches)
         session = self._dispatcher.connect(hello.hello.executor_id, hello.hello.capacity, outbox.work)
         try:
             await self._serve(session, outbox, context)
@@ -177,6 +216,8 @@ class DispatchApi(dispatch_grpc.DispatchServiceServicer):
                 self._dispatcher.started(session, message.started.run_id)
             case "result":
                 await self._result(session, outbox, message.result)
+            case "progress":
+                await self._progress(session, outbox, message.progress, context)
             case "released":
                 self._released(session, list(message.released.run_ids))
             case "held":
@@ -189,6 +230,23 @@ class DispatchApi(dispatch_grpc.DispatchServiceServicer):
                 pass  # an empty message, or a kind newer than this scheduler: nothing to do
             case _:
                 log.warning("unknown message kind", extra={"event": "stream.unknown", "kind": kind})
+
+    async def _progress(
+        self,
+        session: ExecutorSession,
+        outbox: _Outbox,
+        progress: dispatch_pb.Progress,
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        """Runs begun, then results, then the credit: in that order, as if each had come in a message of its own."""
+        if progress.credit < 0:
+            await _abort(context, InvalidArgument.single("progress.credit", "must not be negative"))
+        for run_id in progress.started_run_ids:
+            self._dispatcher.started(session, run_id)
+        for result in progress.results:
+            await self._result(session, outbox, result)
+        if progress.credit:
+            self._dispatcher.grant(session, progress.credit)
 
     async def _result(self, session: ExecutorSession, outbox: _Outbox, result: lease_pb.RunResult) -> None:
         self._dispatcher.finished(result.run_id)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from pacer.internal.v1 import lease_service_pb2 as pacer_dot_internal_dot_v1_dot_lease__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(pacer/internal/v1/dispatch_service.proto\x12\x11pacer.internal.v1\x1a%pacer/internal/v1/lease_service.proto\".\n\x05Hello\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x05\"\x17\n\x06\x43redit\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\"\x19\n\x07Started\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x1b\n\x08Released\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\"\x17\n\x04Held\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\"\n\n\x08\x44raining\"\xda\x02\n\x0e\x43onnectRequest\x12)\n\x05hello\x18\x01 \x01(\x0b\x32\x18.pacer.internal.v1.HelloH\x00\x12+\n\x06\x63redit\x18\x02 \x01(\x0b\x32\x19.pacer.internal.v1.CreditH\x00\x12-\n\x07started\x18\x03 \x01(\x0b\x32\x1a.pacer.internal.v1.StartedH\x00\x12.\n\x06result\x18\x04 \x01(\x0b\x32\x1c.pacer.internal.v1.RunResultH\x00\x12/\n\x08\x64raining\x18\x05 \x01(\x0b\x32\x1b.pacer.internal.v1.DrainingH\x00\x12/\n\x08released\x18\x06 \x01(\x0b\x32\x1b.pacer.internal.v1.ReleasedH\x00\x12\'\n\x04held\x18\x07 \x01(\x0b\x32\x17.pacer.internal.v1.HeldH\x00\x42\x06\n\x04kind\"m\n\x0f\x43onnectResponse\x12+\n\x04work\x18\x01 \x01(\x0b\x32\x1b.pacer.internal.v1.WorkItemH\x00\x12%\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x16.pacer.internal.v1.AckH\x00\x42\x06\n\x04kind\"\x16\n\x03\x41\x63k\x12\x0f\n\x07run_ids\x18\x01 \x03(\t2g\n\x0f\x44ispatchService\x12T\n\x07\x43onnect\x12!.pacer.internal.v1.ConnectRequest\x1a\".pacer.internal.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(pacer/internal/v1/dispatch_service.proto\x12\x11pacer.internal.v1\x1a%pacer/internal/v1/lease_service.proto\"?\n\x05Hello\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x05\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x08\"\x1a\n\x07Welcome\x12\x0f\n\x07\x62\x61tches\x18\x01 \x01(\x08\"7\n\tWorkBatch\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.pacer.internal.v1.WorkItem\"b\n\x08Progress\x12\x17\n\x0fstarted_run_ids\x18\x01 \x03(\t\x12-\n\x07results\x18\x02 \x03(\x0b\x32\x1c.pacer.internal.v1.RunResult\x12\x0e\n\x06\x63redit\x18\x03 \x01(\x05\"\x17\n\x06\x43redit\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\"\x19\n\x07Started\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x1b\n\x08Released\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\"\x17\n\x04Held\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\"\n\n\x08\x44raining\"\x8b\x03\n\x0e\x43onnectRequest\x12)\n\x05hello\x18\x01 \x01(\x0b\x32\x18.pacer.internal.v1.HelloH\x00\x12+\n\x06\x63redit\x18\x02 \x01(\x0b\x32\x19.pacer.internal.v1.CreditH\x00\x12-\n\x07started\x18\x03 \x01(\x0b\x32\x1a.pacer.internal.v1.StartedH\x00\x12.\n\x06result\x18\x04 \x01(\x0b\x32\x1c.pacer.internal.v1.RunResultH\x00\x12/\n\x08\x64raining\x18\x05 \x01(\x0b\x32\x1b.pacer.internal.v1.DrainingH\x00\x12/\n\x08released\x18\x06 \x01(\x0b\x32\x1b.pacer.internal.v1.ReleasedH\x00\x12\'\n\x04held\x18\x07 \x01(\x0b\x32\x17.pacer.internal.v1.HeldH\x00\x12/\n\x08progress\x18\x08 \x01(\x0b\x32\x1b.pacer.internal.v1.ProgressH\x00\x42\x06\n\x04kind\"\xd0\x01\n\x0f\x43onnectResponse\x12+\n\x04work\x18\x01 \x01(\x0b\x32\x1b.pacer.internal.v1.WorkItemH\x00\x12%\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x16.pacer.internal.v1.AckH\x00\x12\x32\n\nwork_batch\x18\x03 \x01(\x0b\x32\x1c.pacer.internal.v1.WorkBatchH\x00\x12-\n\x07welcome\x18\x04 \x01(\x0b\x32\x1a.pacer.internal.v1.WelcomeH\x00\x42\x06\n\x04kind\"\x16\n\x03\x41\x63k\x12\x0f\n\x07run_ids\x18\x01 \x03(\t2g\n\x0f\x44ispatchService\x12T\n\x07\x43onnect\x12!.pacer.internal.v1.ConnectRequest\x1a\".pacer.internal.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,23 +33,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pacer.internal.v1.dispatch_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_HELLO']._serialized_start=102
-  _globals['_HELLO']._serialized_end=148
-  _globals['_CREDIT']._serialized_start=150
-  _globals['_CREDIT']._serialized_end=173
-  _globals['_STARTED']._serialized_start=175
-  _globals['_STARTED']._serialized_end=200
-  _globals['_RELEASED']._serialized_start=202
-  _globals['_RELEASED']._serialized_end=229
-  _globals['_HELD']._serialized_start=231
-  _globals['_HELD']._serialized_end=254
-  _globals['_DRAINING']._serialized_start=256
-  _globals['_DRAINING']._serialized_end=266
-  _globals['_CONNECTREQUEST']._serialized_start=269
-  _globals['_CONNECTREQUEST']._serialized_end=615
-  _globals['_CONNECTRESPONSE']._serialized_start=617
-  _globals['_CONNECTRESPONSE']._serialized_end=726
-  _globals['_ACK']._serialized_start=728
-  _globals['_ACK']._serialized_end=750
-  _globals['_DISPATCHSERVICE']._serialized_start=752
-  _globals['_DISPATCHSERVICE']._serialized_end=855
+  _globals['_HELLO']._serialized_end=165
+  _globals['_WELCOME']._serialized_start=167
+  _globals['_WELCOME']._serialized_end=193
+  _globals['_WORKBATCH']._serialized_start=195
+  _globals['_WORKBATCH']._serialized_end=250
+  _globals['_PROGRESS']._serialized_start=252
+  _globals['_PROGRESS']._serialized_end=350
+  _globals['_CREDIT']._serialized_start=352
+  _globals['_CREDIT']._serialized_end=375
+  _globals['_STARTED']._serialized_start=377
+  _globals['_STARTED']._serialized_end=402
+  _globals['_RELEASED']._serialized_start=404
+  _globals['_RELEASED']._serialized_end=431
+  _globals['_HELD']._serialized_start=433
+  _globals['_HELD']._serialized_end=456
+  _globals['_DRAINING']._serialized_start=458
+  _globals['_DRAINING']._serialized_end=468
+  _globals['_CONNECTREQUEST']._serialized_start=471
+  _globals['_CONNECTREQUEST']._serialized_end=866
+  _globals['_CONNECTRESPONSE']._serialized_start=869
+  _globals['_CONNECTRESPONSE']._serialized_end=1077
+  _globals['_ACK']._serialized_start=1079
+  _globals['_ACK']._serialized_end=1101
+  _globals['_DISPATCHSERVICE']._serialized_start=1103
+  _globals['_DISPATCHSERVICE']._serialized_end=1206
 # @@protoc_insertion_point(module_scope)

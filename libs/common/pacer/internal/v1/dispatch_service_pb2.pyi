@@ -27,23 +27,118 @@ class Hello(_message.Message):
 
     EXECUTOR_ID_FIELD_NUMBER: _builtins.int
     CAPACITY_FIELD_NUMBER: _builtins.int
+    BATCHES_FIELD_NUMBER: _builtins.int
     executor_id: _builtins.str
     """Stable id of the executor process."""
     capacity: _builtins.int
     """How many runs it performs at once; also its first credit grant."""
+    batches: _builtins.bool
+    """True when the executor takes WorkBatch messages and, once welcomed,
+    reports with Progress messages.
+    """
     def __init__(
         self,
         *,
         executor_id: _builtins.str = ...,
         capacity: _builtins.int = ...,
+        batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "executor_id", b"executor_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches", b"batches", "capacity", b"capacity", "executor_id", b"executor_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Hello: _TypeAlias = Hello  # noqa: Y015
+
+@_typing.final
+class Welcome(_message.Message):
+    """Welcome is a scheduler's first message on a stream whose Hello said the
+    executor batches: from here on the executor may send Progress, and the
+    scheduler may send WorkBatch. A scheduler that sends no Welcome understands
+    one run per message only.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCHES_FIELD_NUMBER: _builtins.int
+    batches: _builtins.bool
+    """True: the scheduler reads Progress and sends WorkBatch."""
+    def __init__(
+        self,
+        *,
+        batches: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches", b"batches"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Welcome: _TypeAlias = Welcome  # noqa: Y015
+
+@_typing.final
+class WorkBatch(_message.Message):
+    """WorkBatch carries several work items, each due now, in one message. Each
+    item takes one credit, as a WorkItem of its own would.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_lease_service_pb2.WorkItem]:
+        """The runs to perform now, earliest due first."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_lease_service_pb2.WorkItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkBatch: _TypeAlias = WorkBatch  # noqa: Y015
+
+@_typing.final
+class Progress(_message.Message):
+    """Progress carries in one message what an executor has to say about its runs
+    since its last write, read in field order: the runs it began, then the
+    results, then the credit they gave back.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STARTED_RUN_IDS_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    CREDIT_FIELD_NUMBER: _builtins.int
+    credit: _builtins.int
+    """Credits granted (as Credit says); zero grants none."""
+    @_builtins.property
+    def started_run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Runs the executor began (as Started says for one run)."""
+
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_lease_service_pb2.RunResult]:
+        """Runs that finished (as RunResult messages of their own would)."""
+
+    def __init__(
+        self,
+        *,
+        started_run_ids: _abc.Iterable[_builtins.str] | None = ...,
+        results: _abc.Iterable[_lease_service_pb2.RunResult] | None = ...,
+        credit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "results", b"results", "started_run_ids", b"started_run_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Progress: _TypeAlias = Progress  # noqa: Y015
 
 @_typing.final
 class Credit(_message.Message):
@@ -177,6 +272,7 @@ class ConnectRequest(_message.Message):
     DRAINING_FIELD_NUMBER: _builtins.int
     RELEASED_FIELD_NUMBER: _builtins.int
     HELD_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello:
         """First message: who the executor is."""
@@ -205,6 +301,10 @@ class ConnectRequest(_message.Message):
     def held(self) -> Global___Held:
         """Runs it performs whose own stream broke."""
 
+    @_builtins.property
+    def progress(self) -> Global___Progress:
+        """Runs begun, results and credit in one message (after a Welcome)."""
+
     def __init__(
         self,
         *,
@@ -215,12 +315,13 @@ class ConnectRequest(_message.Message):
         draining: Global___Draining | None = ...,
         released: Global___Released | None = ...,
         held: Global___Held | None = ...,
+        progress: Global___Progress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "draining", b"draining", "held", b"held", "hello", b"hello", "kind", b"kind", "released", b"released", "result", b"result", "started", b"started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "draining", b"draining", "held", b"held", "hello", b"hello", "kind", b"kind", "progress", b"progress", "released", b"released", "result", b"result", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "draining", b"draining", "held", b"held", "hello", b"hello", "kind", b"kind", "released", b"released", "result", b"result", "started", b"started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "draining", b"draining", "held", b"held", "hello", b"hello", "kind", b"kind", "progress", b"progress", "released", b"released", "result", b"result", "started", b"started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "credit", "started", "result", "draining", "released", "held"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "credit", "started", "result", "draining", "released", "held", "progress"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -234,6 +335,8 @@ class ConnectResponse(_message.Message):
 
     WORK_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
+    WORK_BATCH_FIELD_NUMBER: _builtins.int
+    WELCOME_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def work(self) -> _lease_service_pb2.WorkItem:
         """A run to perform now."""
@@ -242,17 +345,27 @@ class ConnectResponse(_message.Message):
     def ack(self) -> Global___Ack:
         """Results the control plane has recorded: the executor may forget them."""
 
+    @_builtins.property
+    def work_batch(self) -> Global___WorkBatch:
+        """Several runs to perform now (to an executor whose Hello said it batches)."""
+
+    @_builtins.property
+    def welcome(self) -> Global___Welcome:
+        """The answer to a Hello that said the executor batches."""
+
     def __init__(
         self,
         *,
         work: _lease_service_pb2.WorkItem | None = ...,
         ack: Global___Ack | None = ...,
+        work_batch: Global___WorkBatch | None = ...,
+        welcome: Global___Welcome | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "work", b"work"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "welcome", b"welcome", "work", b"work", "work_batch", b"work_batch"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "work", b"work"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "welcome", b"welcome", "work", b"work", "work_batch", b"work_batch"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["work", "ack"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["work", "ack", "work_batch", "welcome"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
