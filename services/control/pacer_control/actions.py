@@ -228,33 +228,33 @@ class ControlActions:
         _require_id("job", "job", job_id)
         self._check_quota_intervals(who, spec.baseline, spec.clamp)
         now = self._clock.now()
+        endpoint = Endpoint(
+            id=new_endpoint_id(),
+            tenant_id=who.tenant_id,
+            job_id=job_id,
+            name=spec.name.strip(),
+            method=method,
+            body=spec.body,
+            timeout_ms=timeout_ms,
+            created_at=now,
+            updated_at=now,
+            anchor_at=now,
+            failure_count=0,
+            paused=False,
+        )
+        self._keep_secrets(endpoint, spec.url, spec.headers or {})
+        _set_baseline(endpoint, spec.baseline)
+        _set_clamp(endpoint, spec.clamp)
+        schedule.replan(endpoint, now)
 
-        def build(job: Job) -> Endpoint:
+        def admit(job: Job) -> None:
             if job.status != JOB_ACTIVE:
                 raise FailedPrecondition(f"job {job_id!r} is archived")
-            endpoint = Endpoint(
-                id=new_endpoint_id(),
-                tenant_id=who.tenant_id,
-                job_id=job_id,
-                name=spec.name.strip(),
-                method=method,
-                body=spec.body,
-                timeout_ms=timeout_ms,
-                created_at=now,
-                updated_at=now,
-                anchor_at=now,
-                failure_count=0,
-                paused=False,
-            )
-            self._keep_secrets(endpoint, spec.url, spec.headers or {})
-            _set_baseline(endpoint, spec.baseline)
-            _set_clamp(endpoint, spec.clamp)
-            schedule.replan(endpoint, now)
-            return endpoint
 
         audit = Audit("AddEndpointToJob", "endpoint", reason)
         max_endpoints = self._quotas.quota(who.tenant_id).max_endpoints
-        return self._catalog.insert_endpoint(who.tenant_id, job_id, build, audit, now, max_endpoints)
+        self._catalog.insert_endpoint(endpoint, admit, audit, now, max_endpoints)
+        return endpoint
 
     def update_endpoint(self, who: Principal, endpoint_id: str, changes: EndpointChanges, reason: str) -> Endpoint:
         checks, now = self._check_changes(changes, reason), self._clock.now()

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, type_coerce, update
+from sqlalchemy import ColumnElement, Engine, and_, case, func, literal, or_, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from pacer_common.errors import NotFound, QuotaViolation, ResourceExhausted
 from pacer_common.governor import Source
 from pacer_common.runs import FAILURES, RunStatus
 from pacer_control.models import ApiKey, AuditRecord, Endpoint, Job, Run, Tenant, TenantQuota, UtcDateTime
-from pacer_control.sealing import key_parts
+from pacer_control.sealing import Keyring, key_parts
 from pacer_control.store import ENDPOINTS, JOB_ACTIVE, JOB_ARCHIVED, Store, by_id_row, by_id_update
 
 T = TypeVar("T")
@@ -41,6 +41,14 @@ def quota_exceeded(
 def _lock_tenant(s: Session, tenant_id: str) -> None:
     """Serialize a tenant's creations, so two concurrent requests cannot both pass a count limit."""
     s.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(key_share=True))
+
+
+# What GetJob and ListJobs show of a job's live endpoints, aggregated over them.
+_JOB_STATS: Final = (
+    func.count(Endpoint.id).label("endpoints"),
+    func.coalesce(func.sum(Endpoint.failure_count), 0).label("failures"),
+    type_coerce(func.max(Endpoint.last_started_at), UtcDateTime()).label("last_run_at"),
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,10 @@ class HealthView:
 class Catalog(Store):
     """The tenants' objects, behind methods named after what the actions need."""
 
+    def __init__(self, engine: Engine, keyring: Keyring) -> None:
+        super().__init__(engine, keyring)
+        self._revocation_listeners: list[Callable[[str], None]] = []
+
     # -- tenants and API keys -------------------------------------------------------------------------------------
 
     def create_tenant(self, tenant: Tenant) -> None:
@@ -90,8 +102,12 @@ class Catalog(Store):
             s.add(key)
 
     def find_api_key(self, prefix: str) -> ApiKey | None:
-        with self._tx() as s:
+        with self._read() as s:
             return s.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
+
+    def on_key_revoked(self, listener: Callable[[str], None]) -> None:
+        """Have `listener(prefix)` called after each revocation this catalog commits (a cache of keys forgets it)."""
+        self._revocation_listeners.append(listener)
 
     def revoke_api_key(self, prefix: str, now: datetime) -> bool:
         """Revoke the key with this prefix; False when there is no such live key."""
@@ -99,7 +115,9 @@ class Catalog(Store):
             done = s.execute(
                 update(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)).values(revoked_at=now)
             )
-            return bool(getattr(done, "rowcount", 0))
+        for listener in self._revocation_listeners:
+            listener(prefix)
+        return bool(getattr(done, "rowcount", 0))
 
     def list_api_keys(self, tenant_id: str) -> list[ApiKey]:
         with self._tx() as s:
@@ -160,9 +178,13 @@ class Catalog(Store):
             self._audit(s, job.tenant_id, audit, job.id, job.created_at)
 
     @staticmethod
-    def _locked_job(s: Session, tenant_id: str, job_id: str) -> Job:
-        query = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id).with_for_update(key_share=True)
-        job = s.scalars(query).one_or_none()
+    def _locked_job(s: Session, tenant_id: str, job_id: str, *, with_tenant: bool = False) -> Job:
+        """The tenant's job, locked; `with_tenant` locks the tenant's row in the same statement (as `_lock_tenant`
+        does), which serializes the tenant's creations."""
+        query = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id)
+        if with_tenant:
+            query = query.join(Tenant, Tenant.id == Job.tenant_id)
+        job = s.scalars(query.with_for_update(key_share=True)).one_or_none()
         if job is None:
             raise NotFound("job", job_id)
         return job
@@ -191,11 +213,19 @@ class Catalog(Store):
             return now
 
     def get_job(self, tenant_id: str, job_id: str) -> JobView:
-        with self._tx() as s:
-            job = s.scalars(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id)).one_or_none()
-            if job is None:
+        """The tenant's job with its endpoints' figures, in one statement."""
+        live = and_(Endpoint.job_id == Job.id, Endpoint.deleted_at.is_(None))
+        query = (
+            select(Job, *_JOB_STATS)
+            .outerjoin(Endpoint, live)
+            .where(Job.id == job_id, Job.tenant_id == tenant_id)
+            .group_by(Job.id)
+        )
+        with self._read() as s:
+            row = s.execute(query).one_or_none()
+            if row is None:
                 raise NotFound("job", job_id)
-            return self._job_views(s, [job])[0]
+            return JobView(row[0], row.endpoints, int(row.failures), row.last_run_at)
 
     def list_jobs(
         self, tenant_id: str, status: str | None, page_size: int, after: tuple[datetime, str] | None
@@ -217,12 +247,7 @@ class Catalog(Store):
         stats = {
             row.job_id: row
             for row in s.execute(
-                select(
-                    Endpoint.job_id,
-                    func.count(Endpoint.id).label("endpoints"),
-                    func.coalesce(func.sum(Endpoint.failure_count), 0).label("failures"),
-                    type_coerce(func.max(Endpoint.last_started_at), UtcDateTime()).label("last_run_at"),
-                )
+                select(Endpoint.job_id, *_JOB_STATS)
                 .where(Endpoint.job_id.in_(ids), Endpoint.deleted_at.is_(None))
                 .group_by(Endpoint.job_id)
             )
@@ -239,31 +264,27 @@ class Catalog(Store):
     # -- endpoints -------------------------------------------------------------------------------------------------
 
     def insert_endpoint(
-        self,
-        tenant_id: str,
-        job_id: str,
-        build: Callable[[Job], Endpoint],
-        audit: Audit,
-        now: datetime,
-        max_endpoints: int,
-    ) -> Endpoint:
-        """Lock the job, let `build` check it and make the endpoint, insert and audit, within `max_endpoints`."""
+        self, endpoint: Endpoint, admit: Callable[[Job], None], audit: Audit, now: datetime, max_endpoints: int
+    ) -> None:
+        """Insert and audit the endpoint, once `admit` accepted its job, unless the tenant has `max_endpoints`.
+
+        The endpoint is made before the transaction, so the tenant's creations wait on each other only for the
+        statements: lock the tenant and the job, count, insert, audit.
+        """
         with self._tx() as s:
-            _lock_tenant(s, tenant_id)
-            job = self._locked_job(s, tenant_id, job_id)
-            endpoint = build(job)
+            admit(self._locked_job(s, endpoint.tenant_id, endpoint.job_id, with_tenant=True))
             live = s.scalar(
                 select(func.count())
                 .select_from(Endpoint)
                 .join(Job, Job.id == Endpoint.job_id)
-                .where(Endpoint.tenant_id == tenant_id, Endpoint.deleted_at.is_(None), Job.status == JOB_ACTIVE)
+                .where(
+                    Endpoint.tenant_id == endpoint.tenant_id, Endpoint.deleted_at.is_(None), Job.status == JOB_ACTIVE
+                )
             )
             if (live or 0) >= max_endpoints:
-                raise quota_exceeded(tenant_id, "max_endpoints", f"at most {max_endpoints} endpoints")
+                raise quota_exceeded(endpoint.tenant_id, "max_endpoints", f"at most {max_endpoints} endpoints")
             s.add(endpoint)
-            s.flush()
-            self._audit(s, tenant_id, audit, endpoint.id, now)
-            return endpoint
+            self._audit(s, endpoint.tenant_id, audit, endpoint.id, now)
 
     def change_endpoint(
         self,

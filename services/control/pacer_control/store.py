@@ -50,6 +50,16 @@ class Store:
         with self._sessions() as session, session.begin():
             yield session
 
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        """A session for reads that need no transaction (one statement, or statements that need not agree): it
+        runs in autocommit, which spares the BEGIN and COMMIT round trips on PostgreSQL."""
+        with (
+            self._engine.connect() as connection,
+            Session(connection.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False) as session,
+        ):
+            yield session
+
     def ping(self) -> None:
         """One round trip to the database (`SELECT 1`); raises SQLAlchemyError when it cannot be reached."""
         with self._engine.connect() as connection:
