@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from sqlalchemy import ColumnElement, Engine, and_, case, func, literal, or_, select, type_coerce, update
 from sqlalchemy.orm import Session
@@ -66,6 +66,34 @@ class JobView:
     endpoint_count: int
     failure_count: int
     last_run_at: datetime | None
+
+
+class ListedEndpoint(NamedTuple):
+    """An endpoint as ListJobEndpoints reads it: only the columns it shows (and what its digest is made of), as a
+    plain row, which costs a fraction of a mapped object when a job has thousands."""
+
+    id: str
+    name: str
+    url: str
+    method: str
+    body: str
+    secrets: str | None
+    cron_expression: str | None
+    cron_timezone: str
+    interval_ms: int | None
+    min_interval_ms: int
+    max_interval_ms: int
+    timeout_ms: int
+    next_run_at: datetime | None
+    next_run_source: str
+    last_started_at: datetime | None
+    last_status: RunStatus | None
+    failure_count: int
+    paused: bool
+    paused_until: datetime | None
+
+
+_LISTED: Final = tuple(ENDPOINTS.c[name] for name in ListedEndpoint._fields)
 
 
 @dataclass(frozen=True)
@@ -317,16 +345,22 @@ class Catalog(Store):
                 raise NotFound("endpoint", endpoint_id)
             return endpoint
 
-    def list_job_endpoints(self, tenant_id: str, job_id: str) -> list[Endpoint]:
-        with self._tx() as s:
-            if s.scalars(select(Job.id).where(Job.id == job_id, Job.tenant_id == tenant_id)).one_or_none() is None:
+    def list_job_endpoints(self, tenant_id: str, job_id: str) -> list[ListedEndpoint]:
+        """The live endpoints of the tenant's job, oldest first; NotFound when the tenant has no such job.
+
+        One statement, without a transaction; a second one only when there is no endpoint, to tell an empty job
+        from a missing one.
+        """
+        query = (
+            select(*_LISTED)
+            .where(ENDPOINTS.c.job_id == job_id, ENDPOINTS.c.tenant_id == tenant_id, ENDPOINTS.c.deleted_at.is_(None))
+            .order_by(ENDPOINTS.c.created_at, ENDPOINTS.c.id)
+        )
+        with self._read() as s:
+            listed = [ListedEndpoint._make(row) for row in s.execute(query)]
+            if not listed and s.scalar(select(Job.id).where(Job.id == job_id, Job.tenant_id == tenant_id)) is None:
                 raise NotFound("job", job_id)
-            query = (
-                select(Endpoint)
-                .where(Endpoint.job_id == job_id, Endpoint.deleted_at.is_(None))
-                .order_by(Endpoint.created_at, Endpoint.id)
-            )
-            return list(s.scalars(query))
+            return listed
 
     # -- runs ------------------------------------------------------------------------------------------------------
 
