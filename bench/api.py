@@ -31,6 +31,7 @@ from typing import Any
 
 import grpc
 import yaml
+from sqlalchemy.engine import make_url
 
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer.control.v1 import control_service_pb2_grpc as pb_grpc
@@ -52,21 +53,70 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class Figures:
-    """Latencies of one kind of call, in milliseconds."""
+    """Latencies of one kind of call in milliseconds, and the CPU it cost."""
 
     name: str
     samples: list[float]
+    cpu: Cpu
 
     def line(self) -> str:
         ordered = sorted(self.samples)
         return (
             f"  {self.name:<34} p50 {_rank(ordered, 0.50):7.2f}  p95 {_rank(ordered, 0.95):7.2f}"
-            f"  p99 {_rank(ordered, 0.99):7.2f}  ms  ({len(ordered)} calls)"
+            f"  p99 {_rank(ordered, 0.99):7.2f}  ms  ({len(ordered)} calls; {self.cpu.per_call(len(ordered))})"
         )
 
 
 def _rank(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+@dataclass
+class Cpu:
+    """CPU seconds the control plane and its PostgreSQL backends used over a stretch, and how busy the machine was."""
+
+    control_s: float = 0.0
+    postgres_s: float = 0.0
+    machine_busy: float = 0.0
+
+    def per_call(self, calls: int) -> str:
+        per = 1000 / max(calls, 1)
+        return (
+            f"CPU ms/call: control {self.control_s * per:.2f}, PostgreSQL {self.postgres_s * per:.2f}; "
+            f"machine {self.machine_busy:.0%} busy"
+        )
+
+
+class Meter:
+    """Reads the CPU time of the control plane and of the PostgreSQL backends serving the bench's database (the
+    server's other databases are other people's work), and of the whole machine."""
+
+    def __init__(self, control_pid: int, database: str | None) -> None:
+        self._control = control_pid
+        self._database = database
+
+    def _backends(self) -> list[int]:
+        if self._database is None:
+            return []
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and f" {self._database} " in (entry / "cmdline").read_text():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
+
+    @contextmanager
+    def measuring(self) -> Iterator[Cpu]:
+        cpu = Cpu()
+        backends = {pid: cpu_seconds([pid]) for pid in self._backends()}
+        control, machine = cpu_seconds([self._control]), machine_cpu()
+        yield cpu
+        cpu.control_s = cpu_seconds([self._control]) - control
+        cpu.postgres_s = sum(cpu_seconds([pid]) - backends.get(pid, 0.0) for pid in self._backends())
+        busy, total = (after - before for after, before in zip(machine_cpu(), machine, strict=True))
+        cpu.machine_busy = busy / max(total, 1)
 
 
 def timed(call: Callable[[], Any], count: int) -> list[float]:
@@ -92,31 +142,39 @@ def add_request(job_id: str, n: int, prefix: str = "bench") -> pb.AddEndpointToJ
 # --- the phases ------------------------------------------------------------------------------------------------------
 
 
-def get_job(stack: Stack, samples: int) -> Figures:
+def get_job(stack: Stack, meter: Meter, samples: int) -> Figures:
     job_id = stack.job("get")
     request = pb.GetJobRequest(job_id=job_id)
     timed(lambda: stack.client.GetJob(request), 200)
-    return Figures("GetJob", timed(lambda: stack.client.GetJob(request), samples))
+    with meter.measuring() as cpu:
+        samples_ms = timed(lambda: stack.client.GetJob(request), samples)
+    return Figures("GetJob", samples_ms, cpu)
 
 
-def add_endpoints(stack: Stack, count: int) -> tuple[Figures, str]:
+def add_endpoints(stack: Stack, meter: Meter, count: int) -> tuple[Figures, str]:
     warm = stack.job("warm-up")
     for n in range(100):
         stack.client.AddEndpointToJob(add_request(warm, n, "warm"))
     job_id = stack.job("listed")
     numbers = iter(range(count))
-    samples = timed(lambda: stack.client.AddEndpointToJob(add_request(job_id, next(numbers))), count)
-    return Figures("AddEndpointToJob", samples), job_id
+    with meter.measuring() as cpu:
+        samples = timed(lambda: stack.client.AddEndpointToJob(add_request(job_id, next(numbers))), count)
+    return Figures("AddEndpointToJob", samples, cpu), job_id
 
 
-def list_endpoints(stack: Stack, job_id: str, count: int, samples: int) -> Figures:
+def list_endpoints(stack: Stack, meter: Meter, job_id: str, count: int, samples: int) -> list[Figures]:
+    """The first listing (nothing of the job remembered yet), then `samples` more."""
     request = pb.ListJobEndpointsRequest(job_id=job_id)
-    listed = stack.client.ListJobEndpoints(request)
-    assert len(listed.endpoints) == count, len(listed.endpoints)
+    with meter.measuring() as cold_cpu:
+        cold = timed(lambda: stack.client.ListJobEndpoints(request), 1)
+    assert len(stack.client.ListJobEndpoints(request).endpoints) == count
     timed(lambda: stack.client.ListJobEndpoints(request), 5)
-    return Figures(
-        f"ListJobEndpoints ({count} endpoints)", timed(lambda: stack.client.ListJobEndpoints(request), samples)
-    )
+    with meter.measuring() as cpu:
+        warm = timed(lambda: stack.client.ListJobEndpoints(request), samples)
+    return [
+        Figures(f"ListJobEndpoints ({count} endpoints)", warm, cpu),
+        Figures("  the first one", cold, cold_cpu),
+    ]
 
 
 async def _adder(addr: str, key: str, job_id: str, client: int, until: float, latencies: list[float]) -> None:
@@ -131,7 +189,7 @@ async def _adder(addr: str, key: str, job_id: str, client: int, until: float, la
             n += 1
 
 
-def throughput(stack: Stack, clients: int, duration_s: float) -> tuple[float, Figures]:
+def throughput(stack: Stack, meter: Meter, clients: int, duration_s: float) -> tuple[float, Figures]:
     """AddEndpointToJob calls per second from `clients` concurrent clients, and their latencies meanwhile."""
     job_id, key = stack.job("throughput"), str(stack.client.key)
 
@@ -141,10 +199,11 @@ def throughput(stack: Stack, clients: int, duration_s: float) -> tuple[float, Fi
 
     asyncio.run(run(1.0, []))  # connections up, warm
     latencies: list[float] = []
-    start = time.perf_counter()
-    asyncio.run(run(duration_s, latencies))
-    rate = len(latencies) / (time.perf_counter() - start)
-    return rate, Figures(f"AddEndpointToJob, {clients} clients", latencies)
+    with meter.measuring() as cpu:
+        start = time.perf_counter()
+        asyncio.run(run(duration_s, latencies))
+        rate = len(latencies) / (time.perf_counter() - start)
+    return rate, Figures(f"AddEndpointToJob, {clients} clients", latencies, cpu)
 
 
 def manifest(path: Path, count: int) -> Path:
@@ -193,18 +252,6 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICKS
 
 
-def postgres_pids() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
 def machine_cpu() -> tuple[float, float]:
     """(busy, total) jiffies of the whole machine since boot, from /proc/stat."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -213,13 +260,14 @@ def machine_cpu() -> tuple[float, float]:
 
 
 @contextmanager
-def profiled(pid: int, folder: Path | None, phase: str) -> Iterator[None]:
-    """py-spy records the process while the block runs, when a folder is given."""
+def profiled(pid: int, folder: Path | None, phase: str, *, gil: bool = False) -> Iterator[None]:
+    """py-spy records the process while the block runs, when a folder is given; `gil` samples only the thread that
+    holds the GIL (where the CPU goes), else every thread not idle (waits on the database included)."""
     if folder is None:
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)
-    options = ["--pid", str(pid), "--rate", "250", "--nonblocking", "--format", "raw"]
+    options = ["--pid", str(pid), "--rate", "250", "--nonblocking", "--format", "raw", *(["--gil"] if gil else [])]
     spy = subprocess.Popen(
         [str(BIN / "py-spy"), "record", *options, "--output", str(folder / f"{phase}.txt")],
         stdout=subprocess.DEVNULL,
@@ -239,40 +287,39 @@ def profiled(pid: int, folder: Path | None, phase: str) -> Iterator[None]:
 def run(args: argparse.Namespace, database_url: str, root: Path) -> None:
     stack = Stack(root, database_url, control_env=BENCH_CONTROL_ENV)
     try:
-        measure(args, stack, root)
+        database = make_url(database_url).database if args.backend == "postgresql" else None
+        measure(args, stack, Meter(stack.control.process.pid, database), root)
     finally:
         stack.close()
 
 
-def measure(args: argparse.Namespace, stack: Stack, root: Path) -> None:
+def measure(args: argparse.Namespace, stack: Stack, meter: Meter, root: Path) -> None:
     pid = stack.control.process.pid
-    watched = [pid, *(postgres_pids() if args.backend == "postgresql" else [])]
-    cpu_before, machine_before, load_before = cpu_seconds(watched), machine_cpu(), os.getloadavg()
-    started = time.perf_counter()
+    load_before, started = os.getloadavg(), time.perf_counter()
     lines = [f"backend {args.backend}, idle control plane (pid {pid}), one client unless said"]
-    with profiled(pid, args.py_spy, "get"):
-        lines.append(get_job(stack, args.samples).line())
-    with profiled(pid, args.py_spy, "add"):
-        added, job_id = add_endpoints(stack, args.endpoints)
+    with profiled(pid, args.py_spy, "get", gil=args.gil):
+        lines.append(get_job(stack, meter, args.samples).line())
+    with profiled(pid, args.py_spy, "add", gil=args.gil):
+        added, job_id = add_endpoints(stack, meter, args.endpoints)
     lines.append(added.line())
-    with profiled(pid, args.py_spy, "list"):
-        lines.append(list_endpoints(stack, job_id, args.endpoints, args.list_samples).line())
-    with profiled(pid, args.py_spy, "throughput"):
-        rate, loaded = throughput(stack, args.clients, args.duration_s)
-    lines += [f"  AddEndpointToJob throughput         {rate:7.0f} calls/s ({args.clients} clients)", loaded.line()]
+    with profiled(pid, args.py_spy, "list", gil=args.gil):
+        lines += [figures.line() for figures in list_endpoints(stack, meter, job_id, args.endpoints, args.list_samples)]
+    with profiled(pid, args.py_spy, "throughput", gil=args.gil):
+        rate, loaded = throughput(stack, meter, args.clients, args.duration_s)
+    lines += [f"  AddEndpointToJob throughput        {rate:7.0f} calls/s ({args.clients} clients)", loaded.line()]
     path = manifest(root / "apply.yaml", args.endpoints)
-    with profiled(pid, args.py_spy, "apply"):
+    with profiled(pid, args.py_spy, "apply", gil=args.gil), meter.measuring() as cpu:
         first, outcome = pacerctl_apply(stack, path)
-        again, unchanged = pacerctl_apply(stack, path)
-    lines.append(f"  pacerctl apply, {args.endpoints} endpoints        {first:7.2f} s  ({outcome})")
-    lines.append(f"  pacerctl apply again, no change      {again:7.2f} s  ({unchanged})")
-    lines.append(f"  pacerctl --help (process start)      {cli_start_s():7.2f} s")
-    elapsed = time.perf_counter() - started
-    busy, total = (after - before for after, before in zip(machine_cpu(), machine_before, strict=True))
+    again, unchanged = pacerctl_apply(stack, path)
     lines.append(
-        f"  load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after; machine CPU busy "
-        f"{busy / max(total, 1):.0%} of {os.cpu_count()} cores over {elapsed:.0f} s; control + PostgreSQL "
-        f"{cpu_seconds(watched) - cpu_before:.1f} CPU s"
+        f"  pacerctl apply, {args.endpoints} endpoints       {first:7.2f} s  "
+        f"({outcome}; machine {cpu.machine_busy:.0%} busy)"
+    )
+    lines.append(f"  pacerctl apply again, no change     {again:7.2f} s  ({unchanged})")
+    lines.append(f"  pacerctl --help (process start)     {cli_start_s():7.2f} s")
+    lines.append(
+        f"  load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after, "
+        f"{time.perf_counter() - started:.0f} s, {os.cpu_count()} cores"
     )
     print("\n".join(lines), flush=True)
 
@@ -286,6 +333,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients for the throughput")
     parser.add_argument("--duration-s", type=float, default=10, help="the throughput window")
     parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR", help="profile each phase into DIR")
+    parser.add_argument("--gil", action="store_true", help="profile only the thread holding the GIL")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pacer-bench-api-") as scratch:
         root = Path(scratch)

@@ -275,8 +275,8 @@ class ControlActions:
         _set_clamp(endpoint, spec.clamp)
         schedule.replan(endpoint, now)
 
-        def admit(job: Job) -> None:
-            if job.status != JOB_ACTIVE:
+        def admit(job_status: str) -> None:
+            if job_status != JOB_ACTIVE:
                 raise FailedPrecondition(f"job {job_id!r} is archived")
 
         audit = Audit("AddEndpointToJob", "endpoint", reason)

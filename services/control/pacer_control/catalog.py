@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, NamedTuple, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, and_, case, func, literal, or_, select, type_coerce, update
+from sqlalchemy import ColumnElement, Engine, Select, and_, case, func, literal, or_, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from pacer_common.errors import NotFound, QuotaViolation, ResourceExhausted
@@ -41,6 +41,17 @@ def quota_exceeded(
 def _lock_tenant(s: Session, tenant_id: str) -> None:
     """Serialize a tenant's creations, so two concurrent requests cannot both pass a count limit."""
     s.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(key_share=True))
+
+
+def _live_endpoints(s: Session, tenant_id: str) -> int:
+    """The tenant's endpoints that count against its quota: not deleted, in an active job."""
+    query = (
+        select(func.count())
+        .select_from(Endpoint)
+        .join(Job, Job.id == Endpoint.job_id)
+        .where(Endpoint.tenant_id == tenant_id, Endpoint.deleted_at.is_(None), Job.status == JOB_ACTIVE)
+    )
+    return s.scalar(query) or 0
 
 
 # What GetJob and ListJobs show of a job's live endpoints, aggregated over them.
@@ -206,13 +217,9 @@ class Catalog(Store):
             self._audit(s, job.tenant_id, audit, job.id, job.created_at)
 
     @staticmethod
-    def _locked_job(s: Session, tenant_id: str, job_id: str, *, with_tenant: bool = False) -> Job:
-        """The tenant's job, locked; `with_tenant` locks the tenant's row in the same statement (as `_lock_tenant`
-        does), which serializes the tenant's creations."""
-        query = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id)
-        if with_tenant:
-            query = query.join(Tenant, Tenant.id == Job.tenant_id)
-        job = s.scalars(query.with_for_update(key_share=True)).one_or_none()
+    def _locked_job(s: Session, tenant_id: str, job_id: str) -> Job:
+        query = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id).with_for_update(key_share=True)
+        job = s.scalars(query).one_or_none()
         if job is None:
             raise NotFound("job", job_id)
         return job
@@ -292,27 +299,32 @@ class Catalog(Store):
     # -- endpoints -------------------------------------------------------------------------------------------------
 
     def insert_endpoint(
-        self, endpoint: Endpoint, admit: Callable[[Job], None], audit: Audit, now: datetime, max_endpoints: int
+        self, endpoint: Endpoint, admit: Callable[[str], None], audit: Audit, now: datetime, max_endpoints: int
     ) -> None:
-        """Insert and audit the endpoint, once `admit` accepted its job, unless the tenant has `max_endpoints`.
+        """Insert and audit the endpoint if `admit` accepts its job's status, unless the tenant has `max_endpoints`.
 
-        The endpoint is made before the transaction, so the tenant's creations wait on each other only for the
-        statements: lock the tenant and the job, count, insert, audit.
+        The tenant's creations are serialized by a lock on its row, held from the count to the commit only: the
+        rows are inserted before it is taken (the count then includes this one), and the job's status is read again
+        under it, as an ArchiveJob may have committed meanwhile.
         """
+        tenant_id, job_id = endpoint.tenant_id, endpoint.job_id
+        job = select(Job.status).where(Job.id == job_id, Job.tenant_id == tenant_id)
         with self._tx() as s:
-            admit(self._locked_job(s, endpoint.tenant_id, endpoint.job_id, with_tenant=True))
-            live = s.scalar(
-                select(func.count())
-                .select_from(Endpoint)
-                .join(Job, Job.id == Endpoint.job_id)
-                .where(
-                    Endpoint.tenant_id == endpoint.tenant_id, Endpoint.deleted_at.is_(None), Job.status == JOB_ACTIVE
-                )
-            )
-            if (live or 0) >= max_endpoints:
-                raise quota_exceeded(endpoint.tenant_id, "max_endpoints", f"at most {max_endpoints} endpoints")
+            admit(self._job_status(s, job, job_id))
             s.add(endpoint)
-            self._audit(s, endpoint.tenant_id, audit, endpoint.id, now)
+            self._audit(s, tenant_id, audit, endpoint.id, now)
+            s.flush()
+            locked = job.join(Tenant, Tenant.id == Job.tenant_id).with_for_update(key_share=True)
+            admit(self._job_status(s, locked, job_id))
+            if _live_endpoints(s, tenant_id) > max_endpoints:
+                raise quota_exceeded(tenant_id, "max_endpoints", f"at most {max_endpoints} endpoints")
+
+    @staticmethod
+    def _job_status(s: Session, query: Select[str], job_id: str) -> str:
+        status = s.scalar(query)
+        if status is None:
+            raise NotFound("job", job_id)
+        return status
 
     def change_endpoint(
         self,
