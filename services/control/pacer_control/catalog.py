@@ -13,7 +13,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, NamedTuple, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, Select, and_, case, func, literal, or_, select, type_coerce, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from pacer_common.errors import NotFound, QuotaViolation, ResourceExhausted
@@ -21,7 +34,17 @@ from pacer_common.governor import Source
 from pacer_common.runs import FAILURES, RunStatus
 from pacer_control.models import ApiKey, AuditRecord, Endpoint, Job, Run, Tenant, TenantQuota, UtcDateTime
 from pacer_control.sealing import Keyring, key_parts
-from pacer_control.store import ENDPOINTS, JOB_ACTIVE, JOB_ARCHIVED, Store, by_id_row, by_id_update
+from pacer_control.store import (
+    API_KEYS,
+    ENDPOINTS,
+    JOB_ACTIVE,
+    JOB_ARCHIVED,
+    JOBS,
+    TENANTS,
+    Store,
+    by_id_row,
+    by_id_update,
+)
 
 T = TypeVar("T")
 
@@ -41,17 +64,6 @@ def quota_exceeded(
 def _lock_tenant(s: Session, tenant_id: str) -> None:
     """Serialize a tenant's creations, so two concurrent requests cannot both pass a count limit."""
     s.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(key_share=True))
-
-
-def _live_endpoints(s: Session, tenant_id: str) -> int:
-    """The tenant's endpoints that count against its quota: not deleted, in an active job."""
-    query = (
-        select(func.count())
-        .select_from(Endpoint)
-        .join(Job, Job.id == Endpoint.job_id)
-        .where(Endpoint.tenant_id == tenant_id, Endpoint.deleted_at.is_(None), Job.status == JOB_ACTIVE)
-    )
-    return s.scalar(query) or 0
 
 
 # What GetJob and ListJobs show of a job's live endpoints, aggregated over them.
@@ -104,7 +116,41 @@ class ListedEndpoint(NamedTuple):
     paused_until: datetime | None
 
 
-_LISTED: Final = tuple(ENDPOINTS.c[name] for name in ListedEndpoint._fields)
+# The statements of the hot reads, built once (see Store._reading).
+_LISTED: Final = (
+    select(*(ENDPOINTS.c[name] for name in ListedEndpoint._fields))
+    .where(
+        ENDPOINTS.c.job_id == bindparam("job_id"),
+        ENDPOINTS.c.tenant_id == bindparam("tenant_id"),
+        ENDPOINTS.c.deleted_at.is_(None),
+    )
+    .order_by(ENDPOINTS.c.created_at, ENDPOINTS.c.id)
+)
+_JOB_OF: Final = select(JOBS.c.id).where(JOBS.c.id == bindparam("job_id"), JOBS.c.tenant_id == bindparam("tenant_id"))
+_GET_JOB: Final = (
+    select(*JOBS.c, *_JOB_STATS)
+    .select_from(JOBS.outerjoin(ENDPOINTS, and_(ENDPOINTS.c.job_id == JOBS.c.id, ENDPOINTS.c.deleted_at.is_(None))))
+    .where(JOBS.c.id == bindparam("job_id"), JOBS.c.tenant_id == bindparam("tenant_id"))
+    .group_by(JOBS.c.id)
+)
+_API_KEY: Final = select(API_KEYS).where(API_KEYS.c.prefix == bindparam("prefix"))
+# AddEndpointToJob's: the job's status, then the same locking the tenant's row too (FOR NO KEY UPDATE: see
+# Store._tx), then the tenant's endpoints that count against its quota (not deleted, in an active job).
+_JOB_STATUS: Final = select(JOBS.c.status).where(
+    JOBS.c.id == bindparam("job_id"), JOBS.c.tenant_id == bindparam("tenant_id")
+)
+_JOB_STATUS_LOCKING_TENANT: Final = _JOB_STATUS.join(TENANTS, TENANTS.c.id == JOBS.c.tenant_id).with_for_update(
+    key_share=True
+)
+_LIVE_ENDPOINTS: Final = (
+    select(func.count())
+    .select_from(ENDPOINTS.join(JOBS, JOBS.c.id == ENDPOINTS.c.job_id))
+    .where(
+        ENDPOINTS.c.tenant_id == bindparam("tenant_id"),
+        ENDPOINTS.c.deleted_at.is_(None),
+        JOBS.c.status == JOB_ACTIVE,
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -141,8 +187,9 @@ class Catalog(Store):
             s.add(key)
 
     def find_api_key(self, prefix: str) -> ApiKey | None:
-        with self._read() as s:
-            return s.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
+        with self._reading() as connection:
+            row = connection.execute(_API_KEY, {"prefix": prefix}).one_or_none()
+        return None if row is None else ApiKey(**row._asdict())
 
     def on_key_revoked(self, listener: Callable[[str], None]) -> None:
         """Have `listener(prefix)` called after each revocation this catalog commits (a cache of keys forgets it)."""
@@ -249,18 +296,12 @@ class Catalog(Store):
 
     def get_job(self, tenant_id: str, job_id: str) -> JobView:
         """The tenant's job with its endpoints' figures, in one statement."""
-        live = and_(Endpoint.job_id == Job.id, Endpoint.deleted_at.is_(None))
-        query = (
-            select(Job, *_JOB_STATS)
-            .outerjoin(Endpoint, live)
-            .where(Job.id == job_id, Job.tenant_id == tenant_id)
-            .group_by(Job.id)
-        )
-        with self._read() as s:
-            row = s.execute(query).one_or_none()
-            if row is None:
-                raise NotFound("job", job_id)
-            return JobView(row[0], row.endpoints, int(row.failures), row.last_run_at)
+        with self._reading() as connection:
+            row = connection.execute(_GET_JOB, {"job_id": job_id, "tenant_id": tenant_id}).one_or_none()
+        if row is None:
+            raise NotFound("job", job_id)
+        job = Job(**{column.key: row._mapping[column] for column in JOBS.c})
+        return JobView(job, row.endpoints, int(row.failures), row.last_run_at)
 
     def list_jobs(
         self, tenant_id: str, status: str | None, page_size: int, after: tuple[datetime, str] | None
@@ -308,22 +349,21 @@ class Catalog(Store):
         under it, as an ArchiveJob may have committed meanwhile.
         """
         tenant_id, job_id = endpoint.tenant_id, endpoint.job_id
-        job = select(Job.status).where(Job.id == job_id, Job.tenant_id == tenant_id)
+        job = {"job_id": job_id, "tenant_id": tenant_id}
         with self._tx() as s:
-            admit(self._job_status(s, job, job_id))
+            admit(self._job_status(s, _JOB_STATUS, job))
             s.add(endpoint)
             self._audit(s, tenant_id, audit, endpoint.id, now)
             s.flush()
-            locked = job.join(Tenant, Tenant.id == Job.tenant_id).with_for_update(key_share=True)
-            admit(self._job_status(s, locked, job_id))
-            if _live_endpoints(s, tenant_id) > max_endpoints:
+            admit(self._job_status(s, _JOB_STATUS_LOCKING_TENANT, job))
+            if (s.scalar(_LIVE_ENDPOINTS, {"tenant_id": tenant_id}) or 0) > max_endpoints:
                 raise quota_exceeded(tenant_id, "max_endpoints", f"at most {max_endpoints} endpoints")
 
     @staticmethod
-    def _job_status(s: Session, query: Select[str], job_id: str) -> str:
-        status = s.scalar(query)
+    def _job_status(s: Session, query: Select[Any], job: dict[str, str]) -> str:
+        status: str | None = s.scalar(query, job)
         if status is None:
-            raise NotFound("job", job_id)
+            raise NotFound("job", job["job_id"])
         return status
 
     def change_endpoint(
@@ -363,16 +403,14 @@ class Catalog(Store):
         One statement, without a transaction; a second one only when there is no endpoint, to tell an empty job
         from a missing one.
         """
-        query = (
-            select(*_LISTED)
-            .where(ENDPOINTS.c.job_id == job_id, ENDPOINTS.c.tenant_id == tenant_id, ENDPOINTS.c.deleted_at.is_(None))
-            .order_by(ENDPOINTS.c.created_at, ENDPOINTS.c.id)
-        )
-        with self._read() as s:
-            listed = [ListedEndpoint._make(row) for row in s.execute(query)]
-            if not listed and s.scalar(select(Job.id).where(Job.id == job_id, Job.tenant_id == tenant_id)) is None:
+        with self._reading() as connection:
+            listed = [
+                ListedEndpoint._make(row)
+                for row in connection.execute(_LISTED, {"job_id": job_id, "tenant_id": tenant_id})
+            ]
+            if not listed and connection.execute(_JOB_OF, {"job_id": job_id, "tenant_id": tenant_id}).first() is None:
                 raise NotFound("job", job_id)
-            return listed
+        return listed
 
     # -- runs ------------------------------------------------------------------------------------------------------
 
