@@ -27,6 +27,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pacer_common.errors import NotFound, QuotaViolation, ResourceExhausted
@@ -134,13 +135,13 @@ _GET_JOB: Final = (
     .group_by(JOBS.c.id)
 )
 _API_KEY: Final = select(API_KEYS).where(API_KEYS.c.prefix == bindparam("prefix"))
-# AddEndpointToJob's: the job's status, then the same locking the tenant's row too (FOR NO KEY UPDATE: see
-# Store._tx), then the tenant's endpoints that count against its quota (not deleted, in an active job).
-_JOB_STATUS: Final = select(JOBS.c.status).where(
-    JOBS.c.id == bindparam("job_id"), JOBS.c.tenant_id == bindparam("tenant_id")
-)
-_JOB_STATUS_LOCKING_TENANT: Final = _JOB_STATUS.join(TENANTS, TENANTS.c.id == JOBS.c.tenant_id).with_for_update(
-    key_share=True
+# AddEndpointToJob's: the job's status, locking the job's and the tenant's rows (FOR NO KEY UPDATE: see Store._tx),
+# then the tenant's endpoints that count against its quota (not deleted, in an active job).
+_JOB_STATUS_LOCKING_TENANT: Final = (
+    select(JOBS.c.status)
+    .join(TENANTS, TENANTS.c.id == JOBS.c.tenant_id)
+    .where(JOBS.c.id == bindparam("job_id"), JOBS.c.tenant_id == bindparam("tenant_id"))
+    .with_for_update(key_share=True)
 )
 _LIVE_ENDPOINTS: Final = (
     select(func.count())
@@ -345,16 +346,19 @@ class Catalog(Store):
         """Insert and audit the endpoint if `admit` accepts its job's status, unless the tenant has `max_endpoints`.
 
         The tenant's creations are serialized by a lock on its row, held from the count to the commit only: the
-        rows are inserted before it is taken (the count then includes this one), and the job's status is read again
-        under it, as an ArchiveJob may have committed meanwhile.
+        rows are inserted first (the count then includes this one; a job that does not exist fails the insert's
+        foreign key), then the tenant's row and the job's are locked and the job's status read under the lock, so
+        an ArchiveJob that committed meanwhile is seen. Anything refused rolls the insert back.
         """
         tenant_id, job_id = endpoint.tenant_id, endpoint.job_id
-        job = {"job_id": job_id, "tenant_id": tenant_id}
         with self._tx() as s:
-            admit(self._job_status(s, _JOB_STATUS, job))
             s.add(endpoint)
             self._audit(s, tenant_id, audit, endpoint.id, now)
-            s.flush()
+            try:
+                s.flush()
+            except IntegrityError:
+                raise NotFound("job", job_id) from None  # the only foreign key a caller can name: the job
+            job = {"job_id": job_id, "tenant_id": tenant_id}
             admit(self._job_status(s, _JOB_STATUS_LOCKING_TENANT, job))
             if (s.scalar(_LIVE_ENDPOINTS, {"tenant_id": tenant_id}) or 0) > max_endpoints:
                 raise quota_exceeded(tenant_id, "max_endpoints", f"at most {max_endpoints} endpoints")
