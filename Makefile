@@ -69,6 +69,7 @@ BENCH_PG = PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)"
 bench: $(STAMP)
 	@test -n "$$(scripts/ensure-nginx.sh)" || { echo "the benchmarks need nginx"; exit 1; }
 	$(BENCH_PG) $(BIN)/python -m bench.claim_query --backend postgresql
+	$(BENCH_PG) $(BIN)/python -m bench.api --backend postgresql
 	$(BIN)/python -m bench.claim_query --backend sqlite
 	$(BENCH_PG) $(BIN)/python -m bench.pipeline --backend postgresql --duration-s 20 --out var/bench/pacer-postgresql
 	$(BIN)/python -m bench.pipeline --backend sqlite --duration-s 20 --out var/bench/pacer-sqlite

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 import grpc
@@ -13,7 +15,7 @@ from grpc_status import rpc_status
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_control.quotas import EMBEDDED, PRODUCTION, Quota, default_quota
 from pacer_control.settings import ControlSettings
-from tests.support.harness import Harness, dt, status_of, ts, violations
+from tests.support.harness import UNLIMITED, Harness, dt, status_of, ts, violations
 
 HarnessFactory = Callable[[Quota], Harness]
 
@@ -170,3 +172,24 @@ def test_a_shared_installation_gets_production_limits_and_the_embedded_profile_g
     assert default_quota(ControlSettings(bootstrap_dev=True)) == EMBEDDED
     tuned = default_quota(ControlSettings(bootstrap_dev=False, quota_max_endpoints=5000, quota_min_interval_ms=0))
     assert (tuned.max_endpoints, tuned.min_interval_ms, tuned.rate_per_s) == (5000, 0, PRODUCTION.rate_per_s)
+
+
+def test_concurrent_additions_never_pass_the_endpoint_limit(with_quota: HarnessFactory) -> None:
+    # Eight clients at once, on two jobs: the limit holds whatever order their transactions interleave in.
+    harness = with_quota(replace(UNLIMITED, max_endpoints=7))
+    jobs = [new_job(harness, "first"), new_job(harness, "second")]
+
+    def add(n: int) -> grpc.StatusCode:
+        try:
+            harness.a.AddEndpointToJob(endpoint_request(jobs[n % 2]))
+        except grpc.RpcError as error:
+            return status_of(error)
+        return grpc.StatusCode.OK
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(add, range(24)))
+
+    assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    made = codes.count(grpc.StatusCode.OK)
+    listed = sum(len(harness.a.ListJobEndpoints(pb.ListJobEndpointsRequest(job_id=j)).endpoints) for j in jobs)
+    assert made == listed == 7

@@ -3,7 +3,10 @@ the file and what Pacer holds, the requests it turns into, and how the plan is s
 
 from __future__ import annotations
 
+import io
 import json
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pacer.control.v1 import control_service_pb2 as pb
-from pacer_cli.apply import reason_for
+from pacer_cli.apply import IN_FLIGHT, execute, reason_for, waves
+from pacer_cli.commands import Session
 from pacer_cli.manifest import (
     DEFAULT_TIMEOUT_MS,
     Cron,
@@ -44,6 +48,7 @@ from pacer_cli.reconcile import (
     plan_lines,
     update_request,
 )
+from pacer_common.client import ApiError
 from pacer_common.digest import config_digest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "use-cases"
@@ -558,3 +563,75 @@ def test_the_json_plan_is_a_list_of_changes_with_ids_once_known() -> None:
     assert updated_json[0]["fields"] == {"timeout": {"from": "5s", "to": "30s"}}
     assert updated_json[0]["endpoint_id"] == "ep_7"
     assert json.loads(plan_json(plan(Manifest("f", ()), {}))) == []
+
+
+# --- making the changes ----------------------------------------------------------------------------------------------
+
+
+class FakeApi:
+    """Answers apply's calls like the server, refusing AddEndpointToJob for the endpoint names in `refuse`; the call
+    for an endpoint named in `awaits` is answered only once the call for the endpoint it names has arrived."""
+
+    def __init__(self, refuse: frozenset[str] = frozenset(), awaits: dict[str, str] | None = None) -> None:
+        self.refuse = refuse
+        self.awaits = awaits or {}
+        self.made: list[str] = []
+        self._arrived: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def _event(self, name: str) -> threading.Event:
+        with self._lock:
+            return self._arrived.setdefault(name, threading.Event())
+
+    def call(self, rpc: str, request: Any) -> Any:
+        if rpc == "CreateJob":
+            return pb.CreateJobResponse(job_id=f"job_{request.name}")
+        if rpc == "AddEndpointToJob":
+            self._event(request.name).set()
+            if request.name in self.awaits:
+                assert self._event(self.awaits[request.name]).wait(10), "the calls were not sent together"
+            if request.name in self.refuse:
+                raise ApiError("INVALID_ARGUMENT", f"{request.name} refused")
+            with self._lock:
+                self.made.append(request.name)
+            return pb.AddEndpointToJobResponse(endpoint_id=f"ep_{request.name}")
+        return None
+
+
+def session_of(api: FakeApi) -> tuple[Session, io.StringIO]:
+    err = io.StringIO()
+    return Session(api.call, lambda: datetime.now(UTC), io.StringIO(), err, False), err
+
+
+def fresh_plan(*jobs: JobSpec) -> Plan:
+    return plan(Manifest("f", jobs), {})
+
+
+def test_a_job_goes_alone_and_its_endpoints_in_waves_of_1_2_4_8_then_16() -> None:
+    big = job(*(spec(f"e{n}") for n in range(40)), name="Big")
+    small = job(spec("x"), spec("y"), name="Small")
+    sizes = [len(wave) for wave in waves(fresh_plan(big, small).changes)]
+    assert sizes == [1, 1, 2, 4, 8, 16, 9, 1, 1, 1]
+    assert IN_FLIGHT == 16
+
+
+def test_execute_makes_every_change_together_and_returns_the_ids_in_plan_order() -> None:
+    api = FakeApi(awaits={"e1": "e2", "e3": "e6", "e90": "e85"})
+    the_plan = fresh_plan(job(*(spec(f"e{n}") for n in range(100)), name="Big"))
+    session, err = session_of(api)
+    ids = execute(session, the_plan, REASON)
+    assert ids == ["job_Big", *(f"ep_e{n}" for n in range(100))]
+    assert sorted(api.made) == sorted(f"e{n}" for n in range(100))
+    assert err.getvalue() == ""
+
+
+def test_a_refused_change_stops_the_apply_after_its_wave_and_says_what_was_made() -> None:
+    api = FakeApi(refuse=frozenset({"e5"}))
+    the_plan = fresh_plan(job(*(spec(f"e{n}") for n in range(40)), name="Big"))
+    session, err = session_of(api)
+    with pytest.raises(ApiError):
+        execute(session, the_plan, REASON)
+    # Waves: the job, e0, e1-e2, e3-e6: e5 is refused, e6 went with it, nothing after that wave is sent.
+    assert sorted(api.made) == ["e0", "e1", "e2", "e3", "e4", "e6"]
+    assert 'stopped at `+ endpoint "Big"/"e5" every 1m`' in err.getvalue()
+    assert "6 of 41 changes were made before it (and 1 after it, sent together with it)." in err.getvalue()

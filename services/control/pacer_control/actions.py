@@ -22,7 +22,7 @@ from pacer_common.runs import FAILURES, RunStatus
 from pacer_common.urls import split_password, with_password
 from pacer_control import schedule
 from pacer_control.auth import Principal
-from pacer_control.catalog import Audit, Catalog, HealthView, JobView
+from pacer_control.catalog import Audit, Catalog, HealthView, JobView, ListedEndpoint
 from pacer_control.models import Endpoint, Job, Run
 from pacer_control.quotas import QuotaGuard
 from pacer_control.sealing import EndpointSecrets
@@ -83,8 +83,35 @@ class JobPage:
 class EndpointView:
     """An endpoint as ListJobEndpoints shows it: its row and the digest of its secrets and body."""
 
-    endpoint: Endpoint
+    endpoint: ListedEndpoint
     config_digest: str
+
+
+class DigestCache:
+    """Config digests by what they are computed from: an endpoint's sealed secrets and its body.
+
+    Opening the secrets and hashing them is most of what listing a large job costs, and the same endpoints are
+    listed again and again (every `pacerctl apply` reads them). The key is exact: a new seal (any change of headers
+    or URL password) or body makes a new entry. Bodies over CACHED_BODY_CHARS are not kept, and the cache starts
+    afresh past MAX_DIGESTS entries, so it stays a few megabytes.
+    """
+
+    CACHED_BODY_CHARS = 1024
+    MAX_DIGESTS = 50_000
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str | None, str], str] = {}
+
+    def digest(self, endpoint: ListedEndpoint, compute: Callable[[], str]) -> str:
+        if len(endpoint.body) > self.CACHED_BODY_CHARS:
+            return compute()
+        key = (endpoint.secrets, endpoint.body)
+        found = self._known.get(key)
+        if found is None:
+            if len(self._known) >= self.MAX_DIGESTS:
+                self._known.clear()
+            found = self._known[key] = compute()
+        return found
 
 
 @dataclass(frozen=True)
@@ -144,6 +171,7 @@ class ControlActions:
         self._clock = clock
         self._floor_ms = min_interval_ms
         self._quotas = quotas
+        self._digests = DigestCache()
 
     # -- jobs ------------------------------------------------------------------------------------------------------
 
@@ -228,33 +256,33 @@ class ControlActions:
         _require_id("job", "job", job_id)
         self._check_quota_intervals(who, spec.baseline, spec.clamp)
         now = self._clock.now()
+        endpoint = Endpoint(
+            id=new_endpoint_id(),
+            tenant_id=who.tenant_id,
+            job_id=job_id,
+            name=spec.name.strip(),
+            method=method,
+            body=spec.body,
+            timeout_ms=timeout_ms,
+            created_at=now,
+            updated_at=now,
+            anchor_at=now,
+            failure_count=0,
+            paused=False,
+        )
+        self._keep_secrets(endpoint, spec.url, spec.headers or {})
+        _set_baseline(endpoint, spec.baseline)
+        _set_clamp(endpoint, spec.clamp)
+        schedule.replan(endpoint, now)
 
-        def build(job: Job) -> Endpoint:
-            if job.status != JOB_ACTIVE:
+        def admit(job_status: str) -> None:
+            if job_status != JOB_ACTIVE:
                 raise FailedPrecondition(f"job {job_id!r} is archived")
-            endpoint = Endpoint(
-                id=new_endpoint_id(),
-                tenant_id=who.tenant_id,
-                job_id=job_id,
-                name=spec.name.strip(),
-                method=method,
-                body=spec.body,
-                timeout_ms=timeout_ms,
-                created_at=now,
-                updated_at=now,
-                anchor_at=now,
-                failure_count=0,
-                paused=False,
-            )
-            self._keep_secrets(endpoint, spec.url, spec.headers or {})
-            _set_baseline(endpoint, spec.baseline)
-            _set_clamp(endpoint, spec.clamp)
-            schedule.replan(endpoint, now)
-            return endpoint
 
         audit = Audit("AddEndpointToJob", "endpoint", reason)
         max_endpoints = self._quotas.quota(who.tenant_id).max_endpoints
-        return self._catalog.insert_endpoint(who.tenant_id, job_id, build, audit, now, max_endpoints)
+        self._catalog.insert_endpoint(endpoint, admit, audit, now, max_endpoints)
+        return endpoint
 
     def update_endpoint(self, who: Principal, endpoint_id: str, changes: EndpointChanges, reason: str) -> Endpoint:
         checks, now = self._check_changes(changes, reason), self._clock.now()
@@ -310,13 +338,16 @@ class ControlActions:
         _require_id("job", "job", job_id)
         return [self._view(e) for e in self._catalog.list_job_endpoints(who.tenant_id, job_id)]
 
-    def _view(self, endpoint: Endpoint) -> EndpointView:
-        secrets = self._secrets(endpoint)
-        return EndpointView(endpoint, config_digest(secrets.headers, endpoint.body, secrets.password))
+    def _view(self, endpoint: ListedEndpoint) -> EndpointView:
+        def compute() -> str:
+            secrets = self._secrets(endpoint)
+            return config_digest(secrets.headers, endpoint.body, secrets.password)
+
+        return EndpointView(endpoint, self._digests.digest(endpoint, compute))
 
     # -- secrets at rest ---------------------------------------------------------------------------------------------
 
-    def _secrets(self, endpoint: Endpoint) -> EndpointSecrets:
+    def _secrets(self, endpoint: Endpoint | ListedEndpoint) -> EndpointSecrets:
         return EndpointSecrets.open(self._catalog.keyring, endpoint.id, endpoint.secrets)
 
     def _keep_secrets(self, endpoint: Endpoint, url: str, headers: Mapping[str, str]) -> None:

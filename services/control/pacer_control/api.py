@@ -111,8 +111,10 @@ class ControlApi(pb_grpc.ControlServiceServicer):
     async def ListJobEndpoints(
         self, request: pb.ListJobEndpointsRequest, context: Context
     ) -> pb.ListJobEndpointsResponse:
-        endpoints = await self._run(context, lambda who: self._actions.list_job_endpoints(who, request.job_id))
-        return pb.ListJobEndpointsResponse(endpoints=[codec.endpoint_summary(e) for e in endpoints])
+        # Encoded on the database pool too: a job may have thousands of endpoints, the event loop is not held up.
+        return await self._run(
+            context, lambda who: codec.endpoint_list(self._actions.list_job_endpoints(who, request.job_id))
+        )
 
     async def ApplyIntervalHint(
         self, request: pb.ApplyIntervalHintRequest, context: Context

@@ -6,7 +6,8 @@ import hashlib
 import hmac
 import secrets
 import string
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,6 +18,10 @@ from pacer_control.catalog import Catalog
 from pacer_control.models import ApiKey
 
 _ALPHABET = string.ascii_letters + string.digits
+# How long a key found live is trusted without asking the database again: a revoked key stops working within this
+# (the promise is a second) in every control plane, and the database sees about one key query per key and period.
+KEY_TTL_S = 0.5
+MAX_KNOWN_KEYS = 10_000
 
 
 @dataclass(frozen=True)
@@ -56,16 +61,56 @@ def issue_key(catalog: Catalog, tenant_id: str, label: str, now: datetime) -> Is
     return IssuedKey(key_id, prefix, secret)
 
 
-class Authenticator:
-    """Resolves a bearer API key to its tenant."""
+@dataclass(frozen=True)
+class _Known:
+    """A live key as found in the database, and until when (monotonic seconds) it may be trusted without looking."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    tenant_id: str
+    key_hash: str
+    until_s: float
+
+
+class Authenticator:
+    """Resolves a bearer API key to its tenant, remembering live keys for `ttl_s` so most calls need no query.
+
+    A revocation takes effect within `ttl_s` (KEY_TTL_S, under the promised second) in every control plane, and at
+    once in this one when it goes through this process's catalog (`Catalog.on_key_revoked`). Only live keys are
+    remembered, each for at most `ttl_s` and at most MAX_KNOWN_KEYS of them, so a stream of made-up keys costs a
+    query each and no memory.
+    """
+
+    def __init__(
+        self, catalog: Catalog, ttl_s: float = KEY_TTL_S, monotonic_s: Callable[[], float] = time.monotonic
+    ) -> None:
         self._catalog = catalog
+        self._ttl_s = ttl_s
+        self._monotonic_s = monotonic_s
+        self._known: dict[str, _Known] = {}
+        catalog.on_key_revoked(self.forget)
 
     def authenticate(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> Principal:
         token = bearer_token(metadata)
         prefix = key_prefix(token)
-        record = self._catalog.find_api_key(prefix) if prefix else None
-        if record is None or record.revoked_at is not None or not hmac.compare_digest(record.key_hash, hash_key(token)):
+        if prefix is None:
             raise Unauthenticated("unknown or revoked API key")
-        return Principal(tenant_id=record.tenant_id, key_prefix=record.prefix)
+        known = self._known.get(prefix)
+        if known is None or known.until_s <= self._monotonic_s():
+            known = self._look_up(prefix)
+        if known is None or not hmac.compare_digest(known.key_hash, hash_key(token)):
+            raise Unauthenticated("unknown or revoked API key")
+        return Principal(tenant_id=known.tenant_id, key_prefix=prefix)
+
+    def forget(self, prefix: str) -> None:
+        """Drop what is remembered of the key with this prefix (it was revoked)."""
+        self._known.pop(prefix, None)
+
+    def _look_up(self, prefix: str) -> _Known | None:
+        record = self._catalog.find_api_key(prefix)
+        if record is None or record.revoked_at is not None:
+            self.forget(prefix)
+            return None
+        known = _Known(record.tenant_id, record.key_hash, self._monotonic_s() + self._ttl_s)
+        if len(self._known) >= MAX_KNOWN_KEYS:
+            self._known.clear()  # only keys used within the last ttl_s are worth keeping: they come back at once
+        self._known[prefix] = known
+        return known

@@ -11,17 +11,43 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
-from sqlalchemy import ColumnElement, String, and_, case, exists, func, literal, or_, select, type_coerce, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pacer_common.errors import NotFound, QuotaViolation, ResourceExhausted
 from pacer_common.governor import Source
 from pacer_common.runs import FAILURES, RunStatus
 from pacer_control.models import ApiKey, AuditRecord, Endpoint, Job, Run, Tenant, TenantQuota, UtcDateTime
-from pacer_control.sealing import key_parts
-from pacer_control.store import ENDPOINTS, JOB_ACTIVE, JOB_ARCHIVED, Store, by_id_row, by_id_update
+from pacer_control.sealing import Keyring, key_parts
+from pacer_control.store import (
+    API_KEYS,
+    ENDPOINTS,
+    JOB_ACTIVE,
+    JOB_ARCHIVED,
+    JOBS,
+    TENANTS,
+    Store,
+    by_id_row,
+    by_id_update,
+)
 
 T = TypeVar("T")
 
@@ -96,6 +122,14 @@ def _counted_up_to(s: Session, conditions: Sequence[ColumnElement[bool]], cap: i
     return s.scalar(select(func.count()).select_from(matching)) or 0
 
 
+# What GetJob and ListJobs show of a job's live endpoints, aggregated over them.
+_JOB_STATS: Final = (
+    func.count(Endpoint.id).label("endpoints"),
+    func.coalesce(func.sum(Endpoint.failure_count), 0).label("failures"),
+    type_coerce(func.max(Endpoint.last_started_at), UtcDateTime()).label("last_run_at"),
+)
+
+
 @dataclass(frozen=True)
 class Audit:
     """What an audit record says: who did what to which object, and why."""
@@ -113,6 +147,68 @@ class JobView:
     last_run_at: datetime | None
 
 
+class ListedEndpoint(NamedTuple):
+    """An endpoint as ListJobEndpoints reads it: only the columns it shows (and what its digest is made of), as a
+    plain row, which costs a fraction of a mapped object when a job has thousands."""
+
+    id: str
+    name: str
+    url: str
+    method: str
+    body: str
+    secrets: str | None
+    cron_expression: str | None
+    cron_timezone: str
+    interval_ms: int | None
+    min_interval_ms: int
+    max_interval_ms: int
+    timeout_ms: int
+    next_run_at: datetime | None
+    next_run_source: str
+    last_started_at: datetime | None
+    last_status: RunStatus | None
+    failure_count: int
+    paused: bool
+    paused_until: datetime | None
+
+
+# The statements of the hot reads, built once (see Store._reading).
+_LISTED: Final = (
+    select(*(ENDPOINTS.c[name] for name in ListedEndpoint._fields))
+    .where(
+        ENDPOINTS.c.job_id == bindparam("job_id"),
+        ENDPOINTS.c.tenant_id == bindparam("tenant_id"),
+        ENDPOINTS.c.deleted_at.is_(None),
+    )
+    .order_by(ENDPOINTS.c.created_at, ENDPOINTS.c.id)
+)
+_JOB_OF: Final = select(JOBS.c.id).where(JOBS.c.id == bindparam("job_id"), JOBS.c.tenant_id == bindparam("tenant_id"))
+_GET_JOB: Final = (
+    select(*JOBS.c, *_JOB_STATS)
+    .select_from(JOBS.outerjoin(ENDPOINTS, and_(ENDPOINTS.c.job_id == JOBS.c.id, ENDPOINTS.c.deleted_at.is_(None))))
+    .where(JOBS.c.id == bindparam("job_id"), JOBS.c.tenant_id == bindparam("tenant_id"))
+    .group_by(JOBS.c.id)
+)
+_API_KEY: Final = select(API_KEYS).where(API_KEYS.c.prefix == bindparam("prefix"))
+# AddEndpointToJob's: the job's status, locking the job's and the tenant's rows (FOR NO KEY UPDATE: see Store._tx),
+# then the tenant's endpoints that count against its quota (not deleted, in an active job).
+_JOB_STATUS_LOCKING_TENANT: Final = (
+    select(JOBS.c.status)
+    .join(TENANTS, TENANTS.c.id == JOBS.c.tenant_id)
+    .where(JOBS.c.id == bindparam("job_id"), JOBS.c.tenant_id == bindparam("tenant_id"))
+    .with_for_update(key_share=True)
+)
+_LIVE_ENDPOINTS: Final = (
+    select(func.count())
+    .select_from(ENDPOINTS.join(JOBS, JOBS.c.id == ENDPOINTS.c.job_id))
+    .where(
+        ENDPOINTS.c.tenant_id == bindparam("tenant_id"),
+        ENDPOINTS.c.deleted_at.is_(None),
+        JOBS.c.status == JOB_ACTIVE,
+    )
+)
+
+
 @dataclass(frozen=True)
 class HealthView:
     success_count: int
@@ -127,6 +223,10 @@ class HealthView:
 
 class Catalog(Store):
     """The tenants' objects, behind methods named after what the actions need."""
+
+    def __init__(self, engine: Engine, keyring: Keyring) -> None:
+        super().__init__(engine, keyring)
+        self._revocation_listeners: list[Callable[[str], None]] = []
 
     # -- tenants and API keys -------------------------------------------------------------------------------------
 
@@ -143,8 +243,13 @@ class Catalog(Store):
             s.add(key)
 
     def find_api_key(self, prefix: str) -> ApiKey | None:
-        with self._tx() as s:
-            return s.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
+        with self._reading() as connection:
+            row = connection.execute(_API_KEY, {"prefix": prefix}).one_or_none()
+        return None if row is None else ApiKey(**row._asdict())
+
+    def on_key_revoked(self, listener: Callable[[str], None]) -> None:
+        """Have `listener(prefix)` called after each revocation this catalog commits (a cache of keys forgets it)."""
+        self._revocation_listeners.append(listener)
 
     def revoke_api_key(self, prefix: str, now: datetime) -> bool:
         """Revoke the key with this prefix; False when there is no such live key."""
@@ -152,7 +257,9 @@ class Catalog(Store):
             done = s.execute(
                 update(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)).values(revoked_at=now)
             )
-            return bool(getattr(done, "rowcount", 0))
+        for listener in self._revocation_listeners:
+            listener(prefix)
+        return bool(getattr(done, "rowcount", 0))
 
     def list_api_keys(self, tenant_id: str) -> list[ApiKey]:
         with self._tx() as s:
@@ -244,11 +351,13 @@ class Catalog(Store):
             return now
 
     def get_job(self, tenant_id: str, job_id: str) -> JobView:
-        with self._tx() as s:
-            job = s.scalars(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id)).one_or_none()
-            if job is None:
-                raise NotFound("job", job_id)
-            return self._job_views(s, [job])[0]
+        """The tenant's job with its endpoints' figures, in one statement."""
+        with self._reading() as connection:
+            row = connection.execute(_GET_JOB, {"job_id": job_id, "tenant_id": tenant_id}).one_or_none()
+        if row is None:
+            raise NotFound("job", job_id)
+        job = Job(**{column.key: row._mapping[column] for column in JOBS.c})
+        return JobView(job, row.endpoints, int(row.failures), row.last_run_at)
 
     def list_jobs(
         self, tenant_id: str, status: str | None, page_size: int, after: tuple[datetime, str] | None
@@ -270,12 +379,7 @@ class Catalog(Store):
         stats = {
             row.job_id: row
             for row in s.execute(
-                select(
-                    Endpoint.job_id,
-                    func.count(Endpoint.id).label("endpoints"),
-                    func.coalesce(func.sum(Endpoint.failure_count), 0).label("failures"),
-                    type_coerce(func.max(Endpoint.last_started_at), UtcDateTime()).label("last_run_at"),
-                )
+                select(Endpoint.job_id, *_JOB_STATS)
                 .where(Endpoint.job_id.in_(ids), Endpoint.deleted_at.is_(None))
                 .group_by(Endpoint.job_id)
             )
@@ -292,31 +396,34 @@ class Catalog(Store):
     # -- endpoints -------------------------------------------------------------------------------------------------
 
     def insert_endpoint(
-        self,
-        tenant_id: str,
-        job_id: str,
-        build: Callable[[Job], Endpoint],
-        audit: Audit,
-        now: datetime,
-        max_endpoints: int,
-    ) -> Endpoint:
-        """Lock the job, let `build` check it and make the endpoint, insert and audit, within `max_endpoints`."""
+        self, endpoint: Endpoint, admit: Callable[[str], None], audit: Audit, now: datetime, max_endpoints: int
+    ) -> None:
+        """Insert and audit the endpoint if `admit` accepts its job's status, unless the tenant has `max_endpoints`.
+
+        The tenant's creations are serialized by a lock on its row, held from the count to the commit only: the
+        rows are inserted first (the count then includes this one; a job that does not exist fails the insert's
+        foreign key), then the tenant's row and the job's are locked and the job's status read under the lock, so
+        an ArchiveJob that committed meanwhile is seen. Anything refused rolls the insert back.
+        """
+        tenant_id, job_id = endpoint.tenant_id, endpoint.job_id
         with self._tx() as s:
-            _lock_tenant(s, tenant_id)
-            job = self._locked_job(s, tenant_id, job_id)
-            endpoint = build(job)
-            live = s.scalar(
-                select(func.count())
-                .select_from(Endpoint)
-                .join(Job, Job.id == Endpoint.job_id)
-                .where(Endpoint.tenant_id == tenant_id, Endpoint.deleted_at.is_(None), Job.status == JOB_ACTIVE)
-            )
-            if (live or 0) >= max_endpoints:
-                raise quota_exceeded(tenant_id, "max_endpoints", f"at most {max_endpoints} endpoints")
             s.add(endpoint)
-            s.flush()
             self._audit(s, tenant_id, audit, endpoint.id, now)
-            return endpoint
+            try:
+                s.flush()
+            except IntegrityError:
+                raise NotFound("job", job_id) from None  # the only foreign key a caller can name: the job
+            job = {"job_id": job_id, "tenant_id": tenant_id}
+            admit(self._job_status(s, _JOB_STATUS_LOCKING_TENANT, job))
+            if (s.scalar(_LIVE_ENDPOINTS, {"tenant_id": tenant_id}) or 0) > max_endpoints:
+                raise quota_exceeded(tenant_id, "max_endpoints", f"at most {max_endpoints} endpoints")
+
+    @staticmethod
+    def _job_status(s: Session, query: Select[Any], job: dict[str, str]) -> str:
+        status: str | None = s.scalar(query, job)
+        if status is None:
+            raise NotFound("job", job["job_id"])
+        return status
 
     def change_endpoint(
         self,
@@ -349,16 +456,20 @@ class Catalog(Store):
                 raise NotFound("endpoint", endpoint_id)
             return endpoint
 
-    def list_job_endpoints(self, tenant_id: str, job_id: str) -> list[Endpoint]:
-        with self._tx() as s:
-            if s.scalars(select(Job.id).where(Job.id == job_id, Job.tenant_id == tenant_id)).one_or_none() is None:
+    def list_job_endpoints(self, tenant_id: str, job_id: str) -> list[ListedEndpoint]:
+        """The live endpoints of the tenant's job, oldest first; NotFound when the tenant has no such job.
+
+        One statement, without a transaction; a second one only when there is no endpoint, to tell an empty job
+        from a missing one.
+        """
+        with self._reading() as connection:
+            listed = [
+                ListedEndpoint._make(row)
+                for row in connection.execute(_LISTED, {"job_id": job_id, "tenant_id": tenant_id})
+            ]
+            if not listed and connection.execute(_JOB_OF, {"job_id": job_id, "tenant_id": tenant_id}).first() is None:
                 raise NotFound("job", job_id)
-            query = (
-                select(Endpoint)
-                .where(Endpoint.job_id == job_id, Endpoint.deleted_at.is_(None))
-                .order_by(Endpoint.created_at, Endpoint.id)
-            )
-            return list(s.scalars(query))
+        return listed
 
     # -- runs ------------------------------------------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import cache
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -11,7 +13,7 @@ from pacer_common import runs
 from pacer_common.errors import InvalidArgument
 from pacer_common.runs import RunStatus
 from pacer_control.actions import EndpointChanges, EndpointSpec, EndpointView
-from pacer_control.catalog import HealthView, JobView
+from pacer_control.catalog import HealthView, JobView, ListedEndpoint
 from pacer_control.models import Endpoint, Run
 from pacer_control.validation import BaselineInput, ClampInput
 
@@ -28,12 +30,25 @@ RUN_STATUS_FILTERS: dict[int, str] = {
 }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def ts(moment: datetime | None) -> Timestamp | None:
+    """The Timestamp of an aware datetime, None for None."""
     if moment is None:
         return None
     stamp = Timestamp()
-    stamp.FromDatetime(moment.astimezone(UTC))
+    _stamp(stamp, moment)
     return stamp
+
+
+def _stamp(stamp: Timestamp, moment: datetime) -> None:
+    # From the offset to the epoch: a fifth of the cost of Timestamp.FromDatetime, which counts when a response
+    # carries thousands of times.
+    since = moment - _EPOCH
+    stamp.SetInParent()
+    stamp.seconds = since.days * 86_400 + since.seconds
+    stamp.nanos = since.microseconds * 1000
 
 
 # What google.protobuf.Timestamp itself allows (and datetime can hold): 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
@@ -77,6 +92,7 @@ def run_status(value: RunStatus) -> pb.RunStatus.ValueType:
     return runs.to_proto(value)
 
 
+@cache
 def run_source(value: str) -> pb.RunSource.ValueType:
     return pb.RunSource.Value(f"RUN_SOURCE_{value.upper().replace('-', '_')}")
 
@@ -150,27 +166,45 @@ def job_summary(view: JobView) -> pb.JobSummary:
     )
 
 
-def endpoint_summary(view: EndpointView) -> pb.EndpointSummary:
+def endpoint_list(views: Iterable[EndpointView]) -> pb.ListJobEndpointsResponse:
+    """ListJobEndpoints' response; each summary is filled in place, which costs a third of building each one and
+    copying it into the list (a job may have thousands)."""
+    response = pb.ListJobEndpointsResponse()
+    add = response.endpoints.add
+    for view in views:
+        _fill_summary(add(), view)
+    return response
+
+
+def _fill_summary(summary: pb.EndpointSummary, view: EndpointView) -> None:
     endpoint = view.endpoint
-    return pb.EndpointSummary(
-        endpoint_id=endpoint.id,
-        name=endpoint.name,
-        next_run_at=ts(endpoint.next_run_at),
-        last_run_at=ts(endpoint.last_started_at if endpoint.last_status is not None else None),
-        failure_count=endpoint.failure_count,
-        paused_until=ts(endpoint.paused_until),
-        paused=endpoint.paused,
-        next_run_source=run_source(endpoint.next_run_source),
-        url=endpoint.url,
-        method=endpoint.method,
-        baseline=baseline_message(endpoint),
-        clamp=pb.Clamp(min_interval_ms=endpoint.min_interval_ms, max_interval_ms=endpoint.max_interval_ms),
-        timeout_ms=endpoint.timeout_ms,
-        config_digest=view.config_digest,
-    )
+    summary.endpoint_id = endpoint.id
+    summary.name = endpoint.name
+    summary.failure_count = endpoint.failure_count
+    summary.paused = endpoint.paused
+    summary.next_run_source = run_source(endpoint.next_run_source)
+    summary.url = endpoint.url
+    summary.method = endpoint.method
+    summary.timeout_ms = endpoint.timeout_ms
+    summary.config_digest = view.config_digest
+    if endpoint.next_run_at is not None:
+        _stamp(summary.next_run_at, endpoint.next_run_at)
+    if endpoint.last_status is not None and endpoint.last_started_at is not None:
+        _stamp(summary.last_run_at, endpoint.last_started_at)
+    if endpoint.paused_until is not None:
+        _stamp(summary.paused_until, endpoint.paused_until)
+    if endpoint.cron_expression is not None:
+        summary.baseline.cron.expression = endpoint.cron_expression
+        summary.baseline.cron.timezone = endpoint.cron_timezone
+    else:
+        summary.baseline.interval_ms = endpoint.interval_ms or 0
+    summary.baseline.SetInParent()
+    summary.clamp.SetInParent()
+    summary.clamp.min_interval_ms = endpoint.min_interval_ms
+    summary.clamp.max_interval_ms = endpoint.max_interval_ms
 
 
-def baseline_message(endpoint: Endpoint) -> pb.Baseline:
+def baseline_message(endpoint: Endpoint | ListedEndpoint) -> pb.Baseline:
     if endpoint.cron_expression is not None:
         return pb.Baseline(cron=pb.CronSchedule(expression=endpoint.cron_expression, timezone=endpoint.cron_timezone))
     return pb.Baseline(interval_ms=endpoint.interval_ms or 0)

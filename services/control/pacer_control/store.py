@@ -10,10 +10,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
-from sqlalchemy import Engine, Table, bindparam, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from pacer_control.models import Endpoint, Job, Run, SchedulerSession
+from pacer_control.models import ApiKey, Endpoint, Job, Run, SchedulerSession, Tenant
 from pacer_control.sealing import Keyring
 
 JOB_ACTIVE: Final = "active"
@@ -23,6 +23,8 @@ ENDPOINTS: Table = Endpoint.__table__  # type: ignore[assignment]
 RUNS: Table = Run.__table__  # type: ignore[assignment]
 SESSIONS: Table = SchedulerSession.__table__  # type: ignore[assignment]
 JOBS: Table = Job.__table__  # type: ignore[assignment]
+API_KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
+TENANTS: Table = Tenant.__table__  # type: ignore[assignment]
 
 
 class Store:
@@ -49,6 +51,14 @@ class Store:
         # takes on its parents, deadlocking claims against endpoint creation.
         with self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection for reads that need no transaction (one statement, or statements that need not agree): in
+        autocommit, which spares the BEGIN and COMMIT round trips on PostgreSQL. The hot reads run prepared Core
+        statements on it (`bindparam`, built once): no ORM session, no statement built per call."""
+        with self._engine.connect() as connection:
+            yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
     def ping(self) -> None:
         """One round trip to the database (`SELECT 1`); raises SQLAlchemyError when it cannot be reached."""
