@@ -149,10 +149,10 @@ async def test_stop_ends_the_loop_during_its_pause():
     # Leaving the block stopped the loop within its 5 s bound although the pause is an hour.
 
 
-def test_retry_delays_double_from_100_ms_to_1_s_and_restart_after_a_success():
+def test_retry_delays_double_from_100_ms_to_half_a_second_and_restart_after_a_success():
     retry = JitteredBackoff(INITIAL_DELAY_S, MAX_DELAY_S, draw=lambda: 0.0)
 
-    assert [retry.next_delay_s() for _ in range(7)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
+    assert [retry.next_delay_s() for _ in range(7)] == [0.1, 0.2, 0.4, 0.5, 0.5, 0.5, 0.5]
     retry.reset()
     assert retry.next_delay_s() == 0.1
 
@@ -164,7 +164,7 @@ def test_retry_jitter_keeps_each_delay_between_half_and_all_of_its_step(draws: l
     nominal = 0.1
     for _ in draws:
         assert nominal / 2 <= retry.next_delay_s() <= nominal
-        nominal = min(nominal * 2, 1.0)
+        nominal = min(nominal * 2, MAX_DELAY_S)
 
 
 @pytest.mark.asyncio

@@ -31,13 +31,13 @@ TRANSIENT = frozenset(
     }
 )
 # Keepalive notices a dead control plane connection within ~30 s even between calls. Reconnect backoff matches our
-# own retry pacing (at most 1 s): gRPC's default (1 s growing to 120 s) would keep us away for minutes after an outage
+# own retry pacing (at most 0.5 s): gRPC's default (1 s growing to 120 s) would keep us away for minutes after an outage
 # ended, and every second away past the scheduler's session margin is a second without dispatching.
 # Claimed work items carry request bodies (up to 256 KiB each), so a full claim can exceed gRPC's default 4 MiB.
 CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1_000),
+    ("grpc.max_reconnect_backoff_ms", 500),
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),

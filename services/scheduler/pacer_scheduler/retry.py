@@ -9,9 +9,9 @@ import time
 from pacer_common.retrying import JitteredBackoff
 
 INITIAL_DELAY_S = 0.1
-# Low on purpose: a restarted control plane answers within about a second, and every second a scheduler waits
+# Low on purpose: a restarted control plane answers within about a second, and every moment a scheduler waits
 # beyond that is a second of runs not claimed and results not recorded.
-MAX_DELAY_S = 1.0
+MAX_DELAY_S = 0.5
 
 
 def control_retry() -> JitteredBackoff:
