@@ -181,19 +181,38 @@ def test_a_held_run_is_never_a_vanished_candidate_even_when_its_stream_ends_late
 
 def test_released_items_go_to_another_executor():
     dispatcher, metrics = make()
-    draining = Executor(dispatcher, "draining", capacity=3)
+    giving_back = Executor(dispatcher, "giving-back", capacity=3)
     dispatcher.release([work("a"), work("b", due_s=1), work("c", due_s=2)])
-    dispatcher.started(draining.session, "a")
-    dispatcher.drain(draining.session)
+    dispatcher.started(giving_back.session, "a")
     other = Executor(dispatcher, "other", capacity=5)
 
-    returned = dispatcher.released(draining.session, ["b", "c"])
+    returned = dispatcher.released(giving_back.session, ["b", "c"])
 
     assert returned == 2
     assert other.received == ["b", "c"]
     assert metrics.released == 2
     assert metrics.redispatched == 2
-    assert dispatcher.in_flight == 3  # "a" on the draining executor, "b" and "c" on the other
+    assert dispatcher.in_flight == 3  # "a" on the first executor, "b" and "c" on the other
+
+
+def test_a_draining_executor_gives_back_at_once_what_it_did_not_report_started_and_its_late_release_is_moot():
+    # It reports every run it began before it says Draining, on one ordered stream, and begins nothing after: what
+    # has no Started by then never began there, even if its Released for it never arrives.
+    dispatcher, metrics = make()
+    draining = Executor(dispatcher, "draining", capacity=3)
+    dispatcher.release([work("a"), work("b", due_s=1), work("c", due_s=2)])
+    dispatcher.started(draining.session, "a")
+    other = Executor(dispatcher, "other", capacity=5)
+
+    dispatcher.drain(draining.session)
+
+    assert other.received == ["b", "c"]
+    assert metrics.released == 2
+    assert dispatcher.in_flight == 3  # "a" goes on where it began
+    assert dispatcher.released(draining.session, ["b", "c"]) == 0  # its Released, written before it closed
+    assert other.received == ["b", "c"]
+    dispatcher.disconnect(draining.session)
+    assert dispatcher.vanishing == 1  # only "a", which did begin
 
 
 def test_a_release_of_a_started_run_or_of_another_streams_run_is_ignored():

@@ -173,26 +173,43 @@ class Dispatcher:
     def released(self, session: ExecutorSession, run_ids: Iterable[str]) -> int:
         """The executor gives back items it will not begin: they go back to the ready queue. Only items sent on
         this stream and not reported started count; returns how many went back."""
-        returned = []
+        mine = []
         for run_id in run_ids:
-            if run_id in session.started or self._owners.get(run_id) is not session:
+            if run_id not in session.started and self._owners.get(run_id) is session:
+                mine.append(run_id)
+            elif not session.draining:  # once it said Draining, its Released repeat what was taken back then
                 log.warning(
                     "release of a run not held unstarted on this stream ignored",
                     extra={"event": "run.release_ignored", "run_id": run_id, "executor_id": session.executor_id},
                 )
+        return self._take_back(session, mine)
+
+    def _take_back(self, session: ExecutorSession, run_ids: Iterable[str]) -> int:
+        """Return runs sent on `session` that it never began to the ready queue; returns how many."""
+        returned = []
+        for run_id in run_ids:
+            if self._owners.get(run_id) is not session:
                 continue
             returned.append(session.sent.pop(run_id))
             del self._owners[run_id]
         self._metrics.runs_released(len(returned))
         self._returned.update(item.run_id for item in returned)
         self.release(returned)
+        self._publish()
         return len(returned)
 
     def drain(self, session: ExecutorSession) -> None:
-        """The executor is shutting down: send it nothing more."""
+        """The executor is shutting down: send it nothing more, and take back at once what it was sent and did not
+        begin. Its stream is ordered and it reports each run begun before it says Draining, and begins nothing after:
+        a run sent to it with no Started by now never began there. Its own Released for them may never arrive (the
+        executor can close its side first), and waiting for the stream to end would let them vanish as LOST."""
         session.draining = True
-        log.info("executor draining", extra={"event": "executor.draining", "executor_id": session.executor_id})
-        self._publish()
+        unstarted = [run_id for run_id in session.sent if run_id not in session.started]
+        log.info(
+            "executor draining",
+            extra={"event": "executor.draining", "executor_id": session.executor_id, "taken_back": len(unstarted)},
+        )
+        self._take_back(session, unstarted)
 
     def disconnect(self, session: ExecutorSession, unwritten: Iterable[str] = ()) -> None:
         """The stream ended: its items with no result become vanished candidates for the grace period, except
