@@ -27,6 +27,7 @@ DEFAULTS = {
     "PACER_SCHEDULER_ADDRS": "127.0.0.1:50052",
     "PACER_EGRESS_ALLOW": "loopback",  # the embedded dev profile may call services on this machine
     "PACER_GATEWAY_ADDR": "127.0.0.1:8080",
+    "PACER_LOG_RUNS": "true",  # on this machine, every run is a line of the console
 }
 QUIET_KEYS = {"time", "level", "logger", "message", "event"}
 START_TIMEOUT_S = 60.0

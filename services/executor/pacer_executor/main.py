@@ -75,6 +75,7 @@ async def _run(
         max_connections=settings.capacity,
         tenant_pools=settings.tenant_pools,
         metrics=metrics,
+        log_runs=settings.log_runs,
     )
     async with runner:
         worker = Worker(runner, clock, settings.capacity, metrics, max_unacked=settings.max_unacked_results)

@@ -147,6 +147,7 @@ class HttpRunner:
         user_agent: str = "Pacer/0.1",
         upstream_resolver: AbstractResolver | None = None,
         metrics: ExecutorMetrics | None = None,
+        log_runs: bool = False,
     ) -> None:
         """`max_connections` bounds the connections in use at once, all tenants together (a run uses one at a
         time); `tenant_pools` bounds how many tenants keep a pool of idle connections (least recently used
@@ -165,6 +166,7 @@ class HttpRunner:
         self._user_agent = user_agent
         self._upstream_resolver = upstream_resolver
         self._metrics = metrics or ExecutorMetrics()
+        self._log_runs = log_runs
         self._connection_slots = asyncio.Semaphore(max_connections)
         self._resolver: PolicyResolver | None = None
         self._pools: TenantPools[aiohttp.ClientSession] | None = None
@@ -215,7 +217,7 @@ class HttpRunner:
         elapsed_s = time.monotonic() - began
         outcome = result.outcome(item.run_id, started_at, self._clock.now(), round(elapsed_s * 1000))
         self._measure(result, elapsed_s)
-        _log_outcome(item, outcome)
+        _log_outcome(item, outcome, self._log_runs)
         return outcome
 
     def _measure(self, result: _Result, elapsed_s: float) -> None:
@@ -410,11 +412,11 @@ async def _capture(stream: aiohttp.StreamReader, limit_bytes: int) -> tuple[str,
     return decoder.decode(bytes(data[:limit_bytes]), final=False), True
 
 
-def _log_outcome(item: WorkItem, outcome: Outcome) -> None:
-    """One structured line per run, at DEBUG for a success (one line per run at INFO would cost more CPU than the
-    run itself at a thousand runs a second) and at INFO otherwise; the URL and header values stay out (they may
-    carry credentials)."""
-    level = logging.DEBUG if outcome.status == "SUCCESS" else logging.INFO
+def _log_outcome(item: WorkItem, outcome: Outcome, every_run: bool) -> None:
+    """One structured line per run, at INFO when `every_run` or the run did not succeed, else at DEBUG (one line per
+    run at INFO would cost more CPU than the run itself at a thousand runs a second); the URL and header values stay
+    out (they may carry credentials)."""
+    level = logging.INFO if every_run or outcome.status != "SUCCESS" else logging.DEBUG
     if not log.isEnabledFor(level):
         return
     log.log(

@@ -80,8 +80,6 @@ class _Outbox:
         self._batches = batches
         self.unwritten: set[str] = set()
         self.open = True
-        if batches:
-            self._put(dispatch_pb.ConnectResponse(welcome=dispatch_pb.Welcome(batches=True)))
 
     def work(self, item: lease_pb.WorkItem) -> None:
         self.unwritten.add(item.run_id)
@@ -162,6 +160,9 @@ class DispatchApi(dispatch_grpc.DispatchServiceServicer):
         problem = _hello_problem(hello)
         if problem is not None:
             await _abort(context, problem)
+        if hello.hello.batches:
+            # Written before the reader starts: no write may be in flight when a bad message aborts the call.
+            await context.write(dispatch_pb.ConnectResponse(welcome=dispatch_pb.Welcome(batches=True)))
         outbox = _Outbox(batches=hello.hello.batches)
         session = self._dispatcher.connect(hello.hello.executor_id, hello.hello.capacity, outbox.work)
         try:
