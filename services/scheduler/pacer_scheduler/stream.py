@@ -103,6 +103,12 @@ class _Outbox:
         """Let the writer end once everything queued so far is written."""
         self._put(None)
 
+    def stop(self) -> None:
+        """Let the writer end after the write in flight: what is queued is dropped (its work items stay unwritten)."""
+        self.open = False
+        self._messages.clear()
+        self._put(None)
+
     async def next(self) -> dispatch_pb.ConnectResponse | None:
         """The next message to write; its work items count as written from here on (they may reach the executor)."""
         while not self._messages:
@@ -175,10 +181,17 @@ class DispatchApi(dispatch_grpc.DispatchServiceServicer):
         reader = asyncio.create_task(self._read(session, outbox, context))
         writer = asyncio.create_task(self._write(outbox, context))
         closing = asyncio.create_task(self._closing.wait())
+        refused: PacerError | None = None
         try:
             done, _ = await asyncio.wait((reader, writer, closing), return_when=asyncio.FIRST_COMPLETED)
-            if closing in done and not writer.done():
-                outbox.finish()
+            # The call ends only once no write is in flight: grpc refuses to finish a call with a write pending.
+            if reader in done and isinstance(reader.exception(), PacerError):
+                # A bad message: the call ends with its status; what is queued is dropped, unwritten.
+                refused = reader.exception()  # type: ignore[assignment]
+                outbox.stop()
+            elif not writer.done():
+                outbox.finish()  # the executor closed its side, or this scheduler is closing: write what is queued
+            if not writer.done():
                 await asyncio.wait((writer,), timeout=FLUSH_ON_CLOSE_S)
         finally:
             for task in (reader, writer, closing):
@@ -186,8 +199,10 @@ class DispatchApi(dispatch_grpc.DispatchServiceServicer):
                 # Collect the outcome so a cancelled or broken half never surfaces as an unretrieved error.
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        if refused is not None:
+            await _abort(context, refused)
         if reader.done() and not reader.cancelled():
-            reader.result()  # re-raises an abort for a bad message, which must reach grpc
+            reader.result()  # re-raises anything else the reader ended with
 
     async def _read(self, session: ExecutorSession, outbox: _Outbox, context: grpc.aio.ServicerContext) -> None:
         while True:
@@ -211,7 +226,7 @@ class DispatchApi(dispatch_grpc.DispatchServiceServicer):
         match kind:
             case "credit":
                 if message.credit.count <= 0:
-                    await _abort(context, InvalidArgument.single("credit.count", "must be positive"))
+                    raise InvalidArgument.single("credit.count", "must be positive")
                 self._dispatcher.grant(session, message.credit.count)
             case "started":
                 self._dispatcher.started(session, message.started.run_id)
@@ -226,7 +241,7 @@ class DispatchApi(dispatch_grpc.DispatchServiceServicer):
             case "draining":
                 self._dispatcher.drain(session)
             case "hello":
-                await _abort(context, InvalidArgument.single("hello", "hello is sent once, first"))
+                raise InvalidArgument.single("hello", "hello is sent once, first")
             case None:
                 pass  # an empty message, or a kind newer than this scheduler: nothing to do
             case _:
@@ -241,7 +256,7 @@ class DispatchApi(dispatch_grpc.DispatchServiceServicer):
     ) -> None:
         """Runs begun, then results, then the credit: in that order, as if each had come in a message of its own."""
         if progress.credit < 0:
-            await _abort(context, InvalidArgument.single("progress.credit", "must not be negative"))
+            raise InvalidArgument.single("progress.credit", "must not be negative")
         for run_id in progress.started_run_ids:
             self._dispatcher.started(session, run_id)
         for result in progress.results:
