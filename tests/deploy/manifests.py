@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import pytest
 import yaml
 
-from tests.support.environment import in_ci, variable
+from tests.support.environment import require, variable
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -32,9 +32,7 @@ Manifest = dict[str, Any]
 
 def required(problem: str) -> NoReturn:
     """Skip for a missing tool locally; under CI=true the deployment checks must run, so fail."""
-    if in_ci():
-        pytest.fail(f"{problem}; the deployment tests must run under CI=true", pytrace=False)
-    pytest.skip(f"{problem} (set CI=true to make this an error)")
+    require(problem, "the deployment tests")
 
 
 def kustomize_command() -> list[str]:
