@@ -35,11 +35,13 @@ from typing import Any
 
 import grpc
 import yaml
-from sqlalchemy.engine import make_url
 
+from bench import profile
+from bench.pipeline import database
+from bench.stats import percentile
+from bench.usage import cpu_seconds, database_backends
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer.control.v1 import control_service_pb2_grpc as pb_grpc
-from tests.support.databases import PostgresDatabases
 from tests.support.processes import BIN
 from tests.support.stack import Stack
 
@@ -52,7 +54,6 @@ BENCH_CONTROL_ENV = {
     "PACER_QUOTA_BURST": "1000000",
     "PACER_QUOTA_MAX_ENDPOINTS": "1000000",
 }
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -64,15 +65,11 @@ class Figures:
     cpu: Cpu
 
     def line(self) -> str:
-        ordered = sorted(self.samples)
+        samples = self.samples
         return (
-            f"  {self.name:<34} p50 {_rank(ordered, 0.50):7.2f}  p95 {_rank(ordered, 0.95):7.2f}"
-            f"  p99 {_rank(ordered, 0.99):7.2f}  ms  ({len(ordered)} calls; {self.cpu.per_call(len(ordered))})"
+            f"  {self.name:<34} p50 {percentile(samples, 0.50):7.2f}  p95 {percentile(samples, 0.95):7.2f}"
+            f"  p99 {percentile(samples, 0.99):7.2f}  ms  ({len(samples)} calls; {self.cpu.per_call(len(samples))})"
         )
-
-
-def _rank(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
 
 
 @dataclass
@@ -95,21 +92,12 @@ class Meter:
     """Reads the CPU time of the control plane and of the PostgreSQL backends serving the bench's database (the
     server's other databases are other people's work), and of the whole machine."""
 
-    def __init__(self, control_pid: int, database: str | None) -> None:
+    def __init__(self, control_pid: int, database_url: str | None) -> None:
         self._control = control_pid
-        self._database = database
+        self._database_url = database_url
 
     def _backends(self) -> list[int]:
-        if self._database is None:
-            return []
-        found = []
-        for entry in Path("/proc").iterdir():
-            try:
-                if entry.name.isdigit() and f" {self._database} " in (entry / "cmdline").read_text():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-        return found
+        return database_backends(self._database_url) if self._database_url is not None else []
 
     @contextmanager
     def measuring(self) -> Iterator[Cpu]:
@@ -245,17 +233,6 @@ def cli_start_s() -> float:
 # --- measuring the machine -------------------------------------------------------------------------------------------
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICKS
-
-
 def machine_cpu() -> tuple[float, float]:
     """(busy, total) jiffies of the whole machine since boot, from /proc/stat."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -273,7 +250,7 @@ def profiled(pid: int, folder: Path | None, phase: str, *, gil: bool = False) ->
     folder.mkdir(parents=True, exist_ok=True)
     options = ["--pid", str(pid), "--rate", "250", "--nonblocking", "--format", "raw", *(["--gil"] if gil else [])]
     spy = subprocess.Popen(
-        [str(BIN / "py-spy"), "record", *options, "--output", str(folder / f"{phase}.txt")],
+        [profile.py_spy(), "record", *options, "--output", str(folder / f"{phase}.txt")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -291,8 +268,8 @@ def profiled(pid: int, folder: Path | None, phase: str, *, gil: bool = False) ->
 def run(args: argparse.Namespace, database_url: str, root: Path) -> None:
     stack = Stack(root, database_url, control_env=BENCH_CONTROL_ENV)
     try:
-        database = make_url(database_url).database if args.backend == "postgresql" else None
-        measure(args, stack, Meter(stack.control.process.pid, database), root)
+        postgres_url = database_url if args.backend == "postgresql" else None
+        measure(args, stack, Meter(stack.control.process.pid, postgres_url), root)
     finally:
         stack.close()
 
@@ -342,16 +319,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pacer-bench-api-") as scratch:
         root = Path(scratch)
-        if args.backend == "sqlite":
-            run(args, f"sqlite:///{root / 'bench.db'}", root)
-            return
-        databases = PostgresDatabases()
-        url = databases.create(migrated=False)
-        try:
+        with database(args.backend, root) as url:
             run(args, url, root)
-        finally:
-            databases.drop(url)
-            databases.close()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, delete, func, select, text, update
 
+from bench.stats import percentile
 from pacer_control.database import make_engine, migrate
 from pacer_control.models import Endpoint, Run
 from pacer_control.pipeline import Pipeline
@@ -95,11 +96,6 @@ def measure(engine: Engine, rounds: int) -> list[float]:
         assert len(claimed) == 100, f"claimed {len(claimed)}"
         release(engine, ids, now)
     return timings
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +32,7 @@ import grpc
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, delete, text, update
 
+from bench.stats import percentile
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_common.clock import SystemClock
 from pacer_control.auth import issue_key
@@ -176,11 +177,6 @@ class Timing:
             f"{self.name}: p50 {statistics.median(ordered):.1f} ms, p99 {percentile(ordered, 0.99):.1f} ms, "
             f"max {ordered[-1]:.1f} ms ({len(ordered)} calls)"
         )
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def timed(name: str, calls: int, call: Callable[[int], Any]) -> Timing:

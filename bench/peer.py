@@ -38,12 +38,11 @@ from sqlalchemy.engine import make_url
 from bench.arrivals import Arrival, Window, measure
 from bench.compare import comparison_lines
 from bench.ladder import Climb, climb
-from bench.pipeline import DEFAULT_RATES, SETTLE_S, default_out
+from bench.pipeline import DEFAULT_RATES, SETTLE_S, default_out, postgres_database
 from bench.report import step_lines, sustained_line
 from bench.results import RunResult, Step, load
 from bench.target import FLUSH_S, Target, nginx
 from bench.usage import CpuMeter, database_backends, peak_rss_mib, per_run_ms
-from tests.support.databases import PostgresDatabases
 
 CONNECTIONS = 500  # as many concurrent calls as one Pacer executor makes by default (PACER_CAPACITY)
 
@@ -213,13 +212,8 @@ def peer_database(store: str) -> Iterator[str | None]:
     if store == "memory":
         yield None
         return
-    databases = PostgresDatabases()
-    url = databases.create(migrated=False)
-    try:
+    with postgres_database() as url:
         yield url
-    finally:
-        databases.drop(url)
-        databases.close()
 
 
 def run_store(args: argparse.Namespace, store: str, scratch: Path) -> RunResult:

@@ -203,11 +203,8 @@ def run_ladder(bench: Bench, result: RunResult) -> None:
 
 
 @contextmanager
-def database(backend: str, root: Path) -> Iterator[str]:
-    """A new, empty database on `backend` for this run, dropped afterwards."""
-    if backend == "sqlite":
-        yield f"sqlite:///{root / 'bench.db'}"
-        return
+def postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for this run, dropped afterwards."""
     databases = PostgresDatabases()
     url = databases.create(migrated=False)
     try:
@@ -215,6 +212,16 @@ def database(backend: str, root: Path) -> Iterator[str]:
     finally:
         databases.drop(url)
         databases.close()
+
+
+@contextmanager
+def database(backend: str, root: Path) -> Iterator[str]:
+    """A new, empty database on `backend` for this run, dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{root / 'bench.db'}"
+        return
+    with postgres_database() as url:
+        yield url
 
 
 def default_out(kind: str) -> Path:

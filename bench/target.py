@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.arrivals import LOG_FORMAT, Arrival, parse_lines
+from tests.support.faults import children
 from tests.support.processes import free_port
 
 ENSURE_NGINX = Path(__file__).resolve().parent.parent / "scripts" / "ensure-nginx.sh"
@@ -98,17 +99,3 @@ def nginx(root: Path) -> Iterator[Target]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
-
-
-def children(pid: int) -> list[int]:
-    """The process ids whose parent is `pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if parent == pid:
-                found.append(int(entry.name))
-    return found

@@ -13,7 +13,6 @@ import json
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from pacer_common.settings import process_environment
 from pacer_control.models import Endpoint
 from pacer_control.sealing import EndpointSecrets
 from tests.support.harness import Harness
+from tests.support.processes import free_port
 
 PACERCTL = Path(sys.executable).with_name("pacerctl")
 URL = "https://api.example.com/errors"
@@ -726,9 +726,7 @@ def test_the_installed_script_exit_codes(harness: Harness, tmp_path: Path) -> No
 
 
 def test_the_installed_script_reports_an_unreachable_control_plane(harness: Harness, tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+    closed_port = free_port()
     down = pacerctl(harness, "--addr", f"127.0.0.1:{closed_port}", "jobs", "list", key=harness.a.key, cwd=tmp_path)
     assert down.returncode == 7
     assert down.stderr.startswith("error: UNAVAILABLE: ")

@@ -11,7 +11,6 @@ import json
 import re
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -29,10 +28,10 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pacer_common.ports import parse_addr
 from pacer_common.settings import process_environment
 from tests.support.harness import Harness
+from tests.support.processes import BIN, free_addr, free_port
 
 pytestmark = pytest.mark.timeout(60)
 
-BIN = Path(sys.executable).parent
 SEED_ACTIONS = {
     "createJob",
     "getJob",
@@ -76,12 +75,6 @@ async def stdio_session(harness: Harness, log_path: Path) -> AsyncIterator[Clien
             yield session
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _wait_listening(port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
     """Poll until something accepts connections on `port`; fail early if the process exits."""
     deadline = time.monotonic() + START_DEADLINE_S
@@ -103,7 +96,7 @@ def mcp_url(harness: Harness, tmp_path: Path) -> Iterator[str]:
 
     The server's own environment holds tenant a's key, which it must never use for HTTP callers.
     """
-    port, log_path = _free_port(), tmp_path / "mcp-http.log"
+    port, log_path = free_port(), tmp_path / "mcp-http.log"
     env = process_environment(_env(harness, PACER_MCP_ADDR=f"127.0.0.1:{port}", PACER_API_KEY=harness.a.key or ""))
     with log_path.open("wb") as log:
         process = subprocess.Popen([str(BIN / "pacer-mcp"), "--transport", "http"], env=env, stdout=log, stderr=log)
@@ -452,7 +445,7 @@ async def test_stdio_an_environment_key_that_cannot_be_a_key_is_unauthenticated(
 
 @pytest.mark.asyncio
 async def test_stdio_an_unreachable_control_plane_is_unavailable_without_its_address(tmp_path: Path) -> None:
-    unreachable = f"127.0.0.1:{_free_port()}"
+    unreachable = free_addr()
     params = StdioServerParameters(
         command=str(BIN / "pacer-mcp"),
         args=["--transport", "stdio"],

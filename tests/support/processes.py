@@ -6,9 +6,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from pacer_common.processes import BIN, ServiceProcess, StartError, free_port, health_status
+from pacer_common.processes import BIN, ServiceProcess, StartError, free_addr, free_port, health_status
 
-__all__ = ["BIN", "ServiceProcess", "free_port", "health_status", "start_control", "start_service"]
+__all__ = [
+    "BIN",
+    "ServiceProcess",
+    "free_addr",
+    "free_port",
+    "health_status",
+    "start_control",
+    "start_service",
+]
 
 
 def start_service(command: str, addr: str | None, env: Mapping[str, str], log_path: Path) -> ServiceProcess:
@@ -32,11 +40,11 @@ def start_control(
 
     Its metrics go to a free port too, unless `env` names one: the default port would collide between tests.
     """
-    addr = addr or f"127.0.0.1:{free_port()}"
+    addr = addr or free_addr()
     settings = {
         "PACER_LISTEN_ADDR": addr,
         "PACER_DATABASE_URL": database_url,
         "PACER_VAR_DIR": str(tmp / "var"),
-        "PACER_METRICS_ADDR": f"127.0.0.1:{free_port()}",
+        "PACER_METRICS_ADDR": free_addr(),
     }
     return start_service("pacer-control", addr, {**settings, **(env or {})}, tmp / f"{name}.log"), addr

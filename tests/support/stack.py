@@ -13,12 +13,7 @@ import grpc
 
 from pacer.control.v1 import control_service_pb2 as pb
 from tests.support.harness import Client
-from tests.support.processes import ServiceProcess, free_port, start_control, start_service
-
-
-def _local_addr() -> str:
-    return f"127.0.0.1:{free_port()}"
-
+from tests.support.processes import ServiceProcess, free_addr, start_control, start_service
 
 # Short timings so lease expiry and reaping happen within a test's patience.
 CONTROL_ENV = {"PACER_LEASE_GRACE_MS": "1500", "PACER_REAPER_INTERVAL_MS": "200", "PACER_LOG_LEVEL": "INFO"}
@@ -39,7 +34,7 @@ class Stack:
         self.tmp = tmp
         self.database_url = database_url
         self.var = tmp / "var"
-        self.metrics_addrs: dict[str, str] = {"control": _local_addr()}
+        self.metrics_addrs: dict[str, str] = {"control": free_addr()}
         self.health_addrs: dict[str, str] = {}
         self._control_env = {
             **CONTROL_ENV,
@@ -58,8 +53,8 @@ class Stack:
         self.client = Client(self._channel, (self.var / "dev-api-key").read_text().strip())
 
     def add_scheduler(self, name: str = "scheduler", env: Mapping[str, str] | None = None) -> str:
-        addr = _local_addr()
-        self.metrics_addrs[name] = _local_addr()
+        addr = free_addr()
+        self.metrics_addrs[name] = free_addr()
         settings = {
             **SCHEDULER_ENV,
             "PACER_SCHEDULER_ADDR": addr,
@@ -89,8 +84,8 @@ class Stack:
         schedulers: str = "",
         env: Mapping[str, str] | None = None,
     ) -> ServiceProcess:
-        self.metrics_addrs[name] = _local_addr()
-        self.health_addrs[name] = _local_addr()
+        self.metrics_addrs[name] = free_addr()
+        self.health_addrs[name] = free_addr()
         settings = {
             "PACER_SCHEDULER_ADDRS": schedulers or ",".join(addr for _, addr in self.schedulers.values()),
             "PACER_EXECUTOR_ID": name,

@@ -21,8 +21,6 @@ _CONNECTION: Final = frozenset(
 _ROUTING: Final = frozenset({"host"})
 _PROXY_PREFIX: Final = "proxy-"
 
-FORBIDDEN_EXAMPLES: Final = ("Transfer-Encoding", "Content-Length", "Connection", "Host", "Upgrade", "Proxy-*")
-
 
 def is_forbidden(name: str) -> bool:
     """True for a header name (any case) that frames or routes the message: a tenant may never set it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -20,7 +20,6 @@ from pacer_gateway.protocol import GatewayRunner
 from pacer_gateway.settings import GatewaySettings, load_settings
 
 log = logging.getLogger("pacer.gateway")
-T = TypeVar("T")
 GRACE_S = 5.0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import uvicorn
 from mcp.server import Server
@@ -26,7 +26,6 @@ from pacer_mcp.settings import McpSettings, load_settings
 from pacer_mcp.transport import OpaqueTransportErrors
 
 log = logging.getLogger("pacer.mcp")
-T = TypeVar("T")
 
 Transport = Literal["stdio", "http"]
 HTTP_PATH = "/mcp"
@@ -47,9 +46,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 async def serve(settings: McpSettings, transport: Transport) -> None:
     """Serve MCP on `transport` until stdin closes (stdio) or SIGTERM/SIGINT (http)."""
-    control = AsyncControlClient(
-        settings.control_addr, client_tls_credentials(settings.tls)
-    )  # grpc.aio binds the channel to this event loop
+    # grpc.aio binds the channel to this event loop
+    control = AsyncControlClient(settings.control_addr, client_tls_credentials(settings.tls))
     try:
         if transport == "stdio":
             await _serve_stdio(settings, control)
