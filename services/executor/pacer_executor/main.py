@@ -14,7 +14,6 @@ import logging
 import random
 import signal
 from collections.abc import AsyncIterator
-from typing import TypeVar
 
 from grpc_health.v1 import health
 
@@ -36,7 +35,6 @@ from pacer_executor.stream import ChannelFactory, SchedulerStream, StreamOptions
 from pacer_executor.worker import Worker
 
 log = logging.getLogger("pacer.executor")
-T = TypeVar("T")
 
 READINESS_POLL_S = 0.25  # how soon readiness shows a stream opening or breaking
 Metadata = tuple[tuple[str, str], ...]

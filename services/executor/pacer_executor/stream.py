@@ -28,6 +28,7 @@ from pacer.control.v1 import control_service_pb2 as control_pb
 from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
 from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
+from pacer_common.outbox import Outbox
 from pacer_common.retrying import JitteredBackoff
 from pacer_executor.runner import Outcome, RunStatus, WorkItem
 from pacer_executor.worker import Worker
@@ -155,50 +156,25 @@ class StreamEnded(Exception):
         self.reason = reason
 
 
-class _Outbox:
+class _Outbox(Outbox[dispatch_pb.ConnectRequest]):
     """What the executor has to say on one stream, in order, for its one writer.
 
-    Once `batches` is on, runs begun, results and credits queued back to back go into one Progress: the newest
-    message in the queue stays open for more until the writer takes it or it holds MAX_PROGRESS_BYTES. Any other
-    message closes it, so Released and Draining keep their place after the results queued before them.
+    Once `batches` is on, runs begun, results and credits queued back to back go into one Progress (see
+    pacer_common.outbox), of at most MAX_PROGRESS_BYTES. Any other message closes it, so Released and Draining keep
+    their place after the results queued before them.
     """
 
     def __init__(self) -> None:
-        self._messages: deque[dispatch_pb.ConnectRequest | None] = deque()
-        self._arrived = asyncio.Event()
-        self._progress: dispatch_pb.Progress | None = None  # the open Progress, last in the queue
-        self._progress_bytes = 0
+        super().__init__(MAX_PROGRESS_BYTES)
         self.batches = False
-
-    def put(self, message: dispatch_pb.ConnectRequest | None) -> None:
-        """Queue `message` (None: the writer ends once it reached it)."""
-        self._progress = None
-        self._messages.append(message)
-        self._arrived.set()
 
     def progress(self) -> dispatch_pb.Progress:
         """The Progress to add to: the open one, else a new one queued last."""
-        if self._progress is None:
-            message = dispatch_pb.ConnectRequest(progress=dispatch_pb.Progress())
-            self.put(message)
-            self._progress, self._progress_bytes = message.progress, 0
-        return self._progress
+        return self.batch(_new_progress).progress
 
-    def added(self, size: int) -> None:
-        """Count `size` bytes just added to the open Progress; a full one takes no more."""
-        self._progress_bytes += size
-        if self._progress_bytes >= MAX_PROGRESS_BYTES:
-            self._progress = None
 
-    async def take(self) -> dispatch_pb.ConnectRequest | None:
-        """The next message to write; a Progress taken is closed (it is being written)."""
-        while not self._messages:
-            self._arrived.clear()
-            await self._arrived.wait()
-        message = self._messages.popleft()
-        if not self._messages:
-            self._progress = None
-        return message
+def _new_progress() -> dispatch_pb.ConnectRequest:
+    return dispatch_pb.ConnectRequest(progress=dispatch_pb.Progress())
 
 
 class _Link:
@@ -227,7 +203,7 @@ class _Link:
         if self._outbox.batches:
             self._outbox.progress().started_run_ids.append(run_id)
             return
-        self._queue(dispatch_pb.ConnectRequest(started=dispatch_pb.Started(run_id=run_id)))
+        self._outbox.put(dispatch_pb.ConnectRequest(started=dispatch_pb.Started(run_id=run_id)))
 
     def send_result(self, outcome: Outcome) -> None:
         if self._outbox.batches:
@@ -235,21 +211,21 @@ class _Link:
             fill_result(result, outcome, self._executor_id)
             self._outbox.added(result.ByteSize())
             return
-        self._queue(dispatch_pb.ConnectRequest(result=encode_result(outcome, self._executor_id)))
+        self._outbox.put(dispatch_pb.ConnectRequest(result=encode_result(outcome, self._executor_id)))
 
     def send_credit(self, count: int) -> None:
         self._credits += count
         if self._outbox.batches:
             self._outbox.progress().credit += count
         else:
-            self._queue(dispatch_pb.ConnectRequest(credit=dispatch_pb.Credit(count=count)))
+            self._outbox.put(dispatch_pb.ConnectRequest(credit=dispatch_pb.Credit(count=count)))
         self._admit()
 
     def send_held(self, run_ids: Sequence[str]) -> None:
-        self._queue(dispatch_pb.ConnectRequest(held=dispatch_pb.Held(run_ids=run_ids)))
+        self._outbox.put(dispatch_pb.ConnectRequest(held=dispatch_pb.Held(run_ids=run_ids)))
 
     def send_released(self, run_ids: Sequence[str]) -> None:
-        self._queue(dispatch_pb.ConnectRequest(released=dispatch_pb.Released(run_ids=run_ids)))
+        self._outbox.put(dispatch_pb.ConnectRequest(released=dispatch_pb.Released(run_ids=run_ids)))
 
     def send_draining(self, released: Sequence[str]) -> None:
         self._leaving = True
@@ -257,7 +233,7 @@ class _Link:
         self._backlog.clear()
         if released or backlog:
             self.send_released([*released, *backlog])
-        self._queue(dispatch_pb.ConnectRequest(draining=dispatch_pb.Draining()))
+        self._outbox.put(dispatch_pb.ConnectRequest(draining=dispatch_pb.Draining()))
 
     def finish(self) -> None:
         """Half-close the stream once everything queued so far is written."""
@@ -328,9 +304,6 @@ class _Link:
         while self._credits > 0 and self._backlog and not self._leaving:
             self._credits -= 1
             self._worker.accept(self._backlog.popleft(), self)
-
-    def _queue(self, request: dispatch_pb.ConnectRequest) -> None:
-        self._outbox.put(request)
 
 
 class _AckSupport:

@@ -46,10 +46,6 @@ class ExecutorSession:
     def accepting(self) -> bool:
         return self.credits > 0 and not self.draining
 
-    @property
-    def in_flight(self) -> int:
-        return len(self.sent)
-
 
 @dataclass(frozen=True)
 class _Vanishing:
@@ -158,9 +154,10 @@ class Dispatcher:
         if run_id in session.sent:
             session.started.add(run_id)
 
-    def finished(self, run_id: str) -> None:
-        """A result for `run_id` arrived, on whatever stream: the run is settled here."""
-        self._forget(run_id)
+    def finished(self, *run_ids: str) -> None:
+        """Results for `run_ids` arrived, on whatever stream: the runs are settled here."""
+        for run_id in run_ids:
+            self._forget(run_id)
         self._publish()
 
     def held(self, run_ids: Iterable[str]) -> None:
@@ -194,8 +191,7 @@ class Dispatcher:
             del self._owners[run_id]
         self._metrics.runs_released(len(returned))
         self._returned.update(item.run_id for item in returned)
-        self.release(returned)
-        self._publish()
+        self.release(returned)  # publishes the new state
         return len(returned)
 
     def drain(self, session: ExecutorSession) -> None:
@@ -312,9 +308,10 @@ class Dispatcher:
             self._metrics.runs_redispatched(1)
         lateness_s = (now - due_time(item)).total_seconds()
         self._metrics.dispatched_late(lateness_s)
-        fields = _run_fields("run.dispatched", item)
-        fields.update(executor_id=session.executor_id, lateness_ms=round(lateness_s * 1000, 1))
-        log.debug("run dispatched", extra=fields)
+        if log.isEnabledFor(logging.DEBUG):  # the fields are not built for every dispatch only to be dropped
+            fields = _run_fields("run.dispatched", item)
+            fields.update(executor_id=session.executor_id, lateness_ms=round(lateness_s * 1000, 1))
+            log.debug("run dispatched", extra=fields)
         session.send(item)
 
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import TypeVar
 
 import grpc
 from prometheus_client import CollectorRegistry
@@ -34,7 +33,6 @@ from pacer_scheduler.stream import DispatchApi
 from pacer_scheduler.timer import Timer
 
 log = logging.getLogger("pacer.scheduler")
-T = TypeVar("T")
 
 DRAIN_POLL_S = 0.05
 FLUSH_GRACE_S = 5.0  # results still get this long to reach the control plane after a drain timed out

@@ -172,7 +172,7 @@ class SchedulerMetrics:
     def run_expired(self) -> None:
         self._expired.inc()
 
-    def executors_changed(self, connected: int, credits: int, in_flight: int, vanishing: int = 0) -> None:
+    def executors_changed(self, connected: int, credits: int, in_flight: int, vanishing: int) -> None:
         """The dispatcher's state after a change: open streams, their unused credits, runs awaiting a result, runs
         of ended streams in their grace."""
         self._executors.set(connected)

@@ -83,11 +83,6 @@ class ResultBatcher:
         """Results not yet delivered."""
         return len(self._pending)
 
-    @property
-    def ids_waiting(self) -> int:
-        """Held and vanished ids not yet delivered."""
-        return len(self._held) + len(self._vanished) + len(self._released)
-
     async def put(self, result: lease_pb.RunResult, origin: Acker | None = None) -> None:
         """Queue `result` for delivery, to be acknowledged to `origin`; waits while `max_buffered` results are
         already queued. A result for a run already waiting only moves its acknowledgement to `origin`."""

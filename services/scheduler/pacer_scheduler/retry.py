@@ -31,10 +31,6 @@ class Outage:
         self._what = what
         self._since: float | None = None
 
-    @property
-    def ongoing(self) -> bool:
-        return self._since is not None
-
     def failed(self, reason: str) -> None:
         """Note a failed call; logs a warning only for the first failure of an outage."""
         if self._since is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Sequence
 
 import grpc
@@ -16,6 +15,7 @@ from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_common.credentials import ServiceGate
 from pacer_common.errors import InvalidArgument, PacerError
+from pacer_common.outbox import Outbox
 from pacer_common.status import to_grpc_status
 from pacer_scheduler.dispatch import Dispatcher, ExecutorSession
 from pacer_scheduler.results import ResultBatcher
@@ -66,17 +66,14 @@ class _Outbox:
     on its next stream, and they are acknowledged there). `unwritten` are the work items queued whose write never
     began: they cannot have reached the executor.
 
-    To an executor that batches, work items queued back to back share one WorkBatch: the newest message in the
-    queue stays open for more until the writer takes it or it holds MAX_BATCH_BYTES. Items are queued only once
-    due, so a batch holds items due now and none waits for another: the timer releases everything due at one tick
-    together, and whatever becomes due while a write is on the wire goes out with the next one.
+    To an executor that batches, work items queued back to back share one WorkBatch (see pacer_common.outbox), of
+    at most MAX_BATCH_BYTES. Items are queued only once due, so a batch holds items due now and none waits for
+    another: the timer releases everything due at one tick together, and whatever becomes due while a write is on
+    the wire goes out with the next one.
     """
 
     def __init__(self, *, batches: bool = False) -> None:
-        self._messages: deque[dispatch_pb.ConnectResponse | None] = deque()
-        self._arrived = asyncio.Event()
-        self._batch: dispatch_pb.WorkBatch | None = None  # the open WorkBatch, last in the queue
-        self._batch_bytes = 0
+        self._queue: Outbox[dispatch_pb.ConnectResponse] = Outbox(MAX_BATCH_BYTES)
         self._batches = batches
         self.unwritten: set[str] = set()
         self.open = True
@@ -84,39 +81,28 @@ class _Outbox:
     def work(self, item: lease_pb.WorkItem) -> None:
         self.unwritten.add(item.run_id)
         if not self._batches:
-            self._put(dispatch_pb.ConnectResponse(work=item))
+            self._queue.put(dispatch_pb.ConnectResponse(work=item))
             return
-        if self._batch is None:
-            message = dispatch_pb.ConnectResponse(work_batch=dispatch_pb.WorkBatch())
-            self._put(message)
-            self._batch, self._batch_bytes = message.work_batch, 0
-        self._batch.items.append(item)
-        self._batch_bytes += item.ByteSize()
-        if self._batch_bytes >= MAX_BATCH_BYTES:
-            self._batch = None  # full: the next item opens another
+        self._queue.batch(_new_work_batch).work_batch.items.append(item)
+        self._queue.added(item.ByteSize())
 
     def ack(self, run_ids: Sequence[str]) -> None:
         if self.open and run_ids:
-            self._put(dispatch_pb.ConnectResponse(ack=dispatch_pb.Ack(run_ids=run_ids)))
+            self._queue.put(dispatch_pb.ConnectResponse(ack=dispatch_pb.Ack(run_ids=run_ids)))
 
     def finish(self) -> None:
         """Let the writer end once everything queued so far is written."""
-        self._put(None)
+        self._queue.put(None)
 
     def stop(self) -> None:
         """Let the writer end after the write in flight: what is queued is dropped (its work items stay unwritten)."""
         self.open = False
-        self._messages.clear()
-        self._put(None)
+        self._queue.clear()
+        self._queue.put(None)
 
     async def next(self) -> dispatch_pb.ConnectResponse | None:
         """The next message to write; its work items count as written from here on (they may reach the executor)."""
-        while not self._messages:
-            self._arrived.clear()
-            await self._arrived.wait()
-        response = self._messages.popleft()
-        if not self._messages:
-            self._batch = None  # it was the open batch, if any: closed now that it is being written
+        response = await self._queue.take()
         if response is not None:
             match response.WhichOneof("kind"):
                 case "work":
@@ -125,10 +111,9 @@ class _Outbox:
                     self.unwritten.difference_update(item.run_id for item in response.work_batch.items)
         return response
 
-    def _put(self, response: dispatch_pb.ConnectResponse | None) -> None:
-        self._batch = None
-        self._messages.append(response)
-        self._arrived.set()
+
+def _new_work_batch() -> dispatch_pb.ConnectResponse:
+    return dispatch_pb.ConnectResponse(work_batch=dispatch_pb.WorkBatch())
 
 
 class DispatchApi(dispatch_grpc.DispatchServiceServicer):
@@ -259,13 +244,18 @@ class DispatchApi(dispatch_grpc.DispatchServiceServicer):
             raise InvalidArgument.single("progress.credit", "must not be negative")
         for run_id in progress.started_run_ids:
             self._dispatcher.started(session, run_id)
+        self._dispatcher.finished(*(result.run_id for result in progress.results))
         for result in progress.results:
-            await self._result(session, outbox, result)
+            await self._record(session, outbox, result)
         if progress.credit:
             self._dispatcher.grant(session, progress.credit)
 
     async def _result(self, session: ExecutorSession, outbox: _Outbox, result: lease_pb.RunResult) -> None:
         self._dispatcher.finished(result.run_id)
+        await self._record(session, outbox, result)
+
+    async def _record(self, session: ExecutorSession, outbox: _Outbox, result: lease_pb.RunResult) -> None:
+        """Hand a result to the batcher (acknowledged once recorded), or drop and acknowledge an invalid one."""
         problem = _result_problem(result)
         if problem is not None:
             # The control plane would reject the whole batch; drop this one (its lease settles it as LOST) and
