@@ -16,7 +16,6 @@ from typing import Any, Final, NamedTuple, TypeVar
 from sqlalchemy import (
     ColumnElement,
     Engine,
-    Select,
     String,
     and_,
     bindparam,
@@ -413,16 +412,15 @@ class Catalog(Store):
                 s.flush()
             except IntegrityError:
                 raise NotFound("job", job_id) from None  # the only foreign key a caller can name: the job
-            job = {"job_id": job_id, "tenant_id": tenant_id}
-            admit(self._job_status(s, _JOB_STATUS_LOCKING_TENANT, job))
+            admit(self._job_status_locking_tenant(s, tenant_id, job_id))
             if (s.scalar(_LIVE_ENDPOINTS, {"tenant_id": tenant_id}) or 0) > max_endpoints:
                 raise quota_exceeded(tenant_id, "max_endpoints", f"at most {max_endpoints} endpoints")
 
     @staticmethod
-    def _job_status(s: Session, query: Select[Any], job: dict[str, str]) -> str:
-        status: str | None = s.scalar(query, job)
+    def _job_status_locking_tenant(s: Session, tenant_id: str, job_id: str) -> str:
+        status: str | None = s.scalar(_JOB_STATUS_LOCKING_TENANT, {"job_id": job_id, "tenant_id": tenant_id})
         if status is None:
-            raise NotFound("job", job["job_id"])
+            raise NotFound("job", job_id)
         return status
 
     def change_endpoint(
@@ -447,14 +445,6 @@ class Catalog(Store):
             result = change(endpoint, job)
             self._audit(s, tenant_id, audit, endpoint_id, now)
             return result
-
-    def get_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
-        with self._tx() as s:
-            query = select(Endpoint).where(Endpoint.id == endpoint_id, Endpoint.tenant_id == tenant_id)
-            endpoint = s.scalars(query).one_or_none()
-            if endpoint is None:
-                raise NotFound("endpoint", endpoint_id)
-            return endpoint
 
     def list_job_endpoints(self, tenant_id: str, job_id: str) -> list[ListedEndpoint]:
         """The live endpoints of the tenant's job, oldest first; NotFound when the tenant has no such job.

@@ -11,10 +11,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_common import runs
 from pacer_common.errors import InvalidArgument
-from pacer_common.runs import RunStatus
 from pacer_control.actions import EndpointChanges, EndpointSpec, EndpointView
-from pacer_control.catalog import HealthView, JobView, ListedEndpoint
-from pacer_control.models import Endpoint, Run
+from pacer_control.catalog import HealthView, JobView
+from pacer_control.models import Run
 from pacer_control.validation import BaselineInput, ClampInput
 
 JOB_STATUS_FILTERS: dict[int, str | None] = {
@@ -86,10 +85,6 @@ def run_status_filter(value: int) -> str:
 
 def job_status(value: str) -> pb.JobStatus.ValueType:
     return pb.JobStatus.Value(f"JOB_STATUS_{value.upper()}")
-
-
-def run_status(value: RunStatus) -> pb.RunStatus.ValueType:
-    return runs.to_proto(value)
 
 
 @cache
@@ -204,12 +199,6 @@ def _fill_summary(summary: pb.EndpointSummary, view: EndpointView) -> None:
     summary.clamp.max_interval_ms = endpoint.max_interval_ms
 
 
-def baseline_message(endpoint: Endpoint | ListedEndpoint) -> pb.Baseline:
-    if endpoint.cron_expression is not None:
-        return pb.Baseline(cron=pb.CronSchedule(expression=endpoint.cron_expression, timezone=endpoint.cron_timezone))
-    return pb.Baseline(interval_ms=endpoint.interval_ms or 0)
-
-
 def run_summary(run: Run) -> pb.RunSummary:
     return pb.RunSummary(
         run_id=run.id,
@@ -217,7 +206,7 @@ def run_summary(run: Run) -> pb.RunSummary:
         job_id=run.job_id,
         scheduled_for=ts(run.scheduled_for),
         started_at=ts(run.started_at),
-        status=run_status(run.status),
+        status=runs.to_proto(run.status),
         duration_ms=run.duration_ms,
         source=run_source(run.source),
     )
@@ -228,7 +217,7 @@ def run(record: Run) -> pb.Run:
         run_id=record.id,
         endpoint_id=record.endpoint_id,
         job_id=record.job_id,
-        status=run_status(record.status),
+        status=runs.to_proto(record.status),
         source=run_source(record.source),
         attempt=record.attempt,
         scheduled_for=ts(record.scheduled_for),
@@ -249,7 +238,7 @@ def health(view: HealthView) -> pb.SummarizeEndpointHealthResponse:
         failure_count=view.failure_count,
         avg_duration_ms=view.avg_duration_ms,
         p95_duration_ms=view.p95_duration_ms,
-        last_run=pb.LastRun(status=run_status(last.status), at=ts(last.finished_at)) if last else None,
+        last_run=pb.LastRun(status=runs.to_proto(last.status), at=ts(last.finished_at)) if last else None,
         failure_streak=view.failure_streak,
         missed_slots=view.missed_slots,
         last_missed_at=ts(view.last_missed_at),

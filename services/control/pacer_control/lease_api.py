@@ -157,8 +157,9 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
             decoded = [run_result(r, index) for index, r in enumerate(results)]
             # Held first: a run an executor holds is never settled as vanished, even by this same batch.
             self._pipeline.mark_held(list(request.held_run_ids))
-            recorded = self._pipeline.record_results(decoded, self._clock.now())
-            vanished = self._pipeline.settle_vanished(list(request.vanished_run_ids), self._clock.now())
+            now = self._clock.now()
+            recorded = self._pipeline.record_results(decoded, now)
+            vanished = self._pipeline.settle_vanished(list(request.vanished_run_ids), now)
             self._pipeline.release_unbegun(list(request.released_run_ids))
             return recorded, vanished
 

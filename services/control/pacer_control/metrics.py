@@ -19,11 +19,12 @@ from sqlalchemy.pool import QueuePool
 from pacer_common import runs
 from pacer_common.runs import RunStatus
 from pacer_common.telemetry import GrpcMetrics, grpc_metrics
+from pacer_common.transitions import MISSED_OUTAGE, MISSED_OVERRUN
 
 log = logging.getLogger("pacer.control.metrics")
 
 RUN_STATUSES = runs.FINAL
-MISS_REASONS = ("overrun", "outage")
+MISS_REASONS = (MISSED_OVERRUN, MISSED_OUTAGE)
 ENDPOINT_COUNT_CACHE_S = 10.0
 
 

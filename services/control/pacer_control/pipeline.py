@@ -237,12 +237,8 @@ class Pipeline(Store):
         lock, so a session cannot end while a claim into it commits.
 
         A claim sent again with the same `claim_id` (its answer was lost) gets the runs that claim took, those
-        still running, instead of new ones.
+        still running, instead of new ones; that lookup is one more statement of the same transaction.
         """
-        if session_id is not None and claim_id:
-            again = self._claimed_before(session_id, claim_id)
-            if again is not None:
-                return again
         due_by = now + timedelta(milliseconds=horizon_ms)
         query = (
             select(ENDPOINTS)
@@ -252,6 +248,10 @@ class Pipeline(Store):
             .with_for_update(skip_locked=True, key_share=True)
         )
         with self._engine.begin() as connection:
+            if session_id is not None and claim_id:
+                again = _claimed_before(connection, session_id, claim_id, self._keyring)
+                if again:
+                    return again
             if session_id is not None:
                 _require_open_session(connection, session_id)
             rows = _within_bytes(connection.execute(query).all(), CLAIM_MAX_BYTES)
@@ -266,26 +266,6 @@ class Pipeline(Store):
                 _fail_sealed_shut(connection, sealed_shut, now)
             return [claim for claim in claims if claim.sendable]
 
-    def _claimed_before(self, session_id: str, claim_id: str) -> list[ClaimedRun] | None:
-        """The running runs an earlier claim `claim_id` of the session took, None when there are none."""
-        query = (
-            select(
-                RUNS.c.id.label("run_id"),
-                RUNS.c.scheduled_for,
-                RUNS.c.lease_expires_at,
-                *(ENDPOINTS.c[name] for name in ("id", "tenant_id", "url", "method", "secrets", "body", "timeout_ms")),
-            )
-            .join(ENDPOINTS, ENDPOINTS.c.id == RUNS.c.endpoint_id)
-            .where(RUNS.c.session_id == session_id, RUNS.c.claim_id == claim_id, RUNS.c.status == RunStatus.RUNNING)
-            .order_by(RUNS.c.scheduled_for)
-        )
-        with self._engine.connect() as connection:
-            rows = connection.execute(query).all()
-        # A run whose secrets stopped opening since its claim stays out: it is never sent without them, and its
-        # lease ends it LOST like any run that was not performed.
-        claims = [_claimed_again(row, self._keyring) for row in rows]
-        return [claim for claim in claims if claim.sendable] or None
-
     def record_results(self, results: Sequence[RunResult], now: datetime) -> Recorded:
         """Store a batch of outcomes in one transaction; only a result that still holds its lease moves the schedule.
 
@@ -295,6 +275,8 @@ class Pipeline(Store):
         schedule does not move again. Returns the runs the batch settled, by status; how many results were stale
         (settled nothing: the run was already settled, or is unknown); and the slots the re-plans found missed.
         """
+        if not results:
+            return Recorded({}, 0)
         by_run = {result.run_id: result for result in results}
         query = (
             select(RUNS.c.id, RUNS.c.status, RUNS.c.endpoint_id, RUNS.c.error_message)
@@ -345,7 +327,7 @@ class Pipeline(Store):
                 select(SESSIONS.c.ended_at).where(SESSIONS.c.id == session_id).with_for_update()
             ).one()
             if session.ended_at is not None:
-                raise FailedPrecondition(f"scheduler session {shown(session_id)} has ended; open a new one")
+                raise _session_ended(session_id)
             connection.execute(update(SESSIONS).where(SESSIONS.c.id == session_id).values(**renewal))
             if closing:
                 _end_session(connection, session_id, now)
@@ -437,6 +419,25 @@ def _within_bytes(rows: Sequence[Any], budget: int) -> Sequence[Any]:
 
 def _claim(row: Any, now: datetime, lease_grace_ms: int) -> Claim:
     return transitions.on_claim(schedule.state_of(row), new_run_id(), now, row.timeout_ms, lease_grace_ms)
+
+
+def _claimed_before(connection: Connection, session_id: str, claim_id: str, keyring: Keyring) -> list[ClaimedRun]:
+    """The running runs an earlier claim `claim_id` of the session took (none when this claim is not a retry)."""
+    query = (
+        select(
+            RUNS.c.id.label("run_id"),
+            RUNS.c.scheduled_for,
+            RUNS.c.lease_expires_at,
+            *(ENDPOINTS.c[name] for name in ("id", "tenant_id", "url", "method", "secrets", "body", "timeout_ms")),
+        )
+        .join(ENDPOINTS, ENDPOINTS.c.id == RUNS.c.endpoint_id)
+        .where(RUNS.c.session_id == session_id, RUNS.c.claim_id == claim_id, RUNS.c.status == RunStatus.RUNNING)
+        .order_by(RUNS.c.scheduled_for)
+    )
+    # A run whose secrets stopped opening since its claim stays out: it is never sent without them, and its lease
+    # ends it LOST like any run that was not performed.
+    claims = [_claimed_again(row, keyring) for row in connection.execute(query)]
+    return [claim for claim in claims if claim.sendable]
 
 
 def _claimed_run(row: Any, claim: Claim, keyring: Keyring) -> ClaimedRun:
@@ -636,4 +637,8 @@ def _require_open_session(connection: Connection, session_id: str) -> None:
     if session is None:
         raise FailedPrecondition(f"no scheduler session {shown(session_id)}: send a heartbeat to open it first")
     if session.ended_at is not None:
-        raise FailedPrecondition(f"scheduler session {shown(session_id)} has ended; open a new one")
+        raise _session_ended(session_id)
+
+
+def _session_ended(session_id: str) -> FailedPrecondition:
+    return FailedPrecondition(f"scheduler session {shown(session_id)} has ended; open a new one")

@@ -20,17 +20,17 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Final, Protocol, assert_never
+from typing import Final, Protocol
 
 import grpc
 
-from pacer.control.v1 import control_service_pb2 as control_pb
 from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
 from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
+from pacer_common import runs
 from pacer_common.outbox import Outbox
 from pacer_common.retrying import JitteredBackoff
-from pacer_executor.runner import Outcome, RunStatus, WorkItem
+from pacer_executor.runner import Outcome, WorkItem
 from pacer_executor.worker import Worker
 
 log = logging.getLogger("pacer.executor.stream")
@@ -105,7 +105,7 @@ def encode_result(outcome: Outcome, executor_id: str) -> lease_pb.RunResult:
 def fill_result(result: lease_pb.RunResult, outcome: Outcome, executor_id: str) -> None:
     """Write `outcome` into an empty `result` (one added to a Progress in place, so it is never copied)."""
     result.run_id = outcome.run_id
-    result.status = _run_status(outcome.status)
+    result.status = runs.to_proto(runs.RunStatus(outcome.status))
     result.duration_ms = outcome.duration_ms
     result.http_status = outcome.http_status
     # Unset strings stay off the wire as they would when left empty; assigning only what is set saves the calls.
@@ -118,20 +118,6 @@ def fill_result(result: lease_pb.RunResult, outcome: Outcome, executor_id: str) 
     if outcome.status != "BLOCKED":
         result.started_at.FromDatetime(outcome.started_at)
     result.finished_at.FromDatetime(outcome.finished_at)
-
-
-def _run_status(status: RunStatus) -> control_pb.RunStatus.ValueType:
-    match status:
-        case "SUCCESS":
-            return control_pb.RUN_STATUS_SUCCESS
-        case "FAILURE":
-            return control_pb.RUN_STATUS_FAILURE
-        case "TIMEOUT":
-            return control_pb.RUN_STATUS_TIMEOUT
-        case "BLOCKED":
-            return control_pb.RUN_STATUS_BLOCKED
-        case _:
-            assert_never(status)
 
 
 class ConnectCall(Protocol):
