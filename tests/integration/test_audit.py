@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import grpc
 import pytest
 
 from pacer.control.v1 import control_service_pb2 as pb
@@ -174,3 +175,56 @@ def test_each_tenant_has_its_own_audit_trail(harness):
     assert [(r["action"], r["target_id"], r["reason"]) for r in harness.audit("globex")][1:] == [
         ("UpdateJob", globex_job, "globex edit")
     ]
+
+
+def test_list_audit_records_reads_a_jobs_trail_newest_first_with_the_keys_label(harness):
+    job_id = new_job(harness.a)
+    endpoint_id = harness.a.AddEndpointToJob(add_request(job_id, "watch checkout")).endpoint_id
+    harness.clock.advance(seconds=1)
+    harness.a.ApplyIntervalHint(
+        pb.ApplyIntervalHintRequest(endpoint_id=endpoint_id, interval_ms=20_000, reason="traffic 5x")
+    )
+
+    records = harness.a.ListAuditRecords(pb.ListAuditRecordsRequest(job_id=job_id)).records
+
+    assert [(r.action, r.target_id, r.reason) for r in records] == [
+        ("ApplyIntervalHint", endpoint_id, "traffic 5x"),
+        ("AddEndpointToJob", endpoint_id, "watch checkout"),
+        ("CreateJob", job_id, ""),
+    ]
+    assert {r.job_id for r in records} == {job_id}
+    assert {r.actor for r in records} == {"key:tests"}
+    assert utc(records[0].at.ToDatetime()) == harness.clock.now()
+    only_endpoint = harness.a.ListAuditRecords(pb.ListAuditRecordsRequest(endpoint_id=endpoint_id)).records
+    assert [r.action for r in only_endpoint] == ["ApplyIntervalHint", "AddEndpointToJob"]
+
+
+def test_list_audit_records_pages_through_a_long_trail(harness):
+    job_id = new_job(harness.a)
+    for n in range(5):
+        harness.a.UpdateJob(pb.UpdateJobRequest(job_id=job_id, description=str(n), reason=f"edit {n}"))
+
+    reasons, token = [], ""
+    while True:
+        page = harness.a.ListAuditRecords(pb.ListAuditRecordsRequest(job_id=job_id, page_size=2, page_token=token))
+        reasons += [r.reason for r in page.records]
+        token = page.next_page_token
+        if not token:
+            break
+
+    assert reasons == ["edit 4", "edit 3", "edit 2", "edit 1", "edit 0", ""]
+
+
+def test_list_audit_records_refuses_another_tenants_job_and_bad_input(harness):
+    job_id = new_job(harness.a)
+
+    with pytest.raises(grpc.RpcError) as foreign:
+        harness.b.ListAuditRecords(pb.ListAuditRecordsRequest(job_id=job_id))
+    with pytest.raises(grpc.RpcError) as neither:
+        harness.a.ListAuditRecords(pb.ListAuditRecordsRequest())
+    with pytest.raises(grpc.RpcError) as token:
+        harness.a.ListAuditRecords(pb.ListAuditRecordsRequest(job_id=job_id, page_token="bm90IGEgdG9rZW4"))
+
+    assert foreign.value.code() == grpc.StatusCode.NOT_FOUND
+    assert neither.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert token.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -23,7 +23,7 @@ from pacer_common.urls import split_password, with_password
 from pacer_control import schedule
 from pacer_control.auth import Principal
 from pacer_control.catalog import Audit, Catalog, HealthView, JobView, ListedEndpoint
-from pacer_control.models import Endpoint, Job, Run
+from pacer_control.models import AuditRecord, Endpoint, Job, Run
 from pacer_control.quotas import QuotaGuard
 from pacer_control.sealing import EndpointSecrets
 from pacer_control.store import JOB_ACTIVE, JOB_ARCHIVED
@@ -163,6 +163,36 @@ def _decode_cursor(token: str) -> tuple[datetime, str]:
         raise bad from None
 
 
+# An audit page token is base64url of "audit.<id of the last record on the page>", parsed by this pattern alone.
+_AUDIT_CURSOR = re.compile(r"audit\.(\d{1,18})")
+
+
+def _encode_audit_cursor(record_id: int) -> str:
+    return base64.urlsafe_b64encode(f"audit.{record_id}".encode()).decode().rstrip("=")
+
+
+def _decode_audit_cursor(token: str) -> int:
+    bad = InvalidArgument.single("page_token", "is not a token returned by ListAuditRecords")
+    if len(token) > MAX_PAGE_TOKEN or not token.isascii():
+        raise bad
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+    except (ValueError, binascii.Error):
+        raise bad from None
+    found = _AUDIT_CURSOR.fullmatch(text)
+    if found is None:
+        raise bad
+    return int(found[1])
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """One page of an audit trail, newest first, and the token of the next ("" on the last)."""
+
+    records: list[AuditRecord]
+    next_page_token: str
+
+
 class ControlActions:
     """The public actions over one catalog, one clock and the service's interval floor."""
 
@@ -190,7 +220,9 @@ class ControlActions:
             created_at=now,
             updated_at=now,
         )
-        self._catalog.insert_job(job, Audit("CreateJob", "job"), self._quotas.quota(who.tenant_id).max_jobs)
+        self._catalog.insert_job(
+            job, Audit("CreateJob", "job", actor=who.actor), self._quotas.quota(who.tenant_id).max_jobs
+        )
         return job
 
     def get_job(self, who: Principal, job_id: str) -> JobView:
@@ -229,7 +261,9 @@ class ControlActions:
             job.updated_at = now
             return now
 
-        return self._catalog.change_job(who.tenant_id, job_id, change, Audit("UpdateJob", "job", reason), now)
+        return self._catalog.change_job(
+            who.tenant_id, job_id, change, Audit("UpdateJob", "job", reason, actor=who.actor), now
+        )
 
     def archive_job(self, who: Principal, job_id: str, reason: str) -> datetime:
         checks = Checks()
@@ -237,7 +271,9 @@ class ControlActions:
         checks.done()
         _require_id("job", "job", job_id)
         now = self._clock.now()
-        return self._catalog.archive_job(who.tenant_id, job_id, Audit("ArchiveJob", "job", reason), now)
+        return self._catalog.archive_job(
+            who.tenant_id, job_id, Audit("ArchiveJob", "job", reason, actor=who.actor), now
+        )
 
     # -- endpoints -------------------------------------------------------------------------------------------------
 
@@ -279,7 +315,7 @@ class ControlActions:
             if job_status != JOB_ACTIVE:
                 raise FailedPrecondition(f"job {job_id!r} is archived")
 
-        audit = Audit("AddEndpointToJob", "endpoint", reason)
+        audit = Audit("AddEndpointToJob", "endpoint", reason, actor=who.actor)
         max_endpoints = self._quotas.quota(who.tenant_id).max_endpoints
         self._catalog.insert_endpoint(endpoint, admit, audit, now, max_endpoints)
         return endpoint
@@ -304,7 +340,9 @@ class ControlActions:
             schedule.replan(endpoint, now)
             return endpoint
 
-        return self._change(who, endpoint_id, change, Audit("UpdateEndpointConfig", "endpoint", reason), now)
+        return self._change(
+            who, endpoint_id, change, Audit("UpdateEndpointConfig", "endpoint", reason, actor=who.actor), now
+        )
 
     def _check_changes(self, changes: EndpointChanges, reason: str) -> Checks:
         checks = Checks()
@@ -332,7 +370,7 @@ class ControlActions:
                 schedule.replan(endpoint, now, live=False)
             return endpoint.deleted_at
 
-        return self._change(who, endpoint_id, change, Audit("DeleteEndpoint", "endpoint", reason), now)
+        return self._change(who, endpoint_id, change, Audit("DeleteEndpoint", "endpoint", reason, actor=who.actor), now)
 
     def list_job_endpoints(self, who: Principal, job_id: str) -> list[EndpointView]:
         _require_id("job", "job", job_id)
@@ -376,7 +414,9 @@ class ControlActions:
             schedule.store(endpoint, hinted)
             return endpoint
 
-        return self._change(who, endpoint_id, change, Audit("ApplyIntervalHint", "endpoint", reason), now)
+        return self._change(
+            who, endpoint_id, change, Audit("ApplyIntervalHint", "endpoint", reason, actor=who.actor), now
+        )
 
     def schedule_one_shot(
         self, who: Principal, endpoint_id: str, run_at: datetime | None, ttl_minutes: int | None, reason: str
@@ -396,7 +436,9 @@ class ControlActions:
             schedule.store(endpoint, asked.replanned)
             return asked.scheduled_for
 
-        return self._change(who, endpoint_id, change, Audit("ScheduleOneShotRun", "endpoint", reason), now)
+        return self._change(
+            who, endpoint_id, change, Audit("ScheduleOneShotRun", "endpoint", reason, actor=who.actor), now
+        )
 
     def pause_or_resume(
         self, who: Principal, endpoint_id: str, pause_until: datetime | None, resume: bool, reason: str
@@ -417,7 +459,9 @@ class ControlActions:
             schedule.store(endpoint, paused)
             return PauseState(endpoint.paused, endpoint.paused_until, endpoint.next_run_at)
 
-        return self._change(who, endpoint_id, change, Audit("PauseOrResumeEndpoint", "endpoint", reason), now)
+        return self._change(
+            who, endpoint_id, change, Audit("PauseOrResumeEndpoint", "endpoint", reason, actor=who.actor), now
+        )
 
     def clear_hints(self, who: Principal, endpoint_id: str, reason: str) -> tuple[datetime, Endpoint]:
         now = self._checked_reason(reason)
@@ -427,7 +471,9 @@ class ControlActions:
             schedule.store(endpoint, transitions.on_clear_hints(schedule.state_of(endpoint), now))
             return now, endpoint
 
-        return self._change(who, endpoint_id, change, Audit("ClearAdaptiveHints", "endpoint", reason), now)
+        return self._change(
+            who, endpoint_id, change, Audit("ClearAdaptiveHints", "endpoint", reason, actor=who.actor), now
+        )
 
     def reset_failures(self, who: Principal, endpoint_id: str, reason: str) -> Endpoint:
         now = self._checked_reason(reason)
@@ -437,7 +483,9 @@ class ControlActions:
             schedule.store(endpoint, transitions.on_reset_failures(schedule.state_of(endpoint), now))
             return endpoint
 
-        return self._change(who, endpoint_id, change, Audit("ResetFailureCount", "endpoint", reason), now)
+        return self._change(
+            who, endpoint_id, change, Audit("ResetFailureCount", "endpoint", reason, actor=who.actor), now
+        )
 
     # -- visibility ------------------------------------------------------------------------------------------------
 
@@ -468,6 +516,25 @@ class ControlActions:
             limit=limit or DEFAULT_RUN_LIMIT,
             offset=offset,
         )
+
+    def list_audit_records(
+        self, who: Principal, job_id: str, endpoint_id: str, page_size: int, page_token: str
+    ) -> AuditPage:
+        checks = Checks()
+        if bool(job_id) == bool(endpoint_id):
+            checks.fail("job_id", "give exactly one of job_id and endpoint_id")
+        checks.in_range(page_size, "page_size", 0, MAX_PAGE_SIZE)
+        checks.done()
+        if job_id:
+            _require_id("job", "job", job_id)
+        else:
+            _require_id("endpoint", "ep", endpoint_id)
+        size = page_size or DEFAULT_PAGE_SIZE
+        before = _decode_audit_cursor(page_token) if page_token else None
+        records = self._catalog.audit_records(who.tenant_id, job_id or None, endpoint_id or None, before, size + 1)
+        more = len(records) > size
+        records = records[:size]
+        return AuditPage(records, _encode_audit_cursor(records[-1].id) if more else "")
 
     def get_run(self, who: Principal, run_id: str) -> Run:
         _require_id("run", "run", run_id)

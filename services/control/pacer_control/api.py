@@ -198,3 +198,16 @@ class ControlApi(pb_grpc.ControlServiceServicer):
             context, lambda who: self._actions.endpoint_health(who, request.endpoint_id, request.window_hours)
         )
         return codec.health(view)
+
+    async def ListAuditRecords(
+        self, request: pb.ListAuditRecordsRequest, context: Context
+    ) -> pb.ListAuditRecordsResponse:
+        page = await self._run(
+            context,
+            lambda who: self._actions.list_audit_records(
+                who, request.job_id, request.endpoint_id, request.page_size, request.page_token
+            ),
+        )
+        return pb.ListAuditRecordsResponse(
+            records=[codec.audit_record(r) for r in page.records], next_page_token=page.next_page_token
+        )

@@ -30,6 +30,13 @@ class Principal:
 
     tenant_id: str
     key_prefix: str
+    # The key's label, "" when it has none.
+    key_label: str = ""
+
+    @property
+    def actor(self) -> str:
+        """Who the audit trail names: the key's label, or its prefix when it has none."""
+        return f"key:{self.key_label or self.key_prefix}"
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ class _Known:
 
     tenant_id: str
     key_hash: str
+    label: str
     until_s: float
 
 
@@ -98,7 +106,7 @@ class Authenticator:
             known = self._look_up(prefix)
         if known is None or not hmac.compare_digest(known.key_hash, hash_key(token)):
             raise Unauthenticated("unknown or revoked API key")
-        return Principal(tenant_id=known.tenant_id, key_prefix=prefix)
+        return Principal(tenant_id=known.tenant_id, key_prefix=prefix, key_label=known.label)
 
     def forget(self, prefix: str) -> None:
         """Drop what is remembered of the key with this prefix (it was revoked)."""
@@ -109,7 +117,7 @@ class Authenticator:
         if record is None or record.revoked_at is not None:
             self.forget(prefix)
             return None
-        known = _Known(record.tenant_id, record.key_hash, self._monotonic_s() + self._ttl_s)
+        known = _Known(record.tenant_id, record.key_hash, record.label, self._monotonic_s() + self._ttl_s)
         if len(self._known) >= MAX_KNOWN_KEYS:
             self._known.clear()  # only keys used within the last ttl_s are worth keeping: they come back at once
         self._known[prefix] = known

@@ -136,6 +136,8 @@ class Audit:
     action: str
     target_type: str
     reason: str = ""
+    # Who: "key:<label>" for an API key, "policy:<rule>" for a rule, "admin" for pacer-admin.
+    actor: str = ""
 
 
 @dataclass(frozen=True)
@@ -286,17 +288,41 @@ class Catalog(Store):
     # -- audit -----------------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _audit(s: Session, tenant_id: str, audit: Audit, target_id: str, now: datetime) -> None:
+    def _audit(s: Session, tenant_id: str, audit: Audit, target_id: str, job_id: str, now: datetime) -> None:
         s.add(
             AuditRecord(
                 tenant_id=tenant_id,
                 action=audit.action,
                 target_type=audit.target_type,
                 target_id=target_id,
+                job_id=job_id,
+                actor=audit.actor,
                 reason=audit.reason,
                 at=now,
             )
         )
+
+    def audit_records(
+        self, tenant_id: str, job_id: str | None, endpoint_id: str | None, before_id: int | None, limit: int
+    ) -> list[AuditRecord]:
+        """Up to `limit` records of the tenant's job (with its endpoints') or endpoint, newest first, older than
+        `before_id`; NotFound when the tenant has no such job or endpoint (deleted endpoints keep their trail)."""
+        with self._tx() as s:
+            if job_id is not None:
+                if s.scalar(select(Job.id).where(Job.id == job_id, Job.tenant_id == tenant_id)) is None:
+                    raise NotFound("job", job_id)
+                query = select(AuditRecord).where(AuditRecord.tenant_id == tenant_id, AuditRecord.job_id == job_id)
+            else:
+                assert endpoint_id is not None
+                owned = select(Endpoint.id).where(Endpoint.id == endpoint_id, Endpoint.tenant_id == tenant_id)
+                if s.scalar(owned) is None:
+                    raise NotFound("endpoint", endpoint_id)
+                query = select(AuditRecord).where(
+                    AuditRecord.tenant_id == tenant_id, AuditRecord.target_id == endpoint_id
+                )
+            if before_id is not None:
+                query = query.where(AuditRecord.id < before_id)
+            return list(s.scalars(query.order_by(AuditRecord.id.desc()).limit(limit)))
 
     def audit_trail(self, tenant_id: str) -> list[AuditRecord]:
         with self._tx() as s:
@@ -316,7 +342,7 @@ class Catalog(Store):
                 raise quota_exceeded(job.tenant_id, "max_jobs", f"at most {max_jobs} active jobs")
             s.add(job)
             s.flush()
-            self._audit(s, job.tenant_id, audit, job.id, job.created_at)
+            self._audit(s, job.tenant_id, audit, job.id, job.id, job.created_at)
 
     @staticmethod
     def _locked_job(s: Session, tenant_id: str, job_id: str) -> Job:
@@ -331,7 +357,7 @@ class Catalog(Store):
         with self._tx() as s:
             job = self._locked_job(s, tenant_id, job_id)
             result = change(job)
-            self._audit(s, tenant_id, audit, job_id, now)
+            self._audit(s, tenant_id, audit, job_id, job_id, now)
             return result
 
     def archive_job(self, tenant_id: str, job_id: str, audit: Audit, now: datetime) -> datetime:
@@ -346,7 +372,7 @@ class Catalog(Store):
                 .where(Endpoint.job_id == job_id)
                 .values(next_run_at=None, next_run_source=Source.PAUSED.value, next_slot_at=None)
             )
-            self._audit(s, tenant_id, audit, job_id, now)
+            self._audit(s, tenant_id, audit, job_id, job_id, now)
             return now
 
     def get_job(self, tenant_id: str, job_id: str) -> JobView:
@@ -407,7 +433,7 @@ class Catalog(Store):
         tenant_id, job_id = endpoint.tenant_id, endpoint.job_id
         with self._tx() as s:
             s.add(endpoint)
-            self._audit(s, tenant_id, audit, endpoint.id, now)
+            self._audit(s, tenant_id, audit, endpoint.id, job_id, now)
             try:
                 s.flush()
             except IntegrityError:
@@ -443,7 +469,7 @@ class Catalog(Store):
                 raise NotFound("endpoint", endpoint_id)
             job = s.get_one(Job, endpoint.job_id)
             result = change(endpoint, job)
-            self._audit(s, tenant_id, audit, endpoint_id, now)
+            self._audit(s, tenant_id, audit, endpoint_id, endpoint.job_id, now)
             return result
 
     def list_job_endpoints(self, tenant_id: str, job_id: str) -> list[ListedEndpoint]:

@@ -13,7 +13,7 @@ from pacer_common import runs
 from pacer_common.errors import InvalidArgument
 from pacer_control.actions import EndpointChanges, EndpointSpec, EndpointView
 from pacer_control.catalog import HealthView, JobView
-from pacer_control.models import Run
+from pacer_control.models import AuditRecord, Run
 from pacer_control.validation import BaselineInput, ClampInput
 
 JOB_STATUS_FILTERS: dict[int, str | None] = {
@@ -228,6 +228,19 @@ def run(record: Run) -> pb.Run:
         error_message=record.error_message,
         response_body=record.response_body,
         response_truncated=record.response_truncated,
+    )
+
+
+def audit_record(record: AuditRecord) -> pb.AuditRecord:
+    return pb.AuditRecord(
+        audit_id=str(record.id),
+        actor=record.actor,
+        action=record.action,
+        target_type=record.target_type,
+        target_id=record.target_id,
+        reason=record.reason,
+        at=ts(record.at),
+        job_id=record.job_id or "",
     )
 
 

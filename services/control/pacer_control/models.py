@@ -159,6 +159,12 @@ class Endpoint(Base):
     # The run in flight, if any: its id fences results, its expiry lets the reaper find it.
     lease_run_id: Mapped[str | None] = mapped_column(String(40))
     lease_expires_at: Mapped[datetime | None]
+    # The endpoint's rules as JSON (see pacer_common.policies), NULL when it has none.
+    policies: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON())
+    jitter_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Whether requests are signed; the signing secrets are sealed in `secrets` with the headers.
+    signed: Mapped[bool] = mapped_column(Boolean, default=False)
+    previous_secret_expires_at: Mapped[datetime | None]
 
 
 class Run(Base):
@@ -216,7 +222,11 @@ class SchedulerSession(Base):
 
 class AuditRecord(Base):
     __tablename__ = "audit_records"
-    __table_args__ = (Index("ix_audit_records_tenant_at", "tenant_id", "at"),)
+    __table_args__ = (
+        Index("ix_audit_records_tenant_at", "tenant_id", "at"),
+        Index("ix_audit_records_job", "tenant_id", "job_id", "id"),
+        Index("ix_audit_records_target", "tenant_id", "target_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
@@ -225,6 +235,42 @@ class AuditRecord(Base):
     target_id: Mapped[str] = mapped_column(String(40))
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime]
+    # Who: "key:<label>", "policy:<rule>" or "admin"; "" on records written before 0007.
+    actor: Mapped[str] = mapped_column(String(200), default="")
+    # The job of the target (the job itself for a job), so a job's trail is one index range.
+    job_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class PolicyFiring(Base):
+    """A rule whose condition held on a run: what it did, or why it did nothing."""
+
+    __tablename__ = "policy_firings"
+    __table_args__ = (
+        Index("ix_policy_firings_run", "run_id"),
+        Index("ix_policy_firings_endpoint_at", "endpoint_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id"))
+    run_id: Mapped[str] = mapped_column(String(40))
+    rule: Mapped[str] = mapped_column(String(64))
+    # "FIRED", "SKIPPED_COOLDOWN" or "ERROR".
+    outcome: Mapped[str] = mapped_column(String(24))
+    effects: Mapped[list[str]] = mapped_column(JSON())
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime]
+
+
+class PolicyState(Base):
+    """A rule's memory between runs: how many runs in a row its condition has held, and when it last fired."""
+
+    __tablename__ = "policy_states"
+
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id"), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64), primary_key=True)
+    streak: Mapped[int] = mapped_column(default=0)
+    last_fired_at: Mapped[datetime | None]
 
 
 class TenantQuota(Base):

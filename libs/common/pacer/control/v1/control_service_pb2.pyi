@@ -156,6 +156,34 @@ RUN_SOURCE_PAUSED: RunSource.ValueType  # 7
 """The end of a timed pause."""
 Global___RunSource: _TypeAlias = RunSource  # noqa: Y015
 
+class _PolicyOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PolicyOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PolicyOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    POLICY_OUTCOME_UNSPECIFIED: _PolicyOutcome.ValueType  # 0
+    """Not set."""
+    POLICY_OUTCOME_FIRED: _PolicyOutcome.ValueType  # 1
+    """The condition held and the actions ran."""
+    POLICY_OUTCOME_SKIPPED_COOLDOWN: _PolicyOutcome.ValueType  # 2
+    """The condition held but the rule was in its cooldown."""
+    POLICY_OUTCOME_ERROR: _PolicyOutcome.ValueType  # 3
+    """The condition or an action failed; the error says why."""
+
+class PolicyOutcome(_PolicyOutcome, metaclass=_PolicyOutcomeEnumTypeWrapper):
+    """PolicyOutcome is what a rule did when a run was recorded."""
+
+POLICY_OUTCOME_UNSPECIFIED: PolicyOutcome.ValueType  # 0
+"""Not set."""
+POLICY_OUTCOME_FIRED: PolicyOutcome.ValueType  # 1
+"""The condition held and the actions ran."""
+POLICY_OUTCOME_SKIPPED_COOLDOWN: PolicyOutcome.ValueType  # 2
+"""The condition held but the rule was in its cooldown."""
+POLICY_OUTCOME_ERROR: PolicyOutcome.ValueType  # 3
+"""The condition or an action failed; the error says why."""
+Global___PolicyOutcome: _TypeAlias = PolicyOutcome  # noqa: Y015
+
 @_typing.final
 class CronSchedule(_message.Message):
     """CronSchedule is a cron baseline."""
@@ -243,6 +271,335 @@ class Clamp(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Clamp: _TypeAlias = Clamp  # noqa: Y015
+
+@_typing.final
+class Policy(_message.Message):
+    """Policy is a rule Pacer applies on its own: when a run of the endpoint is
+    recorded and the condition holds, its actions run as if an agent had called
+    the steering actions, with the same clamps, quotas and audit trail (actor
+    "policy:<name>"). See docs/policies.md.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    WHEN_FIELD_NUMBER: _builtins.int
+    THEN_FIELD_NUMBER: _builtins.int
+    COOLDOWN_MS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name, unique on the endpoint: 1 to 64 of a-z, 0-9, "-" and "_"."""
+    when: _builtins.str
+    """Condition in CEL over the run just recorded (run, body, endpoint, streak),
+    at most 1000 characters, e.g. `has(body.ratio) && body.ratio > 5.0`.
+    """
+    cooldown_ms: _builtins.int
+    """The rule does not fire again within this many milliseconds of its last
+    firing, 0 to 604800000 (7 days); zero means no cooldown.
+    """
+    @_builtins.property
+    def then(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyAction]:
+        """What to do when the condition holds: 1 to 5 actions, in order."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        when: _builtins.str = ...,
+        then: _abc.Iterable[Global___PolicyAction] | None = ...,
+        cooldown_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cooldown_ms", b"cooldown_ms", "name", b"name", "then", b"then", "when", b"when"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Policy: _TypeAlias = Policy  # noqa: Y015
+
+@_typing.final
+class PolicyAction(_message.Message):
+    """PolicyAction is one steering action a rule takes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    INTERVAL_HINT_FIELD_NUMBER: _builtins.int
+    ONE_SHOT_FIELD_NUMBER: _builtins.int
+    PAUSE_FIELD_NUMBER: _builtins.int
+    RESUME_FIELD_NUMBER: _builtins.int
+    CLEAR_HINTS_FIELD_NUMBER: _builtins.int
+    RESET_FAILURES_FIELD_NUMBER: _builtins.int
+    endpoint: _builtins.str
+    """Name of the endpoint acted on, in the same job; empty means the endpoint
+    the rule belongs to.
+    """
+    @_builtins.property
+    def interval_hint(self) -> Global___PolicyIntervalHint:
+        """Apply an interval hint."""
+
+    @_builtins.property
+    def one_shot(self) -> Global___PolicyOneShot:
+        """Schedule a one-shot run."""
+
+    @_builtins.property
+    def pause(self) -> Global___PolicyPause:
+        """Pause the endpoint."""
+
+    @_builtins.property
+    def resume(self) -> Global___PolicyResume:
+        """Resume the endpoint."""
+
+    @_builtins.property
+    def clear_hints(self) -> Global___PolicyClearHints:
+        """Clear interval hints and one-shots."""
+
+    @_builtins.property
+    def reset_failures(self) -> Global___PolicyResetFailures:
+        """Reset the failure count."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: _builtins.str = ...,
+        interval_hint: Global___PolicyIntervalHint | None = ...,
+        one_shot: Global___PolicyOneShot | None = ...,
+        pause: Global___PolicyPause | None = ...,
+        resume: Global___PolicyResume | None = ...,
+        clear_hints: Global___PolicyClearHints | None = ...,
+        reset_failures: Global___PolicyResetFailures | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "clear_hints", b"clear_hints", "interval_hint", b"interval_hint", "one_shot", b"one_shot", "pause", b"pause", "reset_failures", b"reset_failures", "resume", b"resume"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "clear_hints", b"clear_hints", "endpoint", b"endpoint", "interval_hint", b"interval_hint", "one_shot", b"one_shot", "pause", b"pause", "reset_failures", b"reset_failures", "resume", b"resume"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["interval_hint", "one_shot", "pause", "resume", "clear_hints", "reset_failures"]  # noqa: Y015
+    _WhichOneofArgType_action: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_action) -> _WhichOneofReturnType_action | None: ...
+
+Global___PolicyAction: _TypeAlias = PolicyAction  # noqa: Y015
+
+@_typing.final
+class PolicyIntervalHint(_message.Message):
+    """PolicyIntervalHint sets a temporary cadence, as ApplyIntervalHint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    TTL_MS_FIELD_NUMBER: _builtins.int
+    interval_ms: _builtins.int
+    """The cadence, at least the service floor."""
+    ttl_ms: _builtins.int
+    """How long the hint stays fresh, 60000 to 604800000 ms; zero means 1 hour."""
+    def __init__(
+        self,
+        *,
+        interval_ms: _builtins.int = ...,
+        ttl_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interval_ms", b"interval_ms", "ttl_ms", b"ttl_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyIntervalHint: _TypeAlias = PolicyIntervalHint  # noqa: Y015
+
+@_typing.final
+class PolicyOneShot(_message.Message):
+    """PolicyOneShot asks for one extra run, as ScheduleOneShotRun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELAY_MS_FIELD_NUMBER: _builtins.int
+    delay_ms: _builtins.int
+    """How long after the triggering run is recorded, 0 to 86400000 ms."""
+    def __init__(
+        self,
+        *,
+        delay_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delay_ms", b"delay_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyOneShot: _TypeAlias = PolicyOneShot  # noqa: Y015
+
+@_typing.final
+class PolicyPause(_message.Message):
+    """PolicyPause pauses the endpoint, as PauseOrResumeEndpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOR_MS_FIELD_NUMBER: _builtins.int
+    for_ms: _builtins.int
+    """Pause for this many milliseconds (1000 to 2592000000); zero pauses until
+    resumed.
+    """
+    def __init__(
+        self,
+        *,
+        for_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["for_ms", b"for_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyPause: _TypeAlias = PolicyPause  # noqa: Y015
+
+@_typing.final
+class PolicyResume(_message.Message):
+    """PolicyResume resumes a paused endpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyResume: _TypeAlias = PolicyResume  # noqa: Y015
+
+@_typing.final
+class PolicyClearHints(_message.Message):
+    """PolicyClearHints clears interval hints and one-shots."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyClearHints: _TypeAlias = PolicyClearHints  # noqa: Y015
+
+@_typing.final
+class PolicyResetFailures(_message.Message):
+    """PolicyResetFailures resets the failure count and its backoff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyResetFailures: _TypeAlias = PolicyResetFailures  # noqa: Y015
+
+@_typing.final
+class Policies(_message.Message):
+    """Policies is a set of rules."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Policy]:
+        """The rules, at most 10, evaluated in order."""
+
+    def __init__(
+        self,
+        *,
+        rules: _abc.Iterable[Global___Policy] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Policies: _TypeAlias = Policies  # noqa: Y015
+
+@_typing.final
+class PolicyFiring(_message.Message):
+    """PolicyFiring is one rule's outcome on one run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    EFFECTS_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    rule: _builtins.str
+    """Name of the rule."""
+    outcome: Global___PolicyOutcome.ValueType
+    """What happened."""
+    error_message: _builtins.str
+    """Why the rule failed, when it did."""
+    @_builtins.property
+    def effects(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What each action did, e.g. "interval hint 30s for 1h on inventory-checker"."""
+
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """When the rule was evaluated."""
+
+    def __init__(
+        self,
+        *,
+        rule: _builtins.str = ...,
+        outcome: Global___PolicyOutcome.ValueType = ...,
+        effects: _abc.Iterable[_builtins.str] | None = ...,
+        error_message: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "effects", b"effects", "error_message", b"error_message", "outcome", b"outcome", "rule", b"rule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyFiring: _TypeAlias = PolicyFiring  # noqa: Y015
+
+@_typing.final
+class PolicyCount(_message.Message):
+    """PolicyCount counts one rule's outcomes over a window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_FIELD_NUMBER: _builtins.int
+    FIRED_FIELD_NUMBER: _builtins.int
+    SKIPPED_COOLDOWN_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    rule: _builtins.str
+    """Name of the rule."""
+    fired: _builtins.int
+    """Times it fired."""
+    skipped_cooldown: _builtins.int
+    """Times its condition held during its cooldown."""
+    errors: _builtins.int
+    """Times it failed."""
+    def __init__(
+        self,
+        *,
+        rule: _builtins.str = ...,
+        fired: _builtins.int = ...,
+        skipped_cooldown: _builtins.int = ...,
+        errors: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["errors", b"errors", "fired", b"fired", "rule", b"rule", "skipped_cooldown", b"skipped_cooldown"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyCount: _TypeAlias = PolicyCount  # noqa: Y015
 
 @_typing.final
 class Headers(_message.Message):
@@ -697,6 +1054,9 @@ class AddEndpointToJobRequest(_message.Message):
     CLAMP_FIELD_NUMBER: _builtins.int
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    POLICIES_FIELD_NUMBER: _builtins.int
+    JITTER_MS_FIELD_NUMBER: _builtins.int
+    SIGNING_SECRET_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """Id of the job to add the endpoint to."""
     name: _builtins.str
@@ -711,6 +1071,14 @@ class AddEndpointToJobRequest(_message.Message):
     """Timeout for the whole HTTP exchange, 100 to 300000 ms; zero means 30000."""
     reason: _builtins.str
     """Why the endpoint was added, for the audit trail."""
+    jitter_ms: _builtins.int
+    """Spread each run uniformly in [slot, slot + jitter_ms], the same offset for
+    the same slot; 0 to 3600000, and less than the interval. Zero means none.
+    """
+    signing_secret: _builtins.str
+    """Secret for signing each request (X-Pacer-Signature), 32 to 256
+    characters; write-only, never returned. Empty means unsigned.
+    """
     @_builtins.property
     def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Request headers: at most 50, names at most 256 characters, 16 KiB in all."""
@@ -722,6 +1090,10 @@ class AddEndpointToJobRequest(_message.Message):
     @_builtins.property
     def clamp(self) -> Global___Clamp:
         """Bounds on the time between runs."""
+
+    @_builtins.property
+    def policies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Policy]:
+        """Rules Pacer applies on its own when a run is recorded; at most 10."""
 
     def __init__(
         self,
@@ -736,10 +1108,13 @@ class AddEndpointToJobRequest(_message.Message):
         clamp: Global___Clamp | None = ...,
         timeout_ms: _builtins.int = ...,
         reason: _builtins.str = ...,
+        policies: _abc.Iterable[Global___Policy] | None = ...,
+        jitter_ms: _builtins.int = ...,
+        signing_secret: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "body", b"body", "clamp", b"clamp", "headers", b"headers", "job_id", b"job_id", "method", b"method", "name", b"name", "reason", b"reason", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "body", b"body", "clamp", b"clamp", "headers", b"headers", "jitter_ms", b"jitter_ms", "job_id", b"job_id", "method", b"method", "name", b"name", "policies", b"policies", "reason", b"reason", "signing_secret", b"signing_secret", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -789,6 +1164,10 @@ class UpdateEndpointConfigRequest(_message.Message):
     BASELINE_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    POLICIES_FIELD_NUMBER: _builtins.int
+    JITTER_MS_FIELD_NUMBER: _builtins.int
+    SIGNING_SECRET_FIELD_NUMBER: _builtins.int
+    SIGNING_OVERLAP_MS_FIELD_NUMBER: _builtins.int
     endpoint_id: _builtins.str
     """Id of the endpoint."""
     url: _builtins.str
@@ -803,6 +1182,16 @@ class UpdateEndpointConfigRequest(_message.Message):
     """New display name."""
     reason: _builtins.str
     """Why the change was made, for the audit trail."""
+    jitter_ms: _builtins.int
+    """New jitter in milliseconds."""
+    signing_secret: _builtins.str
+    """New signing secret; an empty string stops signing. The previous secret
+    still signs alongside the new one for signing_overlap_ms.
+    """
+    signing_overlap_ms: _builtins.int
+    """How long the previous signing secret stays valid after a rotation, 0 to
+    604800000 ms; unset means 86400000 (24 hours).
+    """
     @_builtins.property
     def headers(self) -> Global___Headers:
         """New request headers; replaces all headers when set."""
@@ -814,6 +1203,10 @@ class UpdateEndpointConfigRequest(_message.Message):
     @_builtins.property
     def baseline(self) -> Global___Baseline:
         """New baseline; replaces the old one when set and restarts the cadence now."""
+
+    @_builtins.property
+    def policies(self) -> Global___Policies:
+        """New rules; replaces all rules when set (an empty list removes them)."""
 
     def __init__(
         self,
@@ -828,17 +1221,27 @@ class UpdateEndpointConfigRequest(_message.Message):
         baseline: Global___Baseline | None = ...,
         name: _builtins.str | None = ...,
         reason: _builtins.str = ...,
+        policies: Global___Policies | None = ...,
+        jitter_ms: _builtins.int | None = ...,
+        signing_secret: _builtins.str | None = ...,
+        signing_overlap_ms: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_body", b"_body", "_method", b"_method", "_name", b"_name", "_timeout_ms", b"_timeout_ms", "_url", b"_url", "baseline", b"baseline", "body", b"body", "clamp", b"clamp", "headers", b"headers", "method", b"method", "name", b"name", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_body", b"_body", "_jitter_ms", b"_jitter_ms", "_method", b"_method", "_name", b"_name", "_signing_overlap_ms", b"_signing_overlap_ms", "_signing_secret", b"_signing_secret", "_timeout_ms", b"_timeout_ms", "_url", b"_url", "baseline", b"baseline", "body", b"body", "clamp", b"clamp", "headers", b"headers", "jitter_ms", b"jitter_ms", "method", b"method", "name", b"name", "policies", b"policies", "signing_overlap_ms", b"signing_overlap_ms", "signing_secret", b"signing_secret", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_body", b"_body", "_method", b"_method", "_name", b"_name", "_timeout_ms", b"_timeout_ms", "_url", b"_url", "baseline", b"baseline", "body", b"body", "clamp", b"clamp", "endpoint_id", b"endpoint_id", "headers", b"headers", "method", b"method", "name", b"name", "reason", b"reason", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_body", b"_body", "_jitter_ms", b"_jitter_ms", "_method", b"_method", "_name", b"_name", "_signing_overlap_ms", b"_signing_overlap_ms", "_signing_secret", b"_signing_secret", "_timeout_ms", b"_timeout_ms", "_url", b"_url", "baseline", b"baseline", "body", b"body", "clamp", b"clamp", "endpoint_id", b"endpoint_id", "headers", b"headers", "jitter_ms", b"jitter_ms", "method", b"method", "name", b"name", "policies", b"policies", "reason", b"reason", "signing_overlap_ms", b"signing_overlap_ms", "signing_secret", b"signing_secret", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__body: _TypeAlias = _typing.Literal["body"]  # noqa: Y015
     _WhichOneofArgType__body: _TypeAlias = _typing.Literal["_body", b"_body"]  # noqa: Y015
+    _WhichOneofReturnType__jitter_ms: _TypeAlias = _typing.Literal["jitter_ms"]  # noqa: Y015
+    _WhichOneofArgType__jitter_ms: _TypeAlias = _typing.Literal["_jitter_ms", b"_jitter_ms"]  # noqa: Y015
     _WhichOneofReturnType__method: _TypeAlias = _typing.Literal["method"]  # noqa: Y015
     _WhichOneofArgType__method: _TypeAlias = _typing.Literal["_method", b"_method"]  # noqa: Y015
     _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
     _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__signing_overlap_ms: _TypeAlias = _typing.Literal["signing_overlap_ms"]  # noqa: Y015
+    _WhichOneofArgType__signing_overlap_ms: _TypeAlias = _typing.Literal["_signing_overlap_ms", b"_signing_overlap_ms"]  # noqa: Y015
+    _WhichOneofReturnType__signing_secret: _TypeAlias = _typing.Literal["signing_secret"]  # noqa: Y015
+    _WhichOneofArgType__signing_secret: _TypeAlias = _typing.Literal["_signing_secret", b"_signing_secret"]  # noqa: Y015
     _WhichOneofReturnType__timeout_ms: _TypeAlias = _typing.Literal["timeout_ms"]  # noqa: Y015
     _WhichOneofArgType__timeout_ms: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms"]  # noqa: Y015
     _WhichOneofReturnType__url: _TypeAlias = _typing.Literal["url"]  # noqa: Y015
@@ -846,9 +1249,15 @@ class UpdateEndpointConfigRequest(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__body) -> _WhichOneofReturnType__body | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__jitter_ms) -> _WhichOneofReturnType__jitter_ms | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__method) -> _WhichOneofReturnType__method | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__signing_overlap_ms) -> _WhichOneofReturnType__signing_overlap_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__signing_secret) -> _WhichOneofReturnType__signing_secret | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_ms) -> _WhichOneofReturnType__timeout_ms | None: ...
     @_typing.overload
@@ -978,6 +1387,10 @@ class EndpointSummary(_message.Message):
     CLAMP_FIELD_NUMBER: _builtins.int
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     CONFIG_DIGEST_FIELD_NUMBER: _builtins.int
+    POLICIES_FIELD_NUMBER: _builtins.int
+    JITTER_MS_FIELD_NUMBER: _builtins.int
+    SIGNED_FIELD_NUMBER: _builtins.int
+    PREVIOUS_SECRET_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     endpoint_id: _builtins.str
     """Id of the endpoint."""
     name: _builtins.str
@@ -999,6 +1412,10 @@ class EndpointSummary(_message.Message):
     may hold credentials) ever being returned: the digest of the UTF-8 JSON array [[[name, value], ...] sorted by
     name, body], written without spaces.
     """
+    jitter_ms: _builtins.int
+    """Jitter in milliseconds; zero means none."""
+    signed: _builtins.bool
+    """True when requests are signed; the secret itself is never returned."""
     @_builtins.property
     def next_run_at(self) -> _timestamp_pb2.Timestamp:
         """When the endpoint runs next; unset while paused indefinitely or archived."""
@@ -1019,6 +1436,14 @@ class EndpointSummary(_message.Message):
     def clamp(self) -> Global___Clamp:
         """Bounds on the time between runs."""
 
+    @_builtins.property
+    def policies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Policy]:
+        """Rules Pacer applies on its own when a run is recorded."""
+
+    @_builtins.property
+    def previous_secret_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """While a rotated-out signing secret still signs: when it stops."""
+
     def __init__(
         self,
         *,
@@ -1036,10 +1461,14 @@ class EndpointSummary(_message.Message):
         clamp: Global___Clamp | None = ...,
         timeout_ms: _builtins.int = ...,
         config_digest: _builtins.str = ...,
+        policies: _abc.Iterable[Global___Policy] | None = ...,
+        jitter_ms: _builtins.int = ...,
+        signed: _builtins.bool = ...,
+        previous_secret_expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp", "last_run_at", b"last_run_at", "next_run_at", b"next_run_at", "paused_until", b"paused_until"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp", "last_run_at", b"last_run_at", "next_run_at", b"next_run_at", "paused_until", b"paused_until", "previous_secret_expires_at", b"previous_secret_expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp", "config_digest", b"config_digest", "endpoint_id", b"endpoint_id", "failure_count", b"failure_count", "last_run_at", b"last_run_at", "method", b"method", "name", b"name", "next_run_at", b"next_run_at", "next_run_source", b"next_run_source", "paused", b"paused", "paused_until", b"paused_until", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp", "config_digest", b"config_digest", "endpoint_id", b"endpoint_id", "failure_count", b"failure_count", "jitter_ms", b"jitter_ms", "last_run_at", b"last_run_at", "method", b"method", "name", b"name", "next_run_at", b"next_run_at", "next_run_source", b"next_run_source", "paused", b"paused", "paused_until", b"paused_until", "policies", b"policies", "previous_secret_expires_at", b"previous_secret_expires_at", "signed", b"signed", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1555,6 +1984,7 @@ class Run(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     RESPONSE_BODY_FIELD_NUMBER: _builtins.int
     RESPONSE_TRUNCATED_FIELD_NUMBER: _builtins.int
+    POLICY_FIRINGS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Id of the run."""
     endpoint_id: _builtins.str
@@ -1589,6 +2019,10 @@ class Run(_message.Message):
     def finished_at(self) -> _timestamp_pb2.Timestamp:
         """When the run finished; unset while running."""
 
+    @_builtins.property
+    def policy_firings(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyFiring]:
+        """The rules evaluated on this run whose condition held, and what they did."""
+
     def __init__(
         self,
         *,
@@ -1606,10 +2040,11 @@ class Run(_message.Message):
         error_message: _builtins.str = ...,
         response_body: _builtins.str = ...,
         response_truncated: _builtins.bool = ...,
+        policy_firings: _abc.Iterable[Global___PolicyFiring] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "scheduled_for", b"scheduled_for", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "duration_ms", b"duration_ms", "endpoint_id", b"endpoint_id", "error_message", b"error_message", "finished_at", b"finished_at", "http_status", b"http_status", "job_id", b"job_id", "response_body", b"response_body", "response_truncated", b"response_truncated", "run_id", b"run_id", "scheduled_for", b"scheduled_for", "source", b"source", "started_at", b"started_at", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "duration_ms", b"duration_ms", "endpoint_id", b"endpoint_id", "error_message", b"error_message", "finished_at", b"finished_at", "http_status", b"http_status", "job_id", b"job_id", "policy_firings", b"policy_firings", "response_body", b"response_body", "response_truncated", b"response_truncated", "run_id", b"run_id", "scheduled_for", b"scheduled_for", "source", b"source", "started_at", b"started_at", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1707,6 +2142,7 @@ class SummarizeEndpointHealthResponse(_message.Message):
     FAILURE_STREAK_FIELD_NUMBER: _builtins.int
     MISSED_SLOTS_FIELD_NUMBER: _builtins.int
     LAST_MISSED_AT_FIELD_NUMBER: _builtins.int
+    POLICY_COUNTS_FIELD_NUMBER: _builtins.int
     success_count: _builtins.int
     """Runs in the window that succeeded."""
     failure_count: _builtins.int
@@ -1735,6 +2171,10 @@ class SummarizeEndpointHealthResponse(_message.Message):
         them; unset if none ever were.
         """
 
+    @_builtins.property
+    def policy_counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyCount]:
+        """Outcomes of the endpoint's rules in the window, per rule."""
+
     def __init__(
         self,
         *,
@@ -1746,11 +2186,130 @@ class SummarizeEndpointHealthResponse(_message.Message):
         failure_streak: _builtins.int = ...,
         missed_slots: _builtins.int = ...,
         last_missed_at: _timestamp_pb2.Timestamp | None = ...,
+        policy_counts: _abc.Iterable[Global___PolicyCount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_missed_at", b"last_missed_at", "last_run", b"last_run"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avg_duration_ms", b"avg_duration_ms", "failure_count", b"failure_count", "failure_streak", b"failure_streak", "last_missed_at", b"last_missed_at", "last_run", b"last_run", "missed_slots", b"missed_slots", "p95_duration_ms", b"p95_duration_ms", "success_count", b"success_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avg_duration_ms", b"avg_duration_ms", "failure_count", b"failure_count", "failure_streak", b"failure_streak", "last_missed_at", b"last_missed_at", "last_run", b"last_run", "missed_slots", b"missed_slots", "p95_duration_ms", b"p95_duration_ms", "policy_counts", b"policy_counts", "success_count", b"success_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SummarizeEndpointHealthResponse: _TypeAlias = SummarizeEndpointHealthResponse  # noqa: Y015
+
+@_typing.final
+class ListAuditRecordsRequest(_message.Message):
+    """ListAuditRecordsRequest selects an audit trail: exactly one of job_id or
+    endpoint_id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ENDPOINT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """The job's own records and its endpoints'."""
+    endpoint_id: _builtins.str
+    """One endpoint's records."""
+    page_size: _builtins.int
+    """Records per page, 1 to 500; zero means 50."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        endpoint_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint_id", b"endpoint_id", "job_id", b"job_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuditRecordsRequest: _TypeAlias = ListAuditRecordsRequest  # noqa: Y015
+
+@_typing.final
+class AuditRecord(_message.Message):
+    """AuditRecord is one change: who, what, to which object, why and when."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUDIT_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    TARGET_TYPE_FIELD_NUMBER: _builtins.int
+    TARGET_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    audit_id: _builtins.str
+    """Id of the record."""
+    actor: _builtins.str
+    """Who: "key:<label>" for an API key (its prefix when it has no label),
+    "policy:<rule>" for a rule, "admin" for pacer-admin.
+    """
+    action: _builtins.str
+    """What, e.g. "ApplyIntervalHint"."""
+    target_type: _builtins.str
+    """"job" or "endpoint"."""
+    target_id: _builtins.str
+    """Id of the job or endpoint."""
+    reason: _builtins.str
+    """Why, as given."""
+    job_id: _builtins.str
+    """Id of the job the target belongs to."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """When."""
+
+    def __init__(
+        self,
+        *,
+        audit_id: _builtins.str = ...,
+        actor: _builtins.str = ...,
+        action: _builtins.str = ...,
+        target_type: _builtins.str = ...,
+        target_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "at", b"at", "audit_id", b"audit_id", "job_id", b"job_id", "reason", b"reason", "target_id", b"target_id", "target_type", b"target_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditRecord: _TypeAlias = AuditRecord  # noqa: Y015
+
+@_typing.final
+class ListAuditRecordsResponse(_message.Message):
+    """ListAuditRecordsResponse is one page of records, newest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditRecord]:
+        """The records."""
+
+    def __init__(
+        self,
+        *,
+        records: _abc.Iterable[Global___AuditRecord] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuditRecordsResponse: _TypeAlias = ListAuditRecordsResponse  # noqa: Y015

@@ -127,6 +127,11 @@ class ControlServiceStub:
                 request_serializer=pacer_dot_control_dot_v1_dot_control__service__pb2.SummarizeEndpointHealthRequest.SerializeToString,
                 response_deserializer=pacer_dot_control_dot_v1_dot_control__service__pb2.SummarizeEndpointHealthResponse.FromString,
                 _registered_method=True)
+        self.ListAuditRecords = channel.unary_unary(
+                '/pacer.control.v1.ControlService/ListAuditRecords',
+                request_serializer=pacer_dot_control_dot_v1_dot_control__service__pb2.ListAuditRecordsRequest.SerializeToString,
+                response_deserializer=pacer_dot_control_dot_v1_dot_control__service__pb2.ListAuditRecordsResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -270,6 +275,15 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditRecords(self, request, context):
+        """ListAuditRecords reads the audit trail of a job (its own records and its
+        endpoints') or of one endpoint, newest first: who did what, and why. An
+        addition beside the 17 actions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -357,6 +371,11 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.SummarizeEndpointHealth,
                     request_deserializer=pacer_dot_control_dot_v1_dot_control__service__pb2.SummarizeEndpointHealthRequest.FromString,
                     response_serializer=pacer_dot_control_dot_v1_dot_control__service__pb2.SummarizeEndpointHealthResponse.SerializeToString,
+            ),
+            'ListAuditRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditRecords,
+                    request_deserializer=pacer_dot_control_dot_v1_dot_control__service__pb2.ListAuditRecordsRequest.FromString,
+                    response_serializer=pacer_dot_control_dot_v1_dot_control__service__pb2.ListAuditRecordsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -826,6 +845,33 @@ class ControlService:
             '/pacer.control.v1.ControlService/SummarizeEndpointHealth',
             pacer_dot_control_dot_v1_dot_control__service__pb2.SummarizeEndpointHealthRequest.SerializeToString,
             pacer_dot_control_dot_v1_dot_control__service__pb2.SummarizeEndpointHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pacer.control.v1.ControlService/ListAuditRecords',
+            pacer_dot_control_dot_v1_dot_control__service__pb2.ListAuditRecordsRequest.SerializeToString,
+            pacer_dot_control_dot_v1_dot_control__service__pb2.ListAuditRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -97,6 +97,11 @@ class ControlServiceStub:
     """SummarizeEndpointHealth summarizes an endpoint's finished runs over the
     last window_hours, and the slots it missed in its life.
     """
+    ListAuditRecords: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.ListAuditRecordsRequest, _control_service_pb2.ListAuditRecordsResponse]
+    """ListAuditRecords reads the audit trail of a job (its own records and its
+    endpoints') or of one endpoint, newest first: who did what, and why. An
+    addition beside the 17 actions.
+    """
 
 @_typing.type_check_only
 class ControlServiceAsyncStub(ControlServiceStub):
@@ -166,6 +171,11 @@ class ControlServiceAsyncStub(ControlServiceStub):
     SummarizeEndpointHealth: _aio.UnaryUnaryMultiCallable[_control_service_pb2.SummarizeEndpointHealthRequest, _control_service_pb2.SummarizeEndpointHealthResponse]  # type: ignore[assignment]
     """SummarizeEndpointHealth summarizes an endpoint's finished runs over the
     last window_hours, and the slots it missed in its life.
+    """
+    ListAuditRecords: _aio.UnaryUnaryMultiCallable[_control_service_pb2.ListAuditRecordsRequest, _control_service_pb2.ListAuditRecordsResponse]  # type: ignore[assignment]
+    """ListAuditRecords reads the audit trail of a job (its own records and its
+    endpoints') or of one endpoint, newest first: who did what, and why. An
+    addition beside the 17 actions.
     """
 
 class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -335,6 +345,17 @@ class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_control_service_pb2.SummarizeEndpointHealthResponse, _abc.Awaitable[_control_service_pb2.SummarizeEndpointHealthResponse]]:
         """SummarizeEndpointHealth summarizes an endpoint's finished runs over the
         last window_hours, and the slots it missed in its life.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditRecords(
+        self,
+        request: _control_service_pb2.ListAuditRecordsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_service_pb2.ListAuditRecordsResponse, _abc.Awaitable[_control_service_pb2.ListAuditRecordsResponse]]:
+        """ListAuditRecords reads the audit trail of a job (its own records and its
+        endpoints') or of one endpoint, newest first: who did what, and why. An
+        addition beside the 17 actions.
         """
 
 def add_ControlServiceServicer_to_server(servicer: ControlServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

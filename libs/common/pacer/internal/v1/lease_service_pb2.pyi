@@ -56,6 +56,8 @@ class WorkItem(_message.Message):
     HEADERS_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    START_AT_FIELD_NUMBER: _builtins.int
+    SIGNING_SECRETS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Id of the run; sent to the target as X-Pacer-Run-Id."""
     endpoint_id: _builtins.str
@@ -82,6 +84,19 @@ class WorkItem(_message.Message):
     def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Request headers."""
 
+    @_builtins.property
+    def start_at(self) -> _timestamp_pb2.Timestamp:
+        """When to start the call: scheduled_for plus the endpoint's jitter offset for
+        this slot (the same on every claim of it); unset means scheduled_for.
+        """
+
+    @_builtins.property
+    def signing_secrets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Secrets to sign the request with (X-Pacer-Signature), newest first: the
+        current one and, during a rotation's overlap, the previous one. Empty means
+        unsigned.
+        """
+
     def __init__(
         self,
         *,
@@ -95,10 +110,12 @@ class WorkItem(_message.Message):
         headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         body: _builtins.str = ...,
         timeout_ms: _builtins.int = ...,
+        start_at: _timestamp_pb2.Timestamp | None = ...,
+        signing_secrets: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expires_at", b"lease_expires_at", "scheduled_for", b"scheduled_for"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expires_at", b"lease_expires_at", "scheduled_for", b"scheduled_for", "start_at", b"start_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "endpoint_id", b"endpoint_id", "headers", b"headers", "lease_expires_at", b"lease_expires_at", "method", b"method", "run_id", b"run_id", "scheduled_for", b"scheduled_for", "tenant_id", b"tenant_id", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "endpoint_id", b"endpoint_id", "headers", b"headers", "lease_expires_at", b"lease_expires_at", "method", b"method", "run_id", b"run_id", "scheduled_for", b"scheduled_for", "signing_secrets", b"signing_secrets", "start_at", b"start_at", "tenant_id", b"tenant_id", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
