@@ -20,13 +20,21 @@ from pacer_cli.apply import IN_FLIGHT, execute, reason_for, waves
 from pacer_cli.commands import Session
 from pacer_cli.manifest import (
     DEFAULT_TIMEOUT_MS,
+    ActionSpec,
+    ClearHints,
     Cron,
     EndpointSpec,
     Every,
+    IntervalHint,
     JobSpec,
     Manifest,
     ManifestError,
+    OneShot,
+    Pause,
+    PolicySpec,
     Problem,
+    ResetFailures,
+    Resume,
     load,
     parse,
 )
@@ -77,7 +85,7 @@ def only_endpoint(manifest: Manifest) -> EndpointSpec:
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_example_is_a_valid_file(path: Path) -> None:
-    manifest = load(str(path))
+    manifest = load(str(path), {})
     raw = yaml.safe_load(path.read_text())
     assert [job.name for job in manifest.jobs] == [job["name"] for job in raw["jobs"]]
     assert [len(job.endpoints) for job in manifest.jobs] == [len(job["endpoints"]) for job in raw["jobs"]]
@@ -101,7 +109,7 @@ def test_an_endpoint_gets_every_default_and_the_file_wording_of_its_interval() -
 
 
 def test_the_flash_sale_example_reads_as_written() -> None:
-    jobs = load(str(EXAMPLES / "flash-sale.yaml")).jobs
+    jobs = load(str(EXAMPLES / "flash-sale.yaml"), {}).jobs
     endpoints = {e.name: e for e in jobs[0].endpoints}
     assert jobs[0].name == "Black Friday Flash Sale"
     assert jobs[0].description.startswith("Multi-tier monitoring")
@@ -263,11 +271,11 @@ def test_a_syntax_error_names_line_and_column() -> None:
 
 def test_a_file_that_cannot_be_read_is_an_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="cannot read the file"):
-        load(str(tmp_path / "missing.yaml"))
+        load(str(tmp_path / "missing.yaml"), {})
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"\xff\xfe\x00jobs")
     with pytest.raises(ManifestError, match="not UTF-8"):
-        load(str(binary))
+        load(str(binary), {})
 
 
 def test_the_audit_reason_names_the_file_without_its_folder() -> None:
@@ -296,11 +304,17 @@ def summary(endpoint: EndpointSpec, endpoint_id: str = "ep_1", **overrides: Any)
         clamp=pb.Clamp(min_interval_ms=endpoint.min_interval_ms, max_interval_ms=endpoint.max_interval_ms),
         timeout_ms=endpoint.timeout_ms,
         config_digest=config_digest(endpoint.headers, endpoint.body),
+        jitter_ms=endpoint.jitter_ms,
+        signed=bool(endpoint.signing_secret),
     )
     add = add_request("job_1", endpoint, REASON)
     message.baseline.CopyFrom(add.baseline)
+    message.policies.extend(add.policies)
     for field, value in overrides.items():
-        if isinstance(value, pb.Baseline | pb.Clamp):
+        if field == "policies":
+            del message.policies[:]
+            message.policies.extend(value)
+        elif isinstance(value, pb.Baseline | pb.Clamp):
             getattr(message, field).CopyFrom(value)
         else:
             setattr(message, field, value)
@@ -457,6 +471,22 @@ def test_clearing_the_clamp_and_the_headers_still_sends_them() -> None:
     assert request.body == ""
 
 
+SURGE = PolicySpec(
+    "surge",
+    "has(body.ratio) && body.ratio > 5.0",
+    (ActionSpec(IntervalHint(30_000, 3_600_000)), ActionSpec(Resume(), "inventory-check")),
+    600_000,
+)
+CALM = PolicySpec("calm", "has(body.ratio) && body.ratio < 2.0", (ActionSpec(ClearHints()),))
+RULES = (
+    SURGE,
+    CALM,
+    PolicySpec("calm", "body.ratio < 1.5", (ActionSpec(ClearHints()),)),  # the same name, another rule
+    PolicySpec("down", "run.status != 'SUCCESS'", (ActionSpec(OneShot(5000), "alert"), ActionSpec(Pause(0)))),
+    PolicySpec("fixed", "streak.successes >= 3", (ActionSpec(ResetFailures()),), 3_600_000),
+)
+
+
 ENDPOINTS = st.builds(
     EndpointSpec,
     path=st.just("jobs[0].endpoints[0]"),
@@ -473,6 +503,10 @@ ENDPOINTS = st.builds(
     max_interval_ms=st.sampled_from([0, 3_600_000]),
     timeout_ms=st.sampled_from([100, 30_000]),
     paused=st.booleans(),
+    jitter_ms=st.sampled_from([0, 500, 5000]),
+    signing_secret=st.sampled_from(["", "s" * 32]),
+    signing_secret_from=st.just("PACER_SECRET_PROBE"),
+    policies=st.lists(st.sampled_from(RULES), max_size=3, unique_by=lambda rule: rule.name).map(tuple),
 )
 
 
@@ -481,9 +515,14 @@ def updated(held: pb.EndpointSummary, request: pb.UpdateEndpointConfigRequest) -
     result = pb.EndpointSummary()
     result.CopyFrom(held)
     sent_fields = sent(request)
-    for field in ("url", "method", "timeout_ms"):
+    for field in ("url", "method", "timeout_ms", "jitter_ms"):
         if field in sent_fields:
             setattr(result, field, getattr(request, field))
+    if "signing_secret" in sent_fields:
+        result.signed = bool(request.signing_secret)
+    if request.HasField("policies"):
+        del result.policies[:]
+        result.policies.extend(request.policies.rules)
     for field in ("baseline", "clamp"):
         if field in sent_fields:
             getattr(result, field).CopyFrom(getattr(request, field))
@@ -555,6 +594,9 @@ def test_the_json_plan_is_a_list_of_changes_with_ids_once_known() -> None:
             "path": "jobs[0].endpoints[0]",
             "schedule": "every 1m",
             "paused": True,
+            "jitter_ms": 0,
+            "signed": False,
+            "policies": [],
             "endpoint_id": "ep_1",
         },
     ]
@@ -635,3 +677,242 @@ def test_a_refused_change_stops_the_apply_after_its_wave_and_says_what_was_made(
     assert sorted(api.made) == ["e0", "e1", "e2", "e3", "e4", "e6"]
     assert 'stopped at `+ endpoint "Big"/"e5" every 1m`' in err.getvalue()
     assert "6 of 41 changes were made before it (and 1 after it, sent together with it)." in err.getvalue()
+
+
+# --- policies, jitter and signing ------------------------------------------------------------------------------------
+
+SECRET = "k" * 40
+RULED = """
+jobs:
+  - name: Shop
+    endpoints:
+      - name: traffic-monitor
+        url: https://shop.example.com/traffic
+        every: 60s
+        jitter: 5s
+        signing_secret: ${PACER_SECRET_TRAFFIC}
+        policies:
+          - name: surge
+            when: has(body.ratio) && body.ratio > 5.0
+            cooldown: 10m
+            then:
+              - interval_hint: {every: 30s, ttl: 1h}
+              - {endpoint: inventory-check, resume: }
+          - name: calm
+            when: has(body.ratio) && body.ratio < 2.0
+            then:
+              - clear_hints: {}
+              - {endpoint: inventory-check, pause: {}}
+              - {endpoint: alert, one_shot: {delay: 5s}}
+              - reset_failures:
+              - {pause: {for: 10m}}
+      - {name: inventory-check, url: "https://shop.example.com/inventory", every: 3m, paused: true}
+      - {name: alert, url: "https://chat.example.com/hook", method: POST, every: 1d, paused: true}
+"""
+
+
+def ruled(environ: dict[str, str] | None = None) -> Manifest:
+    return parse(RULED, "shop.yaml", {"PACER_SECRET_TRAFFIC": SECRET} if environ is None else environ)
+
+
+def test_policies_jitter_and_a_secret_from_the_environment_are_read() -> None:
+    traffic = ruled().jobs[0].endpoints[0]
+    assert traffic.jitter_ms == 5000
+    assert (traffic.signing_secret, traffic.signing_secret_from) == (SECRET, "PACER_SECRET_TRAFFIC")
+    assert SECRET not in repr(traffic)  # a secret never reaches a log or a traceback through repr
+    assert traffic.policies == (
+        SURGE,
+        PolicySpec(
+            "calm",
+            "has(body.ratio) && body.ratio < 2.0",
+            (
+                ActionSpec(ClearHints()),
+                ActionSpec(Pause(0), "inventory-check"),
+                ActionSpec(OneShot(5000), "alert"),
+                ActionSpec(ResetFailures()),
+                ActionSpec(Pause(600_000)),
+            ),
+        ),
+    )
+
+
+def test_an_added_endpoint_carries_its_rules_jitter_and_secret() -> None:
+    traffic = ruled().jobs[0].endpoints[0]
+    request = add_request("job_1", traffic, REASON)
+    assert (request.jitter_ms, request.signing_secret) == (5000, SECRET)
+    surge = request.policies[0]
+    assert (surge.name, surge.when, surge.cooldown_ms) == ("surge", SURGE.when, 600_000)
+    assert surge.then[0].interval_hint == pb.PolicyIntervalHint(interval_ms=30_000, ttl_ms=3_600_000)
+    assert surge.then[0].endpoint == ""
+    assert (surge.then[1].endpoint, surge.then[1].WhichOneof("action")) == ("inventory-check", "resume")
+    kinds = [action.WhichOneof("action") for action in request.policies[1].then]
+    assert kinds == ["clear_hints", "pause", "one_shot", "reset_failures", "pause"]
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({}, "the environment variable PACER_SECRET_TRAFFIC is not set (or empty)"),
+        ({"PACER_SECRET_TRAFFIC": ""}, "the environment variable PACER_SECRET_TRAFFIC is not set (or empty)"),
+        ({"PACER_SECRET_TRAFFIC": "short"}, "the environment variable PACER_SECRET_TRAFFIC must hold 32 to 256"),
+    ],
+)
+def test_a_secret_variable_that_is_unset_or_too_short_is_a_problem(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ManifestError) as caught:
+        ruled(environ)
+    assert [problem.path for problem in caught.value.problems] == ["jobs[0].endpoints[0].signing_secret"]
+    assert caught.value.problems[0].message.startswith(message)
+    assert "short" not in str(caught.value)  # the value is never echoed
+
+
+POLICY = {"name": "surge", "when": "body.ratio > 5.0", "then": [{"clear_hints": {}}]}
+
+
+@pytest.mark.parametrize(
+    ("keys", "path", "message"),
+    [
+        ({"signing_secret": SECRET}, "signing_secret", "must be `${VARIABLE}`: a secret is read from the environment"),
+        ({"signing_secret": "$PACER_X"}, "signing_secret", "must be `${VARIABLE}`"),
+        ({"jitter": "2h"}, "jitter", "must be at most 1h"),
+        ({"jitter": "1m"}, "jitter", "must be shorter than the interval (`every`)"),
+        ({"jitter": "soon"}, "jitter", "invalid duration"),
+        ({"policies": "surge"}, "policies", "must be a list"),
+        ({"policies": [POLICY] * 11}, "policies", "must have at most 10 rules"),
+        ({"policies": [POLICY | {"name": "Surge!"}]}, "policies[0].name", "must be 1 to 64 of a-z, 0-9, - and _"),
+        ({"policies": [POLICY | {"when": " "}]}, "policies[0].when", "must not be empty"),
+        ({"policies": [POLICY | {"when": "x" * 1001}]}, "policies[0].when", "must be at most 1000 characters"),
+        ({"policies": [POLICY | {"then": []}]}, "policies[0].then", "must have 1 to 5 actions"),
+        ({"policies": [POLICY | {"cooldown": "8d"}]}, "policies[0].cooldown", "must be between"),
+        ({"policies": [POLICY | {"if": "x"}]}, "policies[0].if", "unknown key"),
+        ({"policies": [{"name": "a", "when": "true"}]}, "policies[0].then", "required"),
+        ({"policies": [POLICY | {"then": [{"resume": {}, "pause": {}}]}]}, "policies[0].then[0]", "set exactly one"),
+        ({"policies": [POLICY | {"then": [{"endpoint": "x"}]}]}, "policies[0].then[0]", "set exactly one"),
+        ({"policies": [POLICY | {"then": [{"resume": {"now": True}}]}]}, "policies[0].then[0].resume", "takes no"),
+        ({"policies": [POLICY | {"then": [{"interval_hint": {}}]}]}, "policies[0].then[0].interval_hint.every", ""),
+        (
+            {"policies": [POLICY | {"then": [{"interval_hint": {"every": "30s", "ttl": "30s"}}]}]},
+            "policies[0].then[0].interval_hint.ttl",
+            "must be between 1m and 7d",
+        ),
+        (
+            {"policies": [POLICY | {"then": [{"one_shot": {"delay": "2d"}}]}]},
+            "policies[0].then[0].one_shot.delay",
+            "must be between",
+        ),
+        (
+            {"policies": [POLICY | {"then": [{"pause": {"for": "100ms"}}]}]},
+            "policies[0].then[0].pause.for",
+            "must be between 1s and 30d",
+        ),
+        (
+            {"policies": [POLICY | {"then": [{"pause": {"until": "1h"}}]}]},
+            "policies[0].then[0].pause.until",
+            "unknown key",
+        ),
+    ],
+)
+def test_each_rule_jitter_and_secret_problem_is_reported_at_its_path(
+    keys: dict[str, Any], path: str, message: str
+) -> None:
+    found = problems(one_endpoint(**keys))
+    assert [problem.path for problem in found][:1] == [f"jobs[0].endpoints[0].{path}"]
+    assert found[0].message.startswith(message)
+
+
+def test_a_rule_name_used_twice_on_an_endpoint_is_reported_at_the_second_use() -> None:
+    found = problems(one_endpoint(policies=[POLICY, POLICY]))
+    assert found == [
+        Problem(
+            "jobs[0].endpoints[0].policies[1].name",
+            "rule name 'surge' is used twice (also jobs[0].endpoints[0].policies[0].name)",
+        )
+    ]
+
+
+def held_ruled() -> tuple[JobSpec, tuple[pb.EndpointSummary, ...]]:
+    the_job = ruled().jobs[0]
+    return the_job, tuple(summary(e, f"ep_{e.name}") for e in the_job.endpoints)
+
+
+def test_an_endpoint_created_with_its_rules_needs_no_change_however_the_api_spells_defaults() -> None:
+    the_job, held = held_ruled()
+    spelled = pb.Policy()
+    spelled.CopyFrom(held[0].policies[0])
+    spelled.then[0].interval_hint.ttl_ms = 0  # the API's "one hour"
+    spelled.then[0].endpoint = "traffic-monitor"  # its own endpoint, by name
+    traffic = summary(the_job.endpoints[0], "ep_t", policies=[spelled, held[0].policies[1]])
+    result = plan(Manifest("f", (the_job,)), observed(the_job, traffic, *held[1:]))
+    assert (result.changes, result.unchanged) == ((), 3)
+
+
+def test_policy_jitter_and_signing_changes_are_shown_and_sent_alone() -> None:
+    the_job, held = held_ruled()
+    changed_surge = pb.Policy()
+    changed_surge.CopyFrom(held[0].policies[0])
+    changed_surge.cooldown_ms = 60_000
+    old = pb.Policy(name="old", when="true", then=[pb.PolicyAction(resume=pb.PolicyResume())])
+    traffic = summary(the_job.endpoints[0], "ep_t", jitter_ms=0, signed=False, policies=[changed_surge, old])
+    result = plan(Manifest("f", (the_job,)), observed(the_job, traffic, *held[1:]))
+    assert plan_lines(result) == [
+        '~ endpoint "Shop"/"traffic-monitor": jitter none -> 5s; signing unsigned -> signed (secret from '
+        "$PACER_SECRET_TRAFFIC); policies [surge, old] -> [surge (changed), calm (new)]",
+        "= 2 endpoints unchanged",
+    ]
+    (change,) = result.changes
+    assert isinstance(change, UpdateEndpoint)
+    request = update_request(change, REASON)
+    assert sent(request) == {"endpoint_id", "reason", "jitter_ms", "signing_secret", "policies"}
+    assert [rule.name for rule in request.policies.rules] == ["surge", "calm"]
+    assert request.signing_secret == SECRET
+
+
+def test_removing_every_rule_and_the_secret_still_sends_them() -> None:
+    endpoint = spec()
+    held = summary(endpoint, signed=True, policies=[pb.Policy(name="old", when="true")])
+    fields = endpoint_fields(endpoint, held)
+    assert [f.field for f in fields] == ["signing", "policies"]
+    request = update_request(UpdateEndpoint(job(endpoint), endpoint, "ep_1", fields), REASON)
+    assert request.HasField("signing_secret")
+    assert request.signing_secret == ""
+    assert request.HasField("policies")
+    assert len(request.policies.rules) == 0
+
+
+def test_a_secret_is_only_sent_again_when_asked_to_rotate() -> None:
+    the_job, held = held_ruled()
+    assert plan(Manifest("f", (the_job,)), observed(the_job, *held)).changes == ()
+    rotated = plan(Manifest("f", (the_job,)), observed(the_job, *held), rotate_secrets=True)
+    assert plan_lines(rotated)[0] == (
+        '~ endpoint "Shop"/"traffic-monitor": signing signed -> new secret from $PACER_SECRET_TRAFFIC'
+    )
+    (change,) = rotated.changes
+    assert isinstance(change, UpdateEndpoint)
+    assert sent(update_request(change, REASON)) == {"endpoint_id", "reason", "signing_secret"}
+
+
+def test_a_new_endpoint_shows_its_jitter_signing_and_rules() -> None:
+    the_job = ruled().jobs[0]
+    lines = plan_lines(plan(Manifest("f", (the_job,)), {}))
+    assert lines[1] == ('+ endpoint "Shop"/"traffic-monitor" every 60s, jitter 5s, signed, policies [surge, calm]')
+
+
+def test_rules_acting_on_other_endpoints_are_set_once_the_whole_plan_exists() -> None:
+    calls: list[tuple[str, Any]] = []
+
+    def call(rpc: str, request: Any) -> Any:
+        calls.append((rpc, request))
+        if rpc == "CreateJob":
+            return pb.CreateJobResponse(job_id="job_1")
+        if rpc == "AddEndpointToJob":
+            return pb.AddEndpointToJobResponse(endpoint_id=f"ep_{request.name}")
+        return None
+
+    session = Session(call, lambda: datetime.now(UTC), io.StringIO(), io.StringIO(), False)
+    execute(session, fresh_plan(ruled().jobs[0]), REASON)
+    adds = {request.name: request for rpc, request in calls if rpc == "AddEndpointToJob"}
+    assert list(adds["traffic-monitor"].policies) == []  # it names inventory-check and alert, not yet made
+    assert adds["traffic-monitor"].signing_secret == SECRET
+    rpc, last = calls[-1]
+    assert rpc == "UpdateEndpointConfig"
+    assert last.endpoint_id == "ep_traffic-monitor"
+    assert [rule.name for rule in last.policies.rules] == ["surge", "calm"]

@@ -6,7 +6,11 @@ changes in plan order, a job's endpoints up to IN_FLIGHT at a time (`waves`). A 
 nothing to do and makes no mutating call. Every mutating call carries the reason `pacerctl apply <file name>` for
 the audit trail (CreateJob has no reason field).
 
+`pacerctl diff -f FILE` prints the same plan and changes nothing; like diff(1) it exits 1 when there are changes.
+
 Nothing is ever deleted or archived, and pause state is only set when an endpoint is created (see `reconcile`).
+A new endpoint whose rules act on other endpoints is created without them; they are set once every endpoint of the
+plan exists, so the order of endpoints in the file never matters.
 The file is validated in full before any call; a refused call stops the apply once the calls sent with it are
 answered, the changes made stay made, and running apply again picks up from there.
 """
@@ -37,13 +41,24 @@ from pacer_common.client import ApiError
 MAX_REASON = 500
 IN_FLIGHT = 16  # the most calls an apply has waiting for an answer at once
 CONFLICT_EXIT = 4  # like FAILED_PRECONDITION: Pacer's state, not the file, is in the way
+DIFFERS_EXIT = 1  # `pacerctl diff`: the file and Pacer differ, as diff(1) says it
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`-f FILE` and `--dry-run`."""
+def _file_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-f", "--file", required=True, metavar="FILE", help="the YAML file to apply (see examples/use-cases/)"
     )
+    parser.add_argument(
+        "--rotate-secrets",
+        action="store_true",
+        help="send every signing secret the file names (${VARIABLE}) again; Pacer never returns a secret, so a "
+        "changed one is otherwise not seen",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`-f FILE`, `--rotate-secrets` and `--dry-run`."""
+    _file_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
 
 
@@ -105,6 +120,7 @@ class _Executor:
         self._session = session
         self._reason = reason
         self._created_jobs: dict[str, str] = {}
+        self.deferred: dict[str, CreateEndpoint] = {}  # endpoint id -> its creation, rules still to set
 
     def make(self, change: Change) -> str:
         """Make one change; returns the id of the job or endpoint it created or changed."""
@@ -124,10 +140,14 @@ class _Executor:
                 return change.endpoint_id
 
     def _add(self, change: CreateEndpoint) -> str:
-        """AddEndpointToJob, then an indefinite pause for `paused: true` (the only time apply sets pause state)."""
+        """AddEndpointToJob, then an indefinite pause for `paused: true` (the only time apply sets pause state).
+        Rules acting on other endpoints wait in `deferred` until the whole plan is made."""
         job_id = change.job_id or self._created_jobs[change.job.name]
-        request = reconcile.add_request(job_id, change.endpoint, self._reason)
+        defer = reconcile.names_others(change.endpoint)
+        request = reconcile.add_request(job_id, change.endpoint, self._reason, with_policies=not defer)
         endpoint_id = str(self._session.call("AddEndpointToJob", request).endpoint_id)
+        if defer:
+            self.deferred[endpoint_id] = change
         if change.endpoint.paused:
             pause = pb.PauseOrResumeEndpointRequest(endpoint_id=endpoint_id, reason=self._reason)
             self._session.call("PauseOrResumeEndpoint", pause)
@@ -149,6 +169,15 @@ def execute(session: Session, plan: Plan, reason: str) -> list[str]:
             if refused is not None:
                 _report(session, plan, refused, made)
                 raise refused[1]
+    for endpoint_id, change in executor.deferred.items():
+        try:
+            session.call("UpdateEndpointConfig", reconcile.policies_request(endpoint_id, change.endpoint, reason))
+        except ApiError:
+            session.stderr.write(
+                f"pacerctl apply: the rules of `{reconcile.change_line(change)}` ({change.endpoint.path}) were "
+                "refused; every change of the plan was made. Fix the rules and apply again.\n"
+            )
+            raise
     return [made[index] for index in range(len(plan.changes))]
 
 
@@ -244,16 +273,9 @@ def apply(session: Session, args: argparse.Namespace) -> int:
     Exit 0 on success; 2 for a file that cannot be applied; 4 when Pacer holds two objects with a name the file uses;
     an API error's own exit code when a call is refused.
     """
-    try:
-        manifest = load(args.file)
-    except ManifestError as error:
-        session.stderr.write(invalid_text(error))
-        return 2
-    try:
-        plan = reconcile.plan(manifest, observe(session, manifest))
-    except Conflict as error:
-        session.stderr.write(f"pacerctl apply: error: {error}; nothing was changed\n")
-        return CONFLICT_EXIT
+    plan = _plan(session, args)
+    if isinstance(plan, int):
+        return plan
     if session.json:
         return _apply_json(session, plan, args)
     session.emit("".join(line + "\n" for line in reconcile.plan_lines(plan)))
@@ -261,6 +283,33 @@ def apply(session: Session, args: argparse.Namespace) -> int:
         execute(session, plan, reason_for(args.file))
     session.emit(reconcile.outcome_line(plan, dry_run=args.dry_run) + "\n")
     return 0
+
+
+def _plan(session: Session, args: argparse.Namespace) -> Plan | int:
+    """The plan for `args.file`, or the exit code when there is none (the reason written on stderr)."""
+    try:
+        manifest = load(args.file, session.environ)
+    except ManifestError as error:
+        session.stderr.write(invalid_text(error))
+        return 2
+    try:
+        return reconcile.plan(manifest, observe(session, manifest), rotate_secrets=args.rotate_secrets)
+    except Conflict as error:
+        session.stderr.write(f"pacerctl apply: error: {error}; nothing was changed\n")
+        return CONFLICT_EXIT
+
+
+def diff(session: Session, args: argparse.Namespace) -> int:
+    """Print what `apply -f FILE` would change, change nothing; exit 0 when nothing differs, 1 when something does
+    (the exit codes of `apply` for a file or a Pacer it cannot plan against)."""
+    plan = _plan(session, args)
+    if isinstance(plan, int):
+        return plan
+    if session.json:
+        session.emit(reconcile.plan_json(plan) + "\n")
+    else:
+        session.emit("".join(line + "\n" for line in reconcile.plan_lines(plan)) or "no changes\n")
+    return DIFFERS_EXIT if plan.changes else 0
 
 
 def _apply_json(session: Session, plan: Plan, args: argparse.Namespace) -> int:
@@ -281,4 +330,16 @@ def subcommand() -> Subcommand:
         "pacerctl apply -f examples/use-cases/flash-sale.yaml --dry-run",
         add_arguments,
         apply,
+    )
+
+
+def diff_subcommand() -> Subcommand:
+    """`pacerctl diff` (a top-level command: its group is its name)."""
+    return Subcommand(
+        "diff",
+        "",
+        "show what `apply -f FILE` would change (fields, jitter, signing, policies); exit 1 when anything differs",
+        "pacerctl diff -f examples/use-cases/flash-sale.yaml",
+        _file_arguments,
+        diff,
     )

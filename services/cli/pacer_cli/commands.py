@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -75,6 +75,7 @@ class Session:
     stdout: TextIO
     stderr: TextIO
     json: bool
+    environ: Mapping[str, str] = field(default_factory=dict)  # where an apply file's `${VARIABLE}` secrets come from
 
     def emit(self, text: str) -> None:
         """Write to stdout and flush at once, so a pipe or a watching test sees each line when it happens."""

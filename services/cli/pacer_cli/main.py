@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from pacer_cli import apply, commands, render, watch
 from pacer_cli.commands import Session, Subcommand, UsageError
-from pacer_cli.settings import CliSettings, load_settings
+from pacer_cli.settings import CliSettings, environment, load_settings
 from pacer_common.client import DEFAULT_ADDR, ApiError, ControlClient, api_key
 from pacer_common.tls import client_tls_credentials
 
@@ -32,7 +32,8 @@ EPILOG = f"""connection:
   address   --addr, else $PACER_ADDR, else {DEFAULT_ADDR}
 
 exit codes:
-  0  success (and Ctrl-C in `runs watch`)
+  0  success (and Ctrl-C in `runs watch`; `diff`: nothing differs)
+  1  `diff`: the file and Pacer differ
   2  usage error, no API key, an invalid apply file, or the server refused the input (INVALID_ARGUMENT)
   3  not found (NOT_FOUND; another tenant's objects are not found too)
   4  failed precondition (FAILED_PRECONDITION: archived job, deleted endpoint; apply: a name used twice in Pacer)
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pacerctl", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     _add_connection_options(parser, top=True)
-    groups = parser.add_subparsers(dest="group", metavar="GROUP|apply", required=True)
+    groups = parser.add_subparsers(dest="group", metavar="GROUP|apply|diff", required=True)
     nouns = {}
     for name, help_text in GROUPS:
         group = groups.add_parser(name, help=help_text, description=help_text)
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (*commands.all_commands(), watch.subcommand()):
         _add_subcommand(nouns[command.group], command.name, command)
     _add_subcommand(groups, "apply", apply.subcommand())
+    _add_subcommand(groups, "diff", apply.diff_subcommand())
     return parser
 
 
@@ -142,8 +144,8 @@ def run(
     """Run one pacerctl command line and return its exit code; output goes to `stdout`, diagnostics to `stderr`.
 
     `environ` (default: the process environment) supplies the settings (`pacer_cli.settings`: PACER_ADDR,
-    PACER_API_KEY, PACER_VAR_DIR, PACER_TLS_*); `now` is the clock that relative times (`--in 5m`, `--for 1h`)
-    count from.
+    PACER_API_KEY, PACER_VAR_DIR, PACER_TLS_*) and the secrets an apply file names; `now` is the clock that relative
+    times (`--in 5m`, `--for 1h`) count from.
     """
     args = _parse(argv, stdout, stderr)
     if isinstance(args, int):
@@ -156,7 +158,8 @@ def run(
     addr = args.addr or settings.addr
     client = ControlClient(addr, key, client_tls_credentials(settings.tls))
     try:
-        return int(args.action(Session(client.call, now, stdout, stderr, args.json), args))
+        session = Session(client.call, now, stdout, stderr, args.json, environment(environ))
+        return int(args.action(session, args))
     except UsageError as error:
         command = " ".join(part for part in (args.group, getattr(args, "command", None)) if part)
         stderr.write(f"pacerctl {command}: error: {error}\n")

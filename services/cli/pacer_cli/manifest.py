@@ -3,8 +3,15 @@
 The format (see examples/use-cases/*.yaml) is a top-level `jobs:` list; each job has a `name`, an optional
 `description` and an `endpoints:` list; each endpoint has a `name`, a `url` and exactly one of `every: DURATION` or
 `cron: EXPR` (with an optional `timezone`), and optionally `method`, `headers`, `body`, `clamp: {min, max}`,
-`timeout` and `paused`. A key left out means its default (no description, GET, no headers, an empty body, no clamp,
-the server's 30 s timeout, not paused), because the file states the whole desired configuration.
+`timeout`, `paused`, `jitter`, `signing_secret` and `policies`. A key left out means its default (no description,
+GET, no headers, an empty body, no clamp, the server's 30 s timeout, not paused, no jitter, unsigned, no rules),
+because the file states the whole desired configuration.
+
+A signing secret is never written in the file: `signing_secret` must be `${VARIABLE}`, read from the environment when
+the file is loaded (a variable that is unset or empty is a problem). Policies (docs/policies.md) are a list of rules
+`{name, when, then: [action, ...], cooldown}`; an action is a mapping with an optional `endpoint` (another endpoint
+of the same job, by name) and exactly one of `interval_hint: {every, ttl}`, `one_shot: {delay}`, `pause: {for}`,
+`resume`, `clear_hints` or `reset_failures` (those three take no settings: `resume: {}` or just `resume:`).
 
 Validation happens before anything is sent: unknown keys, a wrong type, a malformed duration or URL, both or
 neither of `every` and `cron`, and a name used twice are all reported at once, each with its path
@@ -47,8 +54,36 @@ _ENDPOINT_KEYS = (
     "clamp",
     "timeout",
     "paused",
+    "jitter",
+    "signing_secret",
+    "policies",
 )
 _CLAMP_KEYS = ("min", "max")
+_POLICY_KEYS = ("name", "when", "then", "cooldown")
+_ACTION_KINDS = ("interval_hint", "one_shot", "pause", "resume", "clear_hints", "reset_failures")
+_ACTION_KEYS = ("endpoint", *_ACTION_KINDS)
+_ACTION_SETTINGS: Mapping[str, tuple[str, ...]] = {
+    "interval_hint": ("every", "ttl"),
+    "one_shot": ("delay",),
+    "pause": ("for",),
+    "resume": (),
+    "clear_hints": (),
+    "reset_failures": (),
+}
+# The API's rule limits (control_service.proto, Policy and its actions), checked here so an apply cannot stop
+# half-way on a rule the file could have told was wrong.
+MAX_POLICIES = 10
+MAX_ACTIONS = 5
+MAX_WHEN_CHARS = 1000
+POLICY_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
+MAX_COOLDOWN_MS = 7 * 24 * 3600 * 1000
+HINT_TTL_MS = (60_000, 7 * 24 * 3600 * 1000)
+DEFAULT_HINT_TTL_MS = 3_600_000  # what the API applies for ttl_ms 0
+MAX_DELAY_MS = 24 * 3600 * 1000
+PAUSE_MS = (1000, 30 * 24 * 3600 * 1000)
+MAX_JITTER_MS = 3_600_000
+SECRET_CHARS = (32, 256)
+_SECRET_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _HEADER_NAME = re.compile(limits.HEADER_NAME_PATTERN)  # an HTTP token (RFC 9110), as the API requires
 
@@ -73,6 +108,65 @@ Schedule = Every | Cron
 
 
 @dataclass(frozen=True)
+class IntervalHint:
+    """Run every `interval_ms` for `ttl_ms` (the API's default hour when the file leaves `ttl` out)."""
+
+    interval_ms: int
+    ttl_ms: int = DEFAULT_HINT_TTL_MS
+
+
+@dataclass(frozen=True)
+class OneShot:
+    """One extra run `delay_ms` after the triggering run is recorded."""
+
+    delay_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Pause for `for_ms`; 0 pauses until resumed."""
+
+    for_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Resume a paused endpoint."""
+
+
+@dataclass(frozen=True)
+class ClearHints:
+    """Drop interval hints and one-shots."""
+
+
+@dataclass(frozen=True)
+class ResetFailures:
+    """Reset the failure count and its backoff."""
+
+
+Step = IntervalHint | OneShot | Pause | Resume | ClearHints | ResetFailures
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One action of a rule: `step` on the endpoint named `endpoint` (empty: the rule's own endpoint)."""
+
+    step: Step
+    endpoint: str = ""
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """One rule: when the CEL condition `when` holds on a recorded run, take `then` in order (at most once per
+    `cooldown_ms`)."""
+
+    name: str
+    when: str
+    then: tuple[ActionSpec, ...]
+    cooldown_ms: int = 0
+
+
+@dataclass(frozen=True)
 class EndpointSpec:
     """One endpoint as the file wants it, every default filled in. `path` locates it in the file."""
 
@@ -87,6 +181,10 @@ class EndpointSpec:
     max_interval_ms: int = 0
     timeout_ms: int = DEFAULT_TIMEOUT_MS
     paused: bool = False
+    jitter_ms: int = 0
+    signing_secret: str = field(default="", repr=False)  # read from the environment, never from the file
+    signing_secret_from: str = ""  # the variable it was read from, to name in a plan
+    policies: tuple[PolicySpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,24 +244,26 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load(path: str) -> Manifest:
-    """Read and validate the file at `path` (UTF-8); raises ManifestError naming `path` if it cannot be applied."""
+def load(path: str, environ: Mapping[str, str]) -> Manifest:
+    """Read and validate the file at `path` (UTF-8), its `${VARIABLE}` secrets from `environ`; raises ManifestError
+    naming `path` if it cannot be applied."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise ManifestError(path, (Problem("", f"cannot read the file: {error.strerror}"),)) from None
     except UnicodeDecodeError:
         raise ManifestError(path, (Problem("", "cannot read the file: not UTF-8 text"),)) from None
-    return parse(text, path)
+    return parse(text, path, environ)
 
 
-def parse(text: str, source: str) -> Manifest:
-    """Validate YAML `text`; `source` names it in errors. Raises ManifestError with every problem found."""
+def parse(text: str, source: str, environ: Mapping[str, str] | None = None) -> Manifest:
+    """Validate YAML `text`, reading `${VARIABLE}` secrets from `environ` (none set when None); `source` names it in
+    errors. Raises ManifestError with every problem found."""
     try:
         document = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as error:
         raise ManifestError(source, (_syntax_problem(error),)) from None
-    reader = _Reader()
+    reader = _Reader(environ or {})
     jobs = reader.document(document)
     if reader.problems:
         raise ManifestError(source, tuple(reader.problems))
@@ -195,8 +295,9 @@ class _Reader:
     """Walks the parsed YAML, collecting problems; after a problem it returns a placeholder and carries on, so one
     pass reports everything. Placeholders never escape: `parse` raises when any problem was recorded."""
 
-    def __init__(self) -> None:
+    def __init__(self, environ: Mapping[str, str]) -> None:
         self.problems: list[Problem] = []
+        self.environ = environ
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
@@ -317,7 +418,26 @@ class _Reader:
         schedule = self.schedule(fields, path)
         min_ms, max_ms = self.clamp(fields.get("clamp", {}), _at(path, "clamp"))
         timeout_ms, paused = self.timeout_ms(fields, path), self.flag(fields, "paused", path)
-        return EndpointSpec(path, name, url, schedule, method, headers, body, min_ms, max_ms, timeout_ms, paused)
+        jitter_ms = self.jitter_ms(fields, schedule, path)
+        secret, variable = self.secret(fields, path)
+        policies = self.policies(fields, path)
+        return EndpointSpec(
+            path,
+            name,
+            url,
+            schedule,
+            method,
+            headers,
+            body,
+            min_ms,
+            max_ms,
+            timeout_ms,
+            paused,
+            jitter_ms,
+            secret,
+            variable,
+            policies,
+        )
 
     # --- endpoint fields -------------------------------------------------------------------------------------------
 
@@ -396,3 +516,115 @@ class _Reader:
         if timeout_ms is not None and not low <= timeout_ms <= high:
             self.fail(_at(path, "timeout"), f"must be between {duration_text(low)} and {duration_text(high)}")
         return timeout_ms or DEFAULT_TIMEOUT_MS
+
+    def jitter_ms(self, fields: Mapping[str, object], schedule: Schedule, path: str) -> int:
+        """The jitter; at most an hour, and less than an interval baseline (a run never slides into the next slot)."""
+        if "jitter" not in fields:
+            return 0
+        jitter_ms = self.duration_ms(fields["jitter"], _at(path, "jitter"))
+        if jitter_ms is None:
+            return 0
+        if jitter_ms > MAX_JITTER_MS:
+            self.fail(_at(path, "jitter"), f"must be at most {duration_text(MAX_JITTER_MS)}")
+        elif isinstance(schedule, Every) and schedule.interval_ms and jitter_ms >= schedule.interval_ms:
+            self.fail(_at(path, "jitter"), "must be shorter than the interval (`every`)")
+        return jitter_ms
+
+    def secret(self, fields: Mapping[str, object], path: str) -> tuple[str, str]:
+        """(secret, variable): `signing_secret` must be `${VARIABLE}`, and the variable must hold 32 to 256
+        characters. The value is never echoed in a problem."""
+        if "signing_secret" not in fields:
+            return "", ""
+        where = _at(path, "signing_secret")
+        reference = fields["signing_secret"]
+        match = _SECRET_REFERENCE.fullmatch(reference) if isinstance(reference, str) else None
+        if match is None:
+            self.fail(where, "must be `${VARIABLE}`: a secret is read from the environment, never written in the file")
+            return "", ""
+        variable = match.group(1)
+        secret = self.environ.get(variable, "")
+        low, high = SECRET_CHARS
+        if not secret:
+            self.fail(where, f"the environment variable {variable} is not set (or empty)")
+        elif not low <= len(secret) <= high:
+            self.fail(where, f"the environment variable {variable} must hold {low} to {high} characters")
+        return secret, variable
+
+    # --- policies --------------------------------------------------------------------------------------------------
+
+    def policies(self, fields: Mapping[str, object], path: str) -> tuple[PolicySpec, ...]:
+        values = self.items(fields, "policies", path, required=False)
+        if len(values) > MAX_POLICIES:
+            self.fail(_at(path, "policies"), f"must have at most {MAX_POLICIES} rules")
+        rules = tuple(self.policy(value, f"{path}.policies[{i}]") for i, value in enumerate(values))
+        self.unique([(rule.name, f"{path}.policies[{i}]") for i, rule in enumerate(rules)], "rule")
+        return rules
+
+    def policy(self, value: object, path: str) -> PolicySpec:
+        fields = self.fields(value, path, _POLICY_KEYS)
+        if fields is None:
+            return PolicySpec("", "", ())
+        name = self.text(fields, "name", path)
+        if "name" in fields and isinstance(fields["name"], str) and not POLICY_NAME.fullmatch(name):
+            self.fail(_at(path, "name"), "must be 1 to 64 of a-z, 0-9, - and _")
+        when = self.text(fields, "when", path).strip()
+        if "when" in fields and not when:
+            self.fail(_at(path, "when"), "must not be empty")
+        elif len(when) > MAX_WHEN_CHARS:
+            self.fail(_at(path, "when"), f"must be at most {MAX_WHEN_CHARS} characters")
+        values = self.items(fields, "then", path, required=True)
+        if "then" in fields and not 1 <= len(values) <= MAX_ACTIONS:
+            self.fail(_at(path, "then"), f"must have 1 to {MAX_ACTIONS} actions")
+        then = tuple(self.action(item, f"{path}.then[{i}]") for i, item in enumerate(values))
+        cooldown_ms = self.bounded_ms(fields, "cooldown", path, (0, MAX_COOLDOWN_MS), 0)
+        return PolicySpec(name, when, then, cooldown_ms)
+
+    def bounded_ms(
+        self, fields: Mapping[str, object], key: str, path: str, bounds: tuple[int, int], default: int
+    ) -> int:
+        """The duration under `key` within `bounds` (0 always allowed where `default` is 0); `default` if absent."""
+        if key not in fields:
+            return default
+        value_ms = self.duration_ms(fields[key], _at(path, key))
+        if value_ms is None:
+            return default
+        low, high = bounds
+        if not low <= value_ms <= high and not (value_ms == 0 and default == 0):
+            self.fail(_at(path, key), f"must be between {duration_text(low)} and {duration_text(high)}")
+        return value_ms
+
+    def action(self, value: object, path: str) -> ActionSpec:
+        fields = self.fields(value, path, _ACTION_KEYS)
+        if fields is None:
+            return ActionSpec(Resume())
+        kinds = [kind for kind in _ACTION_KINDS if kind in fields]
+        endpoint = self.text(fields, "endpoint", path, default="").strip()
+        if len(kinds) != 1:
+            self.fail(path, f"set exactly one of {', '.join(_ACTION_KINDS)}")
+            return ActionSpec(Resume(), endpoint)
+        kind = kinds[0]
+        settings = {} if fields[kind] is None else fields[kind]
+        where = _at(path, kind)
+        given = self.fields(settings, where, _ACTION_SETTINGS[kind]) if _ACTION_SETTINGS[kind] else None
+        if not _ACTION_SETTINGS[kind] and settings != {}:
+            self.fail(where, "takes no settings: write `{}` or nothing")
+        return ActionSpec(self.step(kind, given or {}, where), endpoint)
+
+    def step(self, kind: str, fields: Mapping[str, object], path: str) -> Step:
+        match kind:
+            case "interval_hint":
+                if "every" not in fields:
+                    self.fail(_at(path, "every"), "required")
+                every_ms = self.bounded_ms(fields, "every", path, (1, MAX_INTERVAL_MS), 1)
+                ttl_ms = self.bounded_ms(fields, "ttl", path, HINT_TTL_MS, DEFAULT_HINT_TTL_MS)
+                return IntervalHint(every_ms, ttl_ms)
+            case "one_shot":
+                return OneShot(self.bounded_ms(fields, "delay", path, (0, MAX_DELAY_MS), 0))
+            case "pause":
+                return Pause(self.bounded_ms(fields, "for", path, PAUSE_MS, 0))
+            case "resume":
+                return Resume()
+            case "clear_hints":
+                return ClearHints()
+            case _:
+                return ResetFailures()

@@ -4,9 +4,11 @@ Everything here is pure: `plan()` takes the validated manifest and the observed 
 endpoints as ListJobEndpoints returns them) and returns the changes; the request builders turn one change into the
 protobuf request that makes it; `plan_lines()` and `plan_json()` render the plan.
 
-What is compared: a job's description; an endpoint's url, method, baseline, clamp, timeout, and its headers and body
-through `config_digest` (the API never returns their values). What is not: pause state, hints, one-shots and failure
-counts. Those belong to whoever steers the endpoint (people and agents), so `paused: true` in the file is applied
+What is compared: a job's description; an endpoint's url, method, baseline, clamp, timeout, jitter, policies, whether
+it is signed, and its headers and body through `config_digest` (the API never returns their values). A signing
+secret is never returned either, so a changed secret is not seen: `apply --rotate-secrets` sends every secret the
+file names. What is not compared: pause state, hints, one-shots and failure counts. Those belong to whoever steers
+the endpoint (people and agents), so `paused: true` in the file is applied
 when an endpoint is created and never again, and an endpoint an agent resumed stays resumed.
 """
 
@@ -18,13 +20,39 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pacer.control.v1 import control_service_pb2 as pb
-from pacer_cli.manifest import Cron, EndpointSpec, Every, JobSpec, Manifest, Schedule
+from pacer_cli.manifest import (
+    DEFAULT_HINT_TTL_MS,
+    ActionSpec,
+    ClearHints,
+    Cron,
+    EndpointSpec,
+    Every,
+    IntervalHint,
+    JobSpec,
+    Manifest,
+    OneShot,
+    Pause,
+    PolicySpec,
+    ResetFailures,
+    Resume,
+    Schedule,
+)
 from pacer_cli.render import format_millis
 from pacer_common.digest import config_digest
 from pacer_common.urls import split_password
 
-Field = Literal["url", "method", "baseline", "clamp", "timeout", "headers/body"]
-FIELDS: tuple[Field, ...] = ("url", "method", "baseline", "clamp", "timeout", "headers/body")  # the order shown
+Field = Literal["url", "method", "baseline", "clamp", "timeout", "jitter", "headers/body", "signing", "policies"]
+FIELDS: tuple[Field, ...] = (  # the order shown
+    "url",
+    "method",
+    "baseline",
+    "clamp",
+    "timeout",
+    "jitter",
+    "headers/body",
+    "signing",
+    "policies",
+)
 DIGEST_SHOWN = 8  # hex digits of a config digest shown in a plan: enough to tell two apart, no values leaked
 
 
@@ -104,8 +132,10 @@ class Plan:
 # --- diffing ---------------------------------------------------------------------------------------------------------
 
 
-def plan(manifest: Manifest, observed: Mapping[str, ObservedJob]) -> Plan:
+def plan(manifest: Manifest, observed: Mapping[str, ObservedJob], *, rotate_secrets: bool = False) -> Plan:
     """The changes that make Pacer hold what `manifest` says; `observed` maps job name -> the active job so named.
+    With `rotate_secrets`, every endpoint the file gives a signing secret gets it again (Pacer cannot say whether
+    the secret it holds is the same).
 
     Raises Conflict when a job of the file has two live endpoints named like one of the file's endpoints.
     """
@@ -119,7 +149,7 @@ def plan(manifest: Manifest, observed: Mapping[str, ObservedJob]) -> Plan:
             continue
         if found.description != job.description:
             changes.append(UpdateJob(job, found.job_id, FieldChange("description", found.description, job.description)))
-        job_changes, same = _endpoint_changes(job, found)
+        job_changes, same = _endpoint_changes(job, found, rotate_secrets)
         changes += job_changes
         unchanged += same
         untracked += _untracked(job, found)
@@ -133,7 +163,7 @@ def _by_name(job: ObservedJob) -> dict[str, list[pb.EndpointSummary]]:
     return grouped
 
 
-def _endpoint_changes(job: JobSpec, found: ObservedJob) -> tuple[list[Change], int]:
+def _endpoint_changes(job: JobSpec, found: ObservedJob, rotate_secrets: bool) -> tuple[list[Change], int]:
     """The creates and updates for one existing job's endpoints, and how many need nothing."""
     live = _by_name(found)
     changes: list[Change] = []
@@ -147,7 +177,7 @@ def _endpoint_changes(job: JobSpec, found: ObservedJob) -> tuple[list[Change], i
             )
         if not matches:
             changes.append(CreateEndpoint(job, found.job_id, endpoint))
-        elif fields := endpoint_fields(endpoint, matches[0]):
+        elif fields := endpoint_fields(endpoint, matches[0], rotate_secrets=rotate_secrets):
             changes.append(UpdateEndpoint(job, endpoint, matches[0].endpoint_id, fields))
     return changes, len(job.endpoints) - len(changes)
 
@@ -157,12 +187,18 @@ def _untracked(job: JobSpec, found: ObservedJob) -> list[Untracked]:
     return [Untracked(job.name, e.name, e.endpoint_id) for e in found.endpoints if e.name not in named]
 
 
-def endpoint_fields(desired: EndpointSpec, actual: pb.EndpointSummary) -> tuple[FieldChange, ...]:
+def endpoint_fields(
+    desired: EndpointSpec, actual: pb.EndpointSummary, *, rotate_secrets: bool = False
+) -> tuple[FieldChange, ...]:
     """The fields where `actual` differs from `desired`, in a fixed order; empty when they agree.
 
     Values are compared, not their text (`60s` and `1m` are the same interval); the text is only for showing.
     """
     held, wanted = _held(actual), _wanted(desired)
+    if rotate_secrets and desired.signing_secret and actual.signed:
+        wanted["signing"] = (object(), f"new secret from ${desired.signing_secret_from}")  # differs from anything
+    if held["policies"][0] != wanted["policies"][0]:
+        wanted["policies"] = (wanted["policies"][0], _policies_after(desired, actual))
     return tuple(
         FieldChange(field, held[field][1], wanted[field][1]) for field in FIELDS if held[field][0] != wanted[field][0]
     )
@@ -179,7 +215,10 @@ def _held(actual: pb.EndpointSummary) -> Compared:
         "baseline": (schedule, schedule_text(schedule)),
         "clamp": (bounds, clamp_text(*bounds)),
         "timeout": (actual.timeout_ms, format_millis(actual.timeout_ms)),
+        "jitter": (actual.jitter_ms, _jitter_text(actual.jitter_ms)),
         "headers/body": (actual.config_digest, _digest(actual.config_digest)),
+        "signing": (actual.signed, "signed" if actual.signed else "unsigned"),
+        "policies": (_held_policies(actual), _names([rule.name for rule in actual.policies])),
     }
 
 
@@ -194,8 +233,58 @@ def _wanted(desired: EndpointSpec) -> Compared:
         "baseline": (_normal(desired.schedule), schedule_text(desired.schedule)),
         "clamp": (bounds, clamp_text(*bounds)),
         "timeout": (desired.timeout_ms, format_millis(desired.timeout_ms)),
+        "jitter": (desired.jitter_ms, _jitter_text(desired.jitter_ms)),
         "headers/body": (digest, _digest(digest)),
+        "signing": (bool(desired.signing_secret), _signing_text(desired)),
+        "policies": (_wanted_policies(desired), _names([rule.name for rule in desired.policies])),
     }
+
+
+def _jitter_text(jitter_ms: int) -> str:
+    return format_millis(jitter_ms) if jitter_ms else "none"
+
+
+def _signing_text(desired: EndpointSpec) -> str:
+    return f"signed (secret from ${desired.signing_secret_from})" if desired.signing_secret else "unsigned"
+
+
+def _names(names: Sequence[str]) -> str:
+    return "[" + ", ".join(names) + "]" if names else "none"
+
+
+def _held_policies(actual: pb.EndpointSummary) -> tuple[bytes, ...]:
+    """The endpoint's rules, each in a canonical form, to compare with the file's."""
+    return tuple(_canonical(rule, actual.name) for rule in actual.policies)
+
+
+def _wanted_policies(desired: EndpointSpec) -> tuple[bytes, ...]:
+    return tuple(_canonical(policy_message(rule), desired.name) for rule in desired.policies)
+
+
+def _canonical(rule: pb.Policy, own_name: str) -> bytes:
+    """`rule` serialized deterministically, with the API's defaults spelled out (a hint's TTL of 0 is an hour, an
+    action naming its own endpoint acts on it), so a rule reads the same however it was written."""
+    copy = pb.Policy()
+    copy.CopyFrom(rule)
+    copy.when = copy.when.strip()
+    for action in copy.then:
+        if action.endpoint == own_name:
+            action.endpoint = ""
+        if action.HasField("interval_hint") and not action.interval_hint.ttl_ms:
+            action.interval_hint.ttl_ms = DEFAULT_HINT_TTL_MS
+    return copy.SerializeToString(deterministic=True)
+
+
+def _policies_after(desired: EndpointSpec, actual: pb.EndpointSummary) -> str:
+    """The file's rules, each marked `(new)` or `(changed)` against the held ones; a held rule the file drops is
+    simply not in the list."""
+    held = {rule.name: _canonical(rule, actual.name) for rule in actual.policies}
+    marked = []
+    for rule in desired.policies:
+        wanted = _canonical(policy_message(rule), desired.name)
+        mark = "" if held.get(rule.name) == wanted else " (new)" if rule.name not in held else " (changed)"
+        marked.append(rule.name + mark)
+    return _names(marked)
 
 
 def _schedule(baseline: pb.Baseline) -> Schedule:
@@ -223,8 +312,45 @@ def baseline_message(schedule: Schedule) -> pb.Baseline:
     return pb.Baseline(interval_ms=schedule.interval_ms)
 
 
-def add_request(job_id: str, endpoint: EndpointSpec, reason: str) -> pb.AddEndpointToJobRequest:
-    """AddEndpointToJob for an endpoint of the file, every field from the file (defaults filled in)."""
+def action_message(action: ActionSpec) -> pb.PolicyAction:
+    """The API's PolicyAction for an action of the file."""
+    message = pb.PolicyAction(endpoint=action.endpoint)
+    match action.step:
+        case IntervalHint(interval_ms=interval_ms, ttl_ms=ttl_ms):
+            message.interval_hint.CopyFrom(pb.PolicyIntervalHint(interval_ms=interval_ms, ttl_ms=ttl_ms))
+        case OneShot(delay_ms=delay_ms):
+            message.one_shot.CopyFrom(pb.PolicyOneShot(delay_ms=delay_ms))
+        case Pause(for_ms=for_ms):
+            message.pause.CopyFrom(pb.PolicyPause(for_ms=for_ms))
+        case Resume():
+            message.resume.SetInParent()
+        case ClearHints():
+            message.clear_hints.SetInParent()
+        case ResetFailures():
+            message.reset_failures.SetInParent()
+    return message
+
+
+def policy_message(rule: PolicySpec) -> pb.Policy:
+    """The API's Policy for a rule of the file."""
+    return pb.Policy(
+        name=rule.name,
+        when=rule.when,
+        then=[action_message(action) for action in rule.then],
+        cooldown_ms=rule.cooldown_ms,
+    )
+
+
+def names_others(endpoint: EndpointSpec) -> bool:
+    """True when a rule of `endpoint` acts on another endpoint, which may not exist until the apply creates it."""
+    return any(action.endpoint not in ("", endpoint.name) for rule in endpoint.policies for action in rule.then)
+
+
+def add_request(
+    job_id: str, endpoint: EndpointSpec, reason: str, *, with_policies: bool = True
+) -> pb.AddEndpointToJobRequest:
+    """AddEndpointToJob for an endpoint of the file, every field from the file (defaults filled in); its rules are
+    left for a later update when not `with_policies`."""
     return pb.AddEndpointToJobRequest(
         job_id=job_id,
         name=endpoint.name,
@@ -236,7 +362,18 @@ def add_request(job_id: str, endpoint: EndpointSpec, reason: str) -> pb.AddEndpo
         clamp=pb.Clamp(min_interval_ms=endpoint.min_interval_ms, max_interval_ms=endpoint.max_interval_ms),
         timeout_ms=endpoint.timeout_ms,
         reason=reason,
+        jitter_ms=endpoint.jitter_ms,
+        signing_secret=endpoint.signing_secret,
+        policies=[policy_message(rule) for rule in endpoint.policies] if with_policies else [],
     )
+
+
+def policies_request(endpoint_id: str, endpoint: EndpointSpec, reason: str) -> pb.UpdateEndpointConfigRequest:
+    """UpdateEndpointConfig setting only the rules of `endpoint`."""
+    request = pb.UpdateEndpointConfigRequest(endpoint_id=endpoint_id, reason=reason)
+    request.policies.SetInParent()  # no rules still has to arrive as "remove every rule"
+    request.policies.rules.extend(policy_message(rule) for rule in endpoint.policies)
+    return request
 
 
 def update_request(change: UpdateEndpoint, reason: str) -> pb.UpdateEndpointConfigRequest:
@@ -261,6 +398,13 @@ def update_request(change: UpdateEndpoint, reason: str) -> pb.UpdateEndpointConf
                 request.clamp.max_interval_ms = desired.max_interval_ms
             case "timeout":
                 request.timeout_ms = desired.timeout_ms
+            case "jitter":
+                request.jitter_ms = desired.jitter_ms
+            case "signing":
+                request.signing_secret = desired.signing_secret  # empty stops signing
+            case "policies":
+                request.policies.SetInParent()
+                request.policies.rules.extend(policy_message(rule) for rule in desired.policies)
             case "headers/body":
                 request.headers.SetInParent()  # an empty map still has to arrive as "remove every header"
                 request.headers.entries.update(desired.headers)
@@ -305,11 +449,19 @@ def change_line(change: Change) -> str:
         case UpdateJob(job=job, change=field):
             return f"~ job {_quoted(job.name)}: description {_quoted(field.before)} -> {_quoted(field.after)}"
         case CreateEndpoint(job=job, endpoint=endpoint):
-            paused = ", paused" if endpoint.paused else ""
-            return f"+ {_endpoint_ref(job, endpoint.name)} {schedule_text(endpoint.schedule)}{paused}"
+            return f"+ {_endpoint_ref(job, endpoint.name)} {schedule_text(endpoint.schedule)}{_extras(endpoint)}"
         case UpdateEndpoint(job=job, endpoint=endpoint, fields=fields):
             diffs = "; ".join(f"{f.field} {f.before} -> {f.after}" for f in fields)
             return f"~ {_endpoint_ref(job, endpoint.name)}: {diffs}"
+
+
+def _extras(endpoint: EndpointSpec) -> str:
+    """What a new endpoint has beyond its schedule: `, paused, jitter 5s, signed, policies [surge, calm]`."""
+    extras = ["paused"] if endpoint.paused else []
+    extras += [f"jitter {format_millis(endpoint.jitter_ms)}"] if endpoint.jitter_ms else []
+    extras += ["signed"] if endpoint.signing_secret else []
+    extras += [f"policies {_names([rule.name for rule in endpoint.policies])}"] if endpoint.policies else []
+    return "".join(f", {extra}" for extra in extras)
 
 
 def untracked_line(item: Untracked) -> str:
@@ -348,7 +500,13 @@ def change_json(change: Change, object_id: str | None = None) -> dict[str, Any]:
             item = {"op": "update", "kind": "job", "job": job.name, "path": job.path, "fields": _fields_json([field])}
         case CreateEndpoint(job=job, endpoint=endpoint):
             item = _endpoint_json("create", job, endpoint)
-            item |= {"schedule": schedule_text(endpoint.schedule), "paused": endpoint.paused}
+            item |= {
+                "schedule": schedule_text(endpoint.schedule),
+                "paused": endpoint.paused,
+                "jitter_ms": endpoint.jitter_ms,
+                "signed": bool(endpoint.signing_secret),
+                "policies": [rule.name for rule in endpoint.policies],
+            }
         case UpdateEndpoint(job=job, endpoint=endpoint, fields=fields):
             item = _endpoint_json("update", job, endpoint) | {"fields": _fields_json(fields)}
     item["job_id" if item["kind"] == "job" else "endpoint_id"] = object_id or _known_id(change)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -24,3 +25,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> CliSettings:
     """The settings from `environ` (default: the process environment); an empty PACER_ADDR is the default."""
     settings: CliSettings = load(CliSettings, environ)
     return replace(settings, addr=settings.addr or DEFAULT_ADDR)
+
+
+def environment(environ: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    """`environ`, or the process environment: where `pacerctl apply` reads the `${VARIABLE}` secrets of a file."""
+    return os.environ if environ is None else environ
