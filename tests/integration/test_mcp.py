@@ -28,6 +28,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pacer_common.ports import parse_addr
 from pacer_common.settings import process_environment
 from tests.support.harness import Harness
+from tests.support.polling import eventually
 from tests.support.processes import BIN, free_addr, free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -299,6 +300,81 @@ async def test_stdio_bad_arguments_are_tool_errors_naming_the_argument(harness: 
 
         # The server is still there after all of that.
         assert len((await session.list_tools()).tools) == 17
+
+
+SURGE = {
+    "name": "surge",
+    "when": "has(body.ratio) && body.ratio > 5.0",
+    "then": [
+        {"intervalHint": {"intervalMs": 30_000, "ttlMs": 3_600_000}},
+        {"endpoint": "inventory-check", "resume": {}},
+    ],
+    "cooldownMs": 600_000,
+}
+
+
+@pytest.mark.asyncio
+async def test_stdio_installs_rules_that_steer_without_an_agent(harness: Harness, tmp_path: Path) -> None:
+    async with stdio_session(harness, tmp_path / "mcp.log") as session:
+        job_id = (await ok(session, "createJob", name="Black Friday Flash Sale"))["jobId"]
+        site = {"jobId": job_id, "url": "https://shop.example.com/metrics"}
+        checker = await ok(
+            session, "addEndpointToJob", **site, name="inventory-check", baseline={"intervalMs": 180_000}
+        )
+        await ok(session, "pauseOrResumeEndpoint", endpointId=checker["endpointId"], reason="until the surge")
+        monitor = await ok(
+            session,
+            "addEndpointToJob",
+            **site,
+            name="traffic-monitor",
+            baseline={"intervalMs": 60_000},
+            jitterMs=5000,
+            signingSecret="s" * 40,
+            policies=[SURGE],
+        )
+        rows = {row["name"]: row for row in (await ok(session, "listJobEndpoints", jobId=job_id))["endpoints"]}
+        held = rows["traffic-monitor"]
+        assert (held["jitterMs"], held["signed"]) == (5000, True)
+        assert "s" * 40 not in json.dumps(held)
+        [rule] = held["policies"]
+        assert (rule["name"], rule["when"], rule["cooldownMs"]) == ("surge", SURGE["when"], 600_000)
+        assert rule["then"][0]["intervalHint"] == {"intervalMs": 30_000, "ttlMs": 3_600_000}
+        assert (rule["then"][1]["endpoint"], rule["then"][1]["resume"]) == ("inventory-check", {})
+
+        # A run reports a surge: the rule tightens the monitor and starts the checker, with no agent in the loop.
+        run_id = harness.fire(monitor["endpointId"], response_body='{"ratio": 6.2}')
+
+        async def fired() -> list[dict[str, Any]]:
+            return list((await ok(session, "getRunDetails", runId=run_id))["run"]["policyFirings"])
+
+        await eventually(fired, "the rule's firing on the run")
+        firings = await fired()
+        [firing] = firings
+        assert (firing["rule"], firing["outcome"]) == ("surge", "POLICY_OUTCOME_FIRED")
+        assert len(firing["effects"]) == 2
+        rows = {row["name"]: row for row in (await ok(session, "listJobEndpoints", jobId=job_id))["endpoints"]}
+        assert rows["traffic-monitor"]["nextRunSource"] == "RUN_SOURCE_AI_INTERVAL"
+        assert rows["inventory-check"]["paused"] is False
+        health = await ok(session, "summarizeEndpointHealth", endpointId=monitor["endpointId"], windowHours=1)
+        assert [(c["rule"], c["fired"]) for c in health["policyCounts"]] == [("surge", 1)]
+
+        # Bad rules are refused naming the argument, on add and on update.
+        bad = {**SURGE, "when": "body.ratio >"}
+        text = await refused(session, "updateEndpointConfig", endpointId=monitor["endpointId"], policies=[bad])
+        assert text.startswith("INVALID_ARGUMENT")
+        assert "- policies[0].when:" in text
+        two = {**SURGE, "then": [{"resume": {}, "pause": {}}]}
+        assert "- policies.0.then.0: set exactly one of" in await refused(
+            session, "addEndpointToJob", **site, name="x", baseline={"intervalMs": 60_000}, policies=[two]
+        )
+
+        # Every rule removed and signing stopped.
+        await ok(session, "updateEndpointConfig", endpointId=monitor["endpointId"], policies=[], signingSecret="")
+        rows = {row["name"]: row for row in (await ok(session, "listJobEndpoints", jobId=job_id))["endpoints"]}
+        assert (rows["traffic-monitor"]["policies"], rows["traffic-monitor"]["signed"]) == ([], False)
+
+    actors = {entry["actor"] for entry in harness.audit() if entry["action"] == "ApplyIntervalHint"}
+    assert actors == {"policy:surge"}
 
 
 @pytest.mark.asyncio

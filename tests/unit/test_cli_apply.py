@@ -483,7 +483,7 @@ RULES = (
     CALM,
     PolicySpec("calm", "body.ratio < 1.5", (ActionSpec(ClearHints()),)),  # the same name, another rule
     PolicySpec("down", "run.status != 'SUCCESS'", (ActionSpec(OneShot(5000), "alert"), ActionSpec(Pause(0)))),
-    PolicySpec("fixed", "streak.successes >= 3", (ActionSpec(ResetFailures()),), 3_600_000),
+    PolicySpec("fixed", "run.status == 'SUCCESS' && streak >= 3", (ActionSpec(ResetFailures()),), 3_600_000),
 )
 
 

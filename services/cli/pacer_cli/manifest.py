@@ -70,19 +70,23 @@ _ACTION_SETTINGS: Mapping[str, tuple[str, ...]] = {
     "clear_hints": (),
     "reset_failures": (),
 }
-# The API's rule limits (control_service.proto, Policy and its actions), checked here so an apply cannot stop
-# half-way on a rule the file could have told was wrong.
-MAX_POLICIES = 10
-MAX_ACTIONS = 5
-MAX_WHEN_CHARS = 1000
-POLICY_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
-MAX_COOLDOWN_MS = 7 * 24 * 3600 * 1000
-HINT_TTL_MS = (60_000, 7 * 24 * 3600 * 1000)
-DEFAULT_HINT_TTL_MS = 3_600_000  # what the API applies for ttl_ms 0
-MAX_DELAY_MS = 24 * 3600 * 1000
-PAUSE_MS = (1000, 30 * 24 * 3600 * 1000)
-MAX_JITTER_MS = 3_600_000
-SECRET_CHARS = (32, 256)
+MAX_POLICIES = limits.MAX_POLICIES
+MAX_ACTIONS = limits.MAX_POLICY_ACTIONS
+MAX_WHEN_CHARS = limits.POLICY_WHEN.max_length or 0
+POLICY_NAME = re.compile(rf"^[a-z0-9_-]{{1,{limits.POLICY_NAME.max_length}}}$")
+
+
+def _bounds(limit: Limit) -> tuple[int, int]:
+    return limit.minimum or 0, limit.maximum or 0
+
+
+MAX_COOLDOWN_MS = _bounds(limits.POLICY_COOLDOWN_MS)[1]
+HINT_TTL_MS = _bounds(limits.POLICY_HINT_TTL_MS)
+DEFAULT_HINT_TTL_MS = limits.POLICY_HINT_TTL_MS.default or 0  # what the API applies for ttl_ms 0
+MAX_DELAY_MS = _bounds(limits.POLICY_ONE_SHOT_DELAY_MS)[1]
+PAUSE_MS = _bounds(limits.POLICY_PAUSE_FOR_MS)
+MAX_JITTER_MS = _bounds(limits.JITTER_MS)[1]
+SECRET_CHARS = (limits.SIGNING_SECRET.min_length or 0, limits.SIGNING_SECRET.max_length or 0)
 _SECRET_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _HEADER_NAME = re.compile(limits.HEADER_NAME_PATTERN)  # an HTTP token (RFC 9110), as the API requires

@@ -118,6 +118,16 @@ baseline), pause the investigation endpoints again, and `resetFailureCount` on e
 backoff does not keep them slow. To watch less often for a while, apply a *longer* interval hint (e.g.
 `intervalMs: 600000, ttlMinutes: 120`): a hint may relax as well as tighten.
 
+**Install rules instead of polling.** Steering from outside means reading every run. An endpoint's `policies` do
+it inside Pacer: each time a run of the endpoint is recorded, every rule whose CEL condition `when` holds on that
+run (`run.status`, `run.http_status`, `run.duration_ms`, `body` = the response parsed as JSON, `endpoint`, `streak`)
+takes its actions in order (`intervalHint`, `oneShot`, `pause`, `resume`, `clearHints`, `resetFailures`, on this
+endpoint or another of the job named by `endpoint`), with the same clamps and quotas as the tools, then not again for
+`cooldownMs`. The audit trail names the rule (`policy:<name>`); `getRunDetails` shows `policyFirings` and
+`summarizeEndpointHealth` `policyCounts`. Example, on a traffic monitor: `{"name": "surge", "when": "has(body.ratio)
+&& body.ratio > 5.0", "then": [{"intervalHint": {"intervalMs": 30000, "ttlMs": 3600000}}, {"endpoint":
+"inventory-check", "resume": {}}], "cooldownMs": 600000}`.
+
 **Read what happened.** `listRuns` (filter by `jobId`, `endpointId`, `status`: success | failure | running) lists
 runs newest first with `total`; `getRunDetails` shows the HTTP status, error and the first 64 KiB of the response
 body; `summarizeEndpointHealth {endpointId, windowHours}` gives success/failure counts, average and p95 duration,

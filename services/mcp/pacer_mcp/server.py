@@ -41,7 +41,9 @@ INSTRUCTIONS = (
     "Pacer is an adaptive scheduler for HTTP endpoints. Jobs group endpoints; each endpoint is an HTTP call with a "
     "cron or interval baseline. Steer endpoints at run time with applyIntervalHint, scheduleOneShotRun, "
     "pauseOrResumeEndpoint, clearAdaptiveHints and resetFailureCount; read outcomes with listRuns, getRunDetails and "
-    "summarizeEndpointHealth. Read the resource pacer://scheduling-rules for the rules and recipes. Durations are "
+    "summarizeEndpointHealth. Instead of polling, install policies on an endpoint (addEndpointToJob, "
+    "updateEndpointConfig): rules Pacer applies by itself when a run is recorded. Read the resource "
+    "pacer://scheduling-rules for the rules and recipes. Durations are "
     "milliseconds unless named Minutes or Hours; times are ISO 8601 UTC. Always give a reason when changing things."
 )
 

@@ -170,8 +170,13 @@ def _run_at_defaults_to_now(arguments: dict[str, Any], now: datetime) -> dict[st
 
 
 def _wrapped_headers(arguments: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """UpdateEndpointConfig wraps its header map (so that "no change" and "no headers" differ)."""
-    return {**arguments, "headers": {"entries": arguments["headers"]}} if "headers" in arguments else arguments
+    """UpdateEndpointConfig wraps its header map and its rule list (so that "no change" and "none" differ)."""
+    adapted = dict(arguments)
+    if "headers" in arguments:
+        adapted["headers"] = {"entries": arguments["headers"]}
+    if "policies" in arguments:
+        adapted["policies"] = {"rules": arguments["policies"]}
+    return adapted
 
 
 def _status_filter(prefix: str) -> Callable[[dict[str, Any], datetime], dict[str, Any]]:
@@ -248,6 +253,12 @@ def _constraint(kind: str, limit: Any, schema: Mapping[str, Any], fallback: str)
             return "must be one of: " + ", ".join(str(v) for v in limit)
         case "minProperties" | "maxProperties":
             return "set exactly one of: " + ", ".join(schema.get("properties", {}))
+        case "oneOf":
+            return "set exactly one of: " + ", ".join(option["required"][0] for option in limit)
+        case "minItems":
+            return f"must have at least {limit} items"
+        case "maxItems":
+            return f"must have at most {limit} items"
         case _:
             return str(fallback)
 
@@ -296,8 +307,10 @@ def shown_message(error: ApiError) -> str:
 def argument_path(field: str) -> str:
     """A request field path as the tool's argument path: `clamp.min_interval_ms` -> `clamp.minIntervalMs`."""
     parts = [_camel(part) for part in field.split(".")]
-    if len(parts) > 1 and parts[0] == "headers" and parts[1] == "entries":
-        del parts[1]  # UpdateEndpointConfig wraps its header map; the tool takes the map itself
+    if len(parts) > 1 and (parts[0], parts[1].split("[")[0]) in (("headers", "entries"), ("policies", "rules")):
+        # UpdateEndpointConfig wraps its header map and rule list; the tool takes the map or list itself
+        parts[0] += parts[1][len(parts[1].split("[")[0]) :]
+        del parts[1]
     return ".".join(parts)
 
 
@@ -501,6 +514,112 @@ def _clamp(floor_ms: int) -> dict[str, Any]:
     return {**_object(properties), "description": "Bounds on the time between runs; the min clamp wins a conflict."}
 
 
+def _ms(limit: limits.Limit, what: str) -> dict[str, Any]:
+    """An integer argument in milliseconds bounded by `limit`."""
+    return {
+        "type": "integer",
+        "minimum": 0 if limit.zero != "refused" else limit.minimum,
+        "maximum": limit.maximum,
+        "description": f"{what}, in milliseconds ({limit.minimum} to {limit.maximum}).",
+    }
+
+
+def _policy_action(floor_ms: int) -> dict[str, Any]:
+    hint = _object(
+        {
+            "intervalMs": _interval(floor_ms, "The cadence while the hint is fresh"),
+            "ttlMs": _ms(limits.POLICY_HINT_TTL_MS, "How long the hint stays fresh; omitted means 1 hour"),
+        },
+        "intervalMs",
+    )
+    delay = _ms(limits.POLICY_ONE_SHOT_DELAY_MS, "How long after the triggering run is recorded; omitted means at once")
+    pause = _ms(limits.POLICY_PAUSE_FOR_MS, "How long to pause; omitted or 0 pauses until resumed")
+    actions = {
+        "intervalHint": {**hint, "description": "Apply an interval hint, as applyIntervalHint."},
+        "oneShot": {**_object({"delayMs": delay}), "description": "Schedule a one-shot run, as scheduleOneShotRun."},
+        "pause": {**_object({"forMs": pause}), "description": "Pause the endpoint, as pauseOrResumeEndpoint."},
+        "resume": {**_object({}), "description": "Resume the endpoint: {}."},
+        "clearHints": {**_object({}), "description": "Clear interval hints and one-shots: {}."},
+        "resetFailures": {**_object({}), "description": "Reset the failure count and its backoff: {}."},
+    }
+    endpoint = {
+        "type": "string",
+        "description": "Name of the endpoint acted on, in the same job; omitted means the rule's own endpoint.",
+    }
+    return {
+        **_object({"endpoint": endpoint, **actions}),
+        "oneOf": [{"required": [name]} for name in actions],
+        "description": "One action: exactly one of " + ", ".join(actions) + ", with an optional endpoint.",
+    }
+
+
+def _policies(floor_ms: int, what: str) -> dict[str, Any]:
+    name, when, cooldown = limits.POLICY_NAME, limits.POLICY_WHEN, limits.POLICY_COOLDOWN_MS
+    rule = _object(
+        {
+            "name": {
+                "type": "string",
+                "minLength": name.min_length,
+                "maxLength": name.max_length,
+                "pattern": name.pattern,
+                "description": "Name, unique on the endpoint: a-z, 0-9, - and _; audited as policy:<name>.",
+            },
+            "when": {
+                "type": "string",
+                "minLength": when.min_length,
+                "maxLength": when.max_length,
+                "description": 'Condition in CEL over the run just recorded: run (status such as "SUCCESS", '
+                "http_status, duration_ms), body (the response parsed as JSON, null when it is not JSON), endpoint "
+                "(name, failure_count, paused, ...) and streak (how many consecutive runs, this one included, the "
+                'condition has held), e.g. "has(body.ratio) && body.ratio > 5.0" or '
+                "\"run.status != 'SUCCESS' && streak >= 3\". See docs/policies.md.",
+            },
+            "then": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": limits.MAX_POLICY_ACTIONS,
+                "items": _policy_action(floor_ms),
+                "description": "What to do when the condition holds, in order.",
+            },
+            "cooldownMs": _ms(cooldown, "The rule does not fire again this soon after it fired; omitted means 0"),
+        },
+        "name",
+        "when",
+        "then",
+    )
+    return {
+        "type": "array",
+        "maxItems": limits.MAX_POLICIES,
+        "items": rule,
+        "description": f"{what}: rules Pacer applies by itself each time a run of this endpoint is recorded, so you "
+        "need not poll: when `when` holds, the actions of `then` run as if you had called the steering tools "
+        "(same clamps, quotas and audit trail). Example: tighten to 30 s for an hour and start the inventory "
+        'checker when traffic is over 5x baseline: [{"name": "surge", "when": "has(body.ratio) && body.ratio > '
+        '5.0", "then": [{"intervalHint": {"intervalMs": 30000, "ttlMs": 3600000}}, {"endpoint": '
+        '"inventory-check", "resume": {}}], "cooldownMs": 600000}].',
+    }
+
+
+def _jitter() -> dict[str, Any]:
+    return _ms(
+        limits.JITTER_MS,
+        "Spread each run uniformly over [slot, slot + jitterMs] (the same offset for the same slot), so many "
+        "endpoints on one schedule do not hit their targets at once; less than the interval, 0 means none",
+    )
+
+
+def _signing_secret(update: bool) -> dict[str, Any]:
+    secret = limits.SIGNING_SECRET
+    stop = ' "" stops signing;' if update else ""
+    return {
+        "type": "string",
+        "maxLength": secret.max_length,
+        "description": f"Secret ({secret.min_length} to {secret.max_length} characters) Pacer signs each request "
+        f"with (X-Pacer-Signature, HMAC-SHA256; see docs/delivery.md);{stop} write-only: never returned, "
+        "listJobEndpoints says only signed.",
+    }
+
+
 def _range(limit: limits.Limit) -> str:
     return f"{limit.minimum} to {limit.maximum}; omitted means {limit.default}"
 
@@ -527,6 +646,8 @@ def _argument_limits(argument: dict[str, Any], field: FieldDescriptor, floor_ms:
     if is_map(field):
         names = _bounded({"type": "string"}, map_fields(field)[0], floor_ms)
         return {**_bounded(argument, field, floor_ms, entries=True), "propertyNames": names}
+    if argument.get("type") == "array":
+        return argument  # a list of rules: `_policies` states its limits from `pacer_common.limits` itself
     if value_kind(field) == "message":
         return with_limits(argument, message_type(field), floor_ms)
     return _bounded(argument, field, floor_ms)
@@ -718,7 +839,9 @@ def _add_endpoint(floor_ms: int) -> ToolSpec:
             '"https://api.example.com/health/errors", "baseline": {"intervalMs": 60000}}. For an endpoint used '
             'only on demand (investigation, remediation, alert), give it a long baseline such as {"intervalMs": '
             '86400000} and a cooldown clamp such as {"minIntervalMs": 600000}, then pause it at once with '
-            "pauseOrResumeEndpoint and trigger it with scheduleOneShotRun (see resource pacer://scheduling-rules)."
+            "pauseOrResumeEndpoint and trigger it with scheduleOneShotRun (see resource pacer://scheduling-rules). "
+            "Give it policies to have Pacer steer it (or other endpoints of the job) by itself from each run's "
+            "result, instead of polling listRuns."
         ),
         input_schema=_object(
             {
@@ -731,6 +854,9 @@ def _add_endpoint(floor_ms: int) -> ToolSpec:
                 "baseline": _baseline(floor_ms),
                 "clamp": _clamp(floor_ms),
                 "timeoutMs": _timeout(),
+                "policies": _policies(floor_ms, "Rules"),
+                "jitterMs": _jitter(),
+                "signingSecret": _signing_secret(update=False),
                 "reason": _reason("watch 5xx rate during the launch"),
             },
             "jobId",
@@ -752,7 +878,9 @@ def _update_endpoint(floor_ms: int) -> ToolSpec:
             "Change an endpoint's configuration; omitted arguments keep their value and the next run is re-planned "
             "at once. headers replaces all headers; clamp replaces both bounds ({} removes them); baseline replaces "
             "the cadence and restarts it from now. Use it when an API moved, a token rotated or a timeout is too "
-            "short; for a temporary cadence change use applyIntervalHint instead. Example (token rotation): "
+            "short; policies replaces all rules ([] removes them); signingSecret rotates the secret (the old one "
+            "still signs for signingOverlapMs). For a temporary cadence change use applyIntervalHint instead. "
+            "Example (token rotation): "
             '{"endpointId": "...", "headers": {"Authorization": "Bearer new-token"}, "reason": '
             '"rotated API token"}. Returns updatedAt and nextRunAt (absent while paused indefinitely).'
         ),
@@ -767,6 +895,14 @@ def _update_endpoint(floor_ms: int) -> ToolSpec:
                 "baseline": _baseline(floor_ms),
                 "clamp": _clamp(floor_ms),
                 "timeoutMs": _timeout(),
+                "policies": _policies(floor_ms, "New rules, replacing all current ones ([] removes them)"),
+                "jitterMs": _jitter(),
+                "signingSecret": _signing_secret(update=True),
+                "signingOverlapMs": _ms(
+                    limits.SIGNING_OVERLAP_MS,
+                    "After a new signingSecret, how long the previous one still signs alongside it; omitted means "
+                    "86400000 (24 hours)",
+                ),
                 "reason": _reason("rotated API token"),
             },
             "endpointId",
@@ -812,7 +948,9 @@ def _list_job_endpoints() -> ToolSpec:
         description=(
             "List a job's live endpoints, oldest first, with their schedule state: nextRunAt (absent while paused "
             "indefinitely), nextRunSource (the rule that chose it), lastRunAt, failureCount (consecutive failures, "
-            "which drive backoff), paused and pausedUntil. Use it to find endpoint ids and to see what runs next."
+            "which drive backoff), paused and pausedUntil; and their configuration, including policies (the rules "
+            "Pacer applies by itself), jitterMs, signed (the secret is never returned) and previousSecretExpiresAt "
+            "(while a rotated-out secret still signs). Use it to find endpoint ids and to see what runs next."
         ),
         input_schema=_object({"jobId": _id("job", "createJob or listJobs")}, "jobId"),
         summarize=lambda args, r: f"{_count(len(r['endpoints']), 'endpoint')} in job {args['jobId']}.",
@@ -1013,9 +1151,13 @@ def _run_line(args: Arguments, r: Result) -> str:
     run = r["run"]
     http = f" (HTTP {run['httpStatus']})" if run["httpStatus"] else ""
     error = f": {run['errorMessage']}" if run["errorMessage"] else ""
+    firings = "".join(
+        f" Rule {f['rule']}: {f['outcome']}" + "".join(f"; {effect}" for effect in f["effects"]) + "."
+        for f in run["policyFirings"]
+    )
     return (
         f"Run {run['runId']} of {run['endpointId']}: {run['status']}{http} in {run['durationMs']} ms, "
-        f"scheduled for {run.get('scheduledFor')} by {run['source']}{error}."
+        f"scheduled for {run.get('scheduledFor')} by {run['source']}{error}.{firings}"
     )
 
 
@@ -1028,8 +1170,10 @@ def _get_run_details() -> ToolSpec:
         description=(
             "Get one run in full: status, source, attempt (1 + the endpoint's failures before it), scheduledFor, "
             "startedAt, finishedAt, durationMs, httpStatus (0 when there was no response), errorMessage, and the "
-            "start of the response body (first 64 KiB; responseTruncated says whether it was cut). Use it to "
-            "investigate a failure or to read what an investigation endpoint returned."
+            "start of the response body (first 64 KiB; responseTruncated says whether it was cut), and "
+            "policyFirings: each rule of the endpoint whose condition held on this run, with its outcome (FIRED, "
+            "SKIPPED_COOLDOWN, ERROR), its effects and any error. Use it to investigate a failure, to read what an "
+            "investigation endpoint returned, or to see what a rule did."
         ),
         input_schema=_object({"runId": _id("run", "listRuns")}, "runId"),
         summarize=_run_line,
@@ -1042,9 +1186,13 @@ def _health_line(args: Arguments, r: Result) -> str:
     last = r.get("lastRun")
     tail = f" Last run {last['status']} at {last.get('at')}." if last else " No finished run yet."
     missed = f" Missed slots: {r['missedSlots']}, the last at {r.get('lastMissedAt')}." if r["missedSlots"] else ""
+    rules = "".join(
+        f" Rule {c['rule']}: fired {c['fired']}, skipped in cooldown {c['skippedCooldown']}, errors {c['errors']}."
+        for c in r["policyCounts"]
+    )
     return (
         f"{r['successCount']} succeeded, {r['failureCount']} failed; avg {r['avgDurationMs']} ms, "
-        f"p95 {r['p95DurationMs']} ms; failure streak {r['failureStreak']}.{tail}{missed}"
+        f"p95 {r['p95DurationMs']} ms; failure streak {r['failureStreak']}.{tail}{missed}{rules}"
     )
 
 
@@ -1059,7 +1207,8 @@ def _summarize_health() -> ToolSpec:
             "avgDurationMs, p95DurationMs, lastRun {status, at} and failureStreak (unsuccessful runs since the last "
             "success); and, over the endpoint's life, missedSlots (slots that passed without a run: coalesced after "
             "an outage, or because runs take longer than the interval; paused time and backoff are not missed) and "
-            "lastMissedAt. Use it as a quick health check before deciding to tighten, remediate, escalate or back off. "
+            "lastMissedAt; and policyCounts: per rule, how often it fired, was skipped in its cooldown, or failed in "
+            "the window. Use it as a quick health check before deciding to tighten, remediate, escalate or back off. "
             'Example: {"endpointId": "...", "windowHours": 1}.'
         ),
         input_schema=_object(
