@@ -202,6 +202,43 @@ async def test_endpoint_routes_add_list_update_and_delete(rest, harness):
     assert harness.audit()[-1]["reason"] == "retired"
 
 
+SURGE = {
+    "name": "surge",
+    "when": "has(body.ratio) && body.ratio > 5.0",
+    "then": [
+        {"intervalHint": {"intervalMs": "30000", "ttlMs": 3600000}},
+        {"endpoint": "inventory-check", "resume": {}},
+    ],
+    "cooldownMs": 600000,
+}
+
+
+@pytest.mark.asyncio
+async def test_endpoint_routes_carry_policies_jitter_and_a_write_only_secret(rest, harness):
+    job_id = await new_job(rest)
+    secret = "s" * 40
+    endpoint_id = await new_endpoint(rest, job_id, jitterMs="5000", signing_secret=secret, policies=[SURGE])
+    row = await endpoint_row(rest, job_id, endpoint_id)
+    assert (row["jitterMs"], row["signed"]) == ("5000", True)  # int64 is a string in responses
+    assert secret not in json.dumps(row)
+    [rule] = row["policies"]
+    assert (rule["name"], rule["when"], rule["cooldownMs"]) == ("surge", SURGE["when"], "600000")
+    assert rule["then"][0]["intervalHint"] == {"intervalMs": "30000", "ttlMs": "3600000"}
+    assert (rule["then"][1]["endpoint"], rule["then"][1]["resume"]) == ("inventory-check", {})
+
+    base = f"/jobs/{job_id}/endpoints/{endpoint_id}"
+    bad = await rest("PATCH", base, {"policies": {"rules": [{**SURGE, "when": "body.ratio >"}]}})
+    assert (bad.status, bad.body["code"]) == (400, "INVALID_ARGUMENT")
+    assert set(bad.invalid) == {"policies.rules[0].when"}
+    short = await rest("PATCH", base, {"signingSecret": "short"})
+    assert set(short.invalid) == {"signingSecret"}
+
+    cleared = await rest("PATCH", base, {"policies": {"rules": []}, "signingSecret": "", "jitterMs": 0})
+    assert cleared.status == 200, cleared.body
+    row = await endpoint_row(rest, job_id, endpoint_id)
+    assert (row["policies"], row["signed"], row["jitterMs"]) == ([], False, "0")
+
+
 @pytest.mark.asyncio
 async def test_steering_routes_apply_hints_pause_resume_clear_and_reset(rest, harness):
     job_id = await new_job(rest)
@@ -600,6 +637,17 @@ async def test_unknown_routes_are_404_and_wrong_methods_405_as_problems(fake):
         ("GET", "/runs", b"", {"limit": "99999999999"}, {"limit"}),
         ("GET", "/runs", b"", {"offset": "9" * 5000}, {"offset"}),
         ("DELETE", "/jobs/j", b'{"reason": "in the body"}', None, {}),
+        (
+            "PATCH",
+            "/jobs/j/endpoints/e",
+            b'{"policies": {"rules": [{"name": "a", "when": "true", "then": [{"pause": {}, "resume": {}}]}]}}',
+            None,
+            {
+                "policies.rules[0].then[0].resume": "set only one of intervalHint, oneShot, pause, resume, "
+                "clearHints, resetFailures (also 'pause')"
+            },
+        ),
+        ("POST", "/jobs/j/endpoints", b'{"jitterMs": 1.5, "policies": {"name": "a"}}', None, {"jitterMs", "policies"}),
     ],
 )
 @pytest.mark.asyncio

@@ -20,7 +20,7 @@ from pacer_common.descriptors import enum_names, is_map, limit_of, map_fields, m
 from pacer_common.limits import schema_bounds
 from pacer_gateway.problems import PROBLEM_JSON
 from pacer_gateway.protocol import MAX_FIELD_BYTES, MAX_HEADERS, MAX_URL_BYTES
-from pacer_gateway.routes import INT64_STRING, INT_RANGE, MAX_BODY_BYTES, ROUTES, Route
+from pacer_gateway.routes import INT64_STRING, INT_RANGE, MAX_BODY_BYTES, ROUTES, Route, choices
 
 Direction = Literal["input", "output"]
 NO_NUL = "^[^\\u0000]*$"
@@ -159,6 +159,11 @@ def _input_message(descriptor: Descriptor, components: _Components, ignored: Map
         if field.name != field.json_name:
             properties[field.name] = {**schema, "description": f"Alias of `{field.json_name}`."}
             one_spelling[field.name] = {"properties": {field.json_name: False}}
+    for fields in choices(descriptor):  # a oneof: once one of its fields is set, the others may only be null
+        for field in fields:
+            others = {name: {"type": "null"} for f in fields if f is not field for name in {f.json_name, f.name}}
+            for name in {field.json_name, field.name}:
+                one_spelling[name] = {"properties": {**one_spelling.get(name, {}).get("properties", {}), **others}}
     schema = {"type": "object", "properties": properties, "additionalProperties": False}
     if one_spelling:
         schema["dependentSchemas"] = one_spelling

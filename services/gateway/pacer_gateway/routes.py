@@ -258,7 +258,25 @@ def _message(value: object, descriptor: Descriptor, prefix: str, faults: _Faults
             spelled[field.json_name] = key
             if item is not None:
                 canonical[field.json_name] = _field(item, field, name, faults)
+    _one_of_each(descriptor, canonical, spelled, prefix, faults)
     return canonical
+
+
+def choices(descriptor: Descriptor) -> list[list[FieldDescriptor]]:
+    """The fields of each oneof of `descriptor` that offers a choice (a proto3 `optional` is a oneof of one)."""
+    return [list(oneof.fields) for oneof in descriptor.oneofs if len(oneof.fields) > 1]
+
+
+def _one_of_each(
+    descriptor: Descriptor, canonical: Mapping[str, Any], spelled: Mapping[str, str], prefix: str, faults: _Faults
+) -> None:
+    """A fault for each field set after another of its oneof (a `PolicyAction` is one action)."""
+    for fields in choices(descriptor):
+        given = [field for field in fields if field.json_name in canonical]
+        for field in given[1:]:
+            name = f"{prefix}.{spelled[field.json_name]}" if prefix else spelled[field.json_name]
+            first = spelled[given[0].json_name]
+            faults.add(name, f"set only one of {', '.join(f.json_name for f in fields)} (also {first!r})")
 
 
 def _query(route: Route, query: Iterable[tuple[str, str]], faults: _Faults) -> dict[str, Any]:
