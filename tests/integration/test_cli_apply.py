@@ -44,11 +44,14 @@ class Apply:
     def __init__(self, harness: Harness) -> None:
         self.harness = harness
 
-    def __call__(self, path: Path, *options: str, key: str | None = None) -> Result:
+    def __call__(
+        self, path: Path, *options: str, key: str | None = None, command: str = "apply", **environ: str
+    ) -> Result:
         key = key or str(self.harness.a.key)
-        argv = ["--addr", self.harness.address, "--api-key", key, "apply", "-f", str(path)]
+        argv = ["--addr", self.harness.address, "--api-key", key, command, "-f", str(path)]
         out, err = io.StringIO(), io.StringIO()
-        code = run([*argv, *options], out, err, environ={}, now=self.harness.clock.now)
+        secrets = {name: f"{name}-0123456789abcdef0123456789" for name in re.findall(r"\$\{(\w+)\}", path.read_text())}
+        code = run([*argv, *options], out, err, environ=secrets | environ, now=self.harness.clock.now)
         return Result(code, out.getvalue(), err.getvalue())
 
     def ok(self, path: Path, *options: str) -> Result:
@@ -119,6 +122,9 @@ def test_each_example_applies_cleanly_and_a_second_apply_changes_nothing(
             assert live[spec["name"]].url == spec["url"]
             assert live[spec["name"]].method == spec.get("method", "GET")
             assert live[spec["name"]].paused == spec.get("paused", False), spec["name"]
+            assert live[spec["name"]].signed == ("signing_secret" in spec), spec["name"]
+            rules = [rule["name"] for rule in spec.get("policies", [])]
+            assert [rule.name for rule in live[spec["name"]].policies] == rules, spec["name"]
     trail = harness.audit()
     assert {r["reason"] for r in trail if r["action"] != "CreateJob"} == {f"pacerctl apply {path.name}"}
 
@@ -397,3 +403,94 @@ def test_a_refused_call_stops_apply_and_a_fixed_file_carries_on(harness: Harness
     resumed = apply.ok(FLASH_SALE)
     assert resumed.lines[-2:] == ["= 2 endpoints unchanged", "applied 8 changes"]
     assert len(endpoints(harness)) == 10
+
+
+# --- policies, jitter and signing ------------------------------------------------------------------------------------
+
+SURGE = {
+    "name": "surge",
+    "when": "has(body.traffic_per_min) && body.traffic_per_min >= 5000",
+    "then": [{"interval_hint": {"every": "20s", "ttl": "1h"}}, {"endpoint": "query-tracer", "resume": None}],
+    "cooldown": "10m",
+}
+SECRET = "flash-sale-signing-secret-0123456789"
+
+
+def test_rules_jitter_and_a_secret_round_trip_and_a_second_apply_changes_nothing(
+    harness: Harness, apply: Apply, tmp_path: Path
+) -> None:
+    path = edited_copy(
+        tmp_path, FLASH_SALE, 0, "order-health", policies=[SURGE], jitter="5s", signing_secret="${PACER_SECRET_ORDERS}"
+    )
+    first = apply(path, PACER_SECRET_ORDERS=SECRET)
+    assert first.code == 0, first.err
+    held = endpoints(harness)["order-health"]
+    assert (held.jitter_ms, held.signed) == (5000, True)
+    [rule] = held.policies
+    assert (rule.name, rule.when, rule.cooldown_ms) == ("surge", SURGE["when"], 600_000)
+    assert [action.WhichOneof("action") for action in rule.then] == ["interval_hint", "resume"]
+    assert rule.then[0].interval_hint.interval_ms == 20_000
+    assert SECRET not in first.out + first.err
+    trail = harness.audit()
+
+    again = apply(path, PACER_SECRET_ORDERS=SECRET)
+    assert again.lines[-1] == "no changes"
+    diff = apply(path, command="diff", PACER_SECRET_ORDERS=SECRET)
+    assert (diff.code, diff.lines[-1]) == (0, "= 10 endpoints unchanged")
+    assert harness.audit() == trail
+
+
+def test_diff_shows_a_changed_rule_and_exits_1_and_apply_makes_exactly_that_change(
+    harness: Harness, apply: Apply, tmp_path: Path
+) -> None:
+    path = edited_copy(tmp_path, FLASH_SALE, 0, "order-health", policies=[SURGE])
+    apply.ok(path)
+    before = endpoints(harness)["order-health"]
+    calmer = {**SURGE, "cooldown": "30m"}
+    path = edited_copy(tmp_path, path, 0, "order-health", policies=[calmer], jitter="2s")
+    diff = apply(path, command="diff")
+    assert diff.code == 1
+    assert diff.lines[0] == (
+        f'~ endpoint "{FLASH_JOB}"/"order-health": jitter none -> 2s; policies [surge] -> [surge (changed)]'
+    )
+    assert endpoints(harness)["order-health"] == before  # diff changes nothing
+    apply.ok(path)
+    after = endpoints(harness)["order-health"]
+    assert (after.policies[0].cooldown_ms, after.jitter_ms) == (1_800_000, 2000)
+    assert after.next_run_at == before.next_run_at  # neither rules nor jitter restart the cadence
+
+
+def test_a_secret_comes_from_the_environment_only_and_is_sent_again_on_rotate(
+    harness: Harness, apply: Apply, tmp_path: Path
+) -> None:
+    literal = edited_copy(tmp_path, FLASH_SALE, 0, "order-health", signing_secret=SECRET)
+    refused = apply(literal)
+    assert refused.code == 2
+    assert "jobs[0].endpoints[1].signing_secret: must be `${VARIABLE}`" in refused.err
+    assert SECRET not in refused.err
+
+    path = edited_copy(tmp_path, FLASH_SALE, 0, "order-health", signing_secret="${PACER_SECRET_ORDERS}")
+    unset = apply(path, PACER_SECRET_ORDERS="")
+    assert unset.code == 2
+    assert "the environment variable PACER_SECRET_ORDERS is not set" in unset.err
+
+    assert apply(path, PACER_SECRET_ORDERS=SECRET).code == 0
+    assert apply(path, PACER_SECRET_ORDERS="another-secret-" + SECRET).lines[-1] == "no changes"
+    rotated = apply(path, "--rotate-secrets", PACER_SECRET_ORDERS="another-secret-" + SECRET)
+    assert rotated.lines[0] == (
+        f'~ endpoint "{FLASH_JOB}"/"order-health": signing signed -> new secret from $PACER_SECRET_ORDERS'
+    )
+    held = endpoints(harness)["order-health"]
+    assert held.signed
+    assert held.HasField("previous_secret_expires_at")  # the old secret still signs for the overlap
+
+
+def test_rules_naming_endpoints_created_later_in_the_file_apply_on_a_fresh_tenant(
+    harness: Harness, apply: Apply, tmp_path: Path
+) -> None:
+    first_named = {**SURGE, "then": [{"endpoint": "on-call-page", "one_shot": {"delay": "5m"}}]}
+    path = edited_copy(tmp_path, FLASH_SALE, 0, "traffic-monitor", policies=[first_named])
+    apply.ok(path)
+    held = endpoints(harness)["traffic-monitor"]
+    assert [rule.then[0].endpoint for rule in held.policies] == ["on-call-page"]
+    assert apply.ok(path).lines[-1] == "no changes"
