@@ -136,7 +136,10 @@ def test_each_example_applies_cleanly_and_a_second_apply_changes_nothing(
 def test_the_plan_names_each_job_and_endpoint_with_its_schedule(apply: Apply) -> None:
     lines = apply.ok(FLASH_SALE).lines
     assert lines[0] == f'+ job "{FLASH_JOB}"'
-    assert lines[1] == f'+ endpoint "{FLASH_JOB}"/"traffic-monitor" every 60s'
+    assert lines[1] == (
+        f'+ endpoint "{FLASH_JOB}"/"traffic-monitor" every 60s, policies [surge, calm, pages-slow, pages-ok, db-slow, '
+        "db-ok, orders-falling, orders-collapsed, pages-critical, pages-not-critical]"
+    )
     assert f'+ endpoint "{FLASH_JOB}"/"slow-page-analyzer" every 50s, paused' in lines
     cron = apply.ok(EXAMPLES / "content-publishing.yaml").lines
     assert '+ endpoint "Spring Launch Campaign"/"publish_blog_post" cron "0 9 * * MON" America/New_York' in cron

@@ -16,6 +16,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from examples.flash_sale_policies import MONITOR
+from examples.flash_sale_policies import policies as flash_sale_policies
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_cli.apply import IN_FLIGHT, execute, reason_for, waves
 from pacer_cli.commands import Session
@@ -55,6 +57,7 @@ from pacer_cli.reconcile import (
     plan,
     plan_json,
     plan_lines,
+    policy_message,
     update_request,
 )
 from pacer_common.client import ApiError
@@ -128,6 +131,11 @@ def test_the_flash_sale_example_reads_as_written() -> None:
     assert not traffic.paused
     cache = endpoints["cache-warm-up"]
     assert (cache.method, cache.min_interval_ms, cache.max_interval_ms, cache.paused) == ("POST", 600_000, 0, True)
+
+
+def test_the_flash_sale_examples_rules_are_the_ones_the_demo_and_the_scenario_play() -> None:
+    traffic = next(e for e in load(str(EXAMPLES / "flash-sale.yaml"), {}).jobs[0].endpoints if e.name == MONITOR)
+    assert [policy_message(rule) for rule in traffic.policies] == flash_sale_policies()
 
 
 def test_every_key_is_read() -> None:
