@@ -1,4 +1,5 @@
-"""`python -m examples.demo [--compression 30] [--keep]`: the flash-sale scenario, live and compressed."""
+"""`python -m examples.demo [--compression 30] [--keep] [--agent]`: the flash-sale scenario, live and compressed,
+steered by the traffic monitor's policies inside Pacer (or, with --agent, by the example agent from outside)."""
 
 from __future__ import annotations
 
@@ -28,10 +29,13 @@ def main() -> int:
         "--compression", type=compression, default=30.0, help="simulated seconds per real second (default 30)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the folder with the services' logs and database")
+    parser.add_argument(
+        "--agent", action="store_true", help="steer with the external example agent instead of the policies"
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (`cmd &`)
-    return run(Options(compression=args.compression, keep=args.keep))
+    return run(Options(compression=args.compression, keep=args.keep, agent=args.agent))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from examples.demo.clock import mmss
 from examples.demo.scenario import AGENT_STEP_S, BY_NAME, PHASES, phase_at
 from examples.demo.steering import OneShotRequest
 from examples.flash_sale import ENDPOINTS
+from pacer.control.v1 import control_service_pb2 as pb
 
 GAP_TOLERANCE = 0.15  # a median gap within ±15% of the expected cadence
 FIRE_TOLERANCE_S = 5.0  # a recovery or alert run reaches the shop this soon after it became due
@@ -231,10 +232,19 @@ def pacer_records(received: Sequence[str], statuses: dict[str, str]) -> Check:
     return Check("run history", detail, not unrecorded and not failed)
 
 
-def agent_steps(steps: int, errors: Sequence[str]) -> Check:
-    """Every step of the agent went through: no RPC of the public API failed."""
+def agent_steps(steps: int, errors: Sequence[str], who: str = "agent") -> Check:
+    """Every step of the agent (or of the policy watcher) went through: no RPC of the public API failed."""
     detail = f"{plural(steps, 'step')}, {len(errors)} failed" + (f" ({', '.join(errors[:3])})" if errors else "")
-    return Check("agent steps", detail, steps > 0 and not errors)
+    return Check(f"{who} steps", detail, steps > 0 and not errors)
+
+
+def policy_outcomes(counts: Sequence[pb.PolicyCount]) -> Check:
+    """The rules fired, and none failed (a condition or an action refused)."""
+    fired = sum(count.fired for count in counts)
+    skipped = sum(count.skipped_cooldown for count in counts)
+    errors = [count.rule for count in counts if count.errors]
+    detail = f"{plural(fired, 'firing')}, {skipped} skipped in a cooldown, {len(errors)} rules with errors"
+    return Check("rules", detail + (f" ({', '.join(errors)})" if errors else ""), fired > 0 and not errors)
 
 
 def clean_stop(exit_codes: dict[str, int]) -> Check:

@@ -7,6 +7,7 @@ from typing import Any
 
 from examples.demo.clock import SimClock
 from examples.flash_sale import ENDPOINTS, Spec
+from examples.flash_sale_policies import MONITOR
 from pacer.control.v1 import control_service_pb2 as pb
 
 TIMEOUT_MS = 5_000  # an HTTP call's timeout is real time: the shop answers in milliseconds
@@ -24,12 +25,18 @@ class Job:
         return next(endpoint_id for endpoint_id, found in self.names.items() if found == name)
 
 
-def create_job(pacer: Any, shop_url: str, clock: SimClock) -> Job:
-    """Create the job and its 10 endpoints (investigations, recovery and alerts paused) on the shop."""
+def create_job(pacer: Any, shop_url: str, clock: SimClock, rules: list[pb.Policy] | None = None) -> Job:
+    """Create the job and its 10 endpoints (investigations, recovery and alerts paused) on the shop; then give the
+    traffic monitor `rules`, if any (once every endpoint they name exists)."""
     request = pb.CreateJobRequest(name="Black Friday Flash Sale", description=f"demo at {clock.compression:g}x")
     job_id = str(pacer.CreateJob(request).job_id)
     names = {_add(pacer, job_id, spec, shop_url, clock): spec.name for spec in ENDPOINTS}
-    return Job(job_id, names)
+    job = Job(job_id, names)
+    if rules:
+        update = pb.UpdateEndpointConfigRequest(endpoint_id=job.endpoint_id(MONITOR), reason="the sale's rules")
+        update.policies.rules.extend(rules)
+        pacer.UpdateEndpointConfig(update)
+    return job
 
 
 def _add(pacer: Any, job_id: str, spec: Spec, shop_url: str, clock: SimClock) -> str:

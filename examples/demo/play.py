@@ -1,4 +1,5 @@
-"""The live part of the demo: the agent steps every 10 simulated seconds while the timeline prints as it goes."""
+"""The live part of the demo: every 10 simulated seconds the agent steps (or the watcher reads what the policies
+did) while the timeline prints as it goes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc
 
@@ -31,6 +33,13 @@ class Narration:
     told: int = 0
     one_shots_told: int = 0
 
+    def step(self) -> None:
+        """One agent step, its decisions told even when an RPC of it failed (the error propagates)."""
+        try:
+            self.agent.step()
+        finally:
+            self.tell_new()
+
     def tell_new(self) -> None:
         """Add the decisions made since the last call."""
         for moment, what in self.agent.decisions[self.told :]:
@@ -46,11 +55,17 @@ class Narration:
         return ONE_SHOT_AT.sub(f"one-shot at {mmss(request.scheduled_s)}", what)
 
 
+class Steps(Protocol):
+    """What runs every 10 simulated seconds: the agent (`Narration`) or the policy watcher."""
+
+    def step(self) -> None: ...
+
+
 @dataclass
 class Player:
     """Plays the scenario until its end in simulated time."""
 
-    narration: Narration
+    narration: Steps
     clock: SimClock
     timeline: Timeline
     phases_told: int = 0
@@ -79,10 +94,9 @@ class Player:
     def _step(self, now_s: float) -> None:
         self.steps += 1
         try:
-            self.narration.agent.step()
+            self.narration.step()
         except grpc.RpcError as error:  # shown and counted; the summary's checks will tell what it cost
             self.errors.append(f"{mmss(now_s)} {error.code().name}")
             self.timeline.add(now_s, "agent", f"step failed: {error.code().name}")
-        self.narration.tell_new()
         # Steps stay on the 10 s grid; a step that overran skips the slots it missed rather than bunching up.
         self.next_step_s = (math.floor(self.clock.now_s() / AGENT_STEP_S) + 1) * AGENT_STEP_S

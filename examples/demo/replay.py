@@ -1,5 +1,9 @@
 """The demo from start to finish: Pacer and the shop up, the job created, the scenario played, the summary checked,
-everything stopped."""
+everything stopped.
+
+By default no agent runs: the traffic monitor's policies (`examples/flash_sale_policies.py`) steer the sale inside
+Pacer, and a watcher reads what they did from the audit trail. `agent=True` plays the external agent of
+`examples/agents/flash_sale_agent.py` instead, with the same checks."""
 
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ from examples.demo.services import LocalPacer, StartError
 from examples.demo.shop import DemoShop, Hit
 from examples.demo.steering import OneShotRequest, RecordingClient
 from examples.demo.timeline import HitNarrator, Timeline
+from examples.demo.watcher import PolicyWatcher
+from examples.flash_sale_policies import MONITOR, policies
 from examples.pacer_client import Pacer
 from pacer.control.v1 import control_service_pb2 as pb
 
@@ -37,6 +43,7 @@ class Options:
 
     compression: float = 30.0
     keep: bool = False
+    agent: bool = False
 
 
 def pacer_settings(compression: float) -> tuple[dict[str, str], dict[str, str]]:
@@ -78,7 +85,7 @@ def _run_in(folder: Path, options: Options, write: Write) -> int:
     demo = Demo(LocalPacer(folder, *pacer_settings(options.compression)), write)
     try:
         write(f"starting Pacer (control plane, scheduler, executor) in {folder} ...")
-        outcome = demo.play(options.compression)
+        outcome = demo.play(options.compression, options.agent)
     except StartError as error:
         write(f"Pacer did not start: {error}")
         return 2
@@ -89,7 +96,8 @@ def _run_in(folder: Path, options: Options, write: Write) -> int:
         exit_codes = demo.close()
     results = [
         *checks.evaluate(outcome.record),
-        checks.agent_steps(outcome.agent_steps, outcome.agent_errors),
+        checks.agent_steps(outcome.agent_steps, outcome.agent_errors, "agent" if options.agent else "watcher"),
+        *([checks.policy_outcomes(outcome.policy_counts)] if outcome.policy_counts is not None else []),
         checks.pacer_records(outcome.received, outcome.statuses),
         checks.clean_stop(exit_codes),
     ]
@@ -98,14 +106,16 @@ def _run_in(folder: Path, options: Options, write: Write) -> int:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a play left: the record to check, the run ids the shop received, Pacer's run statuses by id, and how
-    many agent steps ran and which failed."""
+    """What a play left: the record to check, the run ids the shop received, Pacer's run statuses by id, how many
+    steps (of the agent, or of the policy watcher) ran and which failed, and the rules' outcomes (None with the
+    agent)."""
 
     record: checks.Record
     received: list[str]
     statuses: dict[str, str]
     agent_steps: int
     agent_errors: list[str]
+    policy_counts: list[pb.PolicyCount] | None = None
 
 
 @dataclass
@@ -117,25 +127,38 @@ class Demo:
     shop: DemoShop | None = None
     client: Pacer | None = None
 
-    def play(self, compression: float) -> Outcome:
-        """Start Pacer and the shop, create the job and play the scenario to its end; raises StartError."""
+    def play(self, compression: float, with_agent: bool = False) -> Outcome:
+        """Start Pacer and the shop, create the job and play the scenario to its end, steered by the traffic
+        monitor's policies (or by the agent); raises StartError."""
         self.pacer.start()
         self.client = Pacer(self.pacer.control_addr, self.pacer.api_key())
         clock = SimClock.starting_now(compression)
         timeline = Timeline(self.write)
-        self.shop = DemoShop(clock, on_hit=HitNarrator(timeline)).start()
-        job = create_job(self.client, self.shop.url, clock)
-        _header(self.pacer, self.shop, job, clock, self.write)
-        recording = RecordingClient(self.client, clock)
-        agent = FlashSaleAgent(recording, job.job_id, clock.wall, time_scale=compression)
-        player = Player(Narration(agent, recording, timeline, clock), clock, timeline)
+        shop = self.shop = DemoShop(clock, on_hit=HitNarrator(timeline)).start()
+        rules = None if with_agent else policies(compression)
+        job = create_job(self.client, shop.url, clock, rules)
+        _header(self.pacer, shop, job, clock, self.write, with_agent)
+        if rules is None:
+            recording = RecordingClient(self.client, clock)
+            agent = FlashSaleAgent(recording, job.job_id, clock.wall, time_scale=compression)
+            steps: Narration | PolicyWatcher = Narration(agent, recording, timeline, clock)
+        else:
+            steps = PolicyWatcher(self.client, job, clock, timeline, rules, shop.hits)
+        player = Player(steps, clock, timeline)
         player.play()
         self.write("")
-        hits = [hit for hit in self.shop.hits() if hit.sim_s < DURATION_S]  # Pacer calls on until it stops
+        if isinstance(steps, Narration):
+            one_shots = steps.client.one_shots
+            decisions = [(clock.sim_s(moment), what) for moment, what in steps.agent.decisions]
+        else:
+            steps.step()  # what the rules did in the last seconds
+            one_shots, decisions = steps.one_shots, steps.decisions
+        hits = [hit for hit in shop.hits() if hit.sim_s < DURATION_S]  # Pacer calls on until it stops
         received = [hit.run_id for hit in hits]
         statuses = settled_statuses(self.client, job.job_id, received)
-        record = _record(hits, recording, job, agent, clock)
-        return Outcome(record, received, statuses, player.steps, player.errors)
+        record = _record(hits, one_shots, job, decisions)
+        counts = None if rules is None else _policy_counts(self.client, job)
+        return Outcome(record, received, statuses, player.steps, player.errors, counts)
 
     def close(self) -> dict[str, int]:
         """Stop the services (scheduler first: it dispatches what it claimed while the executor and the shop are
@@ -161,17 +184,22 @@ def signals_ignored() -> Iterator[None]:
 
 
 def _record(
-    hits: list[Hit], recording: RecordingClient, job: Job, agent: FlashSaleAgent, clock: SimClock
+    hits: list[Hit], one_shots: list[OneShotRequest], job: Job, decisions: list[tuple[float, str]]
 ) -> checks.Record:
     """Hit times by endpoint, decisions and one-shot requests, in simulated seconds."""
     times: dict[str, list[float]] = {}
     for hit in hits:
         times.setdefault(hit.endpoint, []).append(hit.sim_s)
     asked: dict[str, list[OneShotRequest]] = {}
-    for request in recording.one_shots:
+    for request in one_shots:
         asked.setdefault(job.names[request.endpoint_id], []).append(request)
-    decisions = [(clock.sim_s(moment), what) for moment, what in agent.decisions]
-    return checks.Record({name: sorted(found) for name, found in times.items()}, decisions, asked)
+    return checks.Record({name: sorted(found) for name, found in times.items()}, list(decisions), asked)
+
+
+def _policy_counts(pacer: Any, job: Job) -> list[pb.PolicyCount]:
+    """How often each rule of the traffic monitor fired, was skipped in its cooldown, or failed, over the sale."""
+    request = pb.SummarizeEndpointHealthRequest(endpoint_id=job.endpoint_id(MONITOR), window_hours=1)
+    return list(pacer.SummarizeEndpointHealth(request).policy_counts)
 
 
 def settled_statuses(pacer: Any, job_id: str, received: list[str]) -> dict[str, str]:
@@ -194,17 +222,23 @@ def run_statuses(pacer: Any, job_id: str) -> dict[str, str]:
     return statuses
 
 
-def _header(pacer: LocalPacer, shop: DemoShop, job: Job, clock: SimClock, write: Write) -> None:
+def _header(pacer: LocalPacer, shop: DemoShop, job: Job, clock: SimClock, write: Write, with_agent: bool) -> None:
     real_s = clock.real_s(DURATION_S)
+    steering = (
+        f"  agent   examples/agents/flash_sale_agent.py every {AGENT_STEP_S} s, through the public gRPC API\n"
+        if with_agent
+        else f"  rules   {len(policies())} policies on {MONITOR} (examples/flash_sale_policies.py), applied by Pacer; "
+        f"no agent runs\n"
+    )
+    who = "agent = a steering decision" if with_agent else "policy = what a rule changed (from the audit trail)"
     write(
         f"\nPacer flash-sale demo: {DURATION_S // 60} simulated minutes at {clock.compression:g}x "
         f"(about {real_s:.0f} s of real time)\n"
         f"  Pacer   control plane {pacer.control_addr}, scheduler {pacer.scheduler_addr}, one executor; SQLite\n"
         f"  shop    {shop.url} (metrics on /metrics/*, recovery and alerts on /recover/* and /alert/*)\n"
         f"  job     {job.job_id}: 10 endpoints, every duration divided by {clock.compression:g}\n"
-        f"  agent   examples/agents/flash_sale_agent.py every {AGENT_STEP_S} s, through the public gRPC API\n"
-        f"Times are simulated mm:ss; phase = the shop's metrics change, agent = a steering decision, "
-        f"shop = a call the shop received.\n"
+        f"{steering}"
+        f"Times are simulated mm:ss; phase = the shop's metrics change, {who}, shop = a call the shop received.\n"
     )
 
 
