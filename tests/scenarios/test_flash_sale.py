@@ -1,8 +1,10 @@
 """The seed's flash-sale scenario, 40 simulated minutes, on the real control service and its stores.
 
 A fake clock drives time second by second; each second the due runs are claimed through the real claim path and
-answered by a fake shop whose metrics follow the scenario's phases; every 10 s the rule-based agent of
-`examples/agents/flash_sale_agent.py` reads results through the public API and steers with the public actions.
+answered by a fake shop whose metrics follow the scenario's phases. It is steered two ways, with the same run times:
+by the rule-based agent of `examples/agents/flash_sale_agent.py`, which every 10 s reads results through the public
+API and steers with the public actions, and with no agent at all, by the traffic monitor's policies
+(`examples/flash_sale_policies.py`), which Pacer applies each time one of its runs is recorded.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 
 from examples.agents.flash_sale_agent import FlashSaleAgent
 from examples.flash_sale import ENDPOINTS
+from examples.flash_sale_policies import MONITOR, policies
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_control.pipeline import RunResult
 from tests.support.harness import Harness, dt
@@ -36,7 +39,9 @@ def metrics_at(second: int) -> dict[str, int]:
     return {"traffic_per_min": traffic, "page_load_ms": page, "orders_per_min": orders, "db_query_ms": query}
 
 
-def run_scenario(harness: Harness) -> tuple[dict[str, list[pb.RunSummary]], FlashSaleAgent]:
+def run_scenario(harness: Harness, with_agent: bool) -> tuple[dict[str, list[pb.RunSummary]], list[str]]:
+    """Play the sale; the runs of each endpoint, and what steered it (the agent's decisions, or the actions the
+    rules took as the audit trail records them: `policy:<rule> <action> <endpoint>`)."""
     start = harness.clock.now()
     job_id = harness.a.CreateJob(pb.CreateJobRequest(name="Black Friday Flash Sale")).job_id
     names = {}
@@ -54,6 +59,11 @@ def run_scenario(harness: Harness) -> tuple[dict[str, list[pb.RunSummary]], Flas
         names[added.endpoint_id] = spec.name
         if spec.paused:
             harness.a.PauseOrResumeEndpoint(pb.PauseOrResumeEndpointRequest(endpoint_id=added.endpoint_id))
+    if not with_agent:
+        monitor = next(endpoint_id for endpoint_id, name in names.items() if name == MONITOR)
+        rules = pb.UpdateEndpointConfigRequest(endpoint_id=monitor)
+        rules.policies.rules.extend(policies())
+        harness.a.UpdateEndpointConfig(rules)
     agent = FlashSaleAgent(harness.a, job_id, harness.clock.now)
     for second in range(1, MINUTES * 60):
         harness.clock.set(start + timedelta(seconds=second))
@@ -73,35 +83,52 @@ def run_scenario(harness: Harness) -> tuple[dict[str, list[pb.RunSummary]], Flas
             for run in claimed
         ]
         harness.pipeline.record_results(results, harness.clock.now())
-        if second % 10 == 0:
+        if with_agent and second % 10 == 0:
             agent.step()
+        elif not with_agent:
+            harness.settle_policies()
     runs: dict[str, list[pb.RunSummary]] = {name: [] for name in names.values()}
     offset = 0
     while page := harness.a.ListRuns(pb.ListRunsRequest(job_id=job_id, limit=500, offset=offset)).runs:
         for run in page:
             runs[names[run.endpoint_id]].append(run)
         offset += len(page)
-    return {name: sorted(found, key=lambda r: dt(r.scheduled_for)) for name, found in runs.items()}, agent
+    steered = [what for _, what in agent.decisions] if with_agent else policy_actions(harness, job_id, names)
+    return {name: sorted(found, key=lambda r: dt(r.scheduled_for)) for name, found in runs.items()}, steered
 
 
-@pytest.fixture
-def outcome(harness: Harness) -> tuple[dict[str, list[int]], FlashSaleAgent]:
-    """Seconds after the start at which each endpoint ran, and the agent."""
+def policy_actions(harness: Harness, job_id: str, names: dict[str, str]) -> list[str]:
+    """The actions the rules took, oldest first, as `policy:<rule> <action> <endpoint>`."""
+    records: list[pb.AuditRecord] = []
+    request = pb.ListAuditRecordsRequest(job_id=job_id, page_size=500)
+    while True:
+        page = harness.a.ListAuditRecords(request)
+        records += page.records
+        if not page.next_page_token:
+            break
+        request.page_token = page.next_page_token
+    rules = [r for r in reversed(records) if r.actor.startswith("policy:")]
+    return [f"{r.actor} {r.action} {names.get(r.target_id, r.target_id)}" for r in rules]
+
+
+@pytest.fixture(params=["agent", "policies"])
+def outcome(request: pytest.FixtureRequest, harness: Harness) -> tuple[dict[str, list[int]], list[str]]:
+    """Seconds after the start at which each endpoint ran, and what steered the sale."""
     start = harness.clock.now()
-    runs, agent = run_scenario(harness)
+    runs, steered = run_scenario(harness, with_agent=request.param == "agent")
     seconds = {
         name: [int((dt(r.scheduled_for) - start).total_seconds()) for r in found] for name, found in runs.items()
     }
     assert all(r.status == pb.RUN_STATUS_SUCCESS for found in runs.values() for r in found)
-    return seconds, agent
+    return seconds, steered
 
 
 def gaps(seconds: list[int]) -> list[int]:
     return [b - a for a, b in itertools.pairwise(seconds)]
 
 
-def test_the_flash_sale_unfolds_exactly_as_steered(outcome: tuple[dict[str, list[int]], FlashSaleAgent]) -> None:
-    seconds, agent = outcome
+def test_the_flash_sale_unfolds_exactly_as_steered(outcome: tuple[dict[str, list[int]], list[str]]) -> None:
+    seconds, steered = outcome
     monitor = seconds["traffic-monitor"]
     # Baseline cadence until the surge is seen at 05:00, 20 s through the sale, 60 s once recovery is seen at 21:00.
     assert [s for s in monitor if s <= 300] == [60, 120, 180, 240, 300]
@@ -132,4 +159,4 @@ def test_the_flash_sale_unfolds_exactly_as_steered(outcome: tuple[dict[str, list
         "support-chat": 1,
         "on-call-page": 1,
     }
-    assert "traffic-monitor: back to baseline" in {what for _, what in agent.decisions}
+    assert {"traffic-monitor: back to baseline", "policy:calm ClearAdaptiveHints traffic-monitor"} & set(steered)
