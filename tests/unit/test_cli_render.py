@@ -170,6 +170,22 @@ def test_details_unwrap_the_single_object_and_flatten_nested_ones() -> None:
     assert "last_run         -\n" in render.details(pb.SummarizeEndpointHealthResponse())
 
 
+def test_details_list_what_each_rule_did_one_item_at_a_time() -> None:
+    firing = pb.PolicyFiring(
+        rule="surge", outcome=pb.POLICY_OUTCOME_FIRED, effects=["interval hint 20s for 1h", "resume slow-page-analyzer"]
+    )
+    run = render.details(pb.GetRunDetailsResponse(run=pb.Run(run_id="run_1", policy_firings=[firing])))
+    assert "policy_firings[0].rule           surge\n" in run
+    assert "policy_firings[0].outcome        FIRED\n" in run
+    assert "policy_firings[0].effects        interval hint 20s for 1h; resume slow-page-analyzer\n" in run
+    assert "policy_firings[0].error_message\n" in run
+    counts = [pb.PolicyCount(rule="surge", fired=2, skipped_cooldown=3), pb.PolicyCount(rule="calm", errors=1)]
+    health = render.details(pb.SummarizeEndpointHealthResponse(policy_counts=counts))
+    assert "policy_counts[0].skipped_cooldown  3\n" in health
+    assert "policy_counts[1].errors            1\n" in health
+    assert "policy_counts    -\n" in render.details(pb.SummarizeEndpointHealthResponse())
+
+
 def test_job_and_endpoint_tables() -> None:
     jobs = pb.ListJobsResponse(
         jobs=[pb.JobSummary(job_id="job_1", name="Prod Health", status=pb.JOB_STATUS_ACTIVE, endpoint_count=12)],

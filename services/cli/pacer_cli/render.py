@@ -147,12 +147,18 @@ def key_values(pairs: Sequence[tuple[str, str]]) -> str:
 
 
 def message_pairs(message: Message, prefix: str = "") -> list[tuple[str, str]]:
-    """The fields of a (non-list) message as (name, text) pairs, nested messages flattened as `last_run.status`."""
+    """The fields of a (non-list) message as (name, text) pairs, nested messages flattened as `last_run.status`, the
+    items of a list of messages as `policy_firings[0].rule`, a list of values on one line (`a; b`); `-` for none."""
     pairs: list[tuple[str, str]] = []
     for field in message.DESCRIPTOR.fields:
         name = prefix + field.name
         value = getattr(message, field.name)
-        if _is_timestamp(field):
+        if field.is_repeated and field.type == FieldDescriptor.TYPE_MESSAGE:
+            items = [message_pairs(item, f"{name}[{i}].") for i, item in enumerate(value)]
+            pairs.extend([pair for item in items for pair in item] or [(name, UNSET)])
+        elif field.is_repeated:
+            pairs.append((name, "; ".join(str(item) for item in value) or UNSET))
+        elif _is_timestamp(field):
             pairs.append((name, format_time(value)))
         elif field.type == FieldDescriptor.TYPE_MESSAGE and not field.is_repeated:
             nested = message_pairs(value, name + ".") if message.HasField(field.name) else [(name, UNSET)]
