@@ -74,16 +74,17 @@ PAGE_SIZE: Final = Limit(minimum=1, maximum=100, zero="default", default=50)
 RUN_LIMIT: Final = Limit(minimum=1, maximum=500, zero="default", default=50)
 RUN_OFFSET: Final = Limit(minimum=0, maximum=2**31 - 1)
 WINDOW_HOURS: Final = Limit(minimum=1, maximum=720, zero="default", default=24)
-
-# Endpoint policies, jitter and signing (control_service.proto: Policy, PolicyAction, jitter_ms, signing_secret).
-MAX_POLICIES: Final = 10
-MAX_POLICY_ACTIONS: Final = 5
-POLICY_NAME: Final = Limit(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")
+# Endpoint policies (pacer_common.policies): rules per endpoint, and each rule's name, condition, actions and cooldown.
+POLICY_NAME_PATTERN: Final = r"^[a-z0-9_-]+$"
+POLICIES: Final = Limit(max_length=10)
+POLICY_NAME: Final = Limit(min_length=1, max_length=64, pattern=POLICY_NAME_PATTERN)
 POLICY_WHEN: Final = Limit(min_length=1, max_length=1000)
+POLICY_THEN: Final = Limit(min_length=1, max_length=5)
 POLICY_COOLDOWN_MS: Final = Limit(minimum=0, maximum=7 * 24 * 3600 * 1000)
 POLICY_HINT_TTL_MS: Final = Limit(minimum=60_000, maximum=7 * 24 * 3600 * 1000, zero="default", default=3_600_000)
 POLICY_ONE_SHOT_DELAY_MS: Final = Limit(minimum=0, maximum=24 * 3600 * 1000)
 POLICY_PAUSE_FOR_MS: Final = Limit(minimum=1000, maximum=30 * 24 * 3600 * 1000, zero="no_bound")
+# Jitter and request signing, as the front doors advertise them (the control plane checks them in validation).
 JITTER_MS: Final = Limit(minimum=0, maximum=3600 * 1000)
 SIGNING_SECRET: Final = Limit(min_length=32, max_length=256)
 SIGNING_OVERLAP_MS: Final = Limit(minimum=0, maximum=7 * 24 * 3600 * 1000, default=24 * 3600 * 1000)

@@ -70,8 +70,8 @@ _ACTION_SETTINGS: Mapping[str, tuple[str, ...]] = {
     "clear_hints": (),
     "reset_failures": (),
 }
-MAX_POLICIES = limits.MAX_POLICIES
-MAX_ACTIONS = limits.MAX_POLICY_ACTIONS
+MAX_POLICIES = limits.POLICIES.max_length or 0
+MAX_ACTIONS = limits.POLICY_THEN.max_length or 0
 MAX_WHEN_CHARS = limits.POLICY_WHEN.max_length or 0
 POLICY_NAME = re.compile(rf"^[a-z0-9_-]{{1,{limits.POLICY_NAME.max_length}}}$")
 

@@ -577,7 +577,7 @@ def _policies(floor_ms: int, what: str) -> dict[str, Any]:
             "then": {
                 "type": "array",
                 "minItems": 1,
-                "maxItems": limits.MAX_POLICY_ACTIONS,
+                "maxItems": (limits.POLICY_THEN.max_length or 0),
                 "items": _policy_action(floor_ms),
                 "description": "What to do when the condition holds, in order.",
             },
@@ -589,7 +589,7 @@ def _policies(floor_ms: int, what: str) -> dict[str, Any]:
     )
     return {
         "type": "array",
-        "maxItems": limits.MAX_POLICIES,
+        "maxItems": (limits.POLICIES.max_length or 0),
         "items": rule,
         "description": f"{what}: rules Pacer applies by itself each time a run of this endpoint is recorded, so you "
         "need not poll: when `when` holds, the actions of `then` run as if you had called the steering tools "
