@@ -626,8 +626,12 @@ def test_every_command_refuses_strangers_and_prints_json(cli: Cli, ids: Ids, arg
 
 def test_key_and_address_come_from_the_environment(cli: Cli, tmp_path: Path) -> None:
     harness = cli.harness
-    env = {"PACER_ADDR": harness.address, "PACER_API_KEY": harness.a.key}
+    env = {"PACER_CONTROL_ADDR": harness.address, "PACER_API_KEY": harness.a.key}
     assert cli.raw("jobs", "list", environ=env).code == 0
+    older_alias = {"PACER_ADDR": harness.address, "PACER_API_KEY": harness.a.key}
+    assert cli.raw("jobs", "list", environ=older_alias).code == 0
+    both = {"PACER_CONTROL_ADDR": harness.address, "PACER_ADDR": "127.0.0.1:1", "PACER_API_KEY": harness.a.key}
+    assert cli.raw("jobs", "list", environ=both).code == 0  # the one name every service reads wins
     (tmp_path / "dev-api-key").write_text(harness.a.key + "\n")
     from_file = {"PACER_ADDR": harness.address, "PACER_VAR_DIR": str(tmp_path)}
     assert cli.raw("jobs", "list", environ=from_file).code == 0
@@ -649,7 +653,7 @@ def test_no_key_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
 
 def process_env(harness: Harness, key: str | None) -> dict[str, str]:
     env = {name: value for name, value in process_environment().items() if not name.startswith("PACER_")}
-    env["PACER_ADDR"] = harness.address
+    env["PACER_CONTROL_ADDR"] = harness.address
     if key is not None:
         env["PACER_API_KEY"] = key
     return env

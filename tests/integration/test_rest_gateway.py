@@ -619,9 +619,25 @@ async def test_a_non_json_body_is_415_and_an_oversized_one_413(fake):
         "POST", "/jobs", data=b"name=x", headers={"Content-Type": "application/x-www-form-urlencoded"}
     )
     assert text.status == 415
+    assert text.body["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    xml = await fake.rest("POST", "/jobs", data=b"<job/>", headers={"Content-Type": "application/xml"})
+    assert xml.status == 415
     huge = await fake.rest("POST", "/jobs", data=io.BytesIO(b'{"name": "' + b"x" * (3 * 1024 * 1024) + b'"}'))
     assert huge.status == 413
     assert fake.control.calls == 0
+
+
+@pytest.mark.asyncio
+async def test_a_json_body_sent_as_curl_d_sends_it_is_accepted(fake):
+    # `curl -d '{...}'` declares a form; the body is a JSON object all the same.
+    answer = await fake.rest(
+        "POST",
+        "/jobs",
+        data=b'{"name": "nightly exports"}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status == 201
+    assert answer.body == {"jobId": "job_fake"}
 
 
 @pytest.mark.asyncio

@@ -29,7 +29,7 @@ mapping (proto field names, int64 values as strings) for programs. Times are UTC
 
 EPILOG = f"""connection:
   key       --api-key, else $PACER_API_KEY, else the file var/dev-api-key (folder: $PACER_VAR_DIR)
-  address   --addr, else $PACER_ADDR, else {DEFAULT_ADDR}
+  address   --addr, else $PACER_CONTROL_ADDR (or its older alias $PACER_ADDR), else {DEFAULT_ADDR}
 
 exit codes:
   0  success (and Ctrl-C in `runs watch`)
@@ -72,7 +72,7 @@ def exit_code(code: str) -> int:
 def _add_connection_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """--addr, --api-key and --json; on subcommands they default to SUPPRESS so they never undo the top-level ones."""
     keep: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
-    parser.add_argument("--addr", **keep, help=f"control plane address (default $PACER_ADDR or {DEFAULT_ADDR})")
+    parser.add_argument("--addr", **keep, help=f"control plane address (default $PACER_CONTROL_ADDR or {DEFAULT_ADDR})")
     parser.add_argument("--api-key", **keep, help="API key (default $PACER_API_KEY or var/dev-api-key)")
     parser.add_argument("--json", action="store_true", **keep, help="print the response as JSON")
 
@@ -141,7 +141,7 @@ def run(
 ) -> int:
     """Run one pacerctl command line and return its exit code; output goes to `stdout`, diagnostics to `stderr`.
 
-    `environ` (default: the process environment) supplies the settings (`pacer_cli.settings`: PACER_ADDR,
+    `environ` (default: the process environment) supplies the settings (`pacer_cli.settings`: PACER_CONTROL_ADDR,
     PACER_API_KEY, PACER_VAR_DIR, PACER_TLS_*); `now` is the clock that relative times (`--in 5m`, `--for 1h`)
     count from.
     """

@@ -265,7 +265,7 @@ def error_text(error: ApiError, flag_for: Callable[[str], str | None], addr: str
     if error.retry_after_s is not None:
         lines.append(f"  retry after {error.retry_after_s:g} s")
     if error.code == "UNAVAILABLE":
-        lines.append(f"  is the control plane running at {addr}? (set --addr or PACER_ADDR)")
+        lines.append(f"  is the control plane running at {addr}? (set --addr or PACER_CONTROL_ADDR)")
     if error.code == "UNAUTHENTICATED":
         lines.append("  check the key: --api-key, PACER_API_KEY or var/dev-api-key")
     return "".join(line + "\n" for line in lines)

@@ -28,8 +28,8 @@ class GatewaySettings:
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
-    """Settings from the environment; without PACER_CONTROL_ADDR the control plane is found as the CLI finds it
-    (PACER_ADDR, else the embedded default)."""
+    """Settings from the environment; without PACER_CONTROL_ADDR the control plane is found at PACER_ADDR (its older
+    alias), else at the embedded default."""
     env = os.environ if environ is None else environ
     settings: GatewaySettings = load(GatewaySettings, env)
     if "PACER_CONTROL_ADDR" not in env:
