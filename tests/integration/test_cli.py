@@ -500,7 +500,7 @@ def test_endpoints_health_summarizes_runs(cli: Cli) -> None:
     assert health["last_run.status"] == "FAILURE"
     assert (health["missed_slots"], health["last_missed_at"]) == ("0", "-")
     data = cli.data("endpoints", "health", endpoint)
-    assert data["avg_duration_ms"] == "200"
+    assert data["avg_duration_ms"] == 200
     assert data["last_run"]["status"] == "RUN_STATUS_FAILURE"
     assert_refused(cli("endpoints", "health", endpoint, "--window-hours", "721"), 2, "INVALID_ARGUMENT", "window_hours")
 
@@ -533,7 +533,7 @@ def test_runs_list_filters_and_pages(cli: Cli) -> None:
     failures = cli.data("runs", "list", "--job", job, "--status", "failure")
     assert [r["run_id"] for r in failures["runs"]] == [failed]
     assert failures["total"] == 1
-    assert failures["runs"][0]["duration_ms"] == "1500"
+    assert failures["runs"][0]["duration_ms"] == 1500
     assert cli.ok("runs", "list", "--status", "running").out == "no runs\n"
 
 

@@ -265,7 +265,7 @@ async def test_run_routes_list_filter_detail_and_summarize(rest, harness):
     newest = listed["runs"][0]
     assert newest["status"] == "RUN_STATUS_FAILURE"
     assert newest["source"] == "RUN_SOURCE_BASELINE_INTERVAL"
-    assert newest["durationMs"] == "50"
+    assert newest["durationMs"] == 50
     assert newest["jobId"] == job_id
     failures = (await rest("GET", "/runs", params={"status": "RUN_STATUS_FILTER_FAILURE"})).body
     assert [r["runId"] for r in failures["runs"]] == [failed]
@@ -287,8 +287,8 @@ async def test_run_routes_list_filter_detail_and_summarize(rest, harness):
     assert health.body["successCount"] == 1
     assert health.body["failureCount"] == 1
     assert health.body["failureStreak"] == 1
-    assert health.body["missedSlots"] == "0"  # int64, a decimal string in the JSON mapping
-    assert health.body["avgDurationMs"] == "45"
+    assert health.body["missedSlots"] == 0  # int64, a JSON number as in the CLI and MCP answers
+    assert health.body["avgDurationMs"] == 45
     assert health.body["lastRun"]["status"] == "RUN_STATUS_FAILURE"
 
 

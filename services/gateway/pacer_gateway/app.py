@@ -95,7 +95,9 @@ async def require_endpoint_in_job(client: ControlCaller, key: str, job_id: str, 
 
 def encode_response(route: Route, reply: Message) -> web.Response:
     """The JSON mapping of the reply, every field without presence written out (see openapi.py)."""
-    payload = json_format.MessageToDict(reply, always_print_fields_with_no_presence=True)
+    payload = json_format.MessageToDict(
+        reply, always_print_fields_with_no_presence=True, unquote_int64_if_possible=True
+    )
     headers = {hdrs.LOCATION: route.location.format_map(payload)} if route.location else None
     return web.json_response(payload, status=route.status, headers=headers)
 
