@@ -35,6 +35,7 @@ SERVICE_PORTS = {
     "control": {"METRICS": "127.0.0.1:9464", "HEALTH": ""},
     "scheduler": {"METRICS": "127.0.0.1:9465", "HEALTH": ""},
     "executor": {"METRICS": "127.0.0.1:9466", "HEALTH": "127.0.0.1:50053"},
+    "gateway": {"METRICS": "127.0.0.1:9467"},
 }
 QUIET_KEYS = {"time", "level", "logger", "message", "event"}
 START_TIMEOUT_S = 60.0

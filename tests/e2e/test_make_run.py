@@ -33,7 +33,7 @@ def test_run_local_starts_everything_and_a_first_endpoint_fires(tmp_path: Path, 
             # Every port moved off its default, as a second stack on the same machine would: each service its own.
             **{
                 f"PACER_{name}_METRICS_ADDR": f"127.0.0.1:{free_port()}"
-                for name in ("CONTROL", "SCHEDULER", "EXECUTOR")
+                for name in ("CONTROL", "SCHEDULER", "EXECUTOR", "GATEWAY")
             },
             "PACER_EXECUTOR_HEALTH_ADDR": f"127.0.0.1:{free_port()}",
         }
@@ -59,7 +59,7 @@ def test_run_local_starts_everything_and_a_first_endpoint_fires(tmp_path: Path, 
         wait_for(lambda: " run " in output.read_text() and "SUCCESS 200" in output.read_text(), 10, "a run line")
         with urllib.request.urlopen(f"http://{env['PACER_GATEWAY_ADDR']}/openapi.json", timeout=10) as answer:
             assert answer.status == 200  # the REST gateway is up too
-        for name in ("CONTROL", "SCHEDULER", "EXECUTOR"):  # each service serves metrics on its own port
+        for name in ("CONTROL", "SCHEDULER", "EXECUTOR", "GATEWAY"):  # each service serves metrics on its own port
             with urllib.request.urlopen(f"http://{env[f'PACER_{name}_METRICS_ADDR']}/metrics", timeout=10) as answer:
                 assert b"pacer_" in answer.read()
     finally:

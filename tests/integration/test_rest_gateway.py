@@ -27,6 +27,7 @@ from pacer_common.errors import QuotaViolation, ResourceExhausted, Unavailable
 from pacer_common.ports import parse_addr
 from pacer_common.status import to_grpc_status
 from pacer_gateway.app import create_app
+from pacer_gateway.metrics import GatewayMetrics
 from pacer_gateway.routes import ROUTES
 from pacer_gateway.settings import GatewaySettings, load_settings
 from tests.support.harness import Harness
@@ -424,6 +425,7 @@ class Refusal(grpc.Status):
 class Gateway:
     rest: Rest
     control: FakeControl
+    metrics: GatewayMetrics
 
 
 @pytest_asyncio.fixture
@@ -435,9 +437,10 @@ async def fake() -> AsyncIterator[Gateway]:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = AsyncControlClient(f"127.0.0.1:{port}")
-    client = TestClient(TestServer(create_app(channel), host="127.0.0.1"))
+    metrics = GatewayMetrics()
+    client = TestClient(TestServer(create_app(channel, metrics), host="127.0.0.1"))
     await client.start_server()
-    yield Gateway(Rest(client, "pk_test1234_secret"), control)
+    yield Gateway(Rest(client, "pk_test1234_secret"), control, metrics)
     await client.close()
     await channel.close()
     await server.stop(None)
@@ -641,6 +644,23 @@ async def test_a_json_body_sent_as_curl_d_sends_it_is_accepted(fake):
 
 
 @pytest.mark.asyncio
+async def test_metrics_count_requests_by_route_template_and_status_and_upstream_failures(fake):
+    sample = fake.metrics.registry.get_sample_value
+    await fake.rest("GET", "/jobs/job_1")
+    await fake.rest("GET", "/jobs/job_2")
+    await fake.rest("GET", "/no/such/path/job_3")
+    fake.control.refusal = Refusal(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")
+    await fake.rest("GET", "/jobs/job_1")
+
+    ok = {"route": "/jobs/{jobId}", "method": "GET", "status": "200"}
+    assert sample("pacer_gateway_requests_total", ok) == 2
+    assert sample("pacer_gateway_requests_total", {**ok, "status": "503"}) == 1
+    assert sample("pacer_gateway_requests_total", {"route": "unmatched", "method": "GET", "status": "404"}) == 1
+    assert sample("pacer_gateway_upstream_errors_total", {"code": "UNAVAILABLE"}) == 1
+    assert sample("pacer_gateway_request_duration_seconds_count", {"route": "/jobs/{jobId}", "method": "GET"}) == 3
+
+
+@pytest.mark.asyncio
 async def test_health_and_the_openapi_document_need_no_key(fake):
     anonymous = fake.rest.as_key(None)
     assert (await anonymous("GET", "/healthz")).body == {"status": "ok"}
@@ -664,7 +684,8 @@ def test_every_request_field_has_a_place_in_its_route():
 
 
 def test_settings_find_the_control_plane_like_the_other_front_doors():
-    assert load_settings({}) == GatewaySettings("127.0.0.1:8080", "127.0.0.1:50051", "INFO")
+    assert load_settings({}) == GatewaySettings(gateway_addr="127.0.0.1:8080", control_addr="127.0.0.1:50051")
+    assert load_settings({}).metrics_addr == "127.0.0.1:9467"
     assert load_settings({"PACER_ADDR": "10.0.0.5:50051"}).control_addr == "10.0.0.5:50051"
     explicit = load_settings({"PACER_ADDR": "a:1", "PACER_CONTROL_ADDR": "b:2", "PACER_GATEWAY_ADDR": "0.0.0.0:9000"})
     assert (explicit.control_addr, explicit.gateway_addr) == ("b:2", "0.0.0.0:9000")

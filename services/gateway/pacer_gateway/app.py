@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Middleware
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
@@ -16,12 +17,14 @@ from pacer.control.v1 import control_service_pb2 as pb
 from pacer_common.client import ApiError
 from pacer_common.credentials import token_of
 from pacer_gateway import problems
+from pacer_gateway.metrics import GatewayMetrics
 from pacer_gateway.openapi import build_document
 from pacer_gateway.routes import MAX_BODY_BYTES, ROUTES, Route, decode_request, parse_body
 
 log = logging.getLogger("pacer.gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json$")
+METRICS = web.AppKey("metrics", GatewayMetrics)
 
 
 class ControlCaller(Protocol):
@@ -127,6 +130,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except ApiError as error:
         problem = problems.from_api_error(error)
         if problem.status >= 500:
+            metrics = request.app.get(METRICS)
+            if metrics is not None:
+                metrics.upstream_errors.labels(error.code).inc()
             log.warning(
                 "control plane call failed",
                 extra={"event": "gateway.upstream_failed", "code": error.code, "error": error.message},
@@ -144,9 +150,15 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem.response()
 
 
-def create_app(client: ControlCaller) -> web.Application:
-    """The gateway over `client`; the caller owns the client (and closes it after the app is cleaned up)."""
-    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
+def create_app(client: ControlCaller, metrics: GatewayMetrics | None = None) -> web.Application:
+    """The gateway over `client`, measured into `metrics` when given; the caller owns the client (and closes it after
+    the app is cleaned up)."""
+    middlewares: list[Middleware] = [problem_middleware]
+    if metrics is not None:
+        middlewares.insert(0, metrics.middleware())
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
+    if metrics is not None:
+        app[METRICS] = metrics
     for route in ROUTES:
         if route.method == "GET":
             app.router.add_get(route.path, route_handler(route, client))
