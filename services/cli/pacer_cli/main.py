@@ -24,7 +24,7 @@ DESCRIPTION = """Pacer from the command line: every ControlService action, group
 `apply -f FILE`, which creates or updates jobs and endpoints from a YAML file.
 
 Output is an aligned table or key/value block for people; --json prints the API's response in the protobuf JSON
-mapping (proto field names, int64 values as strings) for programs. Times are UTC. Durations are written 500ms, 20s,
+mapping (proto field names, int64 values as numbers) for programs. Times are UTC. Durations are written 500ms, 20s,
 5m, 2h, 1d or 1h30m."""
 
 EPILOG = f"""connection:
