@@ -60,7 +60,9 @@ class Cli:
 
     def raw(self, *argv: str, environ: Mapping[str, str] | None = None) -> Result:
         out, err = io.StringIO(), io.StringIO()
-        code = run(list(argv), out, err, environ=environ or {}, now=self.harness.clock.now)
+        # No config file unless a test writes one: the machine's own ~/.config/pacer never leaks in.
+        env = {"PACER_CONFIG": "/nonexistent/pacer/config.yaml", **(environ or {})}
+        code = run(list(argv), out, err, environ=env, now=self.harness.clock.now)
         return Result(code, out.getvalue(), err.getvalue())
 
     def ok(self, *argv: str) -> Result:
