@@ -74,6 +74,16 @@ PAGE_SIZE: Final = Limit(minimum=1, maximum=100, zero="default", default=50)
 RUN_LIMIT: Final = Limit(minimum=1, maximum=500, zero="default", default=50)
 RUN_OFFSET: Final = Limit(minimum=0, maximum=2**31 - 1)
 WINDOW_HOURS: Final = Limit(minimum=1, maximum=720, zero="default", default=24)
+# Endpoint policies (pacer_common.policies): rules per endpoint, and each rule's name, condition, actions and cooldown.
+POLICY_NAME_PATTERN: Final = r"^[a-z0-9_-]+$"
+POLICIES: Final = Limit(max_length=10)
+POLICY_NAME: Final = Limit(min_length=1, max_length=64, pattern=POLICY_NAME_PATTERN)
+POLICY_WHEN: Final = Limit(min_length=1, max_length=1000)
+POLICY_THEN: Final = Limit(min_length=1, max_length=5)
+POLICY_COOLDOWN_MS: Final = Limit(minimum=0, maximum=7 * 24 * 3600 * 1000)
+POLICY_HINT_TTL_MS: Final = Limit(minimum=60_000, maximum=7 * 24 * 3600 * 1000, zero="default", default=3_600_000)
+POLICY_ONE_SHOT_DELAY_MS: Final = Limit(minimum=0, maximum=24 * 3600 * 1000)
+POLICY_PAUSE_FOR_MS: Final = Limit(minimum=1000, maximum=30 * 24 * 3600 * 1000, zero="no_bound")
 
 _API = "pacer.control.v1."
 _REASONED = (
@@ -122,6 +132,23 @@ LIMITS: Final[Mapping[FieldKey, Limit]] = MappingProxyType(
         **_each("limit", RUN_LIMIT, "ListRunsRequest"),
         **_each("offset", RUN_OFFSET, "ListRunsRequest"),
         **_each("window_hours", WINDOW_HOURS, "SummarizeEndpointHealthRequest"),
+    }
+)
+
+# The policy fields' limits, keyed as LIMITS is. Enforced by the control plane (pacer_control.conditions); kept out of
+# LIMITS until every front door advertises them (tests/unit/test_limits.py walks LIMITS against each front door).
+POLICY_LIMITS: Final[Mapping[FieldKey, Limit]] = MappingProxyType(
+    {
+        **_each("policies", POLICIES, "AddEndpointToJobRequest"),
+        **_each("rules", POLICIES, "Policies"),
+        **_each("name", POLICY_NAME, "Policy"),
+        **_each("when", POLICY_WHEN, "Policy"),
+        **_each("then", POLICY_THEN, "Policy"),
+        **_each("cooldown_ms", POLICY_COOLDOWN_MS, "Policy"),
+        **_each("interval_ms", INTERVAL_MS, "PolicyIntervalHint"),
+        **_each("ttl_ms", POLICY_HINT_TTL_MS, "PolicyIntervalHint"),
+        **_each("delay_ms", POLICY_ONE_SHOT_DELAY_MS, "PolicyOneShot"),
+        **_each("for_ms", POLICY_PAUSE_FOR_MS, "PolicyPause"),
     }
 )
 

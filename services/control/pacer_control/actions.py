@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from pacer_common import transitions
+from pacer_common import policies, transitions
 from pacer_common.clock import Clock
 from pacer_common.digest import config_digest
 from pacer_common.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -23,8 +23,10 @@ from pacer_common.urls import split_password, with_password
 from pacer_control import schedule
 from pacer_control.auth import Principal
 from pacer_control.catalog import Audit, Catalog, HealthView, JobView, ListedEndpoint
-from pacer_control.models import AuditRecord, Endpoint, Job, Run
+from pacer_control.conditions import RuleChecker, interval_hints
+from pacer_control.models import AuditRecord, Endpoint, Job, PolicyFiring, Run
 from pacer_control.quotas import QuotaGuard
+from pacer_control.sandbox import Sandbox
 from pacer_control.sealing import EndpointSecrets
 from pacer_control.store import JOB_ACTIVE, JOB_ARCHIVED
 from pacer_control.validation import MAX_DESCRIPTION, BaselineInput, Checks, ClampInput
@@ -36,6 +38,7 @@ MAX_PAGE_SIZE = 100
 DEFAULT_RUN_LIMIT = 50
 MAX_RUN_LIMIT = 500
 DEFAULT_WINDOW_HOURS = 24
+DEFAULT_CONDITION_DEADLINE_MS = 250
 MAX_WINDOW_HOURS = 720
 RUN_FILTERS: dict[str, tuple[RunStatus, ...] | None] = {
     "all": None,
@@ -57,6 +60,7 @@ class EndpointSpec:
     baseline: BaselineInput | None = None
     clamp: ClampInput = field(default_factory=ClampInput)
     timeout_ms: int = 0
+    policies: tuple[policies.Rule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ class EndpointChanges:
     baseline: BaselineInput | None = None
     clamp: ClampInput | None = None
     timeout_ms: int | None = None
+    # Replaces every rule when set; an empty tuple removes them.
+    policies: tuple[policies.Rule, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -196,12 +202,25 @@ class AuditPage:
 class ControlActions:
     """The public actions over one catalog, one clock and the service's interval floor."""
 
-    def __init__(self, catalog: Catalog, clock: Clock, min_interval_ms: int, quotas: QuotaGuard) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        clock: Clock,
+        min_interval_ms: int,
+        quotas: QuotaGuard,
+        rules: RuleChecker | None = None,
+    ) -> None:
+        """`rules` checks endpoint policies (by default with a sandbox of its own, started on first use)."""
         self._catalog = catalog
         self._clock = clock
         self._floor_ms = min_interval_ms
         self._quotas = quotas
         self._digests = DigestCache()
+        self._rules = rules or RuleChecker(min_interval_ms, Sandbox(DEFAULT_CONDITION_DEADLINE_MS))
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
     # -- jobs ------------------------------------------------------------------------------------------------------
 
@@ -288,9 +307,11 @@ class ControlActions:
         checks.baseline(spec.baseline, self._floor_ms)
         checks.clamp(spec.clamp, self._floor_ms)
         checks.reason(reason)
+        self._rules.check(checks, spec.policies, "policies")
         checks.done()
         _require_id("job", "job", job_id)
         self._check_quota_intervals(who, spec.baseline, spec.clamp)
+        self._quotas.check_intervals(who.tenant_id, interval_hints(spec.policies, "policies"))
         now = self._clock.now()
         endpoint = Endpoint(
             id=new_endpoint_id(),
@@ -305,6 +326,7 @@ class ControlActions:
             anchor_at=now,
             failure_count=0,
             paused=False,
+            policies=policies.to_json(spec.policies),
         )
         self._keep_secrets(endpoint, spec.url, spec.headers or {})
         _set_baseline(endpoint, spec.baseline)
@@ -324,8 +346,11 @@ class ControlActions:
         checks, now = self._check_changes(changes, reason), self._clock.now()
         method = checks.method(changes.method) if changes.method is not None else None
         timeout_ms = checks.timeout(changes.timeout_ms) if changes.timeout_ms is not None else None
+        if changes.policies is not None:
+            self._rules.check(checks, changes.policies, "policies.rules")
         checks.done()
         self._check_quota_intervals(who, changes.baseline, changes.clamp)
+        self._quotas.check_intervals(who.tenant_id, interval_hints(changes.policies or (), "policies.rules"))
 
         def change(endpoint: Endpoint, job: Job) -> Endpoint:
             _require_live(endpoint, job)
@@ -540,6 +565,11 @@ class ControlActions:
         _require_id("run", "run", run_id)
         return self._catalog.get_run(who.tenant_id, run_id)
 
+    def get_run_details(self, who: Principal, run_id: str) -> tuple[Run, list[PolicyFiring]]:
+        """The run and the rules whose condition held on it."""
+        run = self.get_run(who, run_id)
+        return run, self._catalog.run_firings(who.tenant_id, run_id)
+
     def endpoint_health(self, who: Principal, endpoint_id: str, window_hours: int) -> HealthView:
         checks = Checks()
         checks.in_range(window_hours, "window_hours", 0, MAX_WINDOW_HOURS)
@@ -596,3 +626,5 @@ def _apply_changes(endpoint: Endpoint, changes: EndpointChanges, method: str | N
         _set_baseline(endpoint, changes.baseline)
     if changes.clamp is not None:
         _set_clamp(endpoint, changes.clamp)
+    if changes.policies is not None:
+        endpoint.policies = policies.to_json(changes.policies)
