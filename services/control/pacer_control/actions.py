@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from pacer_common import transitions
+from pacer_common import policies, transitions
 from pacer_common.clock import Clock
 from pacer_common.digest import config_digest
 from pacer_common.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -23,8 +23,10 @@ from pacer_common.urls import split_password, with_password
 from pacer_control import jittering, schedule, signing
 from pacer_control.auth import Principal
 from pacer_control.catalog import Audit, Catalog, HealthView, JobView, ListedEndpoint
-from pacer_control.models import AuditRecord, Endpoint, Job, Run
+from pacer_control.conditions import RuleChecker, interval_hints
+from pacer_control.models import AuditRecord, Endpoint, Job, PolicyFiring, Run
 from pacer_control.quotas import QuotaGuard
+from pacer_control.sandbox import Sandbox
 from pacer_control.sealing import EndpointSecrets
 from pacer_control.store import JOB_ACTIVE, JOB_ARCHIVED
 from pacer_control.validation import MAX_DESCRIPTION, BaselineInput, Checks, ClampInput
@@ -36,6 +38,7 @@ MAX_PAGE_SIZE = 100
 DEFAULT_RUN_LIMIT = 50
 MAX_RUN_LIMIT = 500
 DEFAULT_WINDOW_HOURS = 24
+DEFAULT_CONDITION_DEADLINE_MS = 250
 MAX_WINDOW_HOURS = 720
 RUN_FILTERS: dict[str, tuple[RunStatus, ...] | None] = {
     "all": None,
@@ -59,6 +62,7 @@ class EndpointSpec:
     timeout_ms: int = 0
     jitter_ms: int = 0
     signing_secret: str = field(default="", repr=False)
+    policies: tuple[policies.Rule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class EndpointChanges:
     def signing(self) -> bool:
         """True when the change sets, rotates or stops the signing secret, or moves a rotation's end."""
         return self.signing_secret is not None or self.signing_overlap_ms is not None
+    # Replaces every rule when set; an empty tuple removes them.
+    policies: tuple[policies.Rule, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -206,12 +212,25 @@ class AuditPage:
 class ControlActions:
     """The public actions over one catalog, one clock and the service's interval floor."""
 
-    def __init__(self, catalog: Catalog, clock: Clock, min_interval_ms: int, quotas: QuotaGuard) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        clock: Clock,
+        min_interval_ms: int,
+        quotas: QuotaGuard,
+        rules: RuleChecker | None = None,
+    ) -> None:
+        """`rules` checks endpoint policies (by default with a sandbox of its own, started on first use)."""
         self._catalog = catalog
         self._clock = clock
         self._floor_ms = min_interval_ms
         self._quotas = quotas
         self._digests = DigestCache()
+        self._rules = rules or RuleChecker(min_interval_ms, Sandbox(DEFAULT_CONDITION_DEADLINE_MS))
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
     # -- jobs ------------------------------------------------------------------------------------------------------
 
@@ -301,9 +320,11 @@ class ControlActions:
         now = self._clock.now()
         jittering.check(checks, spec.jitter_ms, jittering.baseline_of(spec.baseline), now)
         signing.check_secret(checks, spec.signing_secret, stopping_allowed=True)
+        self._rules.check(checks, spec.policies, "policies")
         checks.done()
         _require_id("job", "job", job_id)
         self._check_quota_intervals(who, spec.baseline, spec.clamp)
+        self._quotas.check_intervals(who.tenant_id, interval_hints(spec.policies, "policies"))
         endpoint = Endpoint(
             id=new_endpoint_id(),
             tenant_id=who.tenant_id,
@@ -318,6 +339,7 @@ class ControlActions:
             failure_count=0,
             paused=False,
             jitter_ms=spec.jitter_ms,
+            policies=policies.to_json(spec.policies),
         )
         signs = signing.first(EndpointSecrets(), spec.signing_secret)
         self._keep_secrets(endpoint, spec.url, spec.headers or {}, signs.secrets)
@@ -343,8 +365,11 @@ class ControlActions:
             jittering.check(checks, changes.jitter_ms, None, now)  # its fit with the baseline: see _respread
         signing.check_secret(checks, changes.signing_secret, stopping_allowed=True)
         signing.check_overlap(checks, changes.signing_overlap_ms)
+        if changes.policies is not None:
+            self._rules.check(checks, changes.policies, "policies.rules")
         checks.done()
         self._check_quota_intervals(who, changes.baseline, changes.clamp)
+        self._quotas.check_intervals(who.tenant_id, interval_hints(changes.policies or (), "policies.rules"))
 
         def change(endpoint: Endpoint, job: Job) -> Endpoint:
             _require_live(endpoint, job)
@@ -578,6 +603,11 @@ class ControlActions:
         _require_id("run", "run", run_id)
         return self._catalog.get_run(who.tenant_id, run_id)
 
+    def get_run_details(self, who: Principal, run_id: str) -> tuple[Run, list[PolicyFiring]]:
+        """The run and the rules whose condition held on it."""
+        run = self.get_run(who, run_id)
+        return run, self._catalog.run_firings(who.tenant_id, run_id)
+
     def endpoint_health(self, who: Principal, endpoint_id: str, window_hours: int) -> HealthView:
         checks = Checks()
         checks.in_range(window_hours, "window_hours", 0, MAX_WINDOW_HOURS)
@@ -643,3 +673,5 @@ def _apply_changes(endpoint: Endpoint, changes: EndpointChanges, method: str | N
         _set_baseline(endpoint, changes.baseline)
     if changes.clamp is not None:
         _set_clamp(endpoint, changes.clamp)
+    if changes.policies is not None:
+        endpoint.policies = policies.to_json(changes.policies)

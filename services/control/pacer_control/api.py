@@ -188,8 +188,8 @@ class ControlApi(pb_grpc.ControlServiceServicer):
         return pb.ListRunsResponse(runs=[codec.run_summary(r) for r in runs], total=total)
 
     async def GetRunDetails(self, request: pb.GetRunDetailsRequest, context: Context) -> pb.GetRunDetailsResponse:
-        record = await self._run(context, lambda who: self._actions.get_run(who, request.run_id))
-        return pb.GetRunDetailsResponse(run=codec.run(record))
+        record, firings = await self._run(context, lambda who: self._actions.get_run_details(who, request.run_id))
+        return pb.GetRunDetailsResponse(run=codec.run(record, firings))
 
     async def SummarizeEndpointHealth(
         self, request: pb.SummarizeEndpointHealthRequest, context: Context

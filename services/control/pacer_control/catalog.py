@@ -34,7 +34,17 @@ from sqlalchemy.orm import Session
 from pacer_common.errors import NotFound, QuotaViolation, ResourceExhausted
 from pacer_common.governor import Source
 from pacer_common.runs import FAILURES, RunStatus
-from pacer_control.models import ApiKey, AuditRecord, Endpoint, Job, Run, Tenant, TenantQuota, UtcDateTime
+from pacer_control.models import (
+    ApiKey,
+    AuditRecord,
+    Endpoint,
+    Job,
+    PolicyFiring,
+    Run,
+    Tenant,
+    TenantQuota,
+    UtcDateTime,
+)
 from pacer_control.sealing import Keyring, key_parts
 from pacer_control.store import (
     API_KEYS,
@@ -174,6 +184,7 @@ class ListedEndpoint(NamedTuple):
     jitter_ms: int
     signed: bool
     previous_secret_expires_at: datetime | None
+    policies: list[dict[str, Any]] | None
 
 
 # The statements of the hot reads, built once (see Store._reading).
@@ -223,6 +234,17 @@ class HealthView:
     failure_streak: int
     missed_slots: int = 0
     last_missed_at: datetime | None = None
+    policy_counts: tuple[PolicyCountView, ...] = ()
+
+
+@dataclass(frozen=True)
+class PolicyCountView:
+    """One rule's outcomes in a window."""
+
+    rule: str
+    fired: int = 0
+    skipped_cooldown: int = 0
+    errors: int = 0
 
 
 class Catalog(Store):
@@ -561,7 +583,14 @@ class Catalog(Store):
                 failure_streak=self._failure_streak(s, endpoint_id),
                 missed_slots=endpoint.missed_slots,
                 last_missed_at=endpoint.last_missed_at,
+                policy_counts=_policy_counts(s, endpoint_id, since),
             )
+
+    def run_firings(self, tenant_id: str, run_id: str) -> list[PolicyFiring]:
+        """The rules whose condition held on the run, in the order they were evaluated."""
+        with self._tx() as s:
+            query = select(PolicyFiring).where(PolicyFiring.run_id == run_id, PolicyFiring.tenant_id == tenant_id)
+            return list(s.scalars(query.order_by(PolicyFiring.id)))
 
     @staticmethod
     def _failure_streak(s: Session, endpoint_id: str) -> int:
@@ -627,3 +656,19 @@ class Catalog(Store):
         with self._engine.connect() as connection:
             counted = {str(name): int(count) for name, count in connection.execute(query)}
         return {name: counted.get(name, 0) for name in ENDPOINT_STATES}
+
+
+def _policy_counts(s: Session, endpoint_id: str, since: datetime) -> tuple[PolicyCountView, ...]:
+    """Outcomes of the endpoint's rules evaluated since `since`, per rule, by name."""
+    query = (
+        select(PolicyFiring.rule, PolicyFiring.outcome, func.count())
+        .where(PolicyFiring.endpoint_id == endpoint_id, PolicyFiring.at >= since)
+        .group_by(PolicyFiring.rule, PolicyFiring.outcome)
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for rule, outcome, count in s.execute(query):
+        counts.setdefault(rule, {})[outcome] = int(count)
+    return tuple(
+        PolicyCountView(rule, by.get("FIRED", 0), by.get("SKIPPED_COOLDOWN", 0), by.get("ERROR", 0))
+        for rule, by in sorted(counts.items())
+    )

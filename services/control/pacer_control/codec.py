@@ -9,11 +9,11 @@ from functools import cache
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pacer.control.v1 import control_service_pb2 as pb
-from pacer_common import runs
+from pacer_common import policies, runs
 from pacer_common.errors import InvalidArgument
 from pacer_control.actions import EndpointChanges, EndpointSpec, EndpointView
-from pacer_control.catalog import HealthView, JobView, ListedEndpoint
-from pacer_control.models import AuditRecord, Run
+from pacer_control.catalog import HealthView, JobView, ListedEndpoint, PolicyCountView
+from pacer_control.models import AuditRecord, PolicyFiring, Run
 from pacer_control.validation import BaselineInput, ClampInput
 
 JOB_STATUS_FILTERS: dict[int, str | None] = {
@@ -120,6 +120,7 @@ def endpoint_spec(request: pb.AddEndpointToJobRequest) -> EndpointSpec:
         timeout_ms=request.timeout_ms,
         jitter_ms=request.jitter_ms,
         signing_secret=request.signing_secret,
+        policies=rules(request.policies, "policies"),
     )
 
 
@@ -139,6 +140,7 @@ def endpoint_changes(request: pb.UpdateEndpointConfigRequest) -> EndpointChanges
         jitter_ms=optional("jitter_ms"),  # type: ignore[arg-type]
         signing_secret=optional("signing_secret"),  # type: ignore[arg-type]
         signing_overlap_ms=optional("signing_overlap_ms"),  # type: ignore[arg-type]
+        policies=rules(request.policies.rules, "policies.rules") if request.HasField("policies") else None,
     )
 
 
@@ -202,6 +204,8 @@ def _fill_summary(summary: pb.EndpointSummary, view: EndpointView) -> None:
     summary.clamp.SetInParent()
     summary.clamp.min_interval_ms = endpoint.min_interval_ms
     summary.clamp.max_interval_ms = endpoint.max_interval_ms
+    if endpoint.policies:
+        summary.policies.extend(policy(rule) for rule in policies.from_json(endpoint.policies))
     _fill_delivery(summary, endpoint)
 
 
@@ -226,7 +230,7 @@ def run_summary(run: Run) -> pb.RunSummary:
     )
 
 
-def run(record: Run) -> pb.Run:
+def run(record: Run, firings: Iterable[PolicyFiring] = ()) -> pb.Run:
     return pb.Run(
         run_id=record.id,
         endpoint_id=record.endpoint_id,
@@ -242,6 +246,7 @@ def run(record: Run) -> pb.Run:
         error_message=record.error_message,
         response_body=record.response_body,
         response_truncated=record.response_truncated,
+        policy_firings=[policy_firing(firing) for firing in firings],
     )
 
 
@@ -269,4 +274,71 @@ def health(view: HealthView) -> pb.SummarizeEndpointHealthResponse:
         failure_streak=view.failure_streak,
         missed_slots=view.missed_slots,
         last_missed_at=ts(view.last_missed_at),
+        policy_counts=[policy_count(count) for count in view.policy_counts],
+    )
+
+
+# -- policies ------------------------------------------------------------------------------------------------------
+
+_STEPS: dict[str, type[policies.Step]] = {
+    "interval_hint": policies.IntervalHint,
+    "one_shot": policies.OneShot,
+    "pause": policies.Pause,
+    "resume": policies.Resume,
+    "clear_hints": policies.ClearHints,
+    "reset_failures": policies.ResetFailures,
+}
+_OUTCOMES: dict[str, pb.PolicyOutcome.ValueType] = {
+    policies.Outcome.FIRED: pb.POLICY_OUTCOME_FIRED,
+    policies.Outcome.SKIPPED_COOLDOWN: pb.POLICY_OUTCOME_SKIPPED_COOLDOWN,
+    policies.Outcome.ERROR: pb.POLICY_OUTCOME_ERROR,
+}
+
+
+def rules(sent: Iterable[pb.Policy], field: str) -> tuple[policies.Rule, ...]:
+    """The rules as sent; an action that sets no kind is INVALID_ARGUMENT naming `field[i].then[j]`."""
+    return tuple(
+        policies.Rule(
+            name=rule.name,
+            when=rule.when,
+            then=tuple(_action(action, f"{field}[{i}].then[{j}]") for j, action in enumerate(rule.then)),
+            cooldown_ms=rule.cooldown_ms,
+        )
+        for i, rule in enumerate(sent)
+    )
+
+
+def _action(sent: pb.PolicyAction, field: str) -> policies.Action:
+    kind = sent.WhichOneof("action")
+    if kind is None:
+        raise InvalidArgument.single(field, f"set exactly one of {', '.join(_STEPS)}")
+    step = getattr(sent, kind)
+    values = {f.name: getattr(step, f.name) for f in step.DESCRIPTOR.fields}
+    return policies.Action(_STEPS[kind](**values), sent.endpoint)
+
+
+def policy(rule: policies.Rule) -> pb.Policy:
+    message = pb.Policy(name=rule.name, when=rule.when, cooldown_ms=rule.cooldown_ms)
+    for action in rule.then:
+        added = message.then.add(endpoint=action.endpoint)
+        step = getattr(added, policies.step_kind(action.step))
+        step.SetInParent()
+        for name, value in vars(action.step).items():
+            setattr(step, name, value)
+    return message
+
+
+def policy_firing(firing: PolicyFiring) -> pb.PolicyFiring:
+    return pb.PolicyFiring(
+        rule=firing.rule,
+        outcome=_OUTCOMES[firing.outcome],
+        effects=list(firing.effects),
+        error_message=firing.error_message,
+        at=ts(firing.at),
+    )
+
+
+def policy_count(count: PolicyCountView) -> pb.PolicyCount:
+    return pb.PolicyCount(
+        rule=count.rule, fired=count.fired, skipped_cooldown=count.skipped_cooldown, errors=count.errors
     )
