@@ -85,6 +85,7 @@ class EndpointChanges:
     def signing(self) -> bool:
         """True when the change sets, rotates or stops the signing secret, or moves a rotation's end."""
         return self.signing_secret is not None or self.signing_overlap_ms is not None
+
     # Replaces every rule when set; an empty tuple removes them.
     policies: tuple[policies.Rule, ...] | None = None
 
