@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from examples.flash_sale_policies import policies as flash_sale_policies
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_cli.main import run
 from tests.support.harness import Harness, dt
@@ -50,7 +51,8 @@ class Apply:
         key = key or str(self.harness.a.key)
         argv = ["--addr", self.harness.address, "--api-key", key, command, "-f", str(path)]
         out, err = io.StringIO(), io.StringIO()
-        secrets = {name: f"{name}-0123456789abcdef0123456789" for name in re.findall(r"\$\{(\w+)\}", path.read_text())}
+        text = path.read_text() if path.exists() else ""
+        secrets = {name: f"{name}-0123456789abcdef0123456789" for name in re.findall(r"\$\{(\w+)\}", text)}
         code = run([*argv, *options], out, err, environ=secrets | environ, now=self.harness.clock.now)
         return Result(code, out.getvalue(), err.getvalue())
 
@@ -195,6 +197,9 @@ def test_json_lists_the_changes_with_their_ids_and_an_empty_list_when_in_sync(ha
         "path": "jobs[0].endpoints[0]",
         "schedule": "every 60s",
         "paused": False,
+        "jitter_ms": 0,
+        "signed": False,
+        "policies": [rule.name for rule in flash_sale_policies()],
         "endpoint_id": None,
     }
     made = json.loads(apply.ok(FLASH_SALE, "--json").out)
@@ -403,9 +408,14 @@ def test_a_refused_call_stops_apply_and_a_fixed_file_carries_on(harness: Harness
     assert "error: INVALID_ARGUMENT" in refused.err
     assert sorted(endpoints(harness)) == ["order-health", "traffic-monitor"]
 
+    # The traffic monitor was made without its rules (they name endpoints the stopped apply never made): the next
+    # apply gives them to it.
+    assert list(endpoints(harness)["traffic-monitor"].policies) == []
     resumed = apply.ok(FLASH_SALE)
-    assert resumed.lines[-2:] == ["= 2 endpoints unchanged", "applied 8 changes"]
+    assert resumed.lines[0].startswith(f'~ endpoint "{FLASH_JOB}"/"traffic-monitor": policies none -> [surge (new), ')
+    assert resumed.lines[-2:] == ["= 1 endpoint unchanged", "applied 9 changes"]
     assert len(endpoints(harness)) == 10
+    assert len(endpoints(harness)["traffic-monitor"].policies) == 10
 
 
 # --- policies, jitter and signing ------------------------------------------------------------------------------------
