@@ -16,11 +16,12 @@ from pacer.control.v1 import control_service_pb2 as pb
 from pacer_common.runs import RunStatus
 from pacer_control.admin import run as admin
 from pacer_control.metrics import ControlMetrics
-from pacer_control.models import Run
+from pacer_control.models import PolicyFiring, Run
 from pacer_control.quotas import Quota, QuotaGuard
 from pacer_control.retention import RetentionPolicy, RunHistory, Sweep, retention_policy, sweep
 from pacer_control.settings import ControlSettings
 from tests.support.harness import LEASE_GRACE_MS, Harness
+from tests.support.polling import wait_for
 
 
 def _endpoint(harness: Harness, client: object, name: str = "probe") -> str:
@@ -184,3 +185,34 @@ def test_pruning_many_runs_counts_them_all(harness: Harness) -> None:
     assert (swept.pruned, swept.batches, counted) == (len(fired), 3 + 1, 25.0)  # 10, 10, 5; globex's empty one
     with harness.engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(Run)) == 0
+
+
+def test_pruned_runs_take_their_rules_outcomes_with_them(harness: Harness) -> None:
+    job_id = harness.a.CreateJob(pb.CreateJobRequest(name="ruled")).job_id
+    always = pb.Policy(name="always", when="true", then=[pb.PolicyAction(clear_hints=pb.PolicyClearHints())])
+    request = pb.AddEndpointToJobRequest(
+        job_id=job_id,
+        name="ruled",
+        url="https://status.example.com/",
+        baseline=pb.Baseline(interval_ms=60_000),
+        policies=[always],
+    )
+    endpoint_id = harness.a.AddEndpointToJob(request).endpoint_id
+    old = harness.fire(endpoint_id)
+    wait_for(lambda: _firings(harness) == {old}, 10, "the old run's firing")
+    harness.clock.advance(hours=31 * 24)
+    overdue = harness.fire(endpoint_id)  # the slot planned 31 days ago
+    recent = harness.fire(endpoint_id)
+    wait_for(lambda: _firings(harness) == {old, overdue, recent}, 10, "the later runs' firings")
+
+    _sweep(harness, RetentionPolicy(default_days=30, pause_s=0))
+
+    assert _stored(harness) == {recent}
+    assert _firings(harness) == {recent}
+    health = harness.a.SummarizeEndpointHealth(pb.SummarizeEndpointHealthRequest(endpoint_id=endpoint_id))
+    assert list(health.policy_counts) == [pb.PolicyCount(rule="always", fired=1)]
+
+
+def _firings(harness: Harness) -> set[str]:
+    with harness.engine.connect() as connection:
+        return set(connection.scalars(select(PolicyFiring.run_id)))

@@ -25,6 +25,7 @@ from pacer_common.policies import (
     failed,
     from_json,
     to_json,
+    waiting,
 )
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -116,6 +117,13 @@ def test_without_a_cooldown_a_rule_fires_on_every_run_it_holds():
     no_cooldown = Rule("each", "true", RULE.then)
 
     assert decide(no_cooldown, True, RuleState(1, NOW), NOW).outcome is Outcome.FIRED
+
+
+def test_a_condition_held_back_only_by_its_streak_grows_the_streak_without_firing():
+    decision = waiting(RuleState(1, NOW))
+
+    assert decision.outcome is None
+    assert decision.state == RuleState(2, NOW)
 
 
 def test_an_error_is_recorded_and_breaks_the_streak():

@@ -167,6 +167,12 @@ def decide(rule: Rule, held: bool, before: RuleState, now: datetime) -> Decision
     return Decision(Outcome.FIRED, RuleState(streak, now))
 
 
+def waiting(before: RuleState) -> Decision:
+    """A condition held apart from its streak requirement (`streak >= 3` on the second run): the streak grows,
+    nothing fires and nothing is recorded."""
+    return Decision(None, RuleState(before.streak + 1, before.last_fired_at))
+
+
 def failed(before: RuleState) -> Decision:
     """A condition that could not be evaluated: recorded as an error, and it breaks the streak."""
     return Decision(Outcome.ERROR, RuleState(0, before.last_fired_at))

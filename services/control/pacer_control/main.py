@@ -50,6 +50,7 @@ def _options(settings: ControlSettings) -> ServerOptions:
         lease_grace_ms=settings.lease_grace_ms,
         session_ttl_ms=settings.session_ttl_ms,
         quota_defaults=default_quota(settings),
+        condition_deadline_ms=settings.policy_deadline_ms,
     )
 
 

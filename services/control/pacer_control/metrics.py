@@ -26,6 +26,7 @@ log = logging.getLogger("pacer.control.metrics")
 RUN_STATUSES = runs.FINAL
 MISS_REASONS = (MISSED_OVERRUN, MISSED_OUTAGE)
 ENDPOINT_COUNT_CACHE_S = 10.0
+POLICY_OUTCOMES = ("fired", "skipped_cooldown", "error")
 
 
 class ControlMetrics:
@@ -72,6 +73,20 @@ class ControlMetrics:
             "Finished runs deleted because they were older than their tenant's retention (PACER_RUN_RETENTION_DAYS).",
             registry=registry,
         )
+        self.policy_evaluations = Counter(
+            "pacer_policy_evaluations_total",
+            "Endpoint rules whose condition held on a recorded run (or could not be evaluated), by outcome: fired, "
+            "skipped_cooldown, or error (the condition or an action failed, or the condition overran its deadline).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.policy_dropped = Counter(
+            "pacer_policy_runs_dropped_total",
+            "Recorded runs whose rules were not evaluated because the evaluation queue was full.",
+            registry=registry,
+        )
+        for outcome in POLICY_OUTCOMES:
+            self.policy_evaluations.labels(outcome)
         for status in RUN_STATUSES:
             self.runs.labels(status)  # every series exists from the start, so rate() and alerts see zeros
         for reason in MISS_REASONS:
@@ -97,6 +112,10 @@ class ControlMetrics:
         """Count runs settled LOST because their executor vanished."""
         self.vanished.inc(count)
         self.runs.labels(RunStatus.LOST).inc(count)
+
+    def policy_evaluated(self, outcome: str) -> None:
+        """One rule's outcome on one run: `outcome` is a POLICY_OUTCOMES value."""
+        self.policy_evaluations.labels(outcome).inc()
 
     def runs_pruned(self, count: int) -> None:
         """Count runs the retention sweep deleted."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -222,6 +222,14 @@ _RELEASE_UPDATE = _RowsById(ENDPOINTS, _RELEASED_COLUMNS)
 class Pipeline(Store):
     """Runs from claim to final status, and the scheduler sessions that hold them on the way."""
 
+    # Called after a batch of results commits, with the runs it settled whose endpoints have rules (see `on_recorded`).
+    _recorded_listener: Callable[[Sequence[str]], None] | None = None
+
+    def on_recorded(self, listener: Callable[[Sequence[str]], None]) -> None:
+        """Call `listener` with the ids of the runs each result batch settled on endpoints that have rules, after the
+        batch commits. It must return at once (it runs on the result path): `pacer_control.policies` queues them."""
+        self._recorded_listener = listener
+
     # -- claims and results ------------------------------------------------------------------------------------------
 
     def claim_due(
@@ -295,7 +303,10 @@ class Pipeline(Store):
             outcomes = [_outcome_row(by_run[run.id]) for run in live]
             outcomes += [_found_after_lost_row(run, by_run[run.id]) for run in lost]
             _OUTCOME_UPDATE.execute(connection, outcomes)
-            missed = _settle(connection, {run.endpoint_id: _outcome_of(by_run[run.id]) for run in live}, now)
+            ruled: list[str] = []
+            missed = _settle(connection, {run.endpoint_id: _outcome_of(by_run[run.id]) for run in live}, now, ruled)
+        if ruled and self._recorded_listener is not None:
+            self._recorded_listener(ruled)
         by_reason = Counter[str]()
         for slots in missed.values():
             by_reason[slots.reason] += slots.count
@@ -546,9 +557,12 @@ def _found_after_lost_row(run: Any, result: RunResult) -> tuple[str, dict[str, A
     return run_id, {**values, "error_message": message}
 
 
-def _settle(connection: Connection, by_endpoint: Mapping[str, Outcome], now: datetime) -> dict[str, Missed]:
+def _settle(
+    connection: Connection, by_endpoint: Mapping[str, Outcome], now: datetime, ruled: list[str] | None = None
+) -> dict[str, Missed]:
     """Settle the runs in flight of these endpoints with their outcomes (`transitions.on_settle`) and write the
-    endpoints back; a run that no longer holds its endpoint's lease moves nothing.
+    endpoints back; a run that no longer holds its endpoint's lease moves nothing. The ids of settled runs whose
+    endpoints have rules are added to `ruled`.
 
     Returns, by run id, the slots each re-plan found missed (recorded on the endpoint too).
     """
@@ -570,6 +584,8 @@ def _settle(connection: Connection, by_endpoint: Mapping[str, Outcome], now: dat
             continue  # fenced: another run holds the endpoint now
         if settled.missed is not None:
             missed[outcome.run_id] = settled.missed
+        if ruled is not None and row.policies:
+            ruled.append(outcome.run_id)
         changes.append((row.id, schedule.column_values(settled.state, _SETTLED_COLUMNS)))
     _SETTLE_UPDATE.execute(connection, changes)
     return missed

@@ -17,18 +17,19 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from pacer_common.clock import Clock
 from pacer_common.logs import first_line
 from pacer_common.runs import RunStatus
 from pacer_control.metrics import ControlMetrics
-from pacer_control.models import Tenant, TenantQuota
+from pacer_control.models import PolicyFiring, Tenant, TenantQuota
 from pacer_control.settings import ControlSettings
 from pacer_control.store import RUNS, Store
 
 log = logging.getLogger("pacer.control.retention")
+FIRINGS: Table = PolicyFiring.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,12 @@ class RunHistory(Store):
             .with_for_update(skip_locked=True)
         )
         with self._engine.begin() as connection:
-            done = connection.execute(delete(RUNS).where(RUNS.c.id.in_(oldest.scalar_subquery())))
+            ids = list(connection.scalars(oldest))
+            if not ids:
+                return 0
+            # The rules' outcomes on these runs go with them (GetRunDetails shows them, health counts them).
+            connection.execute(delete(FIRINGS).where(FIRINGS.c.run_id.in_(ids)))
+            done = connection.execute(delete(RUNS).where(RUNS.c.id.in_(ids)))
             return int(done.rowcount)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -24,6 +25,7 @@ log = logging.getLogger("pacer.control.sandbox")
 STARTUP_TIMEOUT_S: Final = 30.0
 MAX_ERROR_CHARS: Final = 300
 MAX_CACHED_PROGRAMS: Final = 1000
+IDLE_S: Final = 60.0
 
 
 @dataclass(frozen=True)
@@ -68,19 +70,27 @@ def _serve(connection: Connection) -> None:
 
 
 class Sandbox:
-    """One child process evaluating conditions one at a time; thread-safe (callers queue on a lock)."""
+    """One child process evaluating conditions one at a time; thread-safe (callers queue on a lock).
 
-    def __init__(self, deadline_ms: int) -> None:
+    The child starts on first use and stops after `idle_s` without an evaluation, so a sandbox costs no process
+    while no rule is evaluated.
+    """
+
+    def __init__(self, deadline_ms: int, idle_s: float = IDLE_S) -> None:
         self.deadline_ms = deadline_ms
+        self._idle_s = idle_s
         self._lock = threading.Lock()
         self._context = multiprocessing.get_context("spawn")
         self._process: BaseProcess | None = None
         self._connection: Connection | None = None
+        self._used_at = 0.0
+        self._watcher: threading.Thread | None = None
 
     def evaluate(self, expression: str, variables: dict[str, Any]) -> Verdict:
         """The condition's value on `variables`; an error, or a timeout after `deadline_ms`, as a Verdict."""
         with self._lock:
             connection = self._started()
+            self._used_at = time.monotonic()
             try:
                 connection.send((expression, variables))
                 if not connection.poll(self.deadline_ms / 1000):
@@ -110,7 +120,20 @@ class Sandbox:
             raise RuntimeError("the condition evaluator did not start")
         ours.recv()
         self._process, self._connection = process, ours
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._stop_when_idle, name="sandbox-idle", daemon=True)
+            self._watcher.start()
         return ours
+
+    def _stop_when_idle(self) -> None:
+        while True:
+            time.sleep(self._idle_s / 4)
+            with self._lock:
+                if self._process is not None and time.monotonic() - self._used_at < self._idle_s:
+                    continue
+                self._stop()
+                self._watcher = None
+                return
 
     def _stop(self) -> None:
         if self._process is not None:

@@ -26,10 +26,14 @@ from pacer_control.actions import ControlActions
 from pacer_control.api import ControlApi
 from pacer_control.auth import Authenticator
 from pacer_control.catalog import Catalog
+from pacer_control.conditions import RuleChecker
+from pacer_control.firings import PolicyBook
 from pacer_control.lease_api import LeaseApi
 from pacer_control.metrics import ControlMetrics
 from pacer_control.pipeline import Pipeline
+from pacer_control.policies import PolicyEngine
 from pacer_control.quotas import Quota, QuotaGuard
+from pacer_control.sandbox import Sandbox
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ControlService"].full_name
 LEASE_SERVICE_NAME = lease_pb.DESCRIPTOR.services_by_name["LeaseService"].full_name
@@ -48,6 +52,8 @@ class ServerOptions:
     internal_needs_client_cert: bool = False
     # How long a scheduler session lives without a heartbeat.
     session_ttl_ms: int = 3000
+    # How long one evaluation of an endpoint rule's condition may take before it is stopped.
+    condition_deadline_ms: int = 250
 
 
 def build_server(
@@ -71,7 +77,12 @@ def build_server(
     """
     metrics = metrics or ControlMetrics(CollectorRegistry())
     quotas = QuotaGuard(catalog, options.quota_defaults, clock)
-    actions = ControlActions(catalog, clock, options.min_interval_ms, quotas)
+    rules = RuleChecker(options.min_interval_ms, Sandbox(options.condition_deadline_ms))
+    actions = ControlActions(catalog, clock, options.min_interval_ms, quotas, rules)
+    engine = PolicyEngine(
+        PolicyBook(pipeline.engine, pipeline.keyring), actions, Sandbox(options.condition_deadline_ms), metrics
+    )
+    pipeline.on_recorded(engine.submit)
     api = ControlApi(actions, Authenticator(catalog), quotas, pool)
     auth = ServiceGate(options.service_token)
     leases = LeaseApi(

@@ -26,6 +26,9 @@ class ControlSettings:
     are deleted every `run_retention_sweep_s`, `run_retention_batch` rows per transaction with
     `run_retention_pause_ms` between transactions, so the deletes never hold up claims and results for long.
 
+    Each evaluation of an endpoint rule's condition may take `policy_deadline_ms` before it is stopped and recorded
+    as the rule's error (see pacer_control.sandbox).
+
     `event_loop` is `uvloop` (the default: the same work for less CPU) or `asyncio` (the standard library's loop,
     to rule uvloop out when chasing a problem).
     """
@@ -56,6 +59,7 @@ class ControlSettings:
     internal_addr: str = ""
     secrets_keys: str = ""
     secrets_key_file: str = ""
+    policy_deadline_ms: int = 250
 
     def __post_init__(self) -> None:
         check_event_loop(self.event_loop)
