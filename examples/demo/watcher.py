@@ -23,7 +23,7 @@ from examples.demo.timeline import Timeline
 from examples.flash_sale_policies import MONITOR
 from pacer.control.v1 import control_service_pb2 as pb
 
-PAGE_SIZE = 500
+PAGE_SIZE = 100
 INVESTIGATIONS = ("slow-page-analyzer", "query-tracer")
 
 
