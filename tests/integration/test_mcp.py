@@ -27,6 +27,7 @@ from mcp_types import CallToolResult, TextContent, TextResourceContents
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from prometheus_client.parser import text_string_to_metric_families
 
+from pacer.control.v1 import control_service_pb2 as pb
 from pacer_common.ports import parse_addr
 from pacer_common.settings import process_environment
 from tests.support.harness import Harness
@@ -70,7 +71,7 @@ async def stdio_session(harness: Harness, log_path: Path) -> AsyncIterator[Clien
     params = StdioServerParameters(
         command=str(BIN / "pacer-mcp"),
         args=["--transport", "stdio"],
-        env=_env(harness, PACER_API_KEY=harness.a.key or ""),
+        env=process_environment(_env(harness, PACER_API_KEY=harness.a.key or "")),  # started as a person would
     )
     with log_path.open("w") as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
@@ -381,8 +382,9 @@ async def test_stdio_installs_rules_that_steer_without_an_agent(harness: Harness
         rows = {row["name"]: row for row in (await ok(session, "listJobEndpoints", jobId=job_id))["endpoints"]}
         assert (rows["traffic-monitor"]["policies"], rows["traffic-monitor"]["signed"]) == ([], False)
 
-    actors = {entry["actor"] for entry in harness.audit() if entry["action"] == "ApplyIntervalHint"}
-    assert actors == {"policy:surge"}
+    trail = harness.a.ListAuditRecords(pb.ListAuditRecordsRequest(job_id=job_id)).records
+    assert {r.actor for r in trail if r.action in ("ApplyIntervalHint", "PauseOrResumeEndpoint")} >= {"policy:surge"}
+    assert {r.actor for r in trail if r.action == "ApplyIntervalHint"} == {"policy:surge"}
 
 
 @pytest.mark.asyncio
