@@ -6,7 +6,8 @@ the public API. These rules say the same in CEL, evaluated by Pacer each time th
 (the monitor runs at least as often as the other health checks, and at the same moments, so it sees every change
 first):
 
-- traffic at 5000/min or more: the monitor every 20 s for an hour; below 2000/min: back to its baseline;
+- traffic at 5000/min or more: the monitor every 20 s for an hour; below 2000/min while tightened: back to its
+  baseline;
 - pages at 3000 ms or more: the slow-page analyzer runs and the cache is warmed (asking again during the warm-up's
   cooldown queues its next run); below: the analyzer pauses and a queued warm-up is dropped;
 - database queries at 800 ms or more: the query tracer runs; below: it pauses;
@@ -14,8 +15,12 @@ first):
   page on-call in 5 minutes, unless pages recover first (which drops the queued page). Each of those fires once an
   hour at most (the rule's cooldown); the endpoint's min clamp protects the target besides.
 
-The same rules are in `examples/use-cases/flash-sale.yaml` (a unit test keeps the two equal). `policies(scale)`
-divides every duration by `scale` for the compressed demo; the hint's TTL never goes under the API's minute.
+The rules are level-triggered: each acts on every run its condition holds on. Resuming an active endpoint, pausing a
+paused one or clearing the hints of one that has none changes nothing, so that is harmless, but each such action is
+still audited; `calm` reads `endpoint.hinted` so that it acts only while the monitor is tightened, and the one-shot
+rules have a cooldown. The same rules are in `examples/use-cases/flash-sale.yaml` (a unit test keeps the two
+equal). `policies(scale)` divides every duration by `scale` for the compressed demo; the hint's TTL never goes under
+the API's minute.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pacer.control.v1 import control_service_pb2 as pb
 
 MONITOR = "traffic-monitor"
 SURGE = "has(body.traffic_per_min) && body.traffic_per_min >= 5000"
-CALM = "has(body.traffic_per_min) && body.traffic_per_min < 2000"
+CALM = "endpoint.hinted && has(body.traffic_per_min) && body.traffic_per_min < 2000"
 PAGES_SLOW = "has(body.page_load_ms) && body.page_load_ms >= 3000"
 PAGES_OK = "has(body.page_load_ms) && body.page_load_ms < 3000"
 PAGES_CRITICAL = "has(body.page_load_ms) && body.page_load_ms >= 4000"

@@ -68,6 +68,7 @@ class Player:
     narration: Steps
     clock: SimClock
     timeline: Timeline
+    holdback_s: float = HOLDBACK_S  # the watcher learns of a change up to one step late: it holds back a step more
     phases_told: int = 0
     next_step_s: float = AGENT_STEP_S
     steps: int = 0
@@ -79,7 +80,7 @@ class Player:
             self._announce_phases(now_s)
             if now_s >= self.next_step_s:
                 self._step(now_s)
-            self.timeline.flush(now_s - HOLDBACK_S)
+            self.timeline.flush(now_s - self.holdback_s)
             wait_s = self.clock.real_s(min(self.next_step_s, until_s) - self.clock.now_s())
             time.sleep(min(max(wait_s, 0.0), TICK_REAL_S))
         self._announce_phases(until_s)

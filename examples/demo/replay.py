@@ -21,7 +21,7 @@ from examples.agents.flash_sale_agent import FlashSaleAgent
 from examples.demo import checks
 from examples.demo.clock import SimClock
 from examples.demo.job import Job, create_job
-from examples.demo.play import Narration, Player
+from examples.demo.play import HOLDBACK_S, Narration, Player
 from examples.demo.scenario import AGENT_STEP_S, DURATION_S
 from examples.demo.services import LocalPacer, StartError
 from examples.demo.shop import DemoShop, Hit
@@ -144,7 +144,8 @@ class Demo:
             steps: Narration | PolicyWatcher = Narration(agent, recording, timeline, clock)
         else:
             steps = PolicyWatcher(self.client, job, clock, timeline, rules, shop.hits)
-        player = Player(steps, clock, timeline)
+        holdback_s = HOLDBACK_S if isinstance(steps, Narration) else HOLDBACK_S + AGENT_STEP_S
+        player = Player(steps, clock, timeline, holdback_s)
         player.play()
         self.write("")
         if isinstance(steps, Narration):
