@@ -33,9 +33,16 @@ def listening(addr: str) -> bool:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(240)
-def test_the_demo_plays_the_flash_sale_and_every_check_passes() -> None:
+@pytest.mark.parametrize(
+    ("options", "steered_by"),
+    [([], "(rule surge)"), (["--agent"], "agent  traffic-monitor: tighten")],
+    ids=["policies", "agent"],
+)
+def test_the_demo_plays_the_flash_sale_and_every_check_passes(options: list[str], steered_by: str) -> None:
     # 60x: 40 simulated minutes in 40 s; `make demo` runs at 30x, the checks' tolerances are in simulated seconds.
-    done = subprocess.run([*DEMO, "--compression", "60"], cwd=ROOT, capture_output=True, text=True, timeout=200)
+    # By default no agent runs (the traffic monitor's policies steer); --agent steers from outside instead.
+    command = [*DEMO, "--compression", "60", *options]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=200)
     output = done.stdout
     assert done.returncode == 0, output + done.stderr
     summary = output[output.index("Summary") :]
@@ -44,7 +51,7 @@ def test_the_demo_plays_the_flash_sale_and_every_check_passes() -> None:
     assert set(verdicts) == {"PASS"}, summary
     assert f"all {len(verdicts)} checks PASS" in summary
     timeline = output[: output.index("Summary")]
-    for seen in ("SURGE", "traffic-monitor: tighten to 20 s", "on-call-page called", "back to baseline"):
+    for seen in ("SURGE", "traffic-monitor: tighten to 20 s", "on-call-page called", "back to baseline", steered_by):
         assert seen in timeline
 
 
