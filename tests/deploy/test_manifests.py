@@ -538,7 +538,8 @@ def test_an_upgrade_creates_a_new_migration_job_named_after_the_release(
 
     assert name == f"pacer-migrate-{tag}"
     # A Job's name becomes its pods' job-name label: a DNS label of at most 63 characters.
-    assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name) and len(name) <= 63, name
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name), name
+    assert len(name) <= 63, name
     assert job["spec"]["ttlSecondsAfterFinished"] > 0, "finished Jobs of earlier releases must go away by themselves"
 
 
