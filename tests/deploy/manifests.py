@@ -27,6 +27,8 @@ ALERTS = MONITORING / "alerts.yaml"
 CHART = REPO / "deploy" / "helm" / "pacer"
 # The Prometheus jobs: each named after its service's app.kubernetes.io/name label.
 JOBS = ("pacer-control", "pacer-scheduler", "pacer-executor")
+# Series Prometheus makes itself for every target rather than scraping them.
+SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 TARGETS = ("base", "overlays/dev", "overlays/prod")
 SERVICES = ("control", "scheduler", "executor", "gateway", "mcp")
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
@@ -236,6 +238,14 @@ def dashboard_expressions() -> list[tuple[str, str]]:
             selector = re.fullmatch(r"label_values\((.+),\s*\w+\)", item["definition"])
             assert selector, item["definition"]
             found.append((f"variable {item['name']}", selector.group(1)))
+    return found
+
+
+def jobs_named(expression: str) -> set[str]:
+    """The jobs a PromQL expression selects by name (`job="x"`, `job=~"x|y"`)."""
+    found: set[str] = set()
+    for operator, value in re.findall(r'\bjob\s*(=~|=)\s*"([^"]*)"', expression):
+        found |= set(value.split("|")) if operator == "=~" else {value}
     return found
 
 

@@ -18,9 +18,11 @@ from tests.deploy.manifests import (
     JOBS,
     K8S,
     MONITORING,
+    SYNTHETIC,
     Manifest,
     dashboard_expressions,
     declared_metrics,
+    jobs_named,
     metric_family,
     pod_templates,
     promql_metrics,
@@ -32,8 +34,6 @@ from tests.deploy.manifests import (
 
 PROMTOOL_TESTS = Path(__file__).parent / "promtool" / "alerts_test.yaml"
 COMPONENT = K8S / "components" / "monitoring"
-# Series Prometheus makes itself for every target rather than scraping them.
-SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 
 
 @pytest.fixture(scope="module")
@@ -139,16 +139,9 @@ def test_the_plain_prometheus_configuration_names_jobs_the_same_way() -> None:
     assert relabels[("__meta_kubernetes_namespace",)]["target_label"] == "namespace"
 
 
-def _jobs_named(expression: str) -> set[str]:
-    found: set[str] = set()
-    for operator, value in re.findall(r'\bjob\s*(=~|=)\s*"([^"]*)"', expression):
-        found |= set(value.split("|")) if operator == "=~" else {value}
-    return found
-
-
 def test_rules_and_dashboard_select_only_the_jobs_the_monitors_create(alerts: Manifest) -> None:
     expressions = [rule["expr"] for rule in rules(alerts)] + [expr for _, expr in dashboard_expressions()]
-    named = set().union(*(_jobs_named(expr) for expr in expressions))
+    named = set().union(*(jobs_named(expr) for expr in expressions))
 
     assert named == set(JOBS)
 
