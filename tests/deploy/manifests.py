@@ -29,7 +29,8 @@ CHART = REPO / "deploy" / "helm" / "pacer"
 JOBS = ("pacer-control", "pacer-scheduler", "pacer-executor")
 # Series Prometheus makes itself for every target rather than scraping them.
 SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
-TARGETS = ("base", "overlays/dev", "overlays/prod")
+# The kustomize targets, and "helm": deploy/helm/pacer rendered with its default values (release pacer).
+TARGETS = ("base", "overlays/dev", "overlays/prod", "helm")
 SERVICES = ("control", "scheduler", "executor", "gateway", "mcp")
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 LONG_RUNNING = ("Deployment", "StatefulSet", "DaemonSet")
@@ -70,8 +71,30 @@ def run(command: list[str]) -> str:
     return done.stdout
 
 
+def helm() -> str:
+    return tool("helm", "PACER_HELM", "ensure-helm.sh")
+
+
+def render_chart(*settings: str, namespace: str = "pacer") -> list[Manifest]:
+    """The resources `helm template pacer deploy/helm/pacer` produces with `--set` `settings`."""
+    command = [helm(), "template", "pacer", str(CHART), "--namespace", namespace]
+    for setting in settings:
+        command += ["--set", setting]
+    return [doc for doc in yaml.safe_load_all(run(command)) if doc]
+
+
+class Renderings(dict[str, list[Manifest]]):
+    """Each target rendered once, when a test first asks for it (a missing helm skips only the chart's checks)."""
+
+    def __missing__(self, target: str) -> list[Manifest]:
+        self[target] = render(target)
+        return self[target]
+
+
 def render(target: str) -> list[Manifest]:
-    """The resources `kustomize build deploy/k8s/<target>` produces."""
+    """The resources `kustomize build deploy/k8s/<target>` produces (`helm template` of the chart for "helm")."""
+    if target == "helm":
+        return render_chart()
     return [doc for doc in yaml.safe_load_all(run([*kustomize_command(), str(K8S / target)])) if doc]
 
 

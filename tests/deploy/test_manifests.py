@@ -23,6 +23,7 @@ from tests.deploy.manifests import (
     TARGETS,
     Manifest,
     PodTemplate,
+    Renderings,
     declared_metrics,
     environment,
     find,
@@ -54,13 +55,14 @@ EXPECTED_REPLICAS = {
     "base": {"pacer-control": 2, "pacer-scheduler": 2, "pacer-gateway": 2, "pacer-mcp": 2},
     "overlays/dev": {"pacer-control": 1, "pacer-scheduler": 1, "pacer-gateway": 1, "pacer-mcp": 1},
     "overlays/prod": {"pacer-control": 2, "pacer-scheduler": 2, "pacer-gateway": 2, "pacer-mcp": 2},
+    "helm": {"pacer-control": 2, "pacer-scheduler": 2, "pacer-gateway": 2, "pacer-mcp": 2},
 }
-EXPECTED_EXECUTOR_SCALING = {"base": (3, 20), "overlays/dev": (1, 3), "overlays/prod": (3, 20)}
+EXPECTED_EXECUTOR_SCALING = {"base": (3, 20), "overlays/dev": (1, 3), "overlays/prod": (3, 20), "helm": (3, 20)}
 
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[Manifest]]:
-    return {target: render(target) for target in TARGETS}
+    return Renderings()
 
 
 @pytest.fixture(scope="module")
