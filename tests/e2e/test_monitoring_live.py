@@ -9,7 +9,7 @@ import yaml
 
 from pacer.control.v1 import control_service_pb2 as pb
 from tests.deploy.manifests import ALERTS, JOBS, SYNTHETIC, dashboard_expressions, jobs_named, promql_metrics, rules
-from tests.e2e.test_metrics import Scrape, executor_ready, successes
+from tests.e2e.test_metrics import METADATA_URL, Scrape, add, executor_ready, successes
 from tests.support.polling import wait_for
 from tests.support.stack import Stack
 from tests.support.target import HttpTarget
@@ -29,11 +29,12 @@ def test_every_metric_of_the_rules_and_dashboard_is_in_a_live_scrape_of_its_job(
     stack: Stack, target: HttpTarget
 ) -> None:
     executor_ready(stack)
-    request = pb.AddEndpointToJobRequest(
-        job_id=stack.job("live"), name="live", url=target.url("/live"), baseline=pb.Baseline(interval_ms=1000)
-    )
-    endpoint_id = stack.client.AddEndpointToJob(request).endpoint_id
+    job_id = stack.job("live")
+    endpoint_id = add(stack, job_id, "live", target.url("/live"))
+    # Labelled series appear once something is counted: a refused run gives the egress refusals their series.
+    blocked = add(stack, job_id, "metadata", METADATA_URL)
     wait_for(lambda: successes(stack, endpoint_id) >= 2, 20, "two successful runs")
+    wait_for(lambda: any(r.status == pb.RUN_STATUS_BLOCKED for r in stack.runs(blocked)), 10, "a blocked run")
     served = {
         job: {sample.name for sample in Scrape(stack.metrics_addrs[service]).samples}
         for job, service in SERVICE_OF_JOB.items()
