@@ -1,5 +1,6 @@
 """Server reflection as grpcurl and Postman use it: v1 (which they ask first) and v1alpha, on a control plane with a
-public server-TLS port and an internal mutual-TLS port, where LeaseService is listed only on the internal one."""
+public server-TLS port and an internal mutual-TLS port, where LeaseService is listed only on the internal one, and on
+a scheduler connected to that internal port."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from grpc_reflection.v1alpha import reflection_pb2 as messages
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from tests.support.certs import Pki, make_pki
-from tests.support.processes import ServiceProcess, free_addr, start_control
+from tests.support.processes import ServiceProcess, free_addr, start_control, start_service
 
 pytestmark = pytest.mark.e2e
 
 CONTROL = "pacer.control.v1.ControlService"
 LEASE = "pacer.internal.v1.LeaseService"
+DISPATCH = "pacer.internal.v1.DispatchService"
 HEALTH = "grpc.health.v1.Health"
 V1 = "grpc.reflection.v1.ServerReflection"
 V1ALPHA = "grpc.reflection.v1alpha.ServerReflection"
@@ -26,8 +28,8 @@ V1ALPHA = "grpc.reflection.v1alpha.ServerReflection"
 class Ports:
     """The running control plane's two ports and the credentials a public and an internal client use."""
 
-    def __init__(self, public: str, internal: str, pki: Pki) -> None:
-        self.public, self.internal = public, internal
+    def __init__(self, public: str, internal: str, scheduler: str, pki: Pki) -> None:
+        self.public, self.internal, self.scheduler = public, internal, scheduler
         ca = pki.ca.cert.read_bytes()
         self.server_tls = grpc.ssl_channel_credentials(ca)
         self.mutual_tls = grpc.ssl_channel_credentials(ca, pki.client.key.read_bytes(), pki.client.cert.read_bytes())
@@ -48,17 +50,34 @@ def ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ports]:
     }
     control: ServiceProcess
     control, public = start_control(tmp, f"sqlite:///{tmp / 'pacer.db'}", env=env)
+    scheduler_addr = free_addr()
+    scheduler_env = {
+        "PACER_CONTROL_ADDR": internal,
+        "PACER_TLS_CA_FILE": pki.ca.cert_file,
+        "PACER_TLS_CLIENT_CERT_FILE": pki.client.cert_file,
+        "PACER_TLS_CLIENT_KEY_FILE": pki.client.key_file,
+        "PACER_SERVICE_TOKEN": env["PACER_SERVICE_TOKEN"],
+        "PACER_SCHEDULER_ADDR": scheduler_addr,
+        "PACER_METRICS_ADDR": free_addr(),
+        "PACER_VAR_DIR": str(tmp / "var"),
+    }
     try:
-        yield Ports(public, internal, pki)
+        scheduler = start_service("pacer-scheduler", scheduler_addr, scheduler_env, tmp / "scheduler.log")
+        try:
+            yield Ports(public, internal, scheduler_addr, pki)
+        finally:
+            scheduler.stop()
     finally:
         control.stop()
 
 
 def ask(
-    addr: str, credentials: grpc.ChannelCredentials, service: str, request: messages.ServerReflectionRequest
+    addr: str, credentials: grpc.ChannelCredentials | None, service: str, request: messages.ServerReflectionRequest
 ) -> messages.ServerReflectionResponse:
-    """One request on a raw reflection stream of `service` (v1 or v1alpha: the messages are the same)."""
-    with grpc.secure_channel(addr, credentials) as channel:
+    """One request on a raw reflection stream of `service` (v1 or v1alpha: the messages are the same), over TLS
+    with `credentials`, else plaintext."""
+    channel = grpc.insecure_channel(addr) if credentials is None else grpc.secure_channel(addr, credentials)
+    with channel:
         info = channel.stream_stream(
             f"/{service}/ServerReflectionInfo",
             request_serializer=messages.ServerReflectionRequest.SerializeToString,
@@ -69,7 +88,7 @@ def ask(
     return response
 
 
-def listed(addr: str, credentials: grpc.ChannelCredentials, service: str) -> set[str]:
+def listed(addr: str, credentials: grpc.ChannelCredentials | None, service: str) -> set[str]:
     response = ask(addr, credentials, service, messages.ServerReflectionRequest(list_services=""))
     return {s.name for s in response.list_services_response.service}
 
@@ -84,6 +103,11 @@ def test_the_internal_port_lists_the_internal_api_to_a_caller_with_a_client_cert
     ports: Ports, service: str
 ) -> None:
     assert listed(ports.internal, ports.mutual_tls, service) == {CONTROL, LEASE, HEALTH, V1, V1ALPHA}
+
+
+@pytest.mark.parametrize("service", [V1, V1ALPHA])
+def test_the_scheduler_lists_its_dispatch_service(ports: Ports, service: str) -> None:
+    assert listed(ports.scheduler, None, service) == {DISPATCH, HEALTH, V1, V1ALPHA}
 
 
 def test_v1_describes_the_public_api_and_itself(ports: Ports) -> None:
