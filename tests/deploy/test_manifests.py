@@ -7,7 +7,9 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,11 +17,13 @@ import pytest
 from pacer_common.ports import parse_addr
 from tests.deploy.manifests import (
     DASHBOARD,
+    K8S,
     LONG_RUNNING,
     PACER_UID,
     TARGETS,
     Manifest,
     PodTemplate,
+    Renderings,
     declared_metrics,
     environment,
     find,
@@ -51,13 +55,14 @@ EXPECTED_REPLICAS = {
     "base": {"pacer-control": 2, "pacer-scheduler": 2, "pacer-gateway": 2, "pacer-mcp": 2},
     "overlays/dev": {"pacer-control": 1, "pacer-scheduler": 1, "pacer-gateway": 1, "pacer-mcp": 1},
     "overlays/prod": {"pacer-control": 2, "pacer-scheduler": 2, "pacer-gateway": 2, "pacer-mcp": 2},
+    "helm": {"pacer-control": 2, "pacer-scheduler": 2, "pacer-gateway": 2, "pacer-mcp": 2},
 }
-EXPECTED_EXECUTOR_SCALING = {"base": (3, 20), "overlays/dev": (1, 3), "overlays/prod": (3, 20)}
+EXPECTED_EXECUTOR_SCALING = {"base": (3, 20), "overlays/dev": (1, 3), "overlays/prod": (3, 20), "helm": (3, 20)}
 
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[Manifest]]:
-    return {target: render(target) for target in TARGETS}
+    return Renderings()
 
 
 @pytest.fixture(scope="module")
@@ -395,7 +400,8 @@ def test_overlays_pin_every_image_and_migrate_with_the_control_image(
         pinned = "@sha256:" in image or re.search(r":[\w][\w.-]*$", image.rsplit("/", 1)[-1])
         assert pinned, f"{where}: {image} has no tag"
         assert not image.endswith(":latest"), where
-    assert images["pacer-migrate/migrate"] == images["pacer-control/control"]
+    migrate = next(where for where in images if where.startswith("pacer-migrate"))
+    assert images[migrate] == images["pacer-control/control"]
     if target == "overlays/prod":
         for where, image in images.items():
             assert image.startswith("ghcr.io/pacer/pacer-"), where
@@ -429,7 +435,7 @@ def test_dev_runs_its_own_postgresql_that_the_secret_points_at(rendered: dict[st
 def test_the_migration_job_runs_pacer_admin_migrate_with_only_the_database_url_and_secrets_key(
     rendered: dict[str, list[Manifest]], target: str
 ) -> None:
-    job = find(rendered[target], "Job", "pacer-migrate")
+    (job,) = [m for m in rendered[target] if m["kind"] == "Job"]
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == ["/opt/pacer/bin/pacer-admin", "migrate"]
@@ -522,3 +528,33 @@ def test_the_dashboard_has_the_panels_operators_look_for(dashboard: Manifest) ->
         assert f"histogram_quantile({quantile}, sum by (le) (rate(pacer_claim_duration_seconds_bucket" in expressions
     assert "pacer_executors_connected" in expressions
     assert "pacer_runs_in_flight" in expressions
+
+
+@pytest.mark.parametrize("target", ["overlays/dev", "overlays/prod"])
+def test_an_upgrade_creates_a_new_migration_job_named_after_the_release(
+    rendered: dict[str, list[Manifest]], target: str
+) -> None:
+    (job,) = [m for m in rendered[target] if m["kind"] == "Job"]
+    tag = job["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[1]
+    name = job["metadata"]["name"]
+
+    assert name == f"pacer-migrate-{tag}"
+    # A Job's name becomes its pods' job-name label: a DNS label of at most 63 characters.
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name), name
+    assert len(name) <= 63, name
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0, "finished Jobs of earlier releases must go away by themselves"
+
+
+def test_a_new_image_tag_renames_the_migration_job(tmp_path: Path) -> None:
+    overlay = tmp_path / "upgrade"
+    overlay.mkdir()
+    prod = (K8S / "overlays" / "prod" / "kustomization.yaml").read_text()
+    (overlay / "kustomization.yaml").write_text(
+        prod.replace("../../base", os.path.relpath(K8S / "base", overlay)).replace('newTag: "0.1.0"', 'newTag: "0.2.0"')
+    )
+    for name in ("resources.yaml",):
+        (overlay / name).write_text((K8S / "overlays" / "prod" / name).read_text())
+
+    jobs = [m["metadata"]["name"] for m in render(str(overlay)) if m["kind"] == "Job"]
+
+    assert jobs == ["pacer-migrate-0.2.0"]
