@@ -395,7 +395,8 @@ class ControlActions:
 
     def list_job_endpoints(self, who: Principal, job_id: str) -> list[EndpointView]:
         _require_id("job", "job", job_id)
-        return [self._view(e) for e in self._catalog.list_job_endpoints(who.tenant_id, job_id)]
+        now = self._clock.now()
+        return [self._view(_rotation_shown(e, now)) for e in self._catalog.list_job_endpoints(who.tenant_id, job_id)]
 
     def _view(self, endpoint: ListedEndpoint) -> EndpointView:
         def compute() -> str:
@@ -623,6 +624,14 @@ def _set_baseline(endpoint: Endpoint, baseline: BaselineInput | None) -> None:
 def _set_clamp(endpoint: Endpoint, clamp: ClampInput) -> None:
     endpoint.min_interval_ms = clamp.min_interval_ms
     endpoint.max_interval_ms = clamp.max_interval_ms
+
+
+def _rotation_shown(endpoint: ListedEndpoint, now: datetime) -> ListedEndpoint:
+    """`endpoint` as a read shows it: a signing rotation's end only while the previous secret still signs."""
+    ends = endpoint.previous_secret_expires_at
+    if ends is not None and ends <= now:
+        return endpoint._replace(previous_secret_expires_at=None)
+    return endpoint
 
 
 def _respread(endpoint: Endpoint, changes: EndpointChanges, now: datetime) -> None:
