@@ -171,6 +171,9 @@ class ListedEndpoint(NamedTuple):
     failure_count: int
     paused: bool
     paused_until: datetime | None
+    jitter_ms: int
+    signed: bool
+    previous_secret_expires_at: datetime | None
 
 
 # The statements of the hot reads, built once (see Store._reading).

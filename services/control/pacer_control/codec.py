@@ -12,7 +12,7 @@ from pacer.control.v1 import control_service_pb2 as pb
 from pacer_common import runs
 from pacer_common.errors import InvalidArgument
 from pacer_control.actions import EndpointChanges, EndpointSpec, EndpointView
-from pacer_control.catalog import HealthView, JobView
+from pacer_control.catalog import HealthView, JobView, ListedEndpoint
 from pacer_control.models import AuditRecord, Run
 from pacer_control.validation import BaselineInput, ClampInput
 
@@ -118,6 +118,8 @@ def endpoint_spec(request: pb.AddEndpointToJobRequest) -> EndpointSpec:
         baseline=baseline(request),
         clamp=clamp(request.clamp),
         timeout_ms=request.timeout_ms,
+        jitter_ms=request.jitter_ms,
+        signing_secret=request.signing_secret,
     )
 
 
@@ -134,6 +136,9 @@ def endpoint_changes(request: pb.UpdateEndpointConfigRequest) -> EndpointChanges
         baseline=baseline(request),
         clamp=clamp(request.clamp) if request.HasField("clamp") else None,
         timeout_ms=optional("timeout_ms"),  # type: ignore[arg-type]
+        jitter_ms=optional("jitter_ms"),  # type: ignore[arg-type]
+        signing_secret=optional("signing_secret"),  # type: ignore[arg-type]
+        signing_overlap_ms=optional("signing_overlap_ms"),  # type: ignore[arg-type]
     )
 
 
@@ -197,6 +202,15 @@ def _fill_summary(summary: pb.EndpointSummary, view: EndpointView) -> None:
     summary.clamp.SetInParent()
     summary.clamp.min_interval_ms = endpoint.min_interval_ms
     summary.clamp.max_interval_ms = endpoint.max_interval_ms
+    _fill_delivery(summary, endpoint)
+
+
+def _fill_delivery(summary: pb.EndpointSummary, endpoint: ListedEndpoint) -> None:
+    """Jitter and whether requests are signed; never a signing secret."""
+    summary.jitter_ms = endpoint.jitter_ms
+    summary.signed = endpoint.signed
+    if endpoint.previous_secret_expires_at is not None:
+        _stamp(summary.previous_secret_expires_at, endpoint.previous_secret_expires_at)
 
 
 def run_summary(run: Run) -> pb.RunSummary:

@@ -61,9 +61,9 @@ class Dispatcher:
 
     The executor with the most free credits gets the next item (ties go round robin). Due items that find no
     credit, or come while dispatching is not allowed (the scheduler's session may have ended), wait in a ready
-    queue, earliest `scheduled_for` first, and go out as soon as both allow. Items whose lease already expired are
-    not sent: `take_expired` hands them back, to be released (they never began). Runs sent on a stream that ended
-    are reported by `sweep` after `vanish_grace_ms` unless a result or Held arrived for them meanwhile.
+    queue, earliest due time (`heap.due_time`) first, and go out as soon as both allow. Items whose lease already
+    expired are not sent: `take_expired` hands them back, to be released (they never began). Runs sent on a stream
+    that ended are reported by `sweep` after `vanish_grace_ms` unless a result or Held arrived for them meanwhile.
     """
 
     def __init__(
