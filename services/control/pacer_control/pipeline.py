@@ -61,6 +61,7 @@ class ClaimedRun:
     start_at: datetime | None = None
     # The secrets that sign the request, newest first (pacer_control.signing); empty when unsigned.
     signing_secrets: tuple[str, ...] = field(default=(), repr=False)
+    job_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -488,6 +489,7 @@ def _sendable(row: Any, run_id: str, timing: _Timing, keyring: Keyring, now: dat
         sendable=sendable,
         start_at=timing.start_at,
         signing_secrets=signing.signing_secrets(secrets, row.previous_secret_expires_at, now),
+        job_id=row.job_id,
     )
 
 
