@@ -530,10 +530,13 @@ def test_the_dashboard_has_the_panels_operators_look_for(dashboard: Manifest) ->
         assert f"histogram_quantile({quantile}, sum by (le) (rate(pacer_claim_duration_seconds_bucket" in expressions
     assert "pacer_executors_connected" in expressions
     assert "pacer_runs_in_flight" in expressions
-    assert 'sum by (status) (rate(pacer_gateway_requests_total{namespace=~"$namespace", job="pacer-gateway"}' in expressions
-    assert 'sum by (outcome) (rate(pacer_mcp_tool_calls_total{namespace=~"$namespace", job="pacer-mcp"}' in expressions
-    assert "histogram_quantile(0.99, sum by (le, route) (rate(pacer_gateway_request_duration_seconds_bucket" in expressions
-    assert "histogram_quantile(0.99, sum by (le, tool) (rate(pacer_mcp_tool_call_duration_seconds_bucket" in expressions
+    for wanted in (
+        'sum by (status) (rate(pacer_gateway_requests_total{namespace=~"$namespace", job="pacer-gateway"}',
+        'sum by (outcome) (rate(pacer_mcp_tool_calls_total{namespace=~"$namespace", job="pacer-mcp"}',
+        "histogram_quantile(0.99, sum by (le, route) (rate(pacer_gateway_request_duration_seconds_bucket",
+        "histogram_quantile(0.99, sum by (le, tool) (rate(pacer_mcp_tool_call_duration_seconds_bucket",
+    ):
+        assert wanted in expressions
 
 
 def test_the_rest_and_mcp_panels_sit_under_their_own_row_below_the_runs(dashboard: Manifest) -> None:
