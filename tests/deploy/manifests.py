@@ -26,7 +26,9 @@ MONITORING = REPO / "deploy" / "monitoring"
 ALERTS = MONITORING / "alerts.yaml"
 CHART = REPO / "deploy" / "helm" / "pacer"
 # The Prometheus jobs: each named after its service's app.kubernetes.io/name label.
-JOBS = ("pacer-control", "pacer-scheduler", "pacer-executor")
+JOBS = ("pacer-control", "pacer-scheduler", "pacer-executor", "pacer-gateway", "pacer-mcp")
+# Each service's default metrics port (PACER_METRICS_ADDR), the port its job scrapes.
+METRICS_PORTS = {"control": 9464, "scheduler": 9465, "executor": 9466, "gateway": 9467, "mcp": 9468}
 # Series Prometheus makes itself for every target rather than scraping them.
 SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 # The kustomize targets, and "helm": deploy/helm/pacer rendered with its default values (release pacer).
@@ -252,10 +254,15 @@ def rules(document: Manifest) -> list[Manifest]:
     return [rule for group in document["groups"] for rule in group["rules"]]
 
 
+def charts(dashboard: Manifest) -> list[Manifest]:
+    """The dashboard's panels that query, without the rows that only head a group of them."""
+    return [panel for panel in dashboard["panels"] if panel["type"] != "row"]
+
+
 def dashboard_expressions() -> list[tuple[str, str]]:
     """(panel title, PromQL) of every dashboard query, and the series selector of each query variable."""
     dashboard = json.loads(DASHBOARD.read_text())
-    found = [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel["targets"]]
+    found = [(panel["title"], target["expr"]) for panel in charts(dashboard) for target in panel["targets"]]
     for item in dashboard["templating"]["list"]:
         if item["type"] == "query":  # label_values(<series selector>, <label>)
             selector = re.fullmatch(r"label_values\((.+),\s*\w+\)", item["definition"])

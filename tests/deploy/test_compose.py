@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.manifests import DOCKER, PACER_UID, REPO, SERVICES, settings_variables
+from tests.deploy.manifests import DOCKER, METRICS_PORTS, PACER_UID, REPO, SERVICES, settings_variables
 
 COMPOSE = REPO / "compose.yaml"
 CREDENTIALS = ("POSTGRES_PASSWORD", "PACER_SERVICE_TOKEN", "PACER_SECRETS_KEYS")
@@ -90,6 +90,17 @@ def test_services_start_in_order_once_what_they_need_is_healthy(compose: dict[st
         for dependency, how in needed.items():
             if how["condition"] == "service_healthy":
                 assert "healthcheck" in services[dependency], f"{name} waits for {dependency}'s health check"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_service_serves_its_metrics_on_its_port_published_on_loopback(
+    compose: dict[str, Any], service: str
+) -> None:
+    spec = compose["services"][service]
+    port = METRICS_PORTS[service]
+
+    assert spec["environment"]["PACER_METRICS_ADDR"] == f"0.0.0.0:{port}"
+    assert f"127.0.0.1:{port}:{port}" in spec["ports"]
 
 
 def test_public_ports_listen_on_loopback_only(compose: dict[str, Any]) -> None:

@@ -19,15 +19,18 @@ from tests.deploy.manifests import (
     DASHBOARD,
     K8S,
     LONG_RUNNING,
+    METRICS_PORTS,
     PACER_UID,
     TARGETS,
     Manifest,
     PodTemplate,
     Renderings,
+    charts,
     declared_metrics,
     environment,
     find,
     is_pacer_image,
+    jobs_named,
     metric_family,
     pod_templates,
     promql_metrics,
@@ -39,7 +42,6 @@ from tests.deploy.manifests import (
 # A current release and the newest kubernetes-validate ships schemas for.
 OLDEST_KUBERNETES = "1.33"
 GRPC_HEALTH_PORTS = {"control": 50051, "scheduler": 50052, "executor": 50053}
-METRICS_PORTS = {"control": 9464, "scheduler": 9465, "executor": 9466}
 LISTEN_VARIABLES = (
     "PACER_LISTEN_ADDR",
     "PACER_SCHEDULER_ADDR",
@@ -476,7 +478,7 @@ def dashboard() -> Manifest:
 
 
 def _expressions(dashboard: Manifest) -> list[tuple[str, str]]:
-    return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel["targets"]]
+    return [(panel["title"], target["expr"]) for panel in charts(dashboard) for target in panel["targets"]]
 
 
 def test_the_dashboard_asks_for_a_prometheus_data_source(dashboard: Manifest) -> None:
@@ -485,7 +487,7 @@ def test_the_dashboard_asks_for_a_prometheus_data_source(dashboard: Manifest) ->
     assert variables["datasource"]["query"] == "prometheus"
     assert dashboard["uid"]
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
-    for panel in dashboard["panels"]:
+    for panel in charts(dashboard):
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
         assert panel["targets"], panel["title"]
         assert len({target["refId"] for target in panel["targets"]}) == len(panel["targets"]), panel["title"]
@@ -528,6 +530,28 @@ def test_the_dashboard_has_the_panels_operators_look_for(dashboard: Manifest) ->
         assert f"histogram_quantile({quantile}, sum by (le) (rate(pacer_claim_duration_seconds_bucket" in expressions
     assert "pacer_executors_connected" in expressions
     assert "pacer_runs_in_flight" in expressions
+    for wanted in (
+        'sum by (status) (rate(pacer_gateway_requests_total{namespace=~"$namespace", job="pacer-gateway"}',
+        'sum by (outcome) (rate(pacer_mcp_tool_calls_total{namespace=~"$namespace", job="pacer-mcp"}',
+        "histogram_quantile(0.99, sum by (le, route) (rate(pacer_gateway_request_duration_seconds_bucket",
+        "histogram_quantile(0.99, sum by (le, tool) (rate(pacer_mcp_tool_call_duration_seconds_bucket",
+    ):
+        assert wanted in expressions
+
+
+def test_the_rest_and_mcp_panels_sit_under_their_own_row_below_the_runs(dashboard: Manifest) -> None:
+    panels = dashboard["panels"]
+    (row,) = [panel for panel in panels if panel["type"] == "row"]
+    below = [panel for panel in panels if panel["gridPos"]["y"] > row["gridPos"]["y"]]
+    above = [panel for panel in charts(dashboard) if panel not in below]
+
+    assert row["title"] == "REST gateway and MCP server"
+    assert row["collapsed"] is False
+    assert all(panel["gridPos"]["y"] + panel["gridPos"]["h"] <= row["gridPos"]["y"] for panel in above)
+    assert {job for panel in below for t in panel["targets"] for job in jobs_named(t["expr"])} == {
+        "pacer-gateway",
+        "pacer-mcp",
+    }
 
 
 @pytest.mark.parametrize("target", ["overlays/dev", "overlays/prod"])

@@ -17,6 +17,7 @@ from tests.deploy.manifests import (
     ALERTS,
     JOBS,
     K8S,
+    METRICS_PORTS,
     MONITORING,
     SYNTHETIC,
     Manifest,
@@ -137,6 +138,18 @@ def test_the_plain_prometheus_configuration_names_jobs_the_same_way() -> None:
     assert config["rule_files"] == ["alerts.yaml"]
     assert relabels[("__meta_kubernetes_pod_label_app_kubernetes_io_name",)]["target_label"] == "job"
     assert relabels[("__meta_kubernetes_namespace",)]["target_label"] == "namespace"
+
+
+def test_the_one_host_jobs_uncommented_scrape_every_service_on_its_metrics_port() -> None:
+    text = (MONITORING / "prometheus.yaml").read_text()
+    uncommented = re.sub(r"(?m)^  # (  |- job_name)", r"  \1", text)
+    config = yaml.safe_load(uncommented)
+    static = {c["job_name"]: c["static_configs"] for c in config["scrape_configs"] if "static_configs" in c}
+
+    assert sorted(static) == sorted(JOBS)
+    for job, targets in static.items():
+        port = METRICS_PORTS[job.removeprefix("pacer-")]
+        assert targets == [{"targets": [f"127.0.0.1:{port}"]}], job
 
 
 def test_rules_and_dashboard_select_only_the_jobs_the_monitors_create(alerts: Manifest) -> None:
