@@ -7,13 +7,13 @@ STAMP := $(VENV)/.installed
 PACKAGES := libs/common services/control services/scheduler services/executor services/gateway services/mcp services/cli
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: help setup proto proto-check lint format test test-unit test-integration test-resilience run demo bench bench-history admin clean
+.PHONY: help setup proto proto-check proto-baseline lint format test test-unit test-integration test-resilience run demo bench bench-history admin clean
 
 help:
 	@echo "make run          start Pacer on this machine (control plane on 127.0.0.1:50051, SQLite in var/)"
 	@echo "make test         run the whole test suite (SQLite and PostgreSQL)"
 	@echo "make test-resilience  faults one at a time under load, and what each costs (about 5 min; docs/operations.md)"
-	@echo "make lint         ruff, mypy, import-linter, buf lint and the generated-stub drift check"
+	@echo "make lint         ruff, mypy, import-linter, buf lint, buf breaking against the published API and the stub drift check"
 	@echo "make demo         the flash-sale scenario, live and compressed (about 90 s; docs/demo.md)"
 	@echo "make bench        claim-query, end-to-end and peer (APScheduler) benchmarks (about 9 min; docs/benchmarks.md)"
 	@echo "make bench-history  run-history reads and pruning with 10,000,000 runs stored (about 10 min)"
@@ -40,13 +40,22 @@ lint: $(STAMP) proto-check
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	cd protos && ../$(BIN)/buf lint
+	cd protos && ../$(BIN)/buf breaking --against api-baseline.binpb
+
+# The published API that `make lint` holds the protos to (buf breaking, FILE rules: no field, name, number or
+# language option may change incompatibly). Additions need nothing; only a deliberate breaking change (a new major
+# version) rebuilds it.
+proto-baseline: $(STAMP)
+	cd protos && ../$(BIN)/buf build -o api-baseline.binpb
 
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The deployment tests need helm and promtool: each script prints the tool's path, fetching it when it is missing.
 test: $(STAMP)
-	PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)" PACER_HELM="$$(scripts/ensure-helm.sh)" \
+		PACER_PROMTOOL="$$(scripts/ensure-promtool.sh)" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -29,6 +29,14 @@ DEFAULTS = {
     "PACER_GATEWAY_ADDR": "127.0.0.1:8080",
     "PACER_LOG_RUNS": "true",  # on this machine, every run is a line of the console
 }
+# Each service's own Prometheus and health-only ports, so a second stack on the same machine only has to move them:
+# PACER_<SERVICE>_METRICS_ADDR and PACER_<SERVICE>_HEALTH_ADDR (empty turns one off) override these defaults.
+SERVICE_PORTS = {
+    "control": {"METRICS": "127.0.0.1:9464", "HEALTH": ""},
+    "scheduler": {"METRICS": "127.0.0.1:9465", "HEALTH": ""},
+    "executor": {"METRICS": "127.0.0.1:9466", "HEALTH": "127.0.0.1:50053"},
+    "gateway": {"METRICS": "127.0.0.1:9467"},
+}
 QUIET_KEYS = {"time", "level", "logger", "message", "event"}
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 40.0
@@ -52,6 +60,32 @@ def readable(name: str, raw: str) -> str:
 def relay(name: str, stream: IO[bytes]) -> None:
     for raw in iter(stream.readline, b""):
         print(readable(name, raw.decode(errors="replace").rstrip()), flush=True)
+
+
+class SettingError(Exception):
+    """A setting that cannot work when one environment starts several services."""
+
+
+def service_environment(name: str, env: dict[str, str]) -> dict[str, str]:
+    """`env` for one service: its own metrics and health ports from PACER_<SERVICE>_*_ADDR or the defaults.
+
+    A shared PACER_METRICS_ADDR or PACER_HEALTH_ADDR would be bound by every service, and all but the first would fail
+    to start; empty, it turns that port off in all of them.
+    """
+    ports = SERVICE_PORTS.get(name)
+    if ports is None:
+        return env
+    own = dict(env)
+    for kind, default in ports.items():
+        shared = env.get(f"PACER_{kind}_ADDR")
+        if shared:
+            raise SettingError(
+                f"PACER_{kind}_ADDR={shared} would be bound by every service: set "
+                + ", ".join(f"PACER_{other.upper()}_{kind}_ADDR" for other in SERVICE_PORTS)
+                + " instead (empty turns one off)"
+            )
+        own[f"PACER_{kind}_ADDR"] = env.get(f"PACER_{name.upper()}_{kind}_ADDR", "" if shared == "" else default)
+    return own
 
 
 def start(name: str, command: str, env: dict[str, str]) -> ServiceProcess:
@@ -91,7 +125,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         for name, command, addr in services:
-            processes[name] = start(name, command, env)
+            processes[name] = start(name, command, service_environment(name, env))
             wait_up(name, processes[name], env, addr)
         key_file = Path(env["PACER_VAR_DIR"]) / "dev-api-key"
         print(
@@ -107,6 +141,9 @@ def main() -> int:
     except StartError as error:
         print(f"{error}; see its log lines above", file=sys.stderr)
         return 1
+    except SettingError as error:
+        print(error, file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\nstopping…", flush=True)
         return 0

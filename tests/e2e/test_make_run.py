@@ -30,10 +30,12 @@ def test_run_local_starts_everything_and_a_first_endpoint_fires(tmp_path: Path, 
             "PACER_SCHEDULER_ADDR": scheduler,
             "PACER_SCHEDULER_ADDRS": scheduler,
             "PACER_GATEWAY_ADDR": f"127.0.0.1:{free_port()}",
-            # One environment for every service: fixed default ports could collide with other tests, so no metrics
-            # or health-only ports here.
-            "PACER_METRICS_ADDR": "",
-            "PACER_HEALTH_ADDR": "",
+            # Every port moved off its default, as a second stack on the same machine would: each service its own.
+            **{
+                f"PACER_{name}_METRICS_ADDR": f"127.0.0.1:{free_port()}"
+                for name in ("CONTROL", "SCHEDULER", "EXECUTOR", "GATEWAY")
+            },
+            "PACER_EXECUTOR_HEALTH_ADDR": f"127.0.0.1:{free_port()}",
         }
     )
     output = tmp_path / "run.log"
@@ -47,7 +49,7 @@ def test_run_local_starts_everything_and_a_first_endpoint_fires(tmp_path: Path, 
         created = subprocess.run(
             [sys.executable, "-m", "examples.first_endpoint", target.url("/health"), "--every-s", "1"],
             cwd=ROOT,
-            env={**env, "PACER_ADDR": control, "PACER_API_KEY": (tmp_path / "var" / "dev-api-key").read_text().strip()},
+            env={**env, "PACER_API_KEY": (tmp_path / "var" / "dev-api-key").read_text().strip()},
             capture_output=True,
             text=True,
             timeout=30,
@@ -57,6 +59,9 @@ def test_run_local_starts_everything_and_a_first_endpoint_fires(tmp_path: Path, 
         wait_for(lambda: " run " in output.read_text() and "SUCCESS 200" in output.read_text(), 10, "a run line")
         with urllib.request.urlopen(f"http://{env['PACER_GATEWAY_ADDR']}/openapi.json", timeout=10) as answer:
             assert answer.status == 200  # the REST gateway is up too
+        for name in ("CONTROL", "SCHEDULER", "EXECUTOR", "GATEWAY"):  # each service serves metrics on its own port
+            with urllib.request.urlopen(f"http://{env[f'PACER_{name}_METRICS_ADDR']}/metrics", timeout=10) as answer:
+                assert b"pacer_" in answer.read()
     finally:
         launcher.send_signal(signal.SIGINT)
         code = launcher.wait(timeout=60)
@@ -64,3 +69,14 @@ def test_run_local_starts_everything_and_a_first_endpoint_fires(tmp_path: Path, 
     log = output.read_text()
     assert "scheduler stopped" in log
     assert "control plane stopping" in log
+
+
+def test_run_local_refuses_one_metrics_port_for_every_service(tmp_path: Path) -> None:
+    env = process_environment({"PACER_VAR_DIR": str(tmp_path / "var"), "PACER_METRICS_ADDR": "127.0.0.1:9999"})
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "run_local.py")], env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 2
+    assert "PACER_CONTROL_METRICS_ADDR" in result.stderr

@@ -78,9 +78,17 @@ def settings_of(command: str, tmp: Path) -> dict[str, str]:
                 "PACER_METRICS_ADDR": local_addr(),
             }
         case "pacer-gateway":
-            return {"PACER_CONTROL_ADDR": local_addr(), "PACER_GATEWAY_ADDR": local_addr()}
+            return {
+                "PACER_CONTROL_ADDR": local_addr(),
+                "PACER_GATEWAY_ADDR": local_addr(),
+                "PACER_METRICS_ADDR": local_addr(),
+            }
         case "pacer-mcp":
-            return {"PACER_CONTROL_ADDR": local_addr(), "PACER_MCP_ADDR": local_addr()}
+            return {
+                "PACER_CONTROL_ADDR": local_addr(),
+                "PACER_MCP_ADDR": local_addr(),
+                "PACER_METRICS_ADDR": local_addr(),
+            }
     raise AssertionError(f"no settings for {command}")
 
 
@@ -104,7 +112,9 @@ def assert_refused(result: subprocess.CompletedProcess[str], command: str, setti
         ("pacer-executor", "PACER_HEALTH_ADDR"),
         ("pacer-executor", "PACER_METRICS_ADDR"),
         ("pacer-gateway", "PACER_GATEWAY_ADDR"),
+        ("pacer-gateway", "PACER_METRICS_ADDR"),
         ("pacer-mcp", "PACER_MCP_ADDR"),
+        ("pacer-mcp", "PACER_METRICS_ADDR"),
     ],
 )
 def test_a_port_in_use_stops_the_service_at_start_naming_the_setting(

@@ -60,7 +60,9 @@ class Cli:
 
     def raw(self, *argv: str, environ: Mapping[str, str] | None = None) -> Result:
         out, err = io.StringIO(), io.StringIO()
-        code = run(list(argv), out, err, environ=environ or {}, now=self.harness.clock.now)
+        # No config file unless a test writes one: the machine's own ~/.config/pacer never leaks in.
+        env = {"PACER_CONFIG": "/nonexistent/pacer/config.yaml", **(environ or {})}
+        code = run(list(argv), out, err, environ=env, now=self.harness.clock.now)
         return Result(code, out.getvalue(), err.getvalue())
 
     def ok(self, *argv: str) -> Result:
@@ -500,7 +502,7 @@ def test_endpoints_health_summarizes_runs(cli: Cli) -> None:
     assert health["last_run.status"] == "FAILURE"
     assert (health["missed_slots"], health["last_missed_at"]) == ("0", "-")
     data = cli.data("endpoints", "health", endpoint)
-    assert data["avg_duration_ms"] == "200"
+    assert data["avg_duration_ms"] == 200
     assert data["last_run"]["status"] == "RUN_STATUS_FAILURE"
     assert_refused(cli("endpoints", "health", endpoint, "--window-hours", "721"), 2, "INVALID_ARGUMENT", "window_hours")
 
@@ -533,7 +535,7 @@ def test_runs_list_filters_and_pages(cli: Cli) -> None:
     failures = cli.data("runs", "list", "--job", job, "--status", "failure")
     assert [r["run_id"] for r in failures["runs"]] == [failed]
     assert failures["total"] == 1
-    assert failures["runs"][0]["duration_ms"] == "1500"
+    assert failures["runs"][0]["duration_ms"] == 1500
     assert cli.ok("runs", "list", "--status", "running").out == "no runs\n"
 
 
@@ -626,8 +628,12 @@ def test_every_command_refuses_strangers_and_prints_json(cli: Cli, ids: Ids, arg
 
 def test_key_and_address_come_from_the_environment(cli: Cli, tmp_path: Path) -> None:
     harness = cli.harness
-    env = {"PACER_ADDR": harness.address, "PACER_API_KEY": harness.a.key}
+    env = {"PACER_CONTROL_ADDR": harness.address, "PACER_API_KEY": harness.a.key}
     assert cli.raw("jobs", "list", environ=env).code == 0
+    older_alias = {"PACER_ADDR": harness.address, "PACER_API_KEY": harness.a.key}
+    assert cli.raw("jobs", "list", environ=older_alias).code == 0
+    both = {"PACER_CONTROL_ADDR": harness.address, "PACER_ADDR": "127.0.0.1:1", "PACER_API_KEY": harness.a.key}
+    assert cli.raw("jobs", "list", environ=both).code == 0  # the one name every service reads wins
     (tmp_path / "dev-api-key").write_text(harness.a.key + "\n")
     from_file = {"PACER_ADDR": harness.address, "PACER_VAR_DIR": str(tmp_path)}
     assert cli.raw("jobs", "list", environ=from_file).code == 0
@@ -649,7 +655,7 @@ def test_no_key_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
 
 def process_env(harness: Harness, key: str | None) -> dict[str, str]:
     env = {name: value for name, value in process_environment().items() if not name.startswith("PACER_")}
-    env["PACER_ADDR"] = harness.address
+    env["PACER_CONTROL_ADDR"] = harness.address
     if key is not None:
         env["PACER_API_KEY"] = key
     return env

@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent, TextResourceContents
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from prometheus_client.parser import text_string_to_metric_families
 
 from pacer_common.ports import parse_addr
 from pacer_common.settings import process_environment
@@ -91,13 +93,19 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], log_path: Path)
 
 
 @pytest.fixture
-def mcp_url(harness: Harness, tmp_path: Path) -> Iterator[str]:
-    """`pacer-mcp --transport http` on a free port, listening; its /mcp URL.
+def metrics_addr() -> str:
+    return f"127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def mcp_url(harness: Harness, tmp_path: Path, metrics_addr: str) -> Iterator[str]:
+    """`pacer-mcp --transport http` on a free port, listening, its metrics at `metrics_addr`; its /mcp URL.
 
     The server's own environment holds tenant a's key, which it must never use for HTTP callers.
     """
     port, log_path = free_port(), tmp_path / "mcp-http.log"
-    env = process_environment(_env(harness, PACER_MCP_ADDR=f"127.0.0.1:{port}", PACER_API_KEY=harness.a.key or ""))
+    addrs = {"PACER_MCP_ADDR": f"127.0.0.1:{port}", "PACER_METRICS_ADDR": metrics_addr}
+    env = process_environment(_env(harness, **addrs, PACER_API_KEY=harness.a.key or ""))
     with log_path.open("wb") as log:
         process = subprocess.Popen([str(BIN / "pacer-mcp"), "--transport", "http"], env=env, stdout=log, stderr=log)
     try:
@@ -327,6 +335,26 @@ async def test_stdio_serves_the_scheduling_rules_resource(harness: Harness, tmp_
 
 
 # -- streamable HTTP -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_http_tool_calls_are_counted_by_tool_and_outcome(
+    harness: Harness, mcp_url: str, metrics_addr: str
+) -> None:
+    async with http_session(mcp_url, harness.a.key) as session:
+        job_id = (await ok(session, "createJob", name="measured"))["jobId"]
+        await refused(session, "getJob", jobId="job_00000000000000000000000000")
+
+    with urllib.request.urlopen(f"http://{metrics_addr}/metrics", timeout=10) as answer:
+        samples = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(answer.read().decode())
+            for sample in family.samples
+        }
+    assert job_id
+    assert samples[("pacer_mcp_tool_calls_total", (("outcome", "OK"), ("tool", "createJob")))] == 1
+    assert samples[("pacer_mcp_tool_calls_total", (("outcome", "NOT_FOUND"), ("tool", "getJob")))] == 1
+    assert samples[("pacer_mcp_tool_call_duration_seconds_count", (("tool", "createJob"),))] == 1
 
 
 @pytest.mark.asyncio

@@ -27,6 +27,7 @@ from pacer_common.errors import QuotaViolation, ResourceExhausted, Unavailable
 from pacer_common.ports import parse_addr
 from pacer_common.status import to_grpc_status
 from pacer_gateway.app import create_app
+from pacer_gateway.metrics import GatewayMetrics
 from pacer_gateway.routes import ROUTES
 from pacer_gateway.settings import GatewaySettings, load_settings
 from tests.support.harness import Harness
@@ -265,7 +266,7 @@ async def test_run_routes_list_filter_detail_and_summarize(rest, harness):
     newest = listed["runs"][0]
     assert newest["status"] == "RUN_STATUS_FAILURE"
     assert newest["source"] == "RUN_SOURCE_BASELINE_INTERVAL"
-    assert newest["durationMs"] == "50"
+    assert newest["durationMs"] == 50
     assert newest["jobId"] == job_id
     failures = (await rest("GET", "/runs", params={"status": "RUN_STATUS_FILTER_FAILURE"})).body
     assert [r["runId"] for r in failures["runs"]] == [failed]
@@ -287,8 +288,8 @@ async def test_run_routes_list_filter_detail_and_summarize(rest, harness):
     assert health.body["successCount"] == 1
     assert health.body["failureCount"] == 1
     assert health.body["failureStreak"] == 1
-    assert health.body["missedSlots"] == "0"  # int64, a decimal string in the JSON mapping
-    assert health.body["avgDurationMs"] == "45"
+    assert health.body["missedSlots"] == 0  # int64, a JSON number as in the CLI and MCP answers
+    assert health.body["avgDurationMs"] == 45
     assert health.body["lastRun"]["status"] == "RUN_STATUS_FAILURE"
 
 
@@ -424,6 +425,7 @@ class Refusal(grpc.Status):
 class Gateway:
     rest: Rest
     control: FakeControl
+    metrics: GatewayMetrics
 
 
 @pytest_asyncio.fixture
@@ -435,9 +437,10 @@ async def fake() -> AsyncIterator[Gateway]:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = AsyncControlClient(f"127.0.0.1:{port}")
-    client = TestClient(TestServer(create_app(channel), host="127.0.0.1"))
+    metrics = GatewayMetrics()
+    client = TestClient(TestServer(create_app(channel, metrics), host="127.0.0.1"))
     await client.start_server()
-    yield Gateway(Rest(client, "pk_test1234_secret"), control)
+    yield Gateway(Rest(client, "pk_test1234_secret"), control, metrics)
     await client.close()
     await channel.close()
     await server.stop(None)
@@ -619,9 +622,42 @@ async def test_a_non_json_body_is_415_and_an_oversized_one_413(fake):
         "POST", "/jobs", data=b"name=x", headers={"Content-Type": "application/x-www-form-urlencoded"}
     )
     assert text.status == 415
+    assert text.body["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    xml = await fake.rest("POST", "/jobs", data=b"<job/>", headers={"Content-Type": "application/xml"})
+    assert xml.status == 415
     huge = await fake.rest("POST", "/jobs", data=io.BytesIO(b'{"name": "' + b"x" * (3 * 1024 * 1024) + b'"}'))
     assert huge.status == 413
     assert fake.control.calls == 0
+
+
+@pytest.mark.asyncio
+async def test_a_json_body_sent_as_curl_d_sends_it_is_accepted(fake):
+    # `curl -d '{...}'` declares a form; the body is a JSON object all the same.
+    answer = await fake.rest(
+        "POST",
+        "/jobs",
+        data=b'{"name": "nightly exports"}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status == 201
+    assert answer.body == {"jobId": "job_fake"}
+
+
+@pytest.mark.asyncio
+async def test_metrics_count_requests_by_route_template_and_status_and_upstream_failures(fake):
+    sample = fake.metrics.registry.get_sample_value
+    await fake.rest("GET", "/jobs/job_1")
+    await fake.rest("GET", "/jobs/job_2")
+    await fake.rest("GET", "/no/such/path/job_3")
+    fake.control.refusal = Refusal(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")
+    await fake.rest("GET", "/jobs/job_1")
+
+    ok = {"route": "/jobs/{jobId}", "method": "GET", "status": "200"}
+    assert sample("pacer_gateway_requests_total", ok) == 2
+    assert sample("pacer_gateway_requests_total", {**ok, "status": "503"}) == 1
+    assert sample("pacer_gateway_requests_total", {"route": "unmatched", "method": "GET", "status": "404"}) == 1
+    assert sample("pacer_gateway_upstream_errors_total", {"code": "UNAVAILABLE"}) == 1
+    assert sample("pacer_gateway_request_duration_seconds_count", {"route": "/jobs/{jobId}", "method": "GET"}) == 3
 
 
 @pytest.mark.asyncio
@@ -648,7 +684,8 @@ def test_every_request_field_has_a_place_in_its_route():
 
 
 def test_settings_find_the_control_plane_like_the_other_front_doors():
-    assert load_settings({}) == GatewaySettings("127.0.0.1:8080", "127.0.0.1:50051", "INFO")
+    assert load_settings({}) == GatewaySettings(gateway_addr="127.0.0.1:8080", control_addr="127.0.0.1:50051")
+    assert load_settings({}).metrics_addr == "127.0.0.1:9467"
     assert load_settings({"PACER_ADDR": "10.0.0.5:50051"}).control_addr == "10.0.0.5:50051"
     explicit = load_settings({"PACER_ADDR": "a:1", "PACER_CONTROL_ADDR": "b:2", "PACER_GATEWAY_ADDR": "0.0.0.0:9000"})
     assert (explicit.control_addr, explicit.gateway_addr) == ("b:2", "0.0.0.0:9000")

@@ -248,6 +248,7 @@ def test_the_gateway_process_answers_refusals_as_problems_and_logs_no_traceback(
         "PACER_GATEWAY_ADDR": f"127.0.0.1:{port}",
         "PACER_CONTROL_ADDR": "127.0.0.1:1",  # nothing listens: a well-formed call gets 503
         "PACER_LOG_LEVEL": "INFO",
+        "PACER_METRICS_ADDR": "",
     }
     gateway = ServiceProcess("pacer-gateway", env, tmp_path / "gateway.log")
     try:

@@ -223,7 +223,7 @@ def test_json_uses_proto_field_names_and_shows_zero_values() -> None:
     assert data == {"failure_count": 0, "next_run_at": "2026-01-05T10:00:00Z"}
     line = render.to_json(pb.RunSummary(run_id="run_1", duration_ms=5), compact=True)
     assert "\n" not in line
-    assert json.loads(line)["duration_ms"] == "5"
+    assert json.loads(line)["duration_ms"] == 5  # int64 as a JSON number, as REST and MCP write it
 
 
 # --- errors and exit codes -------------------------------------------------------------------------------------------

@@ -20,12 +20,25 @@ _CONNECTION: Final = frozenset(
 # Routing: which host and which proxy the message is for.
 _ROUTING: Final = frozenset({"host"})
 _PROXY_PREFIX: Final = "proxy-"
+# Pacer's own: a tenant who set the signature header could forge what Pacer vouches for (pacer_common.signing).
+_RESERVED: Final = frozenset({"x-pacer-signature"})
 
 
 def is_forbidden(name: str) -> bool:
     """True for a header name (any case) that frames or routes the message: a tenant may never set it."""
     lowered = name.strip().lower()
-    return lowered in _FRAMING or lowered in _CONNECTION or lowered in _ROUTING or lowered.startswith(_PROXY_PREFIX)
+    return (
+        is_reserved(lowered)
+        or lowered in _FRAMING
+        or lowered in _CONNECTION
+        or lowered in _ROUTING
+        or lowered.startswith(_PROXY_PREFIX)
+    )
+
+
+def is_reserved(name: str) -> bool:
+    """True for a header name (any case) that Pacer alone sets on a request, such as its signature."""
+    return name.strip().lower() in _RESERVED
 
 
 def forbidden_names(headers: Mapping[str, str]) -> list[str]:

@@ -62,6 +62,7 @@ class Claim:
     lease_expires_at: datetime
     source: Source
     attempt: int  # 1 + the failures before it
+    start_at: datetime | None = None  # when the call starts (pacer_common.jitter); None: at scheduled_for
 
 
 @dataclass(frozen=True)
@@ -112,14 +113,24 @@ def lease_expiry(now: datetime, scheduled_for: datetime, timeout_ms: int, grace_
     return max(now, scheduled_for) + timedelta(milliseconds=timeout_ms + grace_ms)
 
 
-def on_claim(state: ScheduleState, run_id: str, now: datetime, timeout_ms: int, grace_ms: int) -> Claim:
+def on_claim(
+    state: ScheduleState,
+    run_id: str,
+    now: datetime,
+    timeout_ms: int,
+    grace_ms: int,
+    *,
+    start_at: datetime | None = None,
+) -> Claim:
     """Claim the endpoint's due run `run_id`: the lease fences every other run out, the anchor moves to the slot the
     run stands for (its own time, or for a coalesced run the grid point before it, keeping the endpoint's phase),
-    and a one-shot due at or before the run is consumed by it. A claim never moves `next_run_at`."""
+    and a one-shot due at or before the run is consumed by it. A claim never moves `next_run_at`.
+
+    `start_at` (jitter, at or after the slot) is when the call starts: the lease covers the wait until then."""
     if state.next_run_at is None:
         raise ValueError("an endpoint with no next run cannot be claimed")
     scheduled_for = state.next_run_at
-    expires_at = lease_expiry(now, scheduled_for, timeout_ms, grace_ms)
+    expires_at = lease_expiry(now, max(scheduled_for, start_at or scheduled_for), timeout_ms, grace_ms)
     consumed = state.oneshot_at is not None and state.oneshot_at <= scheduled_for
     leased = replace(
         state,
@@ -130,7 +141,8 @@ def on_claim(state: ScheduleState, run_id: str, now: datetime, timeout_ms: int, 
         oneshot_at=None if consumed else state.oneshot_at,
         oneshot_expires_at=None if consumed else state.oneshot_expires_at,
     )
-    return Claim(leased, run_id, scheduled_for, expires_at, state.next_run_source, state.failure_count + 1)
+    source, attempt = state.next_run_source, state.failure_count + 1
+    return Claim(leased, run_id, scheduled_for, expires_at, source, attempt, start_at or scheduled_for)
 
 
 def on_settle(state: ScheduleState, outcome: Outcome, now: datetime) -> Replanned | None:

@@ -12,24 +12,31 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import redirect_stderr, redirect_stdout
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TextIO
 
-from pacer_cli import apply, commands, render, watch
+from pacer_cli import apply, commands, completion, configure, render, watch
 from pacer_cli.commands import Session, Subcommand, UsageError
+from pacer_cli.contexts import ConfigError, Context, load_config
 from pacer_cli.settings import CliSettings, load_settings
 from pacer_common.client import DEFAULT_ADDR, ApiError, ControlClient, api_key
+from pacer_common.settings import ClientTls
 from pacer_common.tls import client_tls_credentials
 
 DESCRIPTION = """Pacer from the command line: every ControlService action, grouped by what it acts on, and
 `apply -f FILE`, which creates or updates jobs and endpoints from a YAML file.
 
 Output is an aligned table or key/value block for people; --json prints the API's response in the protobuf JSON
-mapping (proto field names, int64 values as strings) for programs. Times are UTC. Durations are written 500ms, 20s,
+mapping (proto field names, int64 values as numbers) for programs. Times are UTC. Durations are written 500ms, 20s,
 5m, 2h, 1d or 1h30m."""
 
 EPILOG = f"""connection:
-  key       --api-key, else $PACER_API_KEY, else the file var/dev-api-key (folder: $PACER_VAR_DIR)
-  address   --addr, else $PACER_ADDR, else {DEFAULT_ADDR}
+  key       --api-key, else $PACER_API_KEY, else the context's key-file, else the file var/dev-api-key
+            (folder: $PACER_VAR_DIR)
+  address   --addr, else $PACER_CONTROL_ADDR (or its older alias $PACER_ADDR), else the context's addr, else
+            {DEFAULT_ADDR}
+  context   --context, else the config file's current-context (`pacerctl config`; the file: $PACER_CONFIG, else
+            $XDG_CONFIG_HOME/pacer/config.yaml, else ~/.config/pacer/config.yaml)
 
 exit codes:
   0  success (and Ctrl-C in `runs watch`)
@@ -46,6 +53,8 @@ GROUPS = (
     ("endpoints", "configure endpoints and steer their cadence (hints, one-shots, pause)"),
     ("runs", "run history: list, details, live tail"),
 )
+# Groups that work on this machine alone: no key, no control plane.
+LOCAL_GROUPS = ("config", "completion")
 NO_KEY = (
     "error: no API key: pass --api-key, set PACER_API_KEY, or start Pacer with `make run`, "
     "which writes var/dev-api-key\n"
@@ -72,7 +81,8 @@ def exit_code(code: str) -> int:
 def _add_connection_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """--addr, --api-key and --json; on subcommands they default to SUPPRESS so they never undo the top-level ones."""
     keep: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
-    parser.add_argument("--addr", **keep, help=f"control plane address (default $PACER_ADDR or {DEFAULT_ADDR})")
+    parser.add_argument("--addr", **keep, help=f"control plane address (default $PACER_CONTROL_ADDR or {DEFAULT_ADDR})")
+    parser.add_argument("--context", **keep, help="the named context to use (default: the current context)")
     parser.add_argument("--api-key", **keep, help="API key (default $PACER_API_KEY or var/dev-api-key)")
     parser.add_argument("--json", action="store_true", **keep, help="print the response as JSON")
 
@@ -97,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pacerctl", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"pacerctl {cli_version()}")
     _add_connection_options(parser, top=True)
     groups = parser.add_subparsers(dest="group", metavar="GROUP|apply", required=True)
     nouns = {}
@@ -106,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (*commands.all_commands(), watch.subcommand()):
         _add_subcommand(nouns[command.group], command.name, command)
     _add_subcommand(groups, "apply", apply.subcommand())
+    configure.add_parsers(groups)
+    completion.add_parser(groups)
     return parser
 
 
@@ -118,13 +131,43 @@ def _parse(argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> argparse.Name
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 2)
 
 
-def _key(args: argparse.Namespace, settings: CliSettings) -> str | None:
+def _key(args: argparse.Namespace, settings: CliSettings, context: Context | None) -> str | None:
     if args.api_key:
         return str(args.api_key).strip()
+    if not settings.api_key and context is not None and context.key_file:
+        try:
+            return context.key()
+        except OSError as error:
+            raise ConfigError(f"context {context.name!r}: cannot read its key-file: {error.strerror}") from None
     try:
         return api_key(settings.api_key, settings.var_dir)
     except OSError:
         return None  # an unreadable var/dev-api-key is reported like a missing one
+
+
+def _context(args: argparse.Namespace, settings: CliSettings) -> Context | None:
+    """The context this command uses: --context, else the config file's current one, else none."""
+    config = load_config(settings.config_file)
+    name = args.context or config.current
+    return config.find(name) if name else None
+
+
+def _tls(settings: CliSettings, context: Context | None) -> ClientTls:
+    """The TLS files: each from its PACER_TLS_* variable, else from the context."""
+    if context is None:
+        return settings.tls
+    return ClientTls(
+        settings.tls.ca_file or context.ca_file,
+        settings.tls.client_cert_file or context.client_cert_file,
+        settings.tls.client_key_file or context.client_key_file,
+    )
+
+
+def cli_version() -> str:
+    try:
+        return version("pacer-cli")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _utc_now() -> datetime:
@@ -141,7 +184,7 @@ def run(
 ) -> int:
     """Run one pacerctl command line and return its exit code; output goes to `stdout`, diagnostics to `stderr`.
 
-    `environ` (default: the process environment) supplies the settings (`pacer_cli.settings`: PACER_ADDR,
+    `environ` (default: the process environment) supplies the settings (`pacer_cli.settings`: PACER_CONTROL_ADDR,
     PACER_API_KEY, PACER_VAR_DIR, PACER_TLS_*); `now` is the clock that relative times (`--in 5m`, `--for 1h`)
     count from.
     """
@@ -149,12 +192,23 @@ def run(
     if isinstance(args, int):
         return args
     settings = load_settings(environ)
-    key = _key(args, settings)
+    if args.group in LOCAL_GROUPS:
+        try:
+            return int(args.local(args, settings, stdout, build_parser()))
+        except ConfigError as error:
+            stderr.write(f"pacerctl {args.group}: error: {error}\n")
+            return 2
+    try:
+        context = _context(args, settings)
+        key = _key(args, settings, context)
+    except ConfigError as error:
+        stderr.write(f"error: {error}\n")
+        return 2
     if not key:
         stderr.write(NO_KEY)
         return 2
-    addr = args.addr or settings.addr
-    client = ControlClient(addr, key, client_tls_credentials(settings.tls))
+    addr = args.addr or settings.addr or (context.addr if context is not None else "") or DEFAULT_ADDR
+    client = ControlClient(addr, key, client_tls_credentials(_tls(settings, context)))
     try:
         return int(args.action(Session(client.call, now, stdout, stderr, args.json), args))
     except UsageError as error:

@@ -60,13 +60,15 @@ def to_json(message: Message, *, compact: bool = False) -> str:
     """The protobuf JSON mapping of `message`, with proto field names and zero values shown.
 
     Zero values are printed because a script reading `failure_count` should find 0, not a missing key; int64 fields
-    are strings, as the mapping requires. `compact` gives one line (for JSON Lines streams).
+    are JSON numbers, as in the REST gateway's and the MCP server's answers (a string only for a value a double cannot
+    hold exactly). `compact` gives one line (for JSON Lines streams).
     """
     return json_format.MessageToJson(
         message,
         preserving_proto_field_name=True,
         always_print_fields_with_no_presence=True,
         indent=None if compact else 2,
+        unquote_int64_if_possible=True,
     )
 
 
@@ -265,7 +267,7 @@ def error_text(error: ApiError, flag_for: Callable[[str], str | None], addr: str
     if error.retry_after_s is not None:
         lines.append(f"  retry after {error.retry_after_s:g} s")
     if error.code == "UNAVAILABLE":
-        lines.append(f"  is the control plane running at {addr}? (set --addr or PACER_ADDR)")
+        lines.append(f"  is the control plane running at {addr}? (set --addr or PACER_CONTROL_ADDR)")
     if error.code == "UNAUTHENTICATED":
         lines.append("  check the key: --api-key, PACER_API_KEY or var/dev-api-key")
     return "".join(line + "\n" for line in lines)

@@ -9,7 +9,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -20,7 +20,7 @@ from pacer_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from pacer_common.ids import looks_like, new_endpoint_id, new_job_id
 from pacer_common.runs import FAILURES, RunStatus
 from pacer_common.urls import split_password, with_password
-from pacer_control import schedule
+from pacer_control import jittering, schedule, signing
 from pacer_control.auth import Principal
 from pacer_control.catalog import Audit, Catalog, HealthView, JobView, ListedEndpoint
 from pacer_control.conditions import RuleChecker, interval_hints
@@ -60,6 +60,8 @@ class EndpointSpec:
     baseline: BaselineInput | None = None
     clamp: ClampInput = field(default_factory=ClampInput)
     timeout_ms: int = 0
+    jitter_ms: int = 0
+    signing_secret: str = field(default="", repr=False)
     policies: tuple[policies.Rule, ...] = ()
 
 
@@ -75,8 +77,16 @@ class EndpointChanges:
     baseline: BaselineInput | None = None
     clamp: ClampInput | None = None
     timeout_ms: int | None = None
+    jitter_ms: int | None = None
+    signing_secret: str | None = field(default=None, repr=False)
+    signing_overlap_ms: int | None = None
     # Replaces every rule when set; an empty tuple removes them.
     policies: tuple[policies.Rule, ...] | None = None
+
+    @property
+    def signing(self) -> bool:
+        """True when the change sets, rotates or stops the signing secret, or moves a rotation's end."""
+        return self.signing_secret is not None or self.signing_overlap_ms is not None
 
 
 @dataclass(frozen=True)
@@ -308,11 +318,13 @@ class ControlActions:
         checks.clamp(spec.clamp, self._floor_ms)
         checks.reason(reason)
         self._rules.check(checks, spec.policies, "policies")
+        now = self._clock.now()
+        jittering.check(checks, spec.jitter_ms, jittering.baseline_of(spec.baseline), now)
+        signing.check_secret(checks, spec.signing_secret, stopping_allowed=True)
         checks.done()
         _require_id("job", "job", job_id)
         self._check_quota_intervals(who, spec.baseline, spec.clamp)
         self._quotas.check_intervals(who.tenant_id, interval_hints(spec.policies, "policies"))
-        now = self._clock.now()
         endpoint = Endpoint(
             id=new_endpoint_id(),
             tenant_id=who.tenant_id,
@@ -326,9 +338,12 @@ class ControlActions:
             anchor_at=now,
             failure_count=0,
             paused=False,
+            jitter_ms=spec.jitter_ms,
             policies=policies.to_json(spec.policies),
         )
-        self._keep_secrets(endpoint, spec.url, spec.headers or {})
+        signs = signing.first(EndpointSecrets(), spec.signing_secret)
+        self._keep_secrets(endpoint, spec.url, spec.headers or {}, signs.secrets)
+        endpoint.signed, endpoint.previous_secret_expires_at = signs.signed, None
         _set_baseline(endpoint, spec.baseline)
         _set_clamp(endpoint, spec.clamp)
         schedule.replan(endpoint, now)
@@ -346,6 +361,10 @@ class ControlActions:
         checks, now = self._check_changes(changes, reason), self._clock.now()
         method = checks.method(changes.method) if changes.method is not None else None
         timeout_ms = checks.timeout(changes.timeout_ms) if changes.timeout_ms is not None else None
+        if changes.jitter_ms is not None:
+            jittering.check(checks, changes.jitter_ms, None, now)  # its fit with the baseline: see _respread
+        signing.check_secret(checks, changes.signing_secret, stopping_allowed=True)
+        signing.check_overlap(checks, changes.signing_overlap_ms)
         if changes.policies is not None:
             self._rules.check(checks, changes.policies, "policies.rules")
         checks.done()
@@ -354,11 +373,13 @@ class ControlActions:
 
         def change(endpoint: Endpoint, job: Job) -> Endpoint:
             _require_live(endpoint, job)
-            if changes.url is not None or changes.headers is not None:
+            if changes.url is not None or changes.headers is not None or changes.signing:
                 held = self._secrets(endpoint)
                 url = changes.url if changes.url is not None else with_password(endpoint.url, held.password)
-                self._keep_secrets(endpoint, url, changes.headers if changes.headers is not None else held.headers)
+                headers = changes.headers if changes.headers is not None else held.headers
+                self._keep_secrets(endpoint, url, headers, self._resigned(endpoint, held, changes, now))
             _apply_changes(endpoint, changes, method, timeout_ms)
+            _respread(endpoint, changes, now)
             if changes.baseline is not None:
                 endpoint.anchor_at = now  # a new cadence starts from the moment it was set
             endpoint.updated_at = now
@@ -399,7 +420,8 @@ class ControlActions:
 
     def list_job_endpoints(self, who: Principal, job_id: str) -> list[EndpointView]:
         _require_id("job", "job", job_id)
-        return [self._view(e) for e in self._catalog.list_job_endpoints(who.tenant_id, job_id)]
+        now = self._clock.now()
+        return [self._view(_rotation_shown(e, now)) for e in self._catalog.list_job_endpoints(who.tenant_id, job_id)]
 
     def _view(self, endpoint: ListedEndpoint) -> EndpointView:
         def compute() -> str:
@@ -413,10 +435,27 @@ class ControlActions:
     def _secrets(self, endpoint: Endpoint | ListedEndpoint) -> EndpointSecrets:
         return EndpointSecrets.open(self._catalog.keyring, endpoint.id, endpoint.secrets)
 
-    def _keep_secrets(self, endpoint: Endpoint, url: str, headers: Mapping[str, str]) -> None:
-        """Store `url` with its password masked, and seal the password and `headers` (pacer_control.sealing)."""
+    def _keep_secrets(
+        self, endpoint: Endpoint, url: str, headers: Mapping[str, str], signs: EndpointSecrets | None = None
+    ) -> None:
+        """Store `url` with its password masked, and seal the password, `headers` and the signing secrets of `signs`
+        (pacer_control.sealing)."""
         endpoint.url, password = split_password(url)
-        endpoint.secrets = EndpointSecrets(dict(headers), password).seal(self._catalog.keyring, endpoint.id)
+        kept = replace(signs or EndpointSecrets(), headers=dict(headers), password=password)
+        endpoint.secrets = kept.seal(self._catalog.keyring, endpoint.id)
+
+    @staticmethod
+    def _resigned(
+        endpoint: Endpoint, held: EndpointSecrets, changes: EndpointChanges, now: datetime
+    ) -> EndpointSecrets:
+        """The endpoint's secrets with `changes`' signing applied (`pacer_control.signing.rotate`); its row follows."""
+        if not changes.signing:
+            return held
+        signs = signing.rotate(
+            held, endpoint.previous_secret_expires_at, changes.signing_secret, changes.signing_overlap_ms, now
+        )
+        endpoint.signed, endpoint.previous_secret_expires_at = signs.signed, signs.previous_expires_at
+        return signs.secrets
 
     # -- steering --------------------------------------------------------------------------------------------------
 
@@ -615,6 +654,23 @@ def _set_baseline(endpoint: Endpoint, baseline: BaselineInput | None) -> None:
 def _set_clamp(endpoint: Endpoint, clamp: ClampInput) -> None:
     endpoint.min_interval_ms = clamp.min_interval_ms
     endpoint.max_interval_ms = clamp.max_interval_ms
+
+
+def _rotation_shown(endpoint: ListedEndpoint, now: datetime) -> ListedEndpoint:
+    """`endpoint` as a read shows it: a signing rotation's end only while the previous secret still signs."""
+    ends = endpoint.previous_secret_expires_at
+    if ends is not None and ends <= now:
+        return endpoint._replace(previous_secret_expires_at=None)
+    return endpoint
+
+
+def _respread(endpoint: Endpoint, changes: EndpointChanges, now: datetime) -> None:
+    """Set the new jitter, which must fit the endpoint's baseline (new or kept) once `changes` are applied."""
+    if changes.jitter_ms is None and changes.baseline is None:
+        return
+    jitter_ms = changes.jitter_ms if changes.jitter_ms is not None else endpoint.jitter_ms
+    jittering.require_fits(jitter_ms, schedule.baseline_of(endpoint), now)
+    endpoint.jitter_ms = jitter_ms
 
 
 def _apply_changes(endpoint: Endpoint, changes: EndpointChanges, method: str | None, timeout_ms: int | None) -> None:

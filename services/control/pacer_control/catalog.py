@@ -181,6 +181,9 @@ class ListedEndpoint(NamedTuple):
     failure_count: int
     paused: bool
     paused_until: datetime | None
+    jitter_ms: int
+    signed: bool
+    previous_secret_expires_at: datetime | None
     policies: list[dict[str, Any]] | None
 
 

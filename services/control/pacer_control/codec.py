@@ -12,7 +12,7 @@ from pacer.control.v1 import control_service_pb2 as pb
 from pacer_common import policies, runs
 from pacer_common.errors import InvalidArgument
 from pacer_control.actions import EndpointChanges, EndpointSpec, EndpointView
-from pacer_control.catalog import HealthView, JobView, PolicyCountView
+from pacer_control.catalog import HealthView, JobView, ListedEndpoint, PolicyCountView
 from pacer_control.models import AuditRecord, PolicyFiring, Run
 from pacer_control.validation import BaselineInput, ClampInput
 
@@ -118,6 +118,8 @@ def endpoint_spec(request: pb.AddEndpointToJobRequest) -> EndpointSpec:
         baseline=baseline(request),
         clamp=clamp(request.clamp),
         timeout_ms=request.timeout_ms,
+        jitter_ms=request.jitter_ms,
+        signing_secret=request.signing_secret,
         policies=rules(request.policies, "policies"),
     )
 
@@ -135,6 +137,9 @@ def endpoint_changes(request: pb.UpdateEndpointConfigRequest) -> EndpointChanges
         baseline=baseline(request),
         clamp=clamp(request.clamp) if request.HasField("clamp") else None,
         timeout_ms=optional("timeout_ms"),  # type: ignore[arg-type]
+        jitter_ms=optional("jitter_ms"),  # type: ignore[arg-type]
+        signing_secret=optional("signing_secret"),  # type: ignore[arg-type]
+        signing_overlap_ms=optional("signing_overlap_ms"),  # type: ignore[arg-type]
         policies=rules(request.policies.rules, "policies.rules") if request.HasField("policies") else None,
     )
 
@@ -201,6 +206,15 @@ def _fill_summary(summary: pb.EndpointSummary, view: EndpointView) -> None:
     summary.clamp.max_interval_ms = endpoint.max_interval_ms
     if endpoint.policies:
         summary.policies.extend(policy(rule) for rule in policies.from_json(endpoint.policies))
+    _fill_delivery(summary, endpoint)
+
+
+def _fill_delivery(summary: pb.EndpointSummary, endpoint: ListedEndpoint) -> None:
+    """Jitter and whether requests are signed; never a signing secret."""
+    summary.jitter_ms = endpoint.jitter_ms
+    summary.signed = endpoint.signed
+    if endpoint.previous_secret_expires_at is not None:
+        _stamp(summary.previous_secret_expires_at, endpoint.previous_secret_expires_at)
 
 
 def run_summary(run: Run) -> pb.RunSummary:

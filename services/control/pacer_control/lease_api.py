@@ -44,6 +44,9 @@ def work_item(run: ClaimedRun) -> lease_pb.WorkItem:
         headers=run.headers,
         body=run.body,
         timeout_ms=run.timeout_ms,
+        start_at=ts(run.start_at),
+        signing_secrets=run.signing_secrets,
+        job_id=run.job_id,
     )
 
 

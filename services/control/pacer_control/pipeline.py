@@ -19,13 +19,13 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from pacer_common import transitions
+from pacer_common import jitter, transitions
 from pacer_common.errors import FailedPrecondition, shown
 from pacer_common.ids import new_run_id
 from pacer_common.runs import RunStatus
 from pacer_common.transitions import MISSED_OUTAGE, Claim, Missed, Outcome, Replanned
 from pacer_common.urls import with_password
-from pacer_control import schedule
+from pacer_control import schedule, signing
 from pacer_control.models import Run
 from pacer_control.sealing import EndpointSecrets, Keyring, SecretsError
 from pacer_control.store import ENDPOINTS, JOB_ACTIVE, JOBS, RUNS, SESSIONS, Store, by_id_row, by_id_update
@@ -57,6 +57,11 @@ class ClaimedRun:
     timeout_ms: int
     # False when the endpoint's secrets do not open with the configured keys: the run fails at once instead.
     sendable: bool = True
+    # When the call starts: the slot plus the endpoint's jitter offset for it (pacer_common.jitter).
+    start_at: datetime | None = None
+    # The secrets that sign the request, newest first (pacer_control.signing); empty when unsigned.
+    signing_secrets: tuple[str, ...] = field(default=(), repr=False)
+    job_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -257,7 +262,7 @@ class Pipeline(Store):
         )
         with self._engine.begin() as connection:
             if session_id is not None and claim_id:
-                again = _claimed_before(connection, session_id, claim_id, self._keyring)
+                again = _claimed_before(connection, session_id, claim_id, self._keyring, now)
                 if again:
                     return again
             if session_id is not None:
@@ -268,7 +273,7 @@ class Pipeline(Store):
             taken = [(row, _claim(row, now, lease_grace_ms)) for row in rows]
             _RUNS_INSERT.execute(connection, [_run_row(row, claim, session_id, claim_id) for row, claim in taken])
             _CLAIM_UPDATE.execute(connection, [_leased_row(row.id, claim) for row, claim in taken])
-            claims = [_claimed_run(row, claim, self._keyring) for row, claim in taken]
+            claims = [_claimed_run(row, claim, self._keyring, now) for row, claim in taken]
             sealed_shut = [claim for claim in claims if not claim.sendable]
             if sealed_shut:
                 _fail_sealed_shut(connection, sealed_shut, now)
@@ -429,17 +434,21 @@ def _within_bytes(rows: Sequence[Any], budget: int) -> Sequence[Any]:
 
 
 def _claim(row: Any, now: datetime, lease_grace_ms: int) -> Claim:
-    return transitions.on_claim(schedule.state_of(row), new_run_id(), now, row.timeout_ms, lease_grace_ms)
+    state = schedule.state_of(row)
+    start_at = jitter.claim_start(state, row.id, row.jitter_ms)
+    return transitions.on_claim(state, new_run_id(), now, row.timeout_ms, lease_grace_ms, start_at=start_at)
 
 
-def _claimed_before(connection: Connection, session_id: str, claim_id: str, keyring: Keyring) -> list[ClaimedRun]:
+def _claimed_before(
+    connection: Connection, session_id: str, claim_id: str, keyring: Keyring, now: datetime
+) -> list[ClaimedRun]:
     """The running runs an earlier claim `claim_id` of the session took (none when this claim is not a retry)."""
     query = (
         select(
             RUNS.c.id.label("run_id"),
-            RUNS.c.scheduled_for,
-            RUNS.c.lease_expires_at,
-            *(ENDPOINTS.c[name] for name in ("id", "tenant_id", "url", "method", "secrets", "body", "timeout_ms")),
+            RUNS.c.scheduled_for.label("run_scheduled_for"),
+            RUNS.c.lease_expires_at.label("run_lease_expires_at"),
+            ENDPOINTS,
         )
         .join(ENDPOINTS, ENDPOINTS.c.id == RUNS.c.endpoint_id)
         .where(RUNS.c.session_id == session_id, RUNS.c.claim_id == claim_id, RUNS.c.status == RunStatus.RUNNING)
@@ -447,22 +456,31 @@ def _claimed_before(connection: Connection, session_id: str, claim_id: str, keyr
     )
     # A run whose secrets stopped opening since its claim stays out: it is never sent without them, and its lease
     # ends it LOST like any run that was not performed.
-    claims = [_claimed_again(row, keyring) for row in connection.execute(query)]
+    claims = [_claimed_again(row, keyring, now) for row in connection.execute(query)]
     return [claim for claim in claims if claim.sendable]
 
 
-def _claimed_run(row: Any, claim: Claim, keyring: Keyring) -> ClaimedRun:
-    return _sendable(row, claim.run_id, claim.scheduled_for, claim.lease_expires_at, keyring)
+def _claimed_run(row: Any, claim: Claim, keyring: Keyring, now: datetime) -> ClaimedRun:
+    timing = _Timing(claim.scheduled_for, claim.start_at or claim.scheduled_for, claim.lease_expires_at)
+    return _sendable(row, claim.run_id, timing, keyring, now)
 
 
-def _claimed_again(row: Any, keyring: Keyring) -> ClaimedRun:
-    """A run of an earlier claim, handed out again to the scheduler that never got the answer."""
-    return _sendable(row, row.run_id, row.scheduled_for, row.lease_expires_at, keyring)
+def _claimed_again(row: Any, keyring: Keyring, now: datetime) -> ClaimedRun:
+    """A run of an earlier claim, handed out again to the scheduler that never got the answer. Its start time is
+    worked out again from the endpoint, which the claim left as jitter reads it (`jitter.claim_start`)."""
+    start_at = jitter.claim_start(schedule.state_of(row), row.id, row.jitter_ms)
+    timing = _Timing(row.run_scheduled_for, start_at, row.run_lease_expires_at)
+    return _sendable(row, row.run_id, timing, keyring, now)
 
 
-def _sendable(
-    row: Any, run_id: str, scheduled_for: datetime, lease_expires_at: datetime, keyring: Keyring
-) -> ClaimedRun:
+@dataclass(frozen=True)
+class _Timing:
+    scheduled_for: datetime
+    start_at: datetime
+    lease_expires_at: datetime
+
+
+def _sendable(row: Any, run_id: str, timing: _Timing, keyring: Keyring, now: datetime) -> ClaimedRun:
     """What an executor needs to perform the run; not `sendable` when the endpoint's secrets no longer open."""
     try:
         secrets, sendable = EndpointSecrets.open(keyring, row.id, row.secrets), True
@@ -472,14 +490,17 @@ def _sendable(
         run_id=run_id,
         endpoint_id=row.id,
         tenant_id=row.tenant_id,
-        scheduled_for=scheduled_for,
-        lease_expires_at=lease_expires_at,
+        scheduled_for=timing.scheduled_for,
+        lease_expires_at=timing.lease_expires_at,
         url=with_password(row.url, secrets.password),
         method=row.method,
         headers=secrets.headers,
         body=row.body,
         timeout_ms=row.timeout_ms,
         sendable=sendable,
+        start_at=timing.start_at,
+        signing_secrets=signing.signing_secrets(secrets, row.previous_secret_expires_at, now),
+        job_id=row.job_id,
     )
 
 

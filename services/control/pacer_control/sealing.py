@@ -1,4 +1,5 @@
-"""Endpoint secrets at rest: header values and the URL password, sealed with AES-256-GCM under a named key.
+"""Endpoint secrets at rest: header values, the URL password and the signing secrets, sealed with AES-256-GCM under
+a named key.
 
 A sealed value reads `v1.<key id>.<base64url(nonce, ciphertext and tag)>`. The endpoint's id is the associated data,
 so a sealed value copied onto another endpoint's row does not open. Rows keep only what can be shown: the URL with
@@ -128,24 +129,35 @@ def key_parts(sealed: str) -> tuple[str, str, str]:
 
 @dataclass(frozen=True)
 class EndpointSecrets:
-    """What an endpoint keeps secret: its header values (with their names) and its URL's password."""
+    """What an endpoint keeps secret: its header values (with their names), its URL's password and its signing
+    secrets (`signing_secret` signs; `previous_signing_secret`, kept through a rotation's overlap, signs too until the
+    row's `previous_secret_expires_at`)."""
 
     headers: dict[str, str] = field(default_factory=dict)
     password: str | None = None
+    signing_secret: str | None = field(default=None, repr=False)
+    previous_signing_secret: str | None = field(default=None, repr=False)
 
     def seal(self, keyring: Keyring, endpoint_id: str) -> str | None:
         """The sealed form for the row, None when there is nothing to keep secret."""
-        if not self.headers and self.password is None:
+        if not self.headers and self.password is None and not self._signing():
             return None
-        plaintext = json.dumps({"headers": self.headers, "password": self.password}, separators=(",", ":"))
+        values: dict[str, object] = {"headers": self.headers, "password": self.password}
+        if self._signing():
+            values["signing"] = [self.signing_secret, self.previous_signing_secret]
+        plaintext = json.dumps(values, separators=(",", ":"))
         return keyring.seal(plaintext.encode(), endpoint_id)
+
+    def _signing(self) -> bool:
+        return self.signing_secret is not None or self.previous_signing_secret is not None
 
     @classmethod
     def open(cls, keyring: Keyring, endpoint_id: str, sealed: str | None) -> EndpointSecrets:
         if sealed is None:
             return cls()
         values = json.loads(keyring.open(sealed, endpoint_id))
-        return cls(dict(values["headers"]), values["password"])
+        current, previous = values.get("signing") or (None, None)
+        return cls(dict(values["headers"]), values["password"], current, previous)
 
 
 # -- where keys come from --------------------------------------------------------------------------------------------

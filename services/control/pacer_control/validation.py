@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pacer_common import limits
 from pacer_common.cron import CronError, validate_cron
 from pacer_common.errors import FieldViolation, InvalidArgument, shown
-from pacer_common.headers import is_forbidden
+from pacer_common.headers import is_forbidden, is_reserved
 from pacer_common.limits import HTTP_METHODS as METHODS
 from pacer_common.limits import MAX_INTERVAL_MS
 from pacer_common.urls import split_password
@@ -143,7 +143,9 @@ class Checks:
         for name, value in headers.items():
             if name in bad:
                 continue
-            if is_forbidden(name):
+            if is_reserved(name):
+                self.fail(f"{field}.{name}", "is set by Pacer itself (the request signature)")
+            elif is_forbidden(name):
                 self.fail(f"{field}.{name}", "frames or routes the request (framing, hop-by-hop or routing header)")
             elif any(_is_control(c) and c != "\t" for c in value):
                 self.fail(f"{field}.{name}", "must not contain line breaks or control characters")

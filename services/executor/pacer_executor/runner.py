@@ -18,7 +18,7 @@ import functools
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Final, Literal, Protocol
@@ -30,6 +30,7 @@ from yarl import URL
 
 from pacer_common.clock import Clock
 from pacer_common.headers import forbidden_names, without_forbidden
+from pacer_common.signing import SIGNATURE_HEADER, header_value
 from pacer_executor.egress import EgressBlocked, EgressPolicy, PolicyResolver
 from pacer_executor.metrics import ExecutorMetrics
 from pacer_executor.pools import TenantPools
@@ -43,7 +44,10 @@ _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _REDIRECTS_TO_GET: Final = frozenset({301, 302, 303})
 # What describes the body (framing headers are never sent at all): it goes where the body goes.
 _BODY_HEADERS: Final = frozenset({"content-type", "content-encoding"})
-_PACER_HEADERS: Final = frozenset({"x-pacer-run-id", "x-pacer-endpoint-id", "x-pacer-scheduled-for"})
+_SIGNED_HEADERS: Final = frozenset({SIGNATURE_HEADER.lower()})
+_PACER_HEADERS: Final = frozenset(
+    {"x-pacer-run-id", "x-pacer-endpoint-id", "x-pacer-scheduled-for", SIGNATURE_HEADER.lower()}
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class WorkItem:
     body: str
     timeout_ms: int
     tenant_id: str = ""
+    # The secrets to sign with, newest first (pacer_common.signing); never logged. Empty: unsigned.
+    signing_secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -249,7 +255,7 @@ class HttpRunner:
         deadline = time.monotonic() + item.timeout_ms / 1000
         await _take_slot(self._connection_slots, deadline)
         try:
-            return await self._hops(session, _first_hop(item, self._user_agent), deadline)
+            return await self._hops(session, _first_hop(item, self._user_agent, self._clock.now()), deadline)
         finally:
             self._connection_slots.release()
 
@@ -305,11 +311,12 @@ def _describe(exc: aiohttp.ClientError) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _first_hop(item: WorkItem, user_agent: str) -> _Hop:
+def _first_hop(item: WorkItem, user_agent: str, now: datetime) -> _Hop:
     """The endpoint's request plus Pacer's headers, which replace any the endpoint set under the same names.
 
     Headers a tenant may not set (`pacer_common.headers.is_forbidden`) are dropped: rows written before the control
-    plane refused them still hold them. The endpoint's User-Agent, if any, replaces Pacer's.
+    plane refused them still hold them. The endpoint's User-Agent, if any, replaces Pacer's. A signed endpoint's
+    request carries X-Pacer-Signature, made at `now` over the run id and the body.
     """
     endpoint_headers = _without(without_forbidden(item.headers), _PACER_HEADERS)
     pacer_headers = {
@@ -317,6 +324,9 @@ def _first_hop(item: WorkItem, user_agent: str) -> _Hop:
         "X-Pacer-Endpoint-Id": item.endpoint_id,
         "X-Pacer-Scheduled-For": rfc3339_utc(item.scheduled_for),
     }
+    if item.signing_secrets:
+        signed_at = int(now.timestamp())
+        pacer_headers[SIGNATURE_HEADER] = header_value(item.signing_secrets, signed_at, item.run_id, item.body.encode())
     if not any(name.lower() == "user-agent" for name in endpoint_headers):
         pacer_headers = {"User-Agent": user_agent, **pacer_headers}
     return _Hop(item.method.strip().upper() or "GET", URL(item.url), endpoint_headers, pacer_headers, item.body)
@@ -383,6 +393,8 @@ def _redirect(hop: _Hop, response: aiohttp.ClientResponse, user_agent: str) -> _
         pacer_headers = {"User-Agent": user_agent, **pacer_headers}
     if to_get:
         endpoint_headers = _without(endpoint_headers, _BODY_HEADERS)
+        # The signature covers the body this hop no longer carries: it could not verify.
+        pacer_headers = _without(pacer_headers, _SIGNED_HEADERS)
     return _Hop(method, target, endpoint_headers, pacer_headers, body)
 
 

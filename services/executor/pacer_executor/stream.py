@@ -92,6 +92,7 @@ def decode_work(item: lease_pb.WorkItem) -> WorkItem:
         body=item.body,
         timeout_ms=item.timeout_ms,
         tenant_id=item.tenant_id,
+        signing_secrets=tuple(item.signing_secrets),
     )
 
 

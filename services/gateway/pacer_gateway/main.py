@@ -14,8 +14,10 @@ from pacer_common.client import AsyncControlClient
 from pacer_common.logs import configure_logging
 from pacer_common.loops import run_on_loop
 from pacer_common.ports import ListenError, bind_socket, parse_addr
+from pacer_common.telemetry import new_registry, serve_metrics
 from pacer_common.tls import client_tls_credentials
 from pacer_gateway.app import create_app
+from pacer_gateway.metrics import GatewayMetrics
 from pacer_gateway.protocol import GatewayRunner
 from pacer_gateway.settings import GatewaySettings, load_settings
 
@@ -42,8 +44,11 @@ class JsonAccessLogger(AbstractAccessLogger):
 async def serve(settings: GatewaySettings) -> None:
     """Serve HTTP until SIGTERM or SIGINT; a ListenError (before anything is served) when the port cannot be had."""
     sock = bind_socket("PACER_GATEWAY_ADDR", settings.gateway_addr)
+    registry = new_registry()
+    metrics_endpoint = serve_metrics(settings.metrics_addr, registry, setting="PACER_METRICS_ADDR")
     client = AsyncControlClient(settings.control_addr, client_tls_credentials(settings.tls))
-    runner = GatewayRunner(create_app(client), access_log_class=JsonAccessLogger, access_log=log)
+    app = create_app(client, GatewayMetrics(registry))
+    runner = GatewayRunner(app, access_log_class=JsonAccessLogger, access_log=log)
     await runner.setup()
     try:
         await web.SockSite(runner, sock, shutdown_timeout=GRACE_S).start()
@@ -60,6 +65,8 @@ async def serve(settings: GatewaySettings) -> None:
     finally:
         await runner.cleanup()
         await client.close()
+        if metrics_endpoint is not None:
+            metrics_endpoint.close()
 
 
 def main() -> None:

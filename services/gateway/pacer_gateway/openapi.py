@@ -3,8 +3,9 @@
 Nothing here is written by hand per operation: parameters, bodies and responses come from the same `Route` entries
 and field kinds the gateway decodes and encodes with, so the document cannot drift from what the gateway does.
 Request schemas describe the decoder in `routes.py`; response schemas describe
-`MessageToDict(always_print_fields_with_no_presence=True)`: lowerCamelCase names, enums by name, int64 as decimal
-strings, timestamps as RFC 3339 strings, and every field without presence always present.
+`MessageToDict(always_print_fields_with_no_presence=True, unquote_int64_if_possible=True)`: lowerCamelCase names,
+enums by name, int64 as a JSON number whenever a double holds it exactly (else a decimal string), timestamps as
+RFC 3339 strings, and every field without presence always present.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ _DESCRIPTION = """\
 Pacer's ControlService as JSON over HTTP. Send an API key as `Authorization: Bearer <key>`.
 
 Bodies follow the protobuf JSON mapping: fields in lowerCamelCase (requests also accept the proto's snake_case
-names), enums by name, int64 values as decimal strings in responses (requests accept numbers or strings), timestamps
+names), enums by name, int64 values as JSON numbers in responses (a decimal string only for a value a double cannot
+hold exactly, which no Pacer field reaches; requests accept numbers or strings), timestamps
 as RFC 3339 strings. Responses always include fields that have no presence in the proto (zeros, empty strings and
 lists); unset optional values and messages are left out.
 
@@ -109,7 +111,7 @@ def _value_schema(field: FieldDescriptor, direction: Direction, components: _Com
     if kind == "int32":
         return _integer_schema(kind)
     if kind == "int64" and direction == "output":
-        return {"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"}
+        return {"type": ["integer", "string"], "format": "int64", "pattern": "^-?[0-9]+$"}
     if kind == "int64":
         # `pattern` constrains the string form only and `minimum`/`maximum` the number form (JSON Schema rules).
         return {**_integer_schema(kind), "type": ["integer", "string"], "pattern": INT64_STRING.pattern}

@@ -15,9 +15,11 @@ from pacer_common.settings import ClientTls, load
 class GatewaySettings:
     """`gateway_addr` is where HTTP is served; `control_addr` is the ControlService the gateway calls, over TLS when
     `tls` names a CA or client certificate (PACER_TLS_CA_FILE, PACER_TLS_CLIENT_*). `event_loop` is `uvloop` (the
-    default) or `asyncio` (the standard library's loop, to rule uvloop out when chasing a problem)."""
+    default) or `asyncio` (the standard library's loop, to rule uvloop out when chasing a problem). `metrics_addr`
+    serves Prometheus `/metrics` (empty: off)."""
 
     gateway_addr: str = "127.0.0.1:8080"
+    metrics_addr: str = "127.0.0.1:9467"
     control_addr: str = "127.0.0.1:50051"
     log_level: str = "INFO"
     event_loop: str = "uvloop"
@@ -28,8 +30,8 @@ class GatewaySettings:
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
-    """Settings from the environment; without PACER_CONTROL_ADDR the control plane is found as the CLI finds it
-    (PACER_ADDR, else the embedded default)."""
+    """Settings from the environment; without PACER_CONTROL_ADDR the control plane is found at PACER_ADDR (its older
+    alias), else at the embedded default."""
     env = os.environ if environ is None else environ
     settings: GatewaySettings = load(GatewaySettings, env)
     if "PACER_CONTROL_ADDR" not in env:

@@ -20,7 +20,9 @@ from pacer_common.clock import SystemClock
 from pacer_common.logs import configure_logging
 from pacer_common.loops import run_on_loop
 from pacer_common.ports import ListenError, bind_socket, parse_addr
+from pacer_common.telemetry import new_registry, serve_metrics
 from pacer_common.tls import client_tls_credentials
+from pacer_mcp.metrics import McpMetrics
 from pacer_mcp.server import EnvironmentKey, bearer_key, build_server
 from pacer_mcp.settings import McpSettings, load_settings
 from pacer_mcp.transport import OpaqueTransportErrors
@@ -29,6 +31,7 @@ log = logging.getLogger("pacer.mcp")
 
 Transport = Literal["stdio", "http"]
 HTTP_PATH = "/mcp"
+HTTP_METRICS_ADDR = "127.0.0.1:9468"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -46,31 +49,37 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 async def serve(settings: McpSettings, transport: Transport) -> None:
     """Serve MCP on `transport` until stdin closes (stdio) or SIGTERM/SIGINT (http)."""
+    default_metrics = HTTP_METRICS_ADDR if transport == "http" else ""
+    metrics_addr = default_metrics if settings.metrics_addr is None else settings.metrics_addr
+    registry = new_registry()
+    metrics_endpoint = serve_metrics(metrics_addr, registry, setting="PACER_METRICS_ADDR")
+    metrics = McpMetrics(registry)
     # grpc.aio binds the channel to this event loop
     control = AsyncControlClient(settings.control_addr, client_tls_credentials(settings.tls))
     try:
         if transport == "stdio":
-            await _serve_stdio(settings, control)
+            await _serve_stdio(settings, control, metrics)
         else:
-            await _serve_http(settings, control)
+            await _serve_http(settings, control, metrics)
     finally:
         await control.close()
+        if metrics_endpoint is not None:
+            metrics_endpoint.close()
 
 
-async def _serve_stdio(settings: McpSettings, control: AsyncControlClient) -> None:
-    server = build_server(
-        control, EnvironmentKey(settings.api_key, settings.var_dir), SystemClock(), settings.min_interval_ms
-    )
+async def _serve_stdio(settings: McpSettings, control: AsyncControlClient, metrics: McpMetrics) -> None:
+    key_source = EnvironmentKey(settings.api_key, settings.var_dir)
+    server = build_server(control, key_source, SystemClock(), settings.min_interval_ms, metrics)
     log.info("mcp serving on stdio", extra={"event": "mcp.started", "transport": "stdio"})
     async with stdio_server() as (read_stream, write_stream):
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
-async def _serve_http(settings: McpSettings, control: AsyncControlClient) -> None:
+async def _serve_http(settings: McpSettings, control: AsyncControlClient, metrics: McpMetrics) -> None:
     host, port = parse_addr(settings.mcp_addr, "PACER_MCP_ADDR")
     # Bound here rather than by uvicorn, which exits on a port in use without naming the setting.
     sock = bind_socket("PACER_MCP_ADDR", settings.mcp_addr)
-    server: Server[Any] = build_server(control, bearer_key, SystemClock(), settings.min_interval_ms)
+    server: Server[Any] = build_server(control, bearer_key, SystemClock(), settings.min_interval_ms, metrics)
     # Stateless: every request stands alone (its own key, no session to pin), so replicas need no affinity.
     sdk_app = server.streamable_http_app(streamable_http_path=HTTP_PATH, stateless_http=True, host=host)
     app = OpaqueTransportErrors(sdk_app)

@@ -25,6 +25,7 @@ from pacer_common.credentials import is_token_shaped, token_of
 from pacer_common.guard import internal_message
 from pacer_common.ids import new_id
 from pacer_mcp import rules
+from pacer_mcp.metrics import McpMetrics
 from pacer_mcp.tools import Control, ToolOutcome, ToolSpec, refused, result_json, run_tool, tool_specs
 
 log = logging.getLogger("pacer.mcp")
@@ -80,7 +81,15 @@ def bearer_key(request: object) -> str:
 class PacerTools:
     """The MCP request handlers: list and call the tools, list and read the rules resource."""
 
-    def __init__(self, specs: tuple[ToolSpec, ...], control: Control, key_source: KeySource, clock: Clock) -> None:
+    def __init__(
+        self,
+        specs: tuple[ToolSpec, ...],
+        control: Control,
+        key_source: KeySource,
+        clock: Clock,
+        metrics: McpMetrics | None = None,
+    ) -> None:
+        self._metrics = metrics if metrics is not None else McpMetrics()
         self._specs = {spec.name: spec for spec in specs}
         self._tools = [_mcp_tool(spec) for spec in specs]
         self._control = control
@@ -108,13 +117,16 @@ class PacerTools:
             raise MCPError(types.INVALID_PARAMS, f"unknown tool {params.name[:UNKNOWN_NAME_CHARS]!r}; see tools/list")
         started = time.monotonic()
         outcome = await self._outcome(spec, params.arguments or {}, ctx.request)
+        elapsed_s = time.monotonic() - started
+        code = outcome.text.partition(":")[0] if outcome.is_error else "OK"
+        self._metrics.observe(spec.name, code, elapsed_s)
         log.info(
             "tool called",
             extra={
                 "event": "mcp.tool_called",
                 "tool": spec.name,
-                "outcome": outcome.text.partition(":")[0] if outcome.is_error else "OK",
-                "duration_ms": round((time.monotonic() - started) * 1000),
+                "outcome": code,
+                "duration_ms": round(elapsed_s * 1000),
             },
         )
         return _call_result(outcome)
@@ -181,10 +193,15 @@ def _call_result(outcome: ToolOutcome) -> types.CallToolResult:
 
 
 def build_server(
-    control: Control, key_source: KeySource, clock: Clock, min_interval_ms: int = 1000
+    control: Control,
+    key_source: KeySource,
+    clock: Clock,
+    min_interval_ms: int = 1000,
+    metrics: McpMetrics | None = None,
 ) -> Server[dict[str, Any]]:
-    """The MCP server: 17 tools calling `control` with the key `key_source` finds, and the rules resource."""
-    handlers = PacerTools(tool_specs(min_interval_ms), control, key_source, clock)
+    """The MCP server: 17 tools calling `control` with the key `key_source` finds, and the rules resource; tool calls
+    are counted in `metrics` when given."""
+    handlers = PacerTools(tool_specs(min_interval_ms), control, key_source, clock, metrics)
     return Server(
         "pacer",
         version=_version(),

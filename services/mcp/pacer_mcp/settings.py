@@ -16,10 +16,12 @@ class McpSettings:
     `min_interval_ms` mirrors the control plane's floor so the tool schemas advertise the same minimum; the control
     plane still enforces its own value. Over stdio the agent's key is `api_key`, else the dev key in `var_dir`;
     `tls` makes the channel to the control plane TLS. `event_loop` is `uvloop` (the default) or `asyncio` (the
-    standard library's loop, to rule uvloop out when chasing a problem).
+    standard library's loop, to rule uvloop out when chasing a problem). `metrics_addr` serves Prometheus `/metrics`:
+    unset, 127.0.0.1:9468 over HTTP and off over stdio (every agent starts its own stdio server); empty, off.
     """
 
     mcp_addr: str = "127.0.0.1:8765"
+    metrics_addr: str | None = None
     control_addr: str = "127.0.0.1:50051"
     log_level: str = "INFO"
     event_loop: str = "uvloop"

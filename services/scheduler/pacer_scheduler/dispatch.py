@@ -61,9 +61,9 @@ class Dispatcher:
 
     The executor with the most free credits gets the next item (ties go round robin). Due items that find no
     credit, or come while dispatching is not allowed (the scheduler's session may have ended), wait in a ready
-    queue, earliest `scheduled_for` first, and go out as soon as both allow. Items whose lease already expired are
-    not sent: `take_expired` hands them back, to be released (they never began). Runs sent on a stream that ended
-    are reported by `sweep` after `vanish_grace_ms` unless a result or Held arrived for them meanwhile.
+    queue, earliest due time (`heap.due_time`) first, and go out as soon as both allow. Items whose lease already
+    expired are not sent: `take_expired` hands them back, to be released (they never began). Runs sent on a stream
+    that ended are reported by `sweep` after `vanish_grace_ms` unless a result or Held arrived for them meanwhile.
     """
 
     def __init__(
@@ -307,7 +307,7 @@ class Dispatcher:
         if returned:
             self._metrics.runs_redispatched(1)
         lateness_s = (now - due_time(item)).total_seconds()
-        self._metrics.dispatched_late(lateness_s)
+        self._metrics.dispatched_late(lateness_s, item.tenant_id, item.job_id)
         if log.isEnabledFor(logging.DEBUG):  # the fields are not built for every dispatch only to be dropped
             fields = _run_fields("run.dispatched", item)
             fields.update(executor_id=session.executor_id, lateness_ms=round(lateness_s * 1000, 1))

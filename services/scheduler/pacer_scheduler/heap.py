@@ -10,12 +10,16 @@ from pacer.internal.v1 import lease_service_pb2 as lease_pb
 
 
 def due_time(item: lease_pb.WorkItem) -> datetime:
-    """The aware UTC time the run is due (its `scheduled_for`)."""
-    return item.scheduled_for.ToDatetime(tzinfo=UTC)
+    """The aware UTC time the run is due: its `start_at` (its slot plus its jitter), else its `scheduled_for`.
+
+    Timer, ready queue and lateness all go by it, so a jittered run is neither dispatched nor counted late before
+    the time the control plane chose for it."""
+    stamp = item.start_at if item.HasField("start_at") else item.scheduled_for
+    return stamp.ToDatetime(tzinfo=UTC)
 
 
 class RunHeap:
-    """A min-heap of work items by `scheduled_for`; items due at the same time come out in insertion order."""
+    """A min-heap of work items by due time (`due_time`); items due at the same time come out in insertion order."""
 
     def __init__(self) -> None:
         self._entries: list[tuple[datetime, int, lease_pb.WorkItem]] = []

@@ -14,7 +14,8 @@ Release = Callable[[list[lease_pb.WorkItem]], None]
 
 
 class Timer:
-    """Releases each added item to `release` once `clock` reaches its `scheduled_for`, earliest first.
+    """Releases each added item to `release` once `clock` reaches its due time (`heap.due_time`: its start_at, else its
+    scheduled_for), earliest first.
 
     `run()` sleeps until the earliest due time and wakes early when an earlier item is added, so a run claimed
     late (a hint moved it forward) is never held back by a later one.

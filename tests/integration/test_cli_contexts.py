@@ -1,0 +1,123 @@
+"""pacerctl as kubectl users expect it: named contexts in a config file, --version, and shell completion."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pacer.control.v1 import control_service_pb2 as pb
+from pacer_cli.main import run
+from tests.support.harness import Harness
+
+
+def pacerctl(*argv: str, config: Path, **env: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = run(list(argv), out, err, environ={"PACER_CONFIG": str(config), **env})
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    return tmp_path / "home" / ".config" / "pacer" / "config.yaml"
+
+
+def key_file(tmp_path: Path, name: str, key: str) -> str:
+    path = tmp_path / f"{name}.key"
+    path.write_text(key + "\n")
+    return str(path)
+
+
+def test_a_context_names_the_control_plane_and_the_key_file(harness: Harness, tmp_path: Path, config: Path) -> None:
+    harness.a.CreateJob(pb.CreateJobRequest(name="acme's job"))
+    harness.b.CreateJob(pb.CreateJobRequest(name="globex's job"))
+    acme = key_file(tmp_path, "acme", harness.a.key or "")
+    globex = key_file(tmp_path, "globex", harness.b.key or "")
+
+    assert (
+        pacerctl("config", "set-context", "acme", "--addr", harness.address, "--key-file", acme, config=config)[0] == 0
+    )
+    assert (
+        pacerctl("config", "set-context", "globex", "--addr", harness.address, "--key-file", globex, config=config)[0]
+        == 0
+    )
+
+    code, out, _ = pacerctl("jobs", "list", config=config)  # the first context became the current one
+    assert code == 0
+    assert "acme's job" in out
+    assert "globex's job" not in out
+    assert "globex's job" in pacerctl("--context", "globex", "jobs", "list", config=config)[1]
+    assert pacerctl("config", "use-context", "globex", config=config)[0] == 0
+    assert pacerctl("config", "current-context", config=config)[1] == "globex\n"
+    assert "globex's job" in pacerctl("jobs", "list", config=config)[1]
+    listing = pacerctl("config", "get-contexts", config=config)[1].splitlines()
+    assert listing[0].split() == ["CURRENT", "NAME", "ADDR", "KEY", "FILE"]
+    assert listing[2].split()[:2] == ["*", "globex"]
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert harness.a.key not in config.read_text()  # the file names key files, never keys
+
+
+def test_flags_and_variables_win_over_the_context(harness: Harness, tmp_path: Path, config: Path) -> None:
+    wrong = key_file(tmp_path, "wrong", "pk_abcdefgh_wrong")
+    pacerctl("config", "set-context", "here", "--addr", "127.0.0.1:1", "--key-file", wrong, config=config)
+
+    assert pacerctl("jobs", "list", config=config)[0] == 7  # nothing listens at the context's address
+    assert pacerctl("--addr", harness.address, "jobs", "list", config=config)[0] == 5  # the context's key is wrong
+    code, _, err = pacerctl("--addr", harness.address, "jobs", "list", config=config, PACER_API_KEY=harness.a.key or "")
+    assert code == 0, err
+    code, _, err = pacerctl(
+        "jobs", "list", config=config, PACER_API_KEY=harness.a.key or "", PACER_CONTROL_ADDR=harness.address
+    )
+    assert code == 0, err
+
+
+def test_a_missing_context_or_a_broken_file_is_a_usage_error_naming_it(tmp_path: Path, config: Path) -> None:
+    code, _, err = pacerctl("--context", "nowhere", "jobs", "list", config=config)
+    assert (code, err) == (2, "error: no context named 'nowhere' (known: none); see `pacerctl config get-contexts`\n")
+    assert pacerctl("config", "use-context", "nowhere", config=config)[0] == 2
+    config.parent.mkdir(parents=True)
+    config.write_text("contexts:\n  - name: a\n    adress: x:1\n")
+    code, _, err = pacerctl("jobs", "list", config=config)
+    assert code == 2
+    assert "unknown key 'adress'" in err
+    assert str(config) in err
+
+
+def test_version() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert run(["--version"], out, err, environ={}) == 0
+    assert out.getvalue().startswith("pacerctl ")
+
+
+def completions(script: str, *words: str) -> list[str]:
+    """What bash offers after `pacerctl <words>` (the last word is the one being completed)."""
+    argv = " ".join(f"'{w}'" for w in ("pacerctl", *words))
+    probe = f'{script}\nCOMP_WORDS=({argv}); COMP_CWORD={len(words)}; _pacerctl; printf "%s\\n" "${{COMPREPLY[@]}}"'
+    result = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=30, check=True)
+    return result.stdout.split()
+
+
+def test_bash_completion_offers_groups_commands_and_options(config: Path) -> None:
+    code, script, _ = pacerctl("completion", "bash", config=config)
+
+    assert code == 0
+    assert completions(script, "end") == ["endpoints"]
+    assert "hint" in completions(script, "endpoints", "")
+    # An option's value and an endpoint id do not move the place: endpoints hint's own options are offered.
+    assert "--ttl" in completions(script, "--addr", "x:1", "endpoints", "hint", "ep_1", "--")
+    assert completions(script, "completion", "f") == ["fish"]
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_zsh_and_fish_scripts_name_every_group(shell: str, config: Path) -> None:
+    code, script, _ = pacerctl("completion", shell, config=config)
+
+    assert code == 0
+    for group in ("jobs", "endpoints", "runs", "apply", "config"):
+        assert group in script
+    if shutil.which(shell):  # the shell's own syntax check, where the shell is installed
+        subprocess.run([shell, "-n"], input=script, text=True, check=True, timeout=30)
