@@ -118,7 +118,7 @@ class RuleChecker:
         verdict = self._sandbox.evaluate(when, SAMPLE)
         if verdict.timed_out:
             return f"took longer than {self._sandbox.deadline_ms} ms on a sample run"
-        if verdict.error.startswith("the condition must yield a bool"):
+        if verdict.not_bool:
             return verdict.error
         return ""
 

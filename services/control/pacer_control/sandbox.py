@@ -41,6 +41,8 @@ class Verdict:
     held: bool | None
     error: str = ""
     timed_out: bool = False
+    # The condition evaluated to a value that is not a bool.
+    not_bool: bool = False
 
 
 def _short(message: str) -> str:
@@ -63,7 +65,7 @@ def evaluate_here(programs: dict[str, Any], when: str, variables: dict[str, Any]
         return {"error": _short(str(error) or type(error).__name__)}
     if isinstance(value, bool):
         return {"held": value}
-    return {"error": f"the condition must yield a bool, not {type(value).__name__}"}
+    return {"error": f"the condition must yield a bool, not {type(value).__name__}", "not_bool": True}
 
 
 def serve(source: IO[str], sink: IO[str]) -> None:
@@ -113,7 +115,7 @@ class Sandbox:
                 return Verdict(None, f"the evaluator stopped ({type(error).__name__})")
             if "held" in reply:
                 return Verdict(bool(reply["held"]))
-            return Verdict(None, str(reply.get("error", "the evaluator stopped")))
+            return Verdict(None, str(reply.get("error", "the evaluator stopped")), not_bool=bool(reply.get("not_bool")))
 
     def start(self) -> None:
         """Start the child now rather than on the first evaluation."""
