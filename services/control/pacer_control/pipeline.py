@@ -307,7 +307,10 @@ class Pipeline(Store):
             ruled: list[str] = []
             missed = _settle(connection, {run.endpoint_id: _outcome_of(by_run[run.id]) for run in live}, now, ruled)
         if ruled and self._recorded_listener is not None:
-            self._recorded_listener(ruled)
+            try:
+                self._recorded_listener(ruled)
+            except Exception:  # the batch is committed: nothing a rule does may fail its report
+                log.exception("recorded runs not handed to the rules", extra={"event": "policy.handoff_failed"})
         by_reason = Counter[str]()
         for slots in missed.values():
             by_reason[slots.reason] += slots.count
