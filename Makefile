@@ -52,8 +52,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The deployment tests need helm and promtool: each script prints the tool's path, fetching it when it is missing.
 test: $(STAMP)
-	PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)" PACER_HELM="$$(scripts/ensure-helm.sh)" \
+		PACER_PROMTOOL="$$(scripts/ensure-promtool.sh)" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -4,6 +4,7 @@ settings and metric declarations (parsed, not imported, so the tests do not depe
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shutil
 import subprocess
@@ -21,7 +22,17 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 DOCKER = REPO / "deploy" / "docker"
 DASHBOARD = REPO / "deploy" / "grafana" / "pacer-dashboard.json"
-TARGETS = ("base", "overlays/dev", "overlays/prod")
+MONITORING = REPO / "deploy" / "monitoring"
+ALERTS = MONITORING / "alerts.yaml"
+CHART = REPO / "deploy" / "helm" / "pacer"
+# The Prometheus jobs: each named after its service's app.kubernetes.io/name label.
+JOBS = ("pacer-control", "pacer-scheduler", "pacer-executor", "pacer-gateway", "pacer-mcp")
+# Each service's default metrics port (PACER_METRICS_ADDR), the port its job scrapes.
+METRICS_PORTS = {"control": 9464, "scheduler": 9465, "executor": 9466, "gateway": 9467, "mcp": 9468}
+# Series Prometheus makes itself for every target rather than scraping them.
+SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
+# The kustomize targets, and "helm": deploy/helm/pacer rendered with its default values (release pacer).
+TARGETS = ("base", "overlays/dev", "overlays/prod", "helm")
 SERVICES = ("control", "scheduler", "executor", "gateway", "mcp")
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 LONG_RUNNING = ("Deployment", "StatefulSet", "DaemonSet")
@@ -46,13 +57,47 @@ def kustomize_command() -> list[str]:
     required("neither kubectl nor kustomize is on PATH: install kubectl (kustomize is built in) to render deploy/k8s")
 
 
-def render(target: str) -> list[Manifest]:
-    """The resources `kustomize build deploy/k8s/<target>` produces."""
-    command = [*kustomize_command(), str(K8S / target)]
+def tool(name: str, setting: str, script: str) -> str:
+    """The path of a command-line tool the checks run: `setting` (PACER_HELM, PACER_PROMTOOL), else `name` on PATH."""
+    found = variable(setting) or shutil.which(name)
+    if not found:
+        required(f"{name} is not installed: run scripts/{script} (make test does), or set {setting}")
+    return found
+
+
+def run(command: list[str]) -> str:
+    """Run a tool and return its output; a failure fails the test with what the tool said."""
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
-        pytest.fail(f"{' '.join(command)} failed:\n{done.stderr}", pytrace=False)
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+        pytest.fail(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}", pytrace=False)
+    return done.stdout
+
+
+def helm() -> str:
+    return tool("helm", "PACER_HELM", "ensure-helm.sh")
+
+
+def render_chart(*settings: str, namespace: str = "pacer") -> list[Manifest]:
+    """The resources `helm template pacer deploy/helm/pacer` produces with `--set` `settings`."""
+    command = [helm(), "template", "pacer", str(CHART), "--namespace", namespace]
+    for setting in settings:
+        command += ["--set", setting]
+    return [doc for doc in yaml.safe_load_all(run(command)) if doc]
+
+
+class Renderings(dict[str, list[Manifest]]):
+    """Each target rendered once, when a test first asks for it (a missing helm skips only the chart's checks)."""
+
+    def __missing__(self, target: str) -> list[Manifest]:
+        self[target] = render(target)
+        return self[target]
+
+
+def render(target: str) -> list[Manifest]:
+    """The resources `kustomize build deploy/k8s/<target>` produces (`helm template` of the chart for "helm")."""
+    if target == "helm":
+        return render_chart()
+    return [doc for doc in yaml.safe_load_all(run([*kustomize_command(), str(K8S / target)])) if doc]
 
 
 def find(manifests: list[Manifest], kind: str, name: str) -> Manifest:
@@ -180,6 +225,9 @@ _DECLARATION = re.compile(
 )
 
 
+_SIDED_DECLARATION = re.compile(r"\b(Counter|Gauge|Histogram|Summary)\(\s*f[\"'](grpc_\{side\}_[a-z_]+)[\"']")
+
+
 def declared_metrics() -> dict[str, str]:
     """Metric families the code declares with literal names (prometheus_client), name -> type, from every service's
     metrics.py and the shared library. Counters are keyed without `_total`, as Prometheus families are."""
@@ -189,11 +237,46 @@ def declared_metrics() -> dict[str, str]:
         for kind, name in _DECLARATION.findall(source.read_text()):
             family = name.removesuffix("_total") if kind.startswith("Counter") else name
             found[family] = kind.removesuffix("MetricFamily").lower()
+        # The gRPC families are declared once per side: f"grpc_{side}_handled_total" (pacer_common.telemetry).
+        for kind, name in _SIDED_DECLARATION.findall(source.read_text()):
+            for side in ("server", "client"):
+                family = name.replace("{side}", side)
+                found[family.removesuffix("_total") if kind == "Counter" else family] = kind.lower()
     return found
 
 
 _PROMQL_GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
+
+
+def rules(document: Manifest) -> list[Manifest]:
+    """The rules of a Prometheus rule file's (or a PrometheusRule's spec's) groups."""
+    return [rule for group in document["groups"] for rule in group["rules"]]
+
+
+def charts(dashboard: Manifest) -> list[Manifest]:
+    """The dashboard's panels that query, without the rows that only head a group of them."""
+    return [panel for panel in dashboard["panels"] if panel["type"] != "row"]
+
+
+def dashboard_expressions() -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every dashboard query, and the series selector of each query variable."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    found = [(panel["title"], target["expr"]) for panel in charts(dashboard) for target in panel["targets"]]
+    for item in dashboard["templating"]["list"]:
+        if item["type"] == "query":  # label_values(<series selector>, <label>)
+            selector = re.fullmatch(r"label_values\((.+),\s*\w+\)", item["definition"])
+            assert selector, item["definition"]
+            found.append((f"variable {item['name']}", selector.group(1)))
+    return found
+
+
+def jobs_named(expression: str) -> set[str]:
+    """The jobs a PromQL expression selects by name (`job="x"`, `job=~"x|y"`)."""
+    found: set[str] = set()
+    for operator, value in re.findall(r'\bjob\s*(=~|=)\s*"([^"]*)"', expression):
+        found |= set(value.split("|")) if operator == "=~" else {value}
+    return found
 
 
 def promql_metrics(expression: str) -> set[str]:

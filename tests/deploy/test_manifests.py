@@ -7,7 +7,9 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,15 +17,20 @@ import pytest
 from pacer_common.ports import parse_addr
 from tests.deploy.manifests import (
     DASHBOARD,
+    K8S,
     LONG_RUNNING,
+    METRICS_PORTS,
     PACER_UID,
     TARGETS,
     Manifest,
     PodTemplate,
+    Renderings,
+    charts,
     declared_metrics,
     environment,
     find,
     is_pacer_image,
+    jobs_named,
     metric_family,
     pod_templates,
     promql_metrics,
@@ -35,7 +42,6 @@ from tests.deploy.manifests import (
 # A current release and the newest kubernetes-validate ships schemas for.
 OLDEST_KUBERNETES = "1.33"
 GRPC_HEALTH_PORTS = {"control": 50051, "scheduler": 50052, "executor": 50053}
-METRICS_PORTS = {"control": 9464, "scheduler": 9465, "executor": 9466}
 LISTEN_VARIABLES = (
     "PACER_LISTEN_ADDR",
     "PACER_SCHEDULER_ADDR",
@@ -51,13 +57,14 @@ EXPECTED_REPLICAS = {
     "base": {"pacer-control": 2, "pacer-scheduler": 2, "pacer-gateway": 2, "pacer-mcp": 2},
     "overlays/dev": {"pacer-control": 1, "pacer-scheduler": 1, "pacer-gateway": 1, "pacer-mcp": 1},
     "overlays/prod": {"pacer-control": 2, "pacer-scheduler": 2, "pacer-gateway": 2, "pacer-mcp": 2},
+    "helm": {"pacer-control": 2, "pacer-scheduler": 2, "pacer-gateway": 2, "pacer-mcp": 2},
 }
-EXPECTED_EXECUTOR_SCALING = {"base": (3, 20), "overlays/dev": (1, 3), "overlays/prod": (3, 20)}
+EXPECTED_EXECUTOR_SCALING = {"base": (3, 20), "overlays/dev": (1, 3), "overlays/prod": (3, 20), "helm": (3, 20)}
 
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[Manifest]]:
-    return {target: render(target) for target in TARGETS}
+    return Renderings()
 
 
 @pytest.fixture(scope="module")
@@ -395,7 +402,8 @@ def test_overlays_pin_every_image_and_migrate_with_the_control_image(
         pinned = "@sha256:" in image or re.search(r":[\w][\w.-]*$", image.rsplit("/", 1)[-1])
         assert pinned, f"{where}: {image} has no tag"
         assert not image.endswith(":latest"), where
-    assert images["pacer-migrate/migrate"] == images["pacer-control/control"]
+    migrate = next(where for where in images if where.startswith("pacer-migrate"))
+    assert images[migrate] == images["pacer-control/control"]
     if target == "overlays/prod":
         for where, image in images.items():
             assert image.startswith("ghcr.io/pacer/pacer-"), where
@@ -429,7 +437,7 @@ def test_dev_runs_its_own_postgresql_that_the_secret_points_at(rendered: dict[st
 def test_the_migration_job_runs_pacer_admin_migrate_with_only_the_database_url_and_secrets_key(
     rendered: dict[str, list[Manifest]], target: str
 ) -> None:
-    job = find(rendered[target], "Job", "pacer-migrate")
+    (job,) = [m for m in rendered[target] if m["kind"] == "Job"]
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == ["/opt/pacer/bin/pacer-admin", "migrate"]
@@ -470,7 +478,7 @@ def dashboard() -> Manifest:
 
 
 def _expressions(dashboard: Manifest) -> list[tuple[str, str]]:
-    return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel["targets"]]
+    return [(panel["title"], target["expr"]) for panel in charts(dashboard) for target in panel["targets"]]
 
 
 def test_the_dashboard_asks_for_a_prometheus_data_source(dashboard: Manifest) -> None:
@@ -479,7 +487,7 @@ def test_the_dashboard_asks_for_a_prometheus_data_source(dashboard: Manifest) ->
     assert variables["datasource"]["query"] == "prometheus"
     assert dashboard["uid"]
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
-    for panel in dashboard["panels"]:
+    for panel in charts(dashboard):
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
         assert panel["targets"], panel["title"]
         assert len({target["refId"] for target in panel["targets"]}) == len(panel["targets"]), panel["title"]
@@ -522,3 +530,55 @@ def test_the_dashboard_has_the_panels_operators_look_for(dashboard: Manifest) ->
         assert f"histogram_quantile({quantile}, sum by (le) (rate(pacer_claim_duration_seconds_bucket" in expressions
     assert "pacer_executors_connected" in expressions
     assert "pacer_runs_in_flight" in expressions
+    for wanted in (
+        'sum by (status) (rate(pacer_gateway_requests_total{namespace=~"$namespace", job="pacer-gateway"}',
+        'sum by (outcome) (rate(pacer_mcp_tool_calls_total{namespace=~"$namespace", job="pacer-mcp"}',
+        "histogram_quantile(0.99, sum by (le, route) (rate(pacer_gateway_request_duration_seconds_bucket",
+        "histogram_quantile(0.99, sum by (le, tool) (rate(pacer_mcp_tool_call_duration_seconds_bucket",
+    ):
+        assert wanted in expressions
+
+
+def test_the_rest_and_mcp_panels_sit_under_their_own_row_below_the_runs(dashboard: Manifest) -> None:
+    panels = dashboard["panels"]
+    (row,) = [panel for panel in panels if panel["type"] == "row"]
+    below = [panel for panel in panels if panel["gridPos"]["y"] > row["gridPos"]["y"]]
+    above = [panel for panel in charts(dashboard) if panel not in below]
+
+    assert row["title"] == "REST gateway and MCP server"
+    assert row["collapsed"] is False
+    assert all(panel["gridPos"]["y"] + panel["gridPos"]["h"] <= row["gridPos"]["y"] for panel in above)
+    assert {job for panel in below for t in panel["targets"] for job in jobs_named(t["expr"])} == {
+        "pacer-gateway",
+        "pacer-mcp",
+    }
+
+
+@pytest.mark.parametrize("target", ["overlays/dev", "overlays/prod"])
+def test_an_upgrade_creates_a_new_migration_job_named_after_the_release(
+    rendered: dict[str, list[Manifest]], target: str
+) -> None:
+    (job,) = [m for m in rendered[target] if m["kind"] == "Job"]
+    tag = job["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[1]
+    name = job["metadata"]["name"]
+
+    assert name == f"pacer-migrate-{tag}"
+    # A Job's name becomes its pods' job-name label: a DNS label of at most 63 characters.
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name), name
+    assert len(name) <= 63, name
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0, "finished Jobs of earlier releases must go away by themselves"
+
+
+def test_a_new_image_tag_renames_the_migration_job(tmp_path: Path) -> None:
+    overlay = tmp_path / "upgrade"
+    overlay.mkdir()
+    prod = (K8S / "overlays" / "prod" / "kustomization.yaml").read_text()
+    (overlay / "kustomization.yaml").write_text(
+        prod.replace("../../base", os.path.relpath(K8S / "base", overlay)).replace('newTag: "0.1.0"', 'newTag: "0.2.0"')
+    )
+    for name in ("resources.yaml",):
+        (overlay / name).write_text((K8S / "overlays" / "prod" / name).read_text())
+
+    jobs = [m["metadata"]["name"] for m in render(str(overlay)) if m["kind"] == "Job"]
+
+    assert jobs == ["pacer-migrate-0.2.0"]

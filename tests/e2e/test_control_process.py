@@ -25,10 +25,11 @@ ACTIONS = {
     "ApplyIntervalHint", "ScheduleOneShotRun", "PauseOrResumeEndpoint", "ClearAdaptiveHints", "ResetFailureCount",
     "ListRuns", "GetRunDetails", "SummarizeEndpointHealth",
 }  # fmt: skip
+ADDITIONS = {"ListAuditRecords"}  # beside the 17 actions: the audit trail's read path
 
 
 def run_example(script: str, *args: str, addr: str, key: str) -> str:
-    env = process_environment({"PACER_ADDR": addr, "PACER_API_KEY": key})
+    env = process_environment({"PACER_CONTROL_ADDR": addr, "PACER_API_KEY": key})
     done = subprocess.run(
         [sys.executable, "-m", f"examples.{script.removesuffix('.py')}", *args],
         env=env,
@@ -47,14 +48,14 @@ def admin(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_reflection_lists_the_seventeen_actions(tmp_path: Path, database_url: str) -> None:
+def test_reflection_lists_the_seventeen_actions_and_the_additions(tmp_path: Path, database_url: str) -> None:
     control, addr = start_control(tmp_path, database_url)
     try:
         with grpc.insecure_channel(addr) as channel:
             reflected = ProtoReflectionDescriptorDatabase(channel)
             assert "pacer.control.v1.ControlService" in reflected.get_services()
             service = reflected.FindFileContainingSymbol("pacer.control.v1.ControlService").service[0]
-            assert {method.name for method in service.method} == ACTIONS
+            assert {method.name for method in service.method} == ACTIONS | ADDITIONS
     finally:
         assert control.stop() == 0
 

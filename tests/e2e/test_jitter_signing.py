@@ -36,6 +36,7 @@ ROTATED = "e2e-rotated-secret-9876543210fedcbaXYZ"
 BODY = '{"event":"tick","note":"caf\u00e9"}'
 # How late a dispatch may be on a loaded 2-core machine and still count as on time.
 LATE_S = 0.75
+DEBUG = {"PACER_LOG_LEVEL": "DEBUG"}
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +49,11 @@ def target() -> Iterator[HttpTarget]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("jitter")
-    running = Stack(tmp, f"sqlite:///{tmp / 'pacer.db'}")
+    # At DEBUG, so every log statement on a signed run's path is exercised (see the last test).
+    running = Stack(tmp, f"sqlite:///{tmp / 'pacer.db'}", control_env=DEBUG)
     try:
-        running.add_scheduler()
-        running.add_executor()
+        running.add_scheduler(env=DEBUG)
+        running.add_executor(env=DEBUG)
         yield running
     finally:
         running.close()
@@ -204,3 +206,12 @@ def test_the_target_verifies_every_signature_with_the_documented_recipes(
     rotated = [{**c, "secrets": [ROTATED]} for c in cases[rotated_after + 1 :]]
     results = node_recipe(tmp_path, [*cases, *rotated, wrong, late])
     assert results == [True] * (len(cases) + len(rotated)) + [False, False]
+
+
+def test_no_signing_secret_reaches_a_log(stack: Stack) -> None:
+    """After the runs above: signed, rotated, claimed again by a restarted scheduler."""
+    logs = stack.log_texts()
+    assert {"control.log", "scheduler.log", "scheduler-restarted.log", "executor.log"} <= set(logs)
+    for name, text in logs.items():
+        assert SECRET not in text, name
+        assert ROTATED not in text, name

@@ -32,6 +32,7 @@ FAMILIES = {
         *GRPC,
         *GRPC_CLIENT,
         "pacer_dispatch_lateness_seconds",
+        "pacer_tenant_dispatch_lateness_seconds",
         "pacer_claim_duration_seconds",
         "pacer_claim_batch_size",
         "pacer_executors_connected",

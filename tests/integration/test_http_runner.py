@@ -16,7 +16,7 @@ import ipaddress
 import json
 import socket
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import pytest
@@ -26,6 +26,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from pacer_common import signing
 from pacer_common.clock import FakeClock
 from pacer_executor.egress import EgressPolicy
 from pacer_executor.runner import HttpRunner, Outcome, WorkItem
@@ -631,3 +632,40 @@ async def test_waiting_for_a_connection_counts_toward_the_timeout(raw_target: Ra
         assert (await busy).status == "SUCCESS"
     assert waiting.status == "TIMEOUT"
     assert runs_of(raw_target, "/late") == []
+
+
+SIGNING_SECRETS = ("new-secret-0123456789abcdef0123456789", "old-secret-0123456789abcdef0123456789")
+
+
+@pytest.mark.asyncio
+async def test_a_signed_run_carries_one_signature_per_secret_and_a_stored_one_is_replaced(target: Target) -> None:
+    clock = FakeClock()
+    work = replace(
+        item(target.url("/ok"), method="POST", body='{"a": 1}', headers={"x-pacer-signature": "t=1,v1=forged"}),
+        signing_secrets=SIGNING_SECRETS,
+    )
+    async with HttpRunner(LOOPBACK_OK, clock) as running:
+        assert (await running.run(work)).status == "SUCCESS"
+    [seen] = target.seen
+    sent_at = int(clock.now().timestamp())
+    expected = signing.header_value(SIGNING_SECRETS, sent_at, "run-1", b'{"a": 1}')
+    assert seen.headers.getall("X-Pacer-Signature") == [expected]
+    assert expected.count("v1=") == 2
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("status", "signed_again"), [(303, False), (307, True)])
+async def test_a_redirect_keeps_the_signature_only_with_the_body_it_covers(
+    target: Target, runner: HttpRunner, status: int, signed_again: bool
+) -> None:
+    work = replace(item(target.url(f"/redirect/{status}?to=/ok"), method="POST", body="x"), signing_secrets=("s" * 32,))
+    assert (await runner.run(work)).status == "SUCCESS"
+    first, second = target.seen
+    assert "X-Pacer-Signature" in first.headers
+    assert ("X-Pacer-Signature" in second.headers) == signed_again
+
+
+@pytest.mark.asyncio
+async def test_an_unsigned_run_has_no_signature(target: Target, runner: HttpRunner) -> None:
+    assert (await runner.run(item(target.url("/ok")))).status == "SUCCESS"
+    assert "X-Pacer-Signature" not in target.seen[0].headers

@@ -53,7 +53,8 @@ def test_jitter_is_stored_and_listed_and_the_claim_starts_the_run_within_it(harn
     harness.clock.advance(60)
     (item,) = leases.claim().items
     slot, start = dt(item.scheduled_for), dt(item.start_at)
-    assert slot is not None and start is not None
+    assert slot is not None
+    assert start is not None
     assert slot <= start <= slot + timedelta(seconds=20)
     assert start == slot + timedelta(milliseconds=jitter.offset_ms(endpoint_id, slot, 20_000))
     # The lease covers the wait until the start, then the call's timeout and the grace.
@@ -70,7 +71,8 @@ def test_a_claim_sent_again_and_a_released_run_claimed_anew_start_at_the_same_ti
     assert (again.run_id, again.start_at) == (first.run_id, first.start_at)
     leases.report(released=[first.run_id])  # never began: back to due at the same slot
     (anew,) = Leases(harness, session_id="ss_other").claim().items
-    assert anew.run_id != first.run_id and anew.endpoint_id == endpoint_id
+    assert anew.run_id != first.run_id
+    assert anew.endpoint_id == endpoint_id
     assert (anew.scheduled_for, anew.start_at) == (first.scheduled_for, first.start_at)
 
 
@@ -110,7 +112,8 @@ def test_updates_are_checked_against_the_baseline_in_force(harness: Harness) -> 
 def test_the_secret_is_sealed_never_returned_and_signs_each_claimed_run(harness: Harness) -> None:
     endpoint_id = add(harness, signing_secret=SECRET, headers={"Authorization": "Bearer t"})
     summary = next_run(harness, endpoint_id)
-    assert summary.signed and not summary.HasField("previous_secret_expires_at")
+    assert summary.signed
+    assert not summary.HasField("previous_secret_expires_at")
     # Never on the wire of a read, nor in the clear in the database.
     listed = harness.a.ListJobEndpoints(
         pb.ListJobEndpointsRequest(job_id=harness.a.ListJobs(pb.ListJobsRequest()).jobs[0].job_id)
@@ -141,6 +144,7 @@ def test_a_rotation_signs_with_both_secrets_for_the_overlap_then_the_new_one_alo
     harness.clock.advance(31)  # the overlap is over
     (item,) = leases.claim().items
     assert list(item.signing_secrets) == [ROTATED]
+    assert not next_run(harness, endpoint_id).HasField("previous_secret_expires_at")
 
 
 def test_the_default_overlap_is_a_day_and_an_empty_secret_stops_signing(harness: Harness) -> None:
@@ -149,10 +153,12 @@ def test_the_default_overlap_is_a_day_and_an_empty_secret_stops_signing(harness:
     assert dt(next_run(harness, endpoint_id).previous_secret_expires_at) == harness.clock.now() + timedelta(days=1)
     update(harness, endpoint_id, signing_overlap_ms=0)  # end the overlap now
     summary = next_run(harness, endpoint_id)
-    assert summary.signed and not summary.HasField("previous_secret_expires_at")
+    assert summary.signed
+    assert not summary.HasField("previous_secret_expires_at")
     update(harness, endpoint_id, signing_secret="")
     summary = next_run(harness, endpoint_id)
-    assert not summary.signed and not summary.HasField("previous_secret_expires_at")
+    assert not summary.signed
+    assert not summary.HasField("previous_secret_expires_at")
     harness.clock.advance(60)
     (item,) = Leases(harness).claim().items
     assert list(item.signing_secrets) == []

@@ -174,3 +174,16 @@ def test_a_missing_sibling_is_an_error_and_the_actions_before_it_stand(harness, 
     assert list(firing.effects) == ["reset failures on traffic"]
     assert "no endpoint named 'gone'" in firing.error_message
     assert listed(harness.a, job_id, endpoint).failure_count == 0
+
+
+def test_a_sibling_is_looked_for_in_the_rules_own_job_and_tenant_only(harness, job_id):
+    other_job = harness.b.CreateJob(pb.CreateJobRequest(name="Other tenant")).job_id
+    theirs = add(harness.b, other_job, "inventory", interval_ms=10 * MINUTE_MS)
+    before = listed(harness.b, other_job, theirs).next_run_at
+    traffic = add(harness.a, job_id, "traffic", [pb.Policy(name="surge", when="true", then=[TIGHTEN])])
+
+    (firing,) = firings(harness.a, harness.fire(traffic))
+
+    assert firing.outcome == pb.POLICY_OUTCOME_ERROR
+    assert "no endpoint named 'inventory'" in firing.error_message
+    assert listed(harness.b, other_job, theirs).next_run_at == before

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import socket
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pacer_common.processes import BIN, ServiceProcess, StartError, free_addr, free_port, health_status
@@ -15,6 +16,7 @@ __all__ = [
     "free_port",
     "health_status",
     "start_control",
+    "start_listener",
     "start_service",
 ]
 
@@ -48,3 +50,26 @@ def start_control(
         "PACER_METRICS_ADDR": free_addr(),
     }
     return start_service("pacer-control", addr, {**settings, **(env or {})}, tmp / f"{name}.log"), addr
+
+
+def start_listener(
+    command: str, addr: str, env: Mapping[str, str], log_path: Path, args: Sequence[str] = ()
+) -> ServiceProcess:
+    """Start an HTTP service (the REST gateway, the MCP server) that has no gRPC health port; return once `addr`
+    accepts connections."""
+    service = ServiceProcess(command, env, log_path, args=args)
+    try:
+        service.wait_until(lambda: _accepts(addr), f"listening on {addr}")
+    except StartError:
+        service.stop()
+        raise AssertionError(f"{command} did not start:\n{service.logs()}") from None
+    return service
+
+
+def _accepts(addr: str) -> bool:
+    host, port = addr.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False

@@ -1,4 +1,5 @@
-"""All of Pacer as real processes for end-to-end tests: control, schedulers and executors, on one database.
+"""All of Pacer as real processes for end-to-end tests: control, schedulers and executors, on one database, and on
+request the REST gateway and the MCP server (over HTTP) in front of the control plane.
 
 Every process gets free ports for its metrics (and an executor for its health server), kept in `metrics_addrs`
 and `health_addrs` by service name, so stacks never collide on the services' fixed default ports.
@@ -13,7 +14,7 @@ import grpc
 
 from pacer.control.v1 import control_service_pb2 as pb
 from tests.support.harness import Client
-from tests.support.processes import ServiceProcess, free_addr, start_control, start_service
+from tests.support.processes import ServiceProcess, free_addr, start_control, start_listener, start_service
 
 # Short timings so lease expiry and reaping happen within a test's patience.
 CONTROL_ENV = {"PACER_LEASE_GRACE_MS": "1500", "PACER_REAPER_INTERVAL_MS": "200", "PACER_LOG_LEVEL": "INFO"}
@@ -44,6 +45,7 @@ class Stack:
         self.control, self.control_addr = start_control(tmp, database_url, env=self._control_env)
         self.schedulers: dict[str, tuple[ServiceProcess, str]] = {}
         self.executors: dict[str, ServiceProcess] = {}
+        self.frontends: dict[str, ServiceProcess] = {}
         self._settings: dict[str, dict[str, str]] = {}
         self._channel = (
             grpc.insecure_channel(self.control_addr)
@@ -99,6 +101,25 @@ class Stack:
         self.executors[name] = start_service("pacer-executor", None, settings, self.tmp / f"{name}.log")
         return self.executors[name]
 
+    def add_gateway(self) -> str:
+        """Start the REST gateway in front of the control plane; its base URL, once it listens."""
+        return self._add_frontend("gateway", "PACER_GATEWAY_ADDR", ())
+
+    def add_mcp(self) -> str:
+        """Start the MCP server over streamable HTTP in front of the control plane; its /mcp URL, once it listens."""
+        return self._add_frontend("mcp", "PACER_MCP_ADDR", ("--transport", "http")) + "/mcp"
+
+    def _add_frontend(self, name: str, addr_setting: str, args: tuple[str, ...]) -> str:
+        addr = free_addr()
+        self.metrics_addrs[name] = free_addr()
+        settings = {
+            addr_setting: addr,
+            "PACER_CONTROL_ADDR": self.control_addr,
+            "PACER_METRICS_ADDR": self.metrics_addrs[name],
+        }
+        self.frontends[name] = start_listener(f"pacer-{name}", addr, settings, self.tmp / f"{name}.log", args)
+        return f"http://{addr}"
+
     def restart_control(self) -> None:
         self.stop_control()
         self.start_control_again()
@@ -136,9 +157,12 @@ class Stack:
         parts = [f"--- control\n{self.control.logs()}"]
         parts += [f"--- {n}\n{p.logs()}" for n, (p, _) in self.schedulers.items()]
         parts += [f"--- {n}\n{p.logs()}" for n, p in self.executors.items()]
+        parts += [f"--- {n}\n{p.logs()}" for n, p in self.frontends.items()]
         return "\n".join(parts)
 
     def close(self) -> None:
+        for process in self.frontends.values():
+            process.stop()
         for process in self.executors.values():
             process.stop()
         for process, _ in self.schedulers.values():

@@ -19,6 +19,8 @@ class Behaviour:
     delay_ms: int = 0
     body_bytes: int = 2
     redirect_to: str = ""
+    # A JSON document to answer with instead of `body_bytes` bytes of "o".
+    json_body: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class HttpTarget:
             await asyncio.sleep(behaviour.delay_ms / 1000)
         if behaviour.redirect_to:
             raise web.HTTPFound(behaviour.redirect_to)
+        if behaviour.json_body:
+            return web.Response(status=behaviour.status, text=behaviour.json_body, content_type="application/json")
         return web.Response(status=behaviour.status, body=b"o" * behaviour.body_bytes)
 
     def start(self) -> HttpTarget:

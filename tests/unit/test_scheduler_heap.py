@@ -118,3 +118,15 @@ async def test_timer_releases_a_held_run_once_the_clock_reaches_it():
         await until(lambda: released == ["in-50ms"])
     finally:
         await cancel(task)
+
+
+def test_a_jittered_run_is_due_at_its_start_not_its_slot() -> None:
+    heap = RunHeap()
+    jittered = work("late", at(0))
+    jittered.start_at.FromDatetime(at(5))
+    heap.push(jittered)
+    heap.push(work("plain", at(2)))
+    assert heap.earliest() == at(2)
+    assert [item.run_id for item in heap.pop_due(at(4.9))] == ["plain"]
+    assert heap.pop_due(at(4.9)) == []
+    assert [item.run_id for item in heap.pop_due(at(5))] == ["late"]

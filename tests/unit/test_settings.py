@@ -47,3 +47,12 @@ def test_every_service_runs_on_uvloop_unless_told_to_use_the_standard_loop(servi
     assert load(service, {"PACER_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
     with pytest.raises(SettingsError, match="PACER_EVENT_LOOP=trio must be one of uvloop, asyncio"):
         load(service, {"PACER_EVENT_LOOP": "trio"})
+
+
+def test_the_scheduler_names_the_jobs_it_measures_and_refuses_too_many() -> None:
+    settings = load(SchedulerSettings, {"PACER_METRICS_JOBS": " job_a, job_b ,,", "PACER_LATE_THRESHOLD_MS": "5000"})
+    assert settings.measured_jobs == frozenset({"job_a", "job_b"})
+    assert settings.late_threshold_ms == 5000
+    too_many = ",".join(f"job_{n}" for n in range(51))
+    with pytest.raises(SettingsError, match="PACER_METRICS_JOBS names 51 jobs; at most 50"):
+        load(SchedulerSettings, {"PACER_METRICS_JOBS": too_many})

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -73,7 +73,8 @@ def answers_http(url: str) -> bool:
 
 
 class ServiceProcess:
-    """One service started from its console script `command` with `env` added to this process's environment.
+    """One service started from its console script `command` (with `args`) and `env` added to this process's
+    environment.
 
     Its output goes to `log_path`, or, when None, to a pipe (`process.stdout`) the caller reads. With
     `own_session` it runs in a session of its own, so a Ctrl-C in the terminal reaches only the launcher, which
@@ -86,6 +87,7 @@ class ServiceProcess:
         env: Mapping[str, str],
         log_path: Path | None = None,
         *,
+        args: Sequence[str] = (),
         name: str = "",
         own_session: bool = False,
     ) -> None:
@@ -93,7 +95,7 @@ class ServiceProcess:
         self.log_path = log_path
         self._log: IO[bytes] | None = log_path.open("wb") if log_path is not None else None
         self.process = subprocess.Popen(
-            [str(BIN / command)],
+            [str(BIN / command), *args],
             env=process_environment(env),
             stdout=self._log if self._log is not None else subprocess.PIPE,
             stderr=subprocess.STDOUT,

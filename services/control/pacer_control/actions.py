@@ -80,14 +80,13 @@ class EndpointChanges:
     jitter_ms: int | None = None
     signing_secret: str | None = field(default=None, repr=False)
     signing_overlap_ms: int | None = None
+    # Replaces every rule when set; an empty tuple removes them.
+    policies: tuple[policies.Rule, ...] | None = None
 
     @property
     def signing(self) -> bool:
         """True when the change sets, rotates or stops the signing secret, or moves a rotation's end."""
         return self.signing_secret is not None or self.signing_overlap_ms is not None
-
-    # Replaces every rule when set; an empty tuple removes them.
-    policies: tuple[policies.Rule, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -318,10 +317,10 @@ class ControlActions:
         checks.baseline(spec.baseline, self._floor_ms)
         checks.clamp(spec.clamp, self._floor_ms)
         checks.reason(reason)
+        self._rules.check(checks, spec.policies, "policies")
         now = self._clock.now()
         jittering.check(checks, spec.jitter_ms, jittering.baseline_of(spec.baseline), now)
         signing.check_secret(checks, spec.signing_secret, stopping_allowed=True)
-        self._rules.check(checks, spec.policies, "policies")
         checks.done()
         _require_id("job", "job", job_id)
         self._check_quota_intervals(who, spec.baseline, spec.clamp)
@@ -421,7 +420,8 @@ class ControlActions:
 
     def list_job_endpoints(self, who: Principal, job_id: str) -> list[EndpointView]:
         _require_id("job", "job", job_id)
-        return [self._view(e) for e in self._catalog.list_job_endpoints(who.tenant_id, job_id)]
+        now = self._clock.now()
+        return [self._view(_rotation_shown(e, now)) for e in self._catalog.list_job_endpoints(who.tenant_id, job_id)]
 
     def _view(self, endpoint: ListedEndpoint) -> EndpointView:
         def compute() -> str:
@@ -654,6 +654,14 @@ def _set_baseline(endpoint: Endpoint, baseline: BaselineInput | None) -> None:
 def _set_clamp(endpoint: Endpoint, clamp: ClampInput) -> None:
     endpoint.min_interval_ms = clamp.min_interval_ms
     endpoint.max_interval_ms = clamp.max_interval_ms
+
+
+def _rotation_shown(endpoint: ListedEndpoint, now: datetime) -> ListedEndpoint:
+    """`endpoint` as a read shows it: a signing rotation's end only while the previous secret still signs."""
+    ends = endpoint.previous_secret_expires_at
+    if ends is not None and ends <= now:
+        return endpoint._replace(previous_secret_expires_at=None)
+    return endpoint
 
 
 def _respread(endpoint: Endpoint, changes: EndpointChanges, now: datetime) -> None:

@@ -118,7 +118,7 @@ class RuleChecker:
         verdict = self._sandbox.evaluate(when, SAMPLE)
         if verdict.timed_out:
             return f"took longer than {self._sandbox.deadline_ms} ms on a sample run"
-        if verdict.error.startswith("the condition must yield a bool"):
+        if verdict.not_bool:
             return verdict.error
         return ""
 
@@ -159,8 +159,8 @@ def compile_problem(when: str) -> str:
     """Why `when` is not a condition (the compiler's message, or a name it may not read), or "" when it compiles."""
     try:
         program = cel.compile(when)
-    except (ValueError, RuntimeError, TypeError) as error:
-        return str(error)
+    except Exception as error:  # noqa: BLE001 - whatever the compiler refuses is the condition's fault, and is reported
+        return str(error) or type(error).__name__
     unknown = set(program.variables()) - rules_.VARIABLES - set(_BOUND.findall(when))
     if unknown:
         allowed = ", ".join(sorted(rules_.VARIABLES))

@@ -46,6 +46,7 @@ def work_item(run: ClaimedRun) -> lease_pb.WorkItem:
         timeout_ms=run.timeout_ms,
         start_at=ts(run.start_at),
         signing_secrets=run.signing_secrets,
+        job_id=run.job_id,
     )
 
 

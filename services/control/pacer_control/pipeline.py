@@ -61,6 +61,7 @@ class ClaimedRun:
     start_at: datetime | None = None
     # The secrets that sign the request, newest first (pacer_control.signing); empty when unsigned.
     signing_secrets: tuple[str, ...] = field(default=(), repr=False)
+    job_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -306,7 +307,10 @@ class Pipeline(Store):
             ruled: list[str] = []
             missed = _settle(connection, {run.endpoint_id: _outcome_of(by_run[run.id]) for run in live}, now, ruled)
         if ruled and self._recorded_listener is not None:
-            self._recorded_listener(ruled)
+            try:
+                self._recorded_listener(ruled)
+            except Exception:  # the batch is committed: nothing a rule does may fail its report
+                log.exception("recorded runs not handed to the rules", extra={"event": "policy.handoff_failed"})
         by_reason = Counter[str]()
         for slots in missed.values():
             by_reason[slots.reason] += slots.count
@@ -499,6 +503,7 @@ def _sendable(row: Any, run_id: str, timing: _Timing, keyring: Keyring, now: dat
         sendable=sendable,
         start_at=timing.start_at,
         signing_secrets=signing.signing_secrets(secrets, row.previous_secret_expires_at, now),
+        job_id=row.job_id,
     )
 
 

@@ -209,7 +209,8 @@ class PolicyEngine:
                 firing = Firing(rule.name, decision.outcome)
             firings.append(firing)
             self._metrics.policy_evaluated(_METRIC_OUTCOME[firing.outcome])
-        self._book.record(subject, firings, states, now)
+        if firings or states != subject.states:  # a run that changes nothing writes nothing
+            self._book.record(subject, firings, states, now)
         return firings
 
     def _decide(self, rule: Rule, before: RuleState, base: dict[str, Any], now: datetime) -> tuple[Decision, str]:

@@ -3,20 +3,25 @@
 CEL evaluation holds the GIL for as long as it runs, and a short expression can run for seconds (a nested
 comprehension over a large body), so neither a thread nor a timer in this process could stop it. The child process
 can be: when an evaluation overruns its deadline the child is killed, the evaluation is reported as an error, and a
-new child is started for the next one. The child only ever compiles and evaluates; it holds no database connection,
-no secret and no socket.
+new child is started for the next one.
+
+The child is `python -m pacer_control.sandbox`: it imports this module and the CEL package only (no gRPC, no database,
+no secret, no socket), so it starts in a fraction of a second, and it speaks JSON lines on its standard input and
+output: `{"when": ..., "variables": ...}` in, `{"held": bool}` or `{"error": message}` out. It exits when its input
+closes, so it never outlives the control plane.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import multiprocessing
+import select
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import cel
 
@@ -25,7 +30,8 @@ log = logging.getLogger("pacer.control.sandbox")
 STARTUP_TIMEOUT_S: Final = 30.0
 MAX_ERROR_CHARS: Final = 300
 MAX_CACHED_PROGRAMS: Final = 1000
-IDLE_S: Final = 60.0
+IDLE_S: Final = 300.0
+_READY: Final = '{"ready": true}'
 
 
 @dataclass(frozen=True)
@@ -35,38 +41,42 @@ class Verdict:
     held: bool | None
     error: str = ""
     timed_out: bool = False
+    # The condition evaluated to a value that is not a bool.
+    not_bool: bool = False
 
 
 def _short(message: str) -> str:
     return message if len(message) <= MAX_ERROR_CHARS else message[: MAX_ERROR_CHARS - 3] + "..."
 
 
-def _serve(connection: Connection) -> None:
-    """The child's loop: (expression, variables) in, ("ok", bool) or ("error", message) out."""
+def evaluate_here(programs: dict[str, Any], when: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """One evaluation, in the child: the reply to send."""
+    try:
+        program = programs.get(when)
+        if program is None:
+            if len(programs) >= MAX_CACHED_PROGRAMS:
+                programs.clear()
+            program = programs[when] = cel.compile(when)
+        context = cel.Context()
+        for name, value in variables.items():
+            context.add_variable(name, value)
+        value = program.execute(context)
+    except Exception as error:  # noqa: BLE001 - every evaluation error is the condition's, and is reported
+        return {"error": _short(str(error) or type(error).__name__)}
+    if isinstance(value, bool):
+        return {"held": value}
+    return {"error": f"the condition must yield a bool, not {type(value).__name__}", "not_bool": True}
+
+
+def serve(source: IO[str], sink: IO[str]) -> None:
+    """The child's loop, until its input closes."""
     programs: dict[str, Any] = {}
-    connection.send(("ready", None))
-    while True:
-        try:
-            expression, variables = connection.recv()
-        except EOFError:
-            return
-        try:
-            program = programs.get(expression)
-            if program is None:
-                if len(programs) >= MAX_CACHED_PROGRAMS:
-                    programs.clear()
-                program = programs[expression] = cel.compile(expression)
-            context = cel.Context()
-            for name, value in variables.items():
-                context.add_variable(name, value)
-            value = program.execute(context)
-            if isinstance(value, bool):
-                reply: tuple[str, object] = ("ok", value)
-            else:
-                reply = ("error", f"the condition must yield a bool, not {type(value).__name__}")
-        except Exception as error:  # noqa: BLE001 - every evaluation error is the condition's, and is reported
-            reply = ("error", _short(str(error) or type(error).__name__))
-        connection.send(reply)
+    sink.write(_READY + "\n")
+    sink.flush()
+    for line in source:
+        asked = json.loads(line)
+        sink.write(json.dumps(evaluate_here(programs, asked["when"], asked["variables"])) + "\n")
+        sink.flush()
 
 
 class Sandbox:
@@ -80,65 +90,86 @@ class Sandbox:
         self.deadline_ms = deadline_ms
         self._idle_s = idle_s
         self._lock = threading.Lock()
-        self._context = multiprocessing.get_context("spawn")
-        self._process: BaseProcess | None = None
-        self._connection: Connection | None = None
+        self._child: subprocess.Popen[str] | None = None
         self._used_at = 0.0
         self._watcher: threading.Thread | None = None
 
-    def evaluate(self, expression: str, variables: dict[str, Any]) -> Verdict:
+    def evaluate(self, when: str, variables: dict[str, Any]) -> Verdict:
         """The condition's value on `variables`; an error, or a timeout after `deadline_ms`, as a Verdict."""
         with self._lock:
-            connection = self._started()
+            child = self._started()
             self._used_at = time.monotonic()
+            assert child.stdin is not None
+            assert child.stdout is not None
             try:
-                connection.send((expression, variables))
-                if not connection.poll(self.deadline_ms / 1000):
+                child.stdin.write(json.dumps({"when": when, "variables": variables}) + "\n")
+                child.stdin.flush()
+                readable, _, _ = select.select([child.stdout], [], [], self.deadline_ms / 1000)
+                if not readable:
                     self._stop()
                     log.warning("condition overran its deadline", extra={"event": "policy.timeout"})
                     return Verdict(None, f"took longer than {self.deadline_ms} ms", timed_out=True)
-                status, value = connection.recv()
-            except (EOFError, OSError) as error:
+                reply = json.loads(child.stdout.readline() or "{}")
+            except (OSError, ValueError) as error:
                 self._stop()
                 return Verdict(None, f"the evaluator stopped ({type(error).__name__})")
-            return Verdict(value, "") if status == "ok" else Verdict(None, str(value))
+            if "held" in reply:
+                return Verdict(bool(reply["held"]))
+            return Verdict(None, str(reply.get("error", "the evaluator stopped")), not_bool=bool(reply.get("not_bool")))
+
+    def start(self) -> None:
+        """Start the child now rather than on the first evaluation."""
+        with self._lock:
+            self._started()
+            self._used_at = time.monotonic()
 
     def close(self) -> None:
         with self._lock:
             self._stop()
 
-    def _started(self) -> Connection:
-        if self._connection is not None and self._process is not None and self._process.is_alive():
-            return self._connection
+    def _started(self) -> subprocess.Popen[str]:
+        if self._child is not None and self._child.poll() is None:
+            return self._child
         self._stop()
-        ours, theirs = self._context.Pipe()
-        process = self._context.Process(target=_serve, args=(theirs,), name="pacer-conditions", daemon=True)
-        process.start()
-        theirs.close()
-        if not ours.poll(STARTUP_TIMEOUT_S):
-            process.kill()
+        child = subprocess.Popen(
+            [sys.executable, "-m", "pacer_control.sandbox"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        assert child.stdout is not None
+        ready, _, _ = select.select([child.stdout], [], [], STARTUP_TIMEOUT_S)
+        if not ready or child.stdout.readline().strip() != _READY:
+            child.kill()
+            child.wait()
             raise RuntimeError("the condition evaluator did not start")
-        ours.recv()
-        self._process, self._connection = process, ours
+        self._child = child
         if self._watcher is None:
             self._watcher = threading.Thread(target=self._stop_when_idle, name="sandbox-idle", daemon=True)
             self._watcher.start()
-        return ours
+        return child
 
     def _stop_when_idle(self) -> None:
         while True:
-            time.sleep(self._idle_s / 4)
+            time.sleep(min(self._idle_s / 4, 30.0))
             with self._lock:
-                if self._process is not None and time.monotonic() - self._used_at < self._idle_s:
+                if self._child is not None and time.monotonic() - self._used_at < self._idle_s:
                     continue
                 self._stop()
                 self._watcher = None
                 return
 
     def _stop(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.join(5)
-        if self._connection is not None:
-            self._connection.close()
-        self._process = self._connection = None
+        child, self._child = self._child, None
+        if child is None:
+            return
+        child.kill()
+        child.wait(5)
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                stream.close()
+
+
+if __name__ == "__main__":
+    serve(sys.stdin, sys.stdout)

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -20,6 +19,7 @@ from pacer_common.credentials import ServiceGate
 from pacer_common.guard import StatusGuard
 from pacer_common.health import Readiness
 from pacer_common.ports import grpc_server
+from pacer_common.reflection import enable_reflection
 from pacer_common.telemetry import ServerMetricsInterceptor
 from pacer_common.tls import add_port
 from pacer_control.actions import ControlActions
@@ -104,8 +104,14 @@ def build_server(
     lease_grpc.add_LeaseServiceServicer_to_server(leases, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = (SERVICE_NAME, LEASE_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
-    reflection.enable_server_reflection(names, server)
+    # Reflection lists LeaseService only where it can be called: to every caller, unless the internal port's client
+    # certificate is required for it (then only to callers that presented one).
+    enable_reflection(
+        server,
+        (SERVICE_NAME, health.SERVICE_NAME),
+        (LEASE_SERVICE_NAME,),
+        internal_needs_client_cert=options.internal_needs_client_cert,
+    )
     port = add_port(server, options.listen_addr, credentials, setting="PACER_LISTEN_ADDR")
     if internal_port is not None:
         add_port(server, *internal_port, setting="PACER_INTERNAL_ADDR")

@@ -307,7 +307,7 @@ class Dispatcher:
         if returned:
             self._metrics.runs_redispatched(1)
         lateness_s = (now - due_time(item)).total_seconds()
-        self._metrics.dispatched_late(lateness_s)
+        self._metrics.dispatched_late(lateness_s, item.tenant_id, item.job_id)
         if log.isEnabledFor(logging.DEBUG):  # the fields are not built for every dispatch only to be dropped
             fields = _run_fields("run.dispatched", item)
             fields.update(executor_id=session.executor_id, lateness_ms=round(lateness_s * 1000, 1))

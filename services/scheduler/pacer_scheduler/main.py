@@ -60,7 +60,9 @@ class Scheduler:
         self, settings: SchedulerSettings, token: str, clock: Clock, registry: CollectorRegistry | None = None
     ) -> None:
         self.settings = settings
-        self.metrics = SchedulerMetrics(registry)
+        self.metrics = SchedulerMetrics(
+            registry, late_threshold_s=settings.late_threshold_ms / 1000, measured_jobs=settings.measured_jobs
+        )
         server_tls, control_tls = _tls(settings)
         interceptor = ClientMetricsInterceptor(self.metrics.grpc_client)
         self._channel = control_channel(settings.control_addr, control_tls, [interceptor])

@@ -28,8 +28,16 @@ class SchedulerMetrics:
     run went out early), for tests and benchmarks.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        late_threshold_s: float = 10.0,
+        measured_jobs: frozenset[str] = frozenset(),
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._late_threshold_s = late_threshold_s
+        self._measured_jobs = measured_jobs
         self.grpc_server: GrpcMetrics = grpc_metrics(self.registry, "server")
         self.grpc_client: GrpcMetrics = grpc_metrics(self.registry, "client")
         self.recent_lateness_s: deque[float] = deque(maxlen=RECENT_SAMPLES)
@@ -47,6 +55,28 @@ class SchedulerMetrics:
             registry=registry,
         )
         self._dispatched = Counter("pacer_runs_dispatched_total", "Runs handed to an executor.", registry=registry)
+        # By tenant: bounded by the number of tenants, which operators create. Per job only for the jobs
+        # PACER_METRICS_JOBS names, so the series stay bounded however many jobs tenants make.
+        self._tenant_lateness = Histogram(
+            "pacer_tenant_dispatch_lateness_seconds",
+            "Dispatch lateness of each run, by tenant (as pacer_dispatch_lateness_seconds).",
+            ["tenant"],
+            buckets=LATENESS_BUCKETS_S,
+            registry=registry,
+        )
+        self._started_late = Counter(
+            "pacer_runs_started_late",
+            "Runs handed to an executor more than PACER_LATE_THRESHOLD_MS after they were due, by tenant.",
+            ["tenant"],
+            registry=registry,
+        )
+        self._job_lateness = Histogram(
+            "pacer_job_dispatch_lateness_seconds",
+            "Dispatch lateness of each run of the jobs PACER_METRICS_JOBS names, by tenant and job.",
+            ["tenant", "job"],
+            buckets=LATENESS_BUCKETS_S,
+            registry=registry,
+        )
         self._redispatched = Counter(
             "pacer_runs_redispatched_total",
             "Runs an executor gave back with Released (it would not begin them) that went out again.",
@@ -151,11 +181,18 @@ class SchedulerMetrics:
 
     # -- recording ----------------------------------------------------------------------------------------------
 
-    def dispatched_late(self, lateness_s: float) -> None:
-        """Record one dispatch, `lateness_s` after its due time (negative when early)."""
+    def dispatched_late(self, lateness_s: float, tenant_id: str = "", job_id: str = "") -> None:
+        """Record one dispatch, `lateness_s` after its due time (negative when early), for the tenant's (and, when
+        opted in, the job's) series too."""
+        late = max(lateness_s, 0.0)
         self._dispatched.inc()
-        self._lateness.observe(max(lateness_s, 0.0))
+        self._lateness.observe(late)
         self.recent_lateness_s.append(lateness_s)
+        self._tenant_lateness.labels(tenant_id).observe(late)
+        if late > self._late_threshold_s:
+            self._started_late.labels(tenant_id).inc()
+        if job_id in self._measured_jobs:
+            self._job_lateness.labels(tenant_id, job_id).observe(late)
 
     def runs_redispatched(self, count: int) -> None:
         self._redispatched.inc(count)

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
 from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
 from pacer_common.health import Readiness
 from pacer_common.ports import grpc_server
+from pacer_common.reflection import enable_reflection
 from pacer_common.tls import add_port
 from pacer_scheduler.stream import DispatchApi
 
@@ -43,7 +43,7 @@ def build_server(
     dispatch_grpc.add_DispatchServiceServicer_to_server(api, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
     port = add_port(server, listen_addr, credentials, setting="PACER_SCHEDULER_ADDR")
     return server, port, health_servicer
 

@@ -13,6 +13,7 @@ from pacer_common.settings import ClientTls, Operations, ServerTls, SettingsErro
 MAX_CLAIM_HORIZON_MS = 60_000
 MAX_CLAIM_BATCH = 5000
 MAX_RESULT_BATCH = 5000
+MAX_METRICS_JOBS = 50
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class SchedulerSettings:
     it back; the margin covers clock rate differences and the time a work item takes to reach an executor.
     `event_loop` is `uvloop` (the default: the same work for less CPU) or `asyncio` (the standard library's loop,
     to rule uvloop out when chasing a problem).
+
+    Per-tenant metrics: a run that reaches an executor more than `late_threshold_ms` after it was due counts as
+    started late (`pacer_runs_started_late_total`, by tenant). `metrics_jobs` (comma-separated job ids, at most
+    MAX_METRICS_JOBS) opts those jobs into a `job` label as well, which keeps the series bounded whatever the number
+    of jobs.
 
     Operations (docs/operations.md): `metrics_addr` serves Prometheus `/metrics` (empty: off); `health_addr` adds
     a plaintext server answering only grpc.health.v1 (empty: health on `scheduler_addr` only). TLS: the server
@@ -55,6 +61,8 @@ class SchedulerSettings:
     session_margin_ms: int = 500
     scheduler_id: str = ""
     event_loop: str = "uvloop"
+    late_threshold_ms: int = 10_000
+    metrics_jobs: str = ""
     operations: Operations = field(default_factory=lambda: Operations(metrics_addr="127.0.0.1:9465"))
     tls: ServerTls = field(default_factory=ServerTls)
     control_tls: ClientTls = field(default_factory=ClientTls)
@@ -69,7 +77,15 @@ class SchedulerSettings:
         _in_range("PACER_DRAIN_TIMEOUT_MS", self.drain_timeout_ms, 0, 3_600_000)
         _in_range("PACER_VANISH_GRACE_MS", self.vanish_grace_ms, 0, 600_000)
         _in_range("PACER_SESSION_MARGIN_MS", self.session_margin_ms, 0, 60_000)
+        _in_range("PACER_LATE_THRESHOLD_MS", self.late_threshold_ms, 1, 86_400_000)
+        if len(self.measured_jobs) > MAX_METRICS_JOBS:
+            raise SettingsError(f"PACER_METRICS_JOBS names {len(self.measured_jobs)} jobs; at most {MAX_METRICS_JOBS}")
         check_event_loop(self.event_loop)
+
+    @property
+    def measured_jobs(self) -> frozenset[str]:
+        """The job ids PACER_METRICS_JOBS opts into the per-job metrics."""
+        return frozenset(job.strip() for job in self.metrics_jobs.split(",") if job.strip())
 
     @property
     def identity(self) -> str:

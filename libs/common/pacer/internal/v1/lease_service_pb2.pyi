@@ -58,6 +58,7 @@ class WorkItem(_message.Message):
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     START_AT_FIELD_NUMBER: _builtins.int
     SIGNING_SECRETS_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Id of the run; sent to the target as X-Pacer-Run-Id."""
     endpoint_id: _builtins.str
@@ -72,6 +73,8 @@ class WorkItem(_message.Message):
     """Request body."""
     timeout_ms: _builtins.int
     """Timeout for the whole HTTP exchange in milliseconds."""
+    job_id: _builtins.str
+    """Id of the endpoint's job, for the scheduler's per-job metrics (opt-in)."""
     @_builtins.property
     def scheduled_for(self) -> _timestamp_pb2.Timestamp:
         """When the run is due; sent as X-Pacer-Scheduled-For."""
@@ -112,10 +115,11 @@ class WorkItem(_message.Message):
         timeout_ms: _builtins.int = ...,
         start_at: _timestamp_pb2.Timestamp | None = ...,
         signing_secrets: _abc.Iterable[_builtins.str] | None = ...,
+        job_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expires_at", b"lease_expires_at", "scheduled_for", b"scheduled_for", "start_at", b"start_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "endpoint_id", b"endpoint_id", "headers", b"headers", "lease_expires_at", b"lease_expires_at", "method", b"method", "run_id", b"run_id", "scheduled_for", b"scheduled_for", "signing_secrets", b"signing_secrets", "start_at", b"start_at", "tenant_id", b"tenant_id", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "endpoint_id", b"endpoint_id", "headers", b"headers", "job_id", b"job_id", "lease_expires_at", b"lease_expires_at", "method", b"method", "run_id", b"run_id", "scheduled_for", b"scheduled_for", "signing_secrets", b"signing_secrets", "start_at", b"start_at", "tenant_id", b"tenant_id", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
