@@ -23,6 +23,7 @@ FAMILIES = {
     "control": {
         *GRPC,
         "pacer_runs",
+        "pacer_tenant_runs",
         "pacer_leases_expired",
         "pacer_db_pool_connections",
         "pacer_endpoints",

@@ -168,8 +168,9 @@ class LeaseApi(lease_grpc.LeaseServiceServicer):
 
         recorded, vanished = await self._run(context, report)
         self._metrics.runs_settled(recorded.settled)
+        self._metrics.tenant_runs_settled(recorded.by_tenant)
         self._metrics.runs_missed(recorded.missed)
-        self._metrics.runs_vanished(len(vanished))
+        self._metrics.runs_vanished(len(vanished), [run.tenant_id for run in vanished])
         self._metrics.runs_missed(missed_when_lost(vanished))
         for run in vanished:
             log.warning(

@@ -5,10 +5,11 @@ Served at `/metrics` (PACER_METRICS_ADDR); docs/operations.md lists every metric
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -68,6 +69,13 @@ class ControlMetrics:
             ["reason"],
             registry=registry,
         )
+        # Bounded by the number of tenants, which operators create.
+        self.tenant_runs = Counter(
+            "pacer_tenant_runs",
+            "Runs settled, by tenant and final status (as pacer_runs_total).",
+            ["tenant", "status"],
+            registry=registry,
+        )
         self.pruned = Counter(
             "pacer_runs_pruned_total",
             "Finished runs deleted because they were older than their tenant's retention (PACER_RUN_RETENTION_DAYS).",
@@ -97,21 +105,30 @@ class ControlMetrics:
         for status, count in by_status.items():
             self.runs.labels(status).inc(count)
 
+    def tenant_runs_settled(self, by_tenant: Mapping[tuple[str, RunStatus], int]) -> None:
+        """Count runs settled, by tenant and status."""
+        for (tenant, status), count in by_tenant.items():
+            self.tenant_runs.labels(tenant, status).inc(count)
+
     def runs_missed(self, by_reason: Mapping[str, int]) -> None:
         """Count slots found missed while settling runs, by reason (`overrun` or `outage`)."""
         for reason, count in by_reason.items():
             if count:
                 self.missed.labels(reason).inc(count)
 
-    def runs_lost(self, count: int) -> None:
-        """Count runs the reaper settled as LOST."""
+    def runs_lost(self, count: int, tenants: Sequence[str] = ()) -> None:
+        """Count runs the reaper settled as LOST (`tenants`: the tenant of each, for the per-tenant series)."""
         self.leases_expired.inc(count)
         self.runs.labels(RunStatus.LOST).inc(count)
+        for tenant, lost in collections.Counter(tenants).items():
+            self.tenant_runs.labels(tenant, RunStatus.LOST).inc(lost)
 
-    def runs_vanished(self, count: int) -> None:
-        """Count runs settled LOST because their executor vanished."""
+    def runs_vanished(self, count: int, tenants: Sequence[str] = ()) -> None:
+        """Count runs settled LOST because their executor vanished (`tenants`: the tenant of each)."""
         self.vanished.inc(count)
         self.runs.labels(RunStatus.LOST).inc(count)
+        for tenant, lost in collections.Counter(tenants).items():
+            self.tenant_runs.labels(tenant, RunStatus.LOST).inc(lost)
 
     def policy_evaluated(self, outcome: str) -> None:
         """One rule's outcome on one run: `outcome` is a POLICY_OUTCOMES value."""

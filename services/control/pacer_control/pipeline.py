@@ -87,6 +87,8 @@ class Recorded:
     settled: Mapping[RunStatus, int]
     stale: int
     missed: Mapping[str, int] = field(default_factory=dict)
+    # The same runs by (tenant, final status), for the per-tenant metrics.
+    by_tenant: Mapping[tuple[str, RunStatus], int] = field(default_factory=dict)
 
     @property
     def applied(self) -> int:
@@ -292,7 +294,7 @@ class Pipeline(Store):
             return Recorded({}, 0)
         by_run = {result.run_id: result for result in results}
         query = (
-            select(RUNS.c.id, RUNS.c.status, RUNS.c.endpoint_id, RUNS.c.error_message)
+            select(RUNS.c.id, RUNS.c.status, RUNS.c.endpoint_id, RUNS.c.tenant_id, RUNS.c.error_message)
             .where(RUNS.c.id.in_(by_run))
             .order_by(RUNS.c.id)
             .with_for_update(key_share=True)
@@ -315,7 +317,8 @@ class Pipeline(Store):
         for slots in missed.values():
             by_reason[slots.reason] += slots.count
         settled = Counter(RunStatus(by_run[run.id].status) for run in live)
-        return Recorded(settled, len(results) - len(live), by_reason)
+        by_tenant = Counter((run.tenant_id, RunStatus(by_run[run.id].status)) for run in live)
+        return Recorded(settled, len(results) - len(live), by_reason, by_tenant)
 
     def extend_leases(self, run_ids: Sequence[str], until: datetime) -> list[str]:
         """Move the lease of each RUNNING run (and its endpoint) to `until`; returns the runs extended."""

@@ -52,7 +52,7 @@ async def reap_forever(
 
 
 def _report(lost: list[LostRun], metrics: ControlMetrics) -> None:
-    metrics.runs_lost(len(lost))
+    metrics.runs_lost(len(lost), [run.tenant_id for run in lost])
     metrics.runs_missed(missed_when_lost(lost))
     for run in lost:
         log.warning(
