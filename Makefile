@@ -46,6 +46,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 test: $(STAMP)
+	scripts/ensure-chromium.sh
 	PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP)

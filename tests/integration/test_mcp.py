@@ -168,8 +168,8 @@ async def test_stdio_lists_exactly_the_seed_actions_with_schemas(harness: Harnes
     async with stdio_session(harness, tmp_path / "mcp.log") as session:
         tools = (await session.list_tools()).tools
 
-    assert {tool.name for tool in tools} == SEED_ACTIONS
-    assert len(tools) == 17
+    assert {tool.name for tool in tools} == SEED_ACTIONS | {"listAuditRecords"}
+    assert len(tools) == 18
     for tool in tools:
         assert tool.input_schema["type"] == "object", tool.name
         assert (tool.output_schema or {}).get("type") == "object", tool.name
@@ -298,7 +298,7 @@ async def test_stdio_bad_arguments_are_tool_errors_naming_the_argument(harness: 
         assert (await refused(session, "getJob", jobId="job_does_not_exist")).startswith("NOT_FOUND")
 
         # The server is still there after all of that.
-        assert len((await session.list_tools()).tools) == 17
+        assert len((await session.list_tools()).tools) == 18
 
 
 @pytest.mark.asyncio

@@ -19,6 +19,8 @@ class Behaviour:
     delay_ms: int = 0
     body_bytes: int = 2
     redirect_to: str = ""
+    body: str = ""  # answered instead of body_bytes of "o" when set
+    content_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ class HttpTarget:
             await asyncio.sleep(behaviour.delay_ms / 1000)
         if behaviour.redirect_to:
             raise web.HTTPFound(behaviour.redirect_to)
-        return web.Response(status=behaviour.status, body=b"o" * behaviour.body_bytes)
+        body = behaviour.body.encode() if behaviour.body else b"o" * behaviour.body_bytes
+        return web.Response(status=behaviour.status, body=body, content_type=behaviour.content_type)
 
     def start(self) -> HttpTarget:
         self._loop = asyncio.new_event_loop()

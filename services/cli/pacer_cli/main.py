@@ -14,7 +14,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from pacer_cli import apply, commands, render, watch
+from pacer_cli import apply, audit, commands, render, watch
 from pacer_cli.commands import Session, Subcommand, UsageError
 from pacer_cli.settings import CliSettings, load_settings
 from pacer_common.client import DEFAULT_ADDR, ApiError, ControlClient, api_key
@@ -45,6 +45,7 @@ GROUPS = (
     ("jobs", "create, show, list, update and archive jobs"),
     ("endpoints", "configure endpoints and steer their cadence (hints, one-shots, pause)"),
     ("runs", "run history: list, details, live tail"),
+    ("audit", "the audit trail of a job or an endpoint: who, what, why, when"),
 )
 NO_KEY = (
     "error: no API key: pass --api-key, set PACER_API_KEY, or start Pacer with `make run`, "
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in GROUPS:
         group = groups.add_parser(name, help=help_text, description=help_text)
         nouns[name] = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (*commands.all_commands(), watch.subcommand()):
+    for command in (*commands.all_commands(), watch.subcommand(), audit.subcommand()):
         _add_subcommand(nouns[command.group], command.name, command)
     _add_subcommand(groups, "apply", apply.subcommand())
     return parser

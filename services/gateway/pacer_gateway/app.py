@@ -16,6 +16,7 @@ from pacer.control.v1 import control_service_pb2 as pb
 from pacer_common.client import ApiError
 from pacer_common.credentials import token_of
 from pacer_gateway import problems
+from pacer_gateway.console import add_console, security_headers
 from pacer_gateway.openapi import build_document
 from pacer_gateway.routes import MAX_BODY_BYTES, ROUTES, Route, decode_request, parse_body
 
@@ -135,7 +136,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 def create_app(client: ControlCaller) -> web.Application:
     """The gateway over `client`; the caller owns the client (and closes it after the app is cleaned up)."""
-    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[security_headers, problem_middleware], client_max_size=MAX_BODY_BYTES)
     for route in ROUTES:
         if route.method == "GET":
             app.router.add_get(route.path, route_handler(route, client))
@@ -151,4 +152,5 @@ def create_app(client: ControlCaller) -> web.Application:
 
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
+    add_console(app)
     return app
