@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -40,6 +40,7 @@ class Console:
     browser: Browser
     key: str
     state: dict[str, str]
+    errors: list[str] = field(default_factory=list)
 
 
 def start_gateway(stack: Stack) -> tuple[ServiceProcess, str]:
@@ -104,6 +105,17 @@ def page(console: Console) -> Iterator[Page]:
     context = console.browser.new_context(viewport={"width": 1280, "height": 900})
     opened = context.new_page()
     opened.set_default_timeout(WAIT_MS)
+    # Script errors and policy violations (a refused inline style, say) show up as console errors; failed API calls
+    # (the wrong key's 401) are expected and reported by the page itself.
+    opened.on(
+        "console",
+        lambda message: (
+            message.type == "error"
+            and "Failed to load resource" not in message.text
+            and console.errors.append(message.text)
+        ),
+    )
+    opened.on("pageerror", lambda error: console.errors.append(str(error)))
     yield opened
     context.close()
 
@@ -258,3 +270,7 @@ def test_another_tenant_sees_none_of_these_jobs(console: Console) -> None:
         expect(other.locator("main")).not_to_contain_text("Storefront checks")
     finally:
         context.close()
+
+
+def test_the_pages_ran_without_script_errors_or_policy_violations(console: Console, page: Page) -> None:
+    assert console.errors == []

@@ -458,3 +458,30 @@ async def test_stdio_an_unreachable_control_plane_is_unavailable_without_its_add
     assert text.startswith("UNAVAILABLE: the Pacer control plane is unavailable")
     assert unreachable not in text
     assert "ipv4" not in text
+
+
+@pytest.mark.asyncio
+async def test_stdio_list_audit_records_reads_the_trail_of_a_job_and_an_endpoint(
+    harness: Harness, tmp_path: Path
+) -> None:
+    async with stdio_session(harness, tmp_path / "mcp.log") as session:
+        job_id = (await ok(session, "createJob", name="Checkout"))["jobId"]
+        endpoint_id = (
+            await ok(
+                session,
+                "addEndpointToJob",
+                jobId=job_id,
+                name="stock",
+                url="https://api.example.com/stock",
+                baseline={"intervalMs": 60_000},
+            )
+        )["endpointId"]
+        await ok(session, "applyIntervalHint", endpointId=endpoint_id, intervalMs=20_000, reason="flash sale")
+
+        trail = await ok(session, "listAuditRecords", endpointId=endpoint_id)
+        newest = trail["records"][0]
+        assert (newest["action"], newest["reason"]) == ("ApplyIntervalHint", "flash sale")
+        whole = await ok(session, "listAuditRecords", jobId=job_id)
+        assert {r["action"] for r in whole["records"]} >= {"CreateJob", "AddEndpointToJob", "ApplyIntervalHint"}
+        both = await refused(session, "listAuditRecords", jobId=job_id, endpointId=endpoint_id)
+        assert both.startswith("INVALID_ARGUMENT")

@@ -305,7 +305,8 @@ async def test_the_audit_route_reads_a_jobs_and_an_endpoints_trail_newest_first(
     await rest("POST", f"{path}/pause", {"reason": "maintenance window"})
 
     trail = (await rest("GET", "/audit", params={"endpointId": endpoint_id})).body
-    assert [(r["action"], r["reason"]) for r in trail["records"]][0] == ("PauseOrResumeEndpoint", "maintenance window")
+    newest = trail["records"][0]
+    assert (newest["action"], newest["reason"]) == ("PauseOrResumeEndpoint", "maintenance window")
     assert {r["targetId"] for r in trail["records"]} == {endpoint_id}
     whole = (await rest("GET", "/audit", params={"jobId": job_id, "pageSize": "1"})).body
     assert len(whole["records"]) == 1

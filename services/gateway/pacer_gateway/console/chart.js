@@ -2,7 +2,7 @@
 // interval as a step line, the planned next run, and bands where a hint, a pause or a backoff was in force.
 import { s, clock, clockSeconds, duration, statusName } from "./dom.js";
 
-const W = 1000, H = 300, LEFT = 56, RIGHT = 60, TOP = 16, BOTTOM = 40;
+const W = 1000, H = 310, LEFT = 56, RIGHT = 60, TOP = 28, BOTTOM = 40;
 const FAILED = new Set(["failure", "timeout", "lost", "blocked"]);
 
 const at = (iso) => new Date(iso).getTime();
@@ -98,8 +98,8 @@ export function chart(rawRuns, records, endpoint, now = Date.now()) {
   for (const v of ticks(0, maxGap, 4)) {
     svg.append(s("text", { x: W - RIGHT + 6, y: yi(v) + 4 }, duration(Math.round(v))));
   }
-  svg.append(s("text", { x: LEFT - 6, y: TOP - 4, "text-anchor": "end" }, "duration"));
-  svg.append(s("text", { x: W - RIGHT + 6, y: TOP - 4 }, "interval"));
+  svg.append(s("text", { x: LEFT - 6, y: TOP - 12, "text-anchor": "end" }, "duration"));
+  svg.append(s("text", { x: W - RIGHT + 6, y: TOP - 12 }, "interval"));
   if (gaps.length) {
     let d = "";
     runs.forEach((r, i) => {
