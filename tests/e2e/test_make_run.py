@@ -57,6 +57,9 @@ def test_run_local_starts_everything_and_a_first_endpoint_fires(tmp_path: Path, 
         wait_for(lambda: " run " in output.read_text() and "SUCCESS 200" in output.read_text(), 10, "a run line")
         with urllib.request.urlopen(f"http://{env['PACER_GATEWAY_ADDR']}/openapi.json", timeout=10) as answer:
             assert answer.status == 200  # the REST gateway is up too
+        with urllib.request.urlopen(f"http://{env['PACER_GATEWAY_ADDR']}/", timeout=10) as page:
+            assert b"/console/app.js" in page.read()  # and serves the console, as the banner says
+        assert f"Console on http://{env['PACER_GATEWAY_ADDR']}/" in output.read_text()
     finally:
         launcher.send_signal(signal.SIGINT)
         code = launcher.wait(timeout=60)
