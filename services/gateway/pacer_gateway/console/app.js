@@ -220,7 +220,7 @@ async function renderJob(jobId) {
         h("div", { class: "muted wide" }, `${ep.method || "GET"} ${ep.url}`)),
       h("td", { "data-cell": "cadence" }, cadence(ep, observed)),
       h("td", {}, time(ep.nextRunAt, ep.paused ? "paused" : "—")),
-      h("td", {}, runStatus(mine[0])),
+      h("td", {}, runStatus(mine.find((r) => statusName(r.status) !== "running") || mine[0])),
       h("td", { class: "num" }, successRate(mine)));
   });
   const selected = () => [...view.querySelectorAll("input[name=selected]:checked")].map((c) => c.value);
@@ -257,20 +257,21 @@ async function renderJob(jobId) {
         submit: (v) => call("PATCH", `/jobs/${jobId}`, { name: v.name, reason: v.reason }), done: again }),
       actionForm({ name: "archive-job", button: "Archive job", kind: "danger", fields: [],
         submit: (v) => call("DELETE", `/jobs/${jobId}?reason=${encodeURIComponent(v.reason)}`), done: again })),
-    await auditCard({ jobId }));
+    await auditCard({ jobId }, new Map([[jobId, job.name], ...endpoints.map((e) => [e.endpointId, e.name])])));
 }
 
-async function auditCard(target) {
+async function auditCard(target, names) {
   const { records } = await get("/audit", { ...target, pageSize: 100 });
-  return h("section", { class: "card", "data-section": "audit" }, h("h2", {}, "Audit trail"), auditTable(records));
+  return h("section", { class: "card", "data-section": "audit" }, h("h2", {}, "Audit trail"), auditTable(records, names));
 }
 
-function auditTable(records) {
+// `names` turns ids into the names people gave them (a deleted endpoint keeps its id).
+function auditTable(records, names = new Map()) {
   return h("div", { class: "table-wrap" }, h("table", { "aria-label": "Audit trail" },
     h("thead", {}, h("tr", {}, h("th", {}, "When"), h("th", {}, "Who"), h("th", {}, "What"), h("th", { class: "wide" }, "Target"), h("th", {}, "Why"))),
     h("tbody", {}, records.length ? records.map((r) => h("tr", {},
       h("td", {}, time(r.at)), h("td", {}, r.actor), h("td", {}, r.action),
-      h("td", { class: "wide muted" }, `${r.targetType} ${r.targetId}`), h("td", {}, r.reason || h("span", { class: "muted" }, "—"))))
+      h("td", { class: "wide muted", title: r.targetId }, `${r.targetType} ${names.get(r.targetId) || r.targetId}`), h("td", {}, r.reason || h("span", { class: "muted" }, "—"))))
       : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "Nothing recorded yet.")))));
 }
 
@@ -368,7 +369,7 @@ async function renderEndpoint(jobId, endpointId) {
     replace(chartBox, chart(data.runs, data.records, data.endpoint));
     replace(factsBox, healthFacts(data.health, data.endpoint));
     replace(runsBox, runsTable(data.runs));
-    replace(auditBox, auditTable(data.records));
+    replace(auditBox, auditTable(data.records, new Map([[endpointId, data.endpoint.name]])));
   };
   const refresh = async () => { data = await loadEndpoint(jobId, endpointId); draw(); };
   const { endpoint } = data;
