@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.support.environment import require
 from tests.support.polling import wait_for
 from tests.support.processes import BIN, ServiceProcess, free_addr, start_service
 from tests.support.stack import Stack
@@ -77,7 +78,7 @@ def tenant_key(stack: Stack, name: str) -> str:
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     if not CHROMIUM.exists():
-        pytest.fail("the console tests need Debian's chromium at /usr/bin/chromium (scripts/ensure-chromium.sh)")
+        require(f"no chromium at {CHROMIUM} (scripts/ensure-chromium.sh installs it)", "the console's browser tests")
     tmp = tmp_path_factory.mktemp("console")
     target = HttpTarget().start()
     target.respond("/script", body=SCRIPT_BODY, content_type="text/html")
@@ -151,7 +152,11 @@ def test_the_page_is_served_with_a_strict_policy_and_its_own_assets(console: Con
 def test_a_wrong_key_gets_a_clear_message_and_the_right_one_signs_in(console: Console, page: Page) -> None:
     sign_in(page, console.url, "pacer_not_a_real_key")
     expect(page.locator("#signin-error")).to_contain_text("not accepted")
-    sign_in(page, console.url, console.key)
+    # By keyboard alone: the key field has the focus, Enter submits.
+    page.goto(console.url + "/")
+    expect(page.get_by_label("API key")).to_be_focused()
+    page.keyboard.type(console.key)
+    page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
     assert page.evaluate("document.cookie") == ""
     assert console.key not in page.url
