@@ -131,6 +131,7 @@ def main() -> int:
         print(
             f"\nPacer is running: control plane (gRPC API) on {env['PACER_LISTEN_ADDR']}, "
             f"REST on http://{env['PACER_GATEWAY_ADDR']}, scheduler on {env['PACER_SCHEDULER_ADDR']}, one executor.\n"
+            f"Console on http://{env['PACER_GATEWAY_ADDR']}/ (sign in with the key in {key_file}).\n"
             f"Database {env['PACER_DATABASE_URL']}; dev API key in {key_file}. Ctrl-C stops everything.\n",
             flush=True,
         )

@@ -62,6 +62,9 @@ def test_run_local_starts_everything_and_a_first_endpoint_fires(tmp_path: Path, 
         for name in ("CONTROL", "SCHEDULER", "EXECUTOR", "GATEWAY"):  # each service serves metrics on its own port
             with urllib.request.urlopen(f"http://{env[f'PACER_{name}_METRICS_ADDR']}/metrics", timeout=10) as answer:
                 assert b"pacer_" in answer.read()
+        with urllib.request.urlopen(f"http://{env['PACER_GATEWAY_ADDR']}/", timeout=10) as page:
+            assert b"/console/app.js" in page.read()  # and serves the console, as the banner says
+        assert f"Console on http://{env['PACER_GATEWAY_ADDR']}/" in output.read_text()
     finally:
         launcher.send_signal(signal.SIGINT)
         code = launcher.wait(timeout=60)

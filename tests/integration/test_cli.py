@@ -843,3 +843,20 @@ def test_runs_watch_json_lines_and_filters(harness: Harness, cli: Cli, watcher: 
 
 def test_runs_watch_refuses_a_bad_interval(cli: Cli) -> None:
     assert_usage(cli("runs", "watch", "--interval", "0"), "argument --interval")
+
+
+def test_audit_list_shows_who_did_what_and_why_newest_first(cli: Cli) -> None:
+    job = new_job(cli)
+    endpoint = new_endpoint(cli, job)
+    cli.ok("endpoints", "pause", endpoint, "--reason", "supplier maintenance")
+    table = cli.ok("audit", "list", "--endpoint", endpoint).out.splitlines()
+    assert table[0].split() == ["AT", "WHO", "WHAT", "TARGET", "WHY"]
+    assert "PauseOrResumeEndpoint" in table[1]
+    assert "supplier maintenance" in table[1]
+    assert "AddEndpointToJob" in table[2]
+    page = cli.data("audit", "list", "--job", job, "--page-size", "1")
+    assert len(page["records"]) == 1
+    assert page["next_page_token"]
+    assert "audit list --job" not in cli.ok("audit", "list", "--job", job).out  # one page holds them all
+    foreign = cli("audit", "list", "--job", job, key=cli.harness.b.key)
+    assert_refused(foreign, 3, "NOT_FOUND")

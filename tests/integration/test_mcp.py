@@ -36,6 +36,7 @@ from tests.support.processes import BIN, free_addr, free_port
 
 pytestmark = pytest.mark.timeout(60)
 
+ADDITIONS = {"listAuditRecords"}  # beside the 17 actions
 SEED_ACTIONS = {
     "createJob",
     "getJob",
@@ -178,8 +179,8 @@ async def test_stdio_lists_exactly_the_seed_actions_with_schemas(harness: Harnes
     async with stdio_session(harness, tmp_path / "mcp.log") as session:
         tools = (await session.list_tools()).tools
 
-    assert {tool.name for tool in tools} == SEED_ACTIONS
-    assert len(tools) == 17
+    assert {tool.name for tool in tools} == SEED_ACTIONS | ADDITIONS
+    assert len(tools) == 18
     for tool in tools:
         assert tool.input_schema["type"] == "object", tool.name
         assert (tool.output_schema or {}).get("type") == "object", tool.name
@@ -308,7 +309,7 @@ async def test_stdio_bad_arguments_are_tool_errors_naming_the_argument(harness: 
         assert (await refused(session, "getJob", jobId="job_does_not_exist")).startswith("NOT_FOUND")
 
         # The server is still there after all of that.
-        assert len((await session.list_tools()).tools) == 17
+        assert len((await session.list_tools()).tools) == 18
 
 
 SURGE = {
@@ -439,7 +440,7 @@ async def test_http_tool_calls_are_counted_by_tool_and_outcome(
 async def test_http_acts_with_the_callers_bearer_key_only(harness: Harness, mcp_url: str) -> None:
     url = mcp_url
     async with http_session(url, harness.a.key) as session:
-        assert {tool.name for tool in (await session.list_tools()).tools} == SEED_ACTIONS
+        assert {tool.name for tool in (await session.list_tools()).tools} == SEED_ACTIONS | ADDITIONS
         job_id = (await ok(session, "createJob", name="flash sale"))["jobId"]
         assert (await ok(session, "getJob", jobId=job_id))["job"]["name"] == "flash sale"
 
@@ -564,3 +565,30 @@ async def test_stdio_an_unreachable_control_plane_is_unavailable_without_its_add
     assert text.startswith("UNAVAILABLE: the Pacer control plane is unavailable")
     assert unreachable not in text
     assert "ipv4" not in text
+
+
+@pytest.mark.asyncio
+async def test_stdio_list_audit_records_reads_the_trail_of_a_job_and_an_endpoint(
+    harness: Harness, tmp_path: Path
+) -> None:
+    async with stdio_session(harness, tmp_path / "mcp.log") as session:
+        job_id = (await ok(session, "createJob", name="Checkout"))["jobId"]
+        endpoint_id = (
+            await ok(
+                session,
+                "addEndpointToJob",
+                jobId=job_id,
+                name="stock",
+                url="https://api.example.com/stock",
+                baseline={"intervalMs": 60_000},
+            )
+        )["endpointId"]
+        await ok(session, "applyIntervalHint", endpointId=endpoint_id, intervalMs=20_000, reason="flash sale")
+
+        trail = await ok(session, "listAuditRecords", endpointId=endpoint_id)
+        newest = trail["records"][0]
+        assert (newest["action"], newest["reason"]) == ("ApplyIntervalHint", "flash sale")
+        whole = await ok(session, "listAuditRecords", jobId=job_id)
+        assert {r["action"] for r in whole["records"]} >= {"CreateJob", "AddEndpointToJob", "ApplyIntervalHint"}
+        both = await refused(session, "listAuditRecords", jobId=job_id, endpointId=endpoint_id)
+        assert both.startswith("INVALID_ARGUMENT")

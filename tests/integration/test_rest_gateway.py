@@ -65,6 +65,11 @@ class Rest:
     def as_key(self, key: str | None) -> Rest:
         return Rest(self._client, key)
 
+    @property
+    def client(self) -> TestClient:
+        """The HTTP client, for requests that are not API calls (the console's files)."""
+        return self._client
+
     async def __call__(
         self,
         method: str,
@@ -328,6 +333,53 @@ async def test_run_routes_list_filter_detail_and_summarize(rest, harness):
     assert health.body["missedSlots"] == 0  # int64, a JSON number as in the CLI and MCP answers
     assert health.body["avgDurationMs"] == 45
     assert health.body["lastRun"]["status"] == "RUN_STATUS_FAILURE"
+
+
+@pytest.mark.asyncio
+async def test_the_audit_route_reads_a_jobs_and_an_endpoints_trail_newest_first(rest):
+    job_id = await new_job(rest)
+    endpoint_id = await new_endpoint(rest, job_id)
+    path = f"/jobs/{job_id}/endpoints/{endpoint_id}"
+    await rest("POST", f"{path}/pause", {"reason": "maintenance window"})
+
+    trail = (await rest("GET", "/audit", params={"endpointId": endpoint_id})).body
+    newest = trail["records"][0]
+    assert (newest["action"], newest["reason"]) == ("PauseOrResumeEndpoint", "maintenance window")
+    assert {r["targetId"] for r in trail["records"]} == {endpoint_id}
+    whole = (await rest("GET", "/audit", params={"jobId": job_id, "pageSize": "1"})).body
+    assert len(whole["records"]) == 1
+    assert whole["nextPageToken"]
+    rest_of_it = (await rest("GET", "/audit", params={"jobId": job_id, "pageToken": whole["nextPageToken"]})).body
+    assert "CreateJob" in {r["action"] for r in rest_of_it["records"]}
+    both = await rest("GET", "/audit", params={"jobId": job_id, "endpointId": endpoint_id})
+    assert both.status == 400
+
+
+@pytest.mark.asyncio
+async def test_another_tenants_audit_trail_is_404(rest, harness):
+    job_id = await new_job(rest)
+    foreign = await rest.as_key(harness.b.key)("GET", "/audit", params={"jobId": job_id})
+    assert (foreign.status, foreign.body["code"]) == (404, "NOT_FOUND")
+
+
+@pytest.mark.asyncio
+async def test_the_console_is_served_from_the_package_with_a_strict_policy(fake):
+    anonymous = fake.rest.as_key(None)
+    page = await anonymous.client.get("/")
+    html = await page.text()
+    assert page.status == 200
+    assert '<script type="module" src="/console/app.js">' in html
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert page.headers["X-Frame-Options"] == "DENY"
+    script = await anonymous.client.get("/console/app.js")
+    assert script.status == 200
+    assert script.content_type == "text/javascript"
+    assert (await anonymous.client.get("/console/../app.py")).status == 404
+    assert (await anonymous.client.get("/console/nothing.js")).status == 404
+    api = await fake.rest("GET", "/jobs")
+    assert api.headers["X-Frame-Options"] == "DENY"
 
 
 @pytest.mark.asyncio
@@ -718,8 +770,8 @@ async def test_health_and_the_openapi_document_need_no_key(fake):
     assert document["openapi"].startswith("3.1")
     operations = {(m.upper(), p) for p, item in document["paths"].items() for m in item}
     assert {(r.method, r.path) for r in ROUTES} <= operations
-    assert len(ROUTES) == 17
-    assert len({r.rpc for r in ROUTES}) == 17
+    assert len(ROUTES) == 18  # the 17 actions and ListAuditRecords
+    assert len({r.rpc for r in ROUTES}) == 18
 
 
 def test_every_request_field_has_a_place_in_its_route():

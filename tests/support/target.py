@@ -19,6 +19,8 @@ class Behaviour:
     delay_ms: int = 0
     body_bytes: int = 2
     redirect_to: str = ""
+    body: str = ""  # answered instead of body_bytes of "o" when set
+    content_type: str | None = None
     # A JSON document to answer with instead of `body_bytes` bytes of "o".
     json_body: str = ""
 
@@ -69,7 +71,8 @@ class HttpTarget:
             raise web.HTTPFound(behaviour.redirect_to)
         if behaviour.json_body:
             return web.Response(status=behaviour.status, text=behaviour.json_body, content_type="application/json")
-        return web.Response(status=behaviour.status, body=b"o" * behaviour.body_bytes)
+        body = behaviour.body.encode() if behaviour.body else b"o" * behaviour.body_bytes
+        return web.Response(status=behaviour.status, body=body, content_type=behaviour.content_type)
 
     def start(self) -> HttpTarget:
         self._loop = asyncio.new_event_loop()

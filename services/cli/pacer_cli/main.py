@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TextIO
 
-from pacer_cli import apply, commands, completion, configure, render, watch
+from pacer_cli import apply, audit, commands, completion, configure, render, watch
 from pacer_cli.commands import Session, Subcommand, UsageError
 from pacer_cli.contexts import ConfigError, Context, load_config
 from pacer_cli.settings import CliSettings, environment, load_settings
@@ -53,6 +53,7 @@ GROUPS = (
     ("jobs", "create, show, list, update and archive jobs"),
     ("endpoints", "configure endpoints and steer their cadence (hints, one-shots, pause)"),
     ("runs", "run history: list, details, live tail"),
+    ("audit", "the audit trail of a job or an endpoint: who, what, why, when"),
 )
 # Groups that work on this machine alone: no key, no control plane.
 LOCAL_GROUPS = ("config", "completion")
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in GROUPS:
         group = groups.add_parser(name, help=help_text, description=help_text)
         nouns[name] = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (*commands.all_commands(), watch.subcommand()):
+    for command in (*commands.all_commands(), watch.subcommand(), audit.subcommand()):
         _add_subcommand(nouns[command.group], command.name, command)
     _add_subcommand(groups, "apply", apply.subcommand())
     _add_subcommand(groups, "diff", apply.diff_subcommand())

@@ -17,6 +17,7 @@ from pacer.control.v1 import control_service_pb2 as pb
 from pacer_common.client import ApiError
 from pacer_common.credentials import token_of
 from pacer_gateway import problems
+from pacer_gateway.console import add_console, security_headers
 from pacer_gateway.metrics import GatewayMetrics
 from pacer_gateway.openapi import build_document
 from pacer_gateway.routes import MAX_BODY_BYTES, ROUTES, Route, decode_request, parse_body
@@ -153,7 +154,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 def create_app(client: ControlCaller, metrics: GatewayMetrics | None = None) -> web.Application:
     """The gateway over `client`, measured into `metrics` when given; the caller owns the client (and closes it after
     the app is cleaned up)."""
-    middlewares: list[Middleware] = [problem_middleware]
+    middlewares: list[Middleware] = [security_headers, problem_middleware]
     if metrics is not None:
         middlewares.insert(0, metrics.middleware())
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
@@ -174,4 +175,5 @@ def create_app(client: ControlCaller, metrics: GatewayMetrics | None = None) -> 
 
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
+    add_console(app)
     return app

@@ -114,6 +114,15 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("GET", "/runs/{runId}", "GetRunDetails", "runs", "Get a run with its outcome"),
     Route("GET", f"{_ENDPOINT}/health", "SummarizeEndpointHealth", "runs", "Summarize health", query=("window_hours",)),
+    # An addition beside the 17 actions: the audit trail, read by the console and by anyone asking "who did this?".
+    Route(
+        "GET",
+        "/audit",
+        "ListAuditRecords",
+        "audit",
+        "List a job's or an endpoint's audit records, newest first",
+        query=("job_id", "endpoint_id", "page_size", "page_token"),
+    ),
 )
 
 

@@ -664,7 +664,8 @@ def _bounded(argument: dict[str, Any], field: FieldDescriptor, floor_ms: int, en
 
 
 def tool_specs(floor_ms: int = 1000) -> tuple[ToolSpec, ...]:
-    """The 17 tools in the seed's order; `floor_ms` is the shortest interval the control plane accepts."""
+    """The 17 tools in the seed's order, then the additions (listAuditRecords); `floor_ms` is the shortest interval
+    the control plane accepts."""
     specs = _specs(floor_ms)
     return tuple(replace(spec, input_schema=_limited(spec, floor_ms)) for spec in specs)
 
@@ -693,6 +694,7 @@ def _specs(floor_ms: int) -> tuple[ToolSpec, ...]:
         _list_runs(),
         _get_run_details(),
         _summarize_health(),
+        _list_audit_records(),
     )
 
 
@@ -1222,6 +1224,39 @@ def _summarize_health() -> ToolSpec:
             "endpointId",
         ),
         summarize=_health_line,
+        read_only=True,
+        idempotent=True,
+    )
+
+
+def _audit_line(args: Arguments, r: Result) -> str:
+    more = " More: pass nextPageToken as pageToken." if r.get("nextPageToken") else ""
+    return f"{_count(len(r['records']), 'audit record')}, newest first.{more}"
+
+
+def _list_audit_records() -> ToolSpec:
+    """An addition beside the 17 actions: who changed a job or an endpoint, what they did and why."""
+    return ToolSpec(
+        name="listAuditRecords",
+        rpc="ListAuditRecords",
+        request_type=pb.ListAuditRecordsRequest,
+        response_type=pb.ListAuditRecordsResponse,
+        description=(
+            "Read the audit trail of a job (its own records and its endpoints') or of one endpoint, newest first: "
+            "each record has actor (key:<label>, policy:<rule> or admin), action (e.g. ApplyIntervalHint), "
+            "targetType, targetId, reason and at. Give exactly one of jobId or endpointId. Use it to learn why a "
+            "cadence changed or who paused an endpoint before steering it again. "
+            'Example: {"endpointId": "...", "pageSize": 20}.'
+        ),
+        input_schema=_object(
+            {
+                "jobId": _id("job", "createJob or listJobs"),
+                "endpointId": _id("endpoint", "addEndpointToJob or listJobEndpoints"),
+                "pageSize": {"type": "integer", "description": "Records per page, 1 to 100; omitted means 50."},
+                "pageToken": {"type": "string", "description": "nextPageToken of the previous page."},
+            }
+        ),
+        summarize=_audit_line,
         read_only=True,
         idempotent=True,
     )

@@ -2213,7 +2213,7 @@ class ListAuditRecordsRequest(_message.Message):
     endpoint_id: _builtins.str
     """One endpoint's records."""
     page_size: _builtins.int
-    """Records per page, 1 to 500; zero means 50."""
+    """Records per page, 1 to 100; zero means 50."""
     page_token: _builtins.str
     """The next_page_token of the previous page; empty for the first page."""
     def __init__(
