@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_cli.main import run
@@ -121,3 +123,69 @@ def test_zsh_and_fish_scripts_name_every_group(shell: str, config: Path) -> None
         assert group in script
     if shutil.which(shell):  # the shell's own syntax check, where the shell is installed
         subprocess.run([shell, "-n"], input=script, text=True, check=True, timeout=30)
+
+
+# --- output modes, names for ids, durations ---------------------------------------------------------------------------
+
+
+def cli(harness: Harness, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    env = {"PACER_CONFIG": "/nonexistent/pacer/config.yaml"}
+    code = run(["--addr", harness.address, "--api-key", harness.a.key or "", *argv], out, err, environ=env)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_every_read_prints_yaml_or_a_wide_table_and_errors_as_json_under_o_json(harness: Harness) -> None:
+    job = harness.a.CreateJob(pb.CreateJobRequest(name="Production Health Monitor")).job_id
+    harness.a.AddEndpointToJob(
+        pb.AddEndpointToJobRequest(
+            job_id=job, name="errors", url="https://api.example.com/errors", baseline=pb.Baseline(interval_ms=30_000)
+        )
+    )
+
+    code, out, _ = cli(harness, "jobs", "get", job, "-o", "yaml")
+    assert code == 0
+    assert yaml.safe_load(out)["job"]["name"] == "Production Health Monitor"
+    code, out, _ = cli(harness, "endpoints", "list", job, "-o", "wide")
+    assert code == 0
+    assert "https://api.example.com/errors" in out
+    assert "every 30s" in out
+    code, out, err = cli(harness, "-o", "json", "jobs", "get", "job_00000000000000000000000000")
+    assert code == 3
+    assert out == ""
+    assert json.loads(err)["error"]["code"] == "NOT_FOUND"
+
+
+def test_a_job_is_named_by_its_name_wherever_an_id_is_and_an_ambiguous_name_is_refused(harness: Harness) -> None:
+    job = harness.a.CreateJob(pb.CreateJobRequest(name="Production Health Monitor")).job_id
+    endpoint = harness.a.AddEndpointToJob(
+        pb.AddEndpointToJobRequest(
+            job_id=job, name="errors", url="https://api.example.com/errors", baseline=pb.Baseline(interval_ms=30_000)
+        )
+    ).endpoint_id
+
+    code, out, _ = cli(harness, "jobs", "get", "Production Health Monitor", "--json")
+    assert code == 0
+    assert json.loads(out)["job"]["job_id"] == job
+    code, out, _ = cli(harness, "endpoints", "get", "Production Health Monitor", "errors", "--json")
+    assert code == 0
+    assert json.loads(out)["endpoint_id"] == endpoint
+    assert cli(harness, "jobs", "get", "No Such Job")[0] == 3
+    harness.a.CreateJob(pb.CreateJobRequest(name="Production Health Monitor"))
+    code, _, err = cli(harness, "endpoints", "list", "Production Health Monitor")
+    assert code == 2
+    assert "2 jobs are named 'Production Health Monitor'" in err
+
+
+def test_the_health_window_is_a_duration(harness: Harness) -> None:
+    job = harness.a.CreateJob(pb.CreateJobRequest(name="windowed")).job_id
+    endpoint = harness.a.AddEndpointToJob(
+        pb.AddEndpointToJobRequest(
+            job_id=job, name="e", url="https://api.example.com/", baseline=pb.Baseline(interval_ms=30_000)
+        )
+    ).endpoint_id
+
+    assert cli(harness, "endpoints", "health", endpoint, "--window", "7d")[0] == 0
+    code, _, err = cli(harness, "endpoints", "health", endpoint, "--window", "90m")
+    assert code == 2
+    assert "not a whole number of hours" in err

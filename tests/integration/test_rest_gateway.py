@@ -768,6 +768,7 @@ async def test_health_and_the_openapi_document_need_no_key(fake):
 
     validate(document)  # raises unless this is a valid OpenAPI 3.1 document
     assert document["openapi"].startswith("3.1")
+    assert document["servers"] == [{"url": "/", "description": "the gateway serving this document"}]
     operations = {(m.upper(), p) for p, item in document["paths"].items() for m in item}
     assert {(r.method, r.path) for r in ROUTES} <= operations
     assert len(ROUTES) == 18  # the 17 actions and ListAuditRecords

@@ -22,6 +22,8 @@ from google.protobuf.message import Message
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_cli import render
 from pacer_common import limits
+from pacer_common.client import ApiError
+from pacer_common.ids import looks_like
 from pacer_common.limits import Limit
 
 R = TypeVar("R", bound=Message)
@@ -74,8 +76,22 @@ class Session:
     now: Callable[[], datetime]
     stdout: TextIO
     stderr: TextIO
-    json: bool
+    # `-o`: table (the default), wide (tables with more columns), json or yaml.
+    output: str = "table"
     environ: Mapping[str, str] = field(default_factory=dict)  # where an apply file's `${VARIABLE}` secrets come from
+
+    @property
+    def json(self) -> bool:
+        return self.output == "json"
+
+    def show(self, response: Message, view: Callable[[], str]) -> None:
+        """Print `response` in the output mode: `view()` for people, or the API's JSON or YAML mapping."""
+        if self.output == "json":
+            self.emit(render.to_json(response) + "\n")
+        elif self.output == "yaml":
+            self.emit(render.to_yaml(response))
+        else:
+            self.emit(view())
 
     def emit(self, text: str) -> None:
         """Write to stdout and flush at once, so a pipe or a watching test sees each line when it happens."""
@@ -199,23 +215,55 @@ def unary(
     execute: Callable[[Session, argparse.Namespace], R],
     view: Callable[[R, argparse.Namespace], str],
 ) -> Subcommand:
-    """A subcommand that makes one request and prints the response: `view` for people, JSON with `--json`."""
+    """A subcommand that makes one request and prints the response: `view` for people, JSON or YAML with `-o`."""
 
     def action(session: Session, args: argparse.Namespace) -> int:
         response = execute(session, args)
-        session.emit(render.to_json(response) + "\n" if session.json else view(response, args))
+        session.show(response, lambda: view(response, args))
         return 0
 
     return Subcommand(group, name, help_text, example, add_arguments, action)
 
 
 def call(rpc: str, build: Build) -> Callable[[Session, argparse.Namespace], Any]:
-    """Execute by sending `build(args, now)` to `rpc`."""
+    """Execute by sending `build(args, now)` to `rpc`; a job given by name is looked up first."""
 
     def execute(session: Session, args: argparse.Namespace) -> Any:
-        return session.call(rpc, build(args, session.now()))
+        request = build(args, session.now())  # the arguments' own errors come first, before any call
+        if resolve_job(session, args):
+            request = build(args, session.now())
+        return session.call(rpc, request)
 
     return execute
+
+
+def resolve_job(session: Session, args: argparse.Namespace) -> bool:
+    """Replace a job named by its name (`jobs get "Production Health Monitor"`) with its id, in place.
+
+    An argument shaped like a job id is used as is. A name must match exactly one of the tenant's jobs: none is
+    NOT_FOUND, several is a usage error listing their ids. True when it replaced a name.
+    """
+    name = getattr(args, "job", None)
+    if not name or looks_like("job", name):
+        return False
+    found = [job.job_id for job in _every_job(session) if job.name == name]
+    if not found:
+        raise ApiError("NOT_FOUND", f"no job named {name!r}")
+    if len(found) > 1:
+        raise UsageError(f"{len(found)} jobs are named {name!r}: {', '.join(found)}; give the id")
+    args.job = found[0]
+    return True
+
+
+def _every_job(session: Session) -> list[pb.JobSummary]:
+    request = pb.ListJobsRequest(page_size=limits.PAGE_SIZE.maximum or 0)
+    jobs: list[pb.JobSummary] = []
+    while True:
+        page: pb.ListJobsResponse = session.call("ListJobs", request)
+        jobs.extend(page.jobs)
+        if not page.next_page_token:
+            return jobs
+        request.page_token = page.next_page_token
 
 
 def _details(response: Message, _args: argparse.Namespace) -> str:
@@ -252,7 +300,7 @@ def _job_create(args: argparse.Namespace, _now: datetime) -> Message:
 
 
 def _job_only(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("job", metavar="JOB", help="job id")
+    parser.add_argument("job", metavar="JOB", help="job id or name")
 
 
 def _job_get(args: argparse.Namespace, _now: datetime) -> Message:
@@ -377,7 +425,7 @@ def _clamp(args: argparse.Namespace) -> pb.Clamp | None:
 
 
 def _endpoint_add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("job", metavar="JOB", help="id of the job to add the endpoint to")
+    parser.add_argument("job", metavar="JOB", help="id or name of the job to add the endpoint to")
     _endpoint_config_args(parser, adding=True)
 
 
@@ -436,8 +484,12 @@ def _endpoint_list(args: argparse.Namespace, _now: datetime) -> Message:
     return pb.ListJobEndpointsRequest(job_id=args.job)
 
 
-def _endpoints_view(response: pb.ListJobEndpointsResponse, _args: argparse.Namespace) -> str:
-    return render.endpoints_table(response)
+def _endpoints_view(response: pb.ListJobEndpointsResponse, args: argparse.Namespace) -> str:
+    return render.endpoints_table(response, wide=_wide(args))
+
+
+def _wide(args: argparse.Namespace) -> bool:
+    return getattr(args, "output", None) == "wide"
 
 
 # --- endpoints: steering ---------------------------------------------------------------------------------------------
@@ -516,13 +568,26 @@ def _reset_failures(args: argparse.Namespace, _now: datetime) -> Message:
 
 def _health_args(parser: argparse.ArgumentParser) -> None:
     _endpoint_only(parser)
-    parser.add_argument(
+    window = parser.add_mutually_exclusive_group()
+    window.add_argument(
+        "--window", type=parse_window_hours, metavar="DURATION", help="how much history, in whole hours: 6h, 7d"
+    )
+    window.add_argument(
         "--window-hours", type=int, default=0, help=f"hours of history, {range_help(limits.WINDOW_HOURS)}"
     )
 
 
+def parse_window_hours(text: str) -> int:
+    """A duration of whole hours (`6h`, `2d`) as hours."""
+    millis = parse_duration_ms(text)
+    if millis % 3_600_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of hours (e.g. 6h, 7d)")
+    return millis // 3_600_000
+
+
 def _health(args: argparse.Namespace, _now: datetime) -> Message:
-    return pb.SummarizeEndpointHealthRequest(endpoint_id=args.endpoint, window_hours=args.window_hours)
+    hours = args.window if args.window is not None else args.window_hours
+    return pb.SummarizeEndpointHealthRequest(endpoint_id=args.endpoint, window_hours=hours)
 
 
 # --- runs ------------------------------------------------------------------------------------------------------------
@@ -656,7 +721,35 @@ def _endpoint_commands() -> tuple[Subcommand, ...]:
             call("ListJobEndpoints", _endpoint_list),
             _endpoints_view,
         ),
+        unary(
+            "endpoints",
+            "get",
+            "show one endpoint of a job, by id or name: its config, rules and schedule (from ListJobEndpoints)",
+            "pacerctl endpoints get 'Production Health Monitor' check_error_rate -o yaml",
+            _endpoint_get_args,
+            _endpoint_get,
+            _details,
+        ),
     )
+
+
+def _endpoint_get_args(parser: argparse.ArgumentParser) -> None:
+    _job_only(parser)
+    parser.add_argument("endpoint", metavar="ENDPOINT", help="endpoint id or name")
+
+
+def _endpoint_get(session: Session, args: argparse.Namespace) -> pb.EndpointSummary:
+    """The job's endpoint whose id or (unique) name is `args.endpoint`."""
+    resolve_job(session, args)
+    listing: pb.ListJobEndpointsResponse = session.call("ListJobEndpoints", _endpoint_list(args, session.now()))
+    by_id = [e for e in listing.endpoints if e.endpoint_id == args.endpoint]
+    found = by_id or [e for e in listing.endpoints if e.name == args.endpoint]
+    if not found:
+        raise ApiError("NOT_FOUND", f"job {args.job!r} has no endpoint {args.endpoint!r}")
+    if len(found) > 1:
+        ids = ", ".join(e.endpoint_id for e in found)
+        raise UsageError(f"{len(found)} endpoints are named {args.endpoint!r}: {ids}; give the id")
+    return found[0]
 
 
 def _steering_commands() -> tuple[Subcommand, ...]:

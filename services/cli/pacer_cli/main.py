@@ -55,6 +55,7 @@ GROUPS = (
     ("runs", "run history: list, details, live tail"),
     ("audit", "the audit trail of a job or an endpoint: who, what, why, when"),
 )
+OUTPUTS = ("table", "wide", "json", "yaml")
 # Groups that work on this machine alone: no key, no control plane.
 LOCAL_GROUPS = ("config", "completion")
 NO_KEY = (
@@ -86,7 +87,14 @@ def _add_connection_options(parser: argparse.ArgumentParser, *, top: bool) -> No
     parser.add_argument("--addr", **keep, help=f"control plane address (default $PACER_CONTROL_ADDR or {DEFAULT_ADDR})")
     parser.add_argument("--context", **keep, help="the named context to use (default: the current context)")
     parser.add_argument("--api-key", **keep, help="API key (default $PACER_API_KEY or var/dev-api-key)")
-    parser.add_argument("--json", action="store_true", **keep, help="print the response as JSON")
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=OUTPUTS,
+        **keep,
+        help="table (default), wide (more columns), json or yaml (the API's mapping; errors as JSON too under json)",
+    )
+    parser.add_argument("--json", action="store_true", **keep, help="the same as -o json")
 
 
 def _add_subcommand(
@@ -211,16 +219,19 @@ def run(
         stderr.write(NO_KEY)
         return 2
     addr = args.addr or settings.addr or (context.addr if context is not None else "") or DEFAULT_ADDR
+    output = "json" if args.json else (args.output or "table")
     client = ControlClient(addr, key, client_tls_credentials(_tls(settings, context)))
     try:
-        session = Session(client.call, now, stdout, stderr, args.json, environment(environ))
+        session = Session(client.call, now, stdout, stderr, output, environment(environ))
         return int(args.action(session, args))
     except UsageError as error:
         command = " ".join(part for part in (args.group, getattr(args, "command", None)) if part)
         stderr.write(f"pacerctl {command}: error: {error}\n")
         return 2
     except ApiError as error:
-        stderr.write(render.error_text(error, commands.flag_for, addr))
+        stderr.write(
+            render.error_json(error) if output == "json" else render.error_text(error, commands.flag_for, addr)
+        )
         return exit_code(error.code)
     finally:
         client.close()

@@ -7,11 +7,13 @@ places means the same thing; an unset time is `-`.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC
-from typing import Protocol
+from typing import Any, Protocol
 
+import yaml
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
@@ -70,6 +72,33 @@ def to_json(message: Message, *, compact: bool = False) -> str:
         indent=None if compact else 2,
         unquote_int64_if_possible=True,
     )
+
+
+def to_yaml(message: Message) -> str:
+    """The same mapping as `to_json` (proto field names, zero values shown, int64 as numbers), as YAML."""
+    data = json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+        unquote_int64_if_possible=True,
+    )
+    return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def error_json(error: ApiError) -> str:
+    """A refused call as one JSON object (for `-o json`): code, message, and the field and quota violations."""
+    document: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.field_violations:
+        document["field_violations"] = [
+            {"field": v.field, "description": v.description} for v in error.field_violations
+        ]
+    if error.quota_violations:
+        document["quota_violations"] = [
+            {"subject": q.subject, "description": q.description} for q in error.quota_violations
+        ]
+    if error.retry_after_s is not None:
+        document["retry_after_s"] = error.retry_after_s
+    return json.dumps({"error": document}) + "\n"
 
 
 def format_time(stamp: Timestamp) -> str:
@@ -209,12 +238,13 @@ def _paused(endpoint: pb.EndpointSummary) -> str:
     return "until " + format_time(endpoint.paused_until) if endpoint.HasField("paused_until") else "indefinitely"
 
 
-def endpoints_table(response: pb.ListJobEndpointsResponse) -> str:
-    """ListJobEndpoints as a table: when each endpoint runs next, and why."""
+def endpoints_table(response: pb.ListJobEndpointsResponse, *, wide: bool = False) -> str:
+    """ListJobEndpoints as a table: when each endpoint runs next, and why; `wide` adds what it calls and how often."""
     if not response.endpoints:
         return "no endpoints\n"
-    rows = [
-        (
+    rows = []
+    for e in response.endpoints:
+        row = [
             e.endpoint_id,
             e.name,
             format_time(e.next_run_at),
@@ -222,11 +252,21 @@ def endpoints_table(response: pb.ListJobEndpointsResponse) -> str:
             format_time(e.last_run_at),
             str(e.failure_count),
             _paused(e),
-        )
-        for e in response.endpoints
-    ]
-    headers = ("ID", "NAME", "NEXT RUN", "SOURCE", "LAST RUN", "FAILURES", "PAUSED")
+        ]
+        if wide:
+            row += [e.method, e.url, _cadence(e.baseline), str(len(e.policies)), "yes" if e.signed else "no"]
+        rows.append(tuple(row))
+    headers: tuple[str, ...] = ("ID", "NAME", "NEXT RUN", "SOURCE", "LAST RUN", "FAILURES", "PAUSED")
+    if wide:
+        headers += ("METHOD", "URL", "BASELINE", "RULES", "SIGNED")
     return table(headers, rows, right=frozenset({5}))
+
+
+def _cadence(baseline: pb.Baseline) -> str:
+    if baseline.HasField("cron"):
+        zone = f" ({baseline.cron.timezone})" if baseline.cron.timezone else ""
+        return f"cron {baseline.cron.expression}{zone}"
+    return f"every {format_millis(baseline.interval_ms)}" if baseline.interval_ms else UNSET
 
 
 def _run_row(run: pb.RunSummary) -> tuple[str, ...]:

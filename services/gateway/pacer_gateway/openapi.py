@@ -296,6 +296,8 @@ def build_document(routes: Iterable[Route] = ROUTES) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Pacer REST API", "version": "1", "description": _DESCRIPTION},
+        # Relative: the gateway that serves this document is the server, whatever name or port it is reached by.
+        "servers": [{"url": "/", "description": "the gateway serving this document"}],
         "tags": [{"name": tag} for tag in dict.fromkeys(route.tag for route in routes)],
         "security": [{"apiKey": []}],
         "paths": paths,
