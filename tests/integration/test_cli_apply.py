@@ -345,6 +345,38 @@ def test_endpoints_missing_from_the_file_are_reported_and_left_alone(harness: Ha
     assert endpoints(harness)["manual-probe"].endpoint_id == extra
 
 
+def test_prune_deletes_the_endpoints_a_file_no_longer_names_and_diff_shows_it_first(
+    harness: Harness, apply: Apply
+) -> None:
+    apply.ok(FLASH_SALE)
+    job_id = active_jobs(harness)[FLASH_JOB]
+    other_job = harness.a.CreateJob(pb.CreateJobRequest(name="not in the file")).job_id
+    probe = pb.AddEndpointToJobRequest(
+        name="manual-probe", url="https://shop.example.com/probe", baseline=pb.Baseline(interval_ms=60_000)
+    )
+    extra = harness.a.AddEndpointToJob(pb.AddEndpointToJobRequest(job_id=job_id, **_fields(probe))).endpoint_id
+    harness.a.AddEndpointToJob(pb.AddEndpointToJobRequest(job_id=other_job, **_fields(probe)))
+
+    preview = apply(FLASH_SALE, "--prune", command="diff")
+    result = apply.ok(FLASH_SALE, "--prune")
+    again = apply(FLASH_SALE, "--prune", command="diff")
+
+    deleted = f'- endpoint "{FLASH_JOB}"/"manual-probe" not in file, deleted (--prune)'
+    assert preview.code == 1
+    assert deleted in preview.lines
+    assert result.lines == [deleted, "= 10 endpoints unchanged", "applied 1 change"]
+    assert "manual-probe" not in endpoints(harness)
+    assert again.code == 0
+    trail = harness.a.ListAuditRecords(pb.ListAuditRecordsRequest(endpoint_id=extra)).records
+    assert trail[0].action == "DeleteEndpoint"
+    listing = harness.a.ListJobEndpoints(pb.ListJobEndpointsRequest(job_id=other_job)).endpoints
+    assert [e.name for e in listing] == ["manual-probe"]  # a job the file does not name is never touched
+
+
+def _fields(request: pb.AddEndpointToJobRequest) -> dict[str, Any]:
+    return {"name": request.name, "url": request.url, "baseline": request.baseline}
+
+
 def test_jobs_are_matched_within_the_tenant_and_among_active_jobs_only(harness: Harness, apply: Apply) -> None:
     apply.ok(FLASH_SALE)
     other = apply(FLASH_SALE, key=harness.b.key)

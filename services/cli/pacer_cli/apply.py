@@ -31,6 +31,7 @@ from pacer_cli.reconcile import (
     Conflict,
     CreateEndpoint,
     CreateJob,
+    DeleteEndpoint,
     ObservedJob,
     Plan,
     UpdateEndpoint,
@@ -54,10 +55,15 @@ def _file_arguments(parser: argparse.ArgumentParser) -> None:
         help="send every signing secret the file names (${VARIABLE}) again; Pacer never returns a secret, so a "
         "changed one is otherwise not seen",
     )
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete the endpoints of the file's jobs that the file does not name (other jobs are never touched)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`-f FILE`, `--rotate-secrets` and `--dry-run`."""
+    """`-f FILE`, `--rotate-secrets`, `--prune` and `--dry-run`."""
     _file_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
 
@@ -138,6 +144,9 @@ class _Executor:
             case UpdateEndpoint():
                 call("UpdateEndpointConfig", reconcile.update_request(change, self._reason))
                 return change.endpoint_id
+            case DeleteEndpoint(untracked=gone):
+                call("DeleteEndpoint", pb.DeleteEndpointRequest(endpoint_id=gone.endpoint_id, reason=self._reason))
+                return gone.endpoint_id
 
     def _add(self, change: CreateEndpoint) -> str:
         """AddEndpointToJob, then an indefinite pause for `paused: true` (the only time apply sets pause state).
@@ -255,6 +264,8 @@ def _path(change: Change) -> str:
             return job.path
         case CreateEndpoint(endpoint=endpoint) | UpdateEndpoint(endpoint=endpoint):
             return endpoint.path
+        case DeleteEndpoint(job=job):
+            return job.path
 
 
 # --- the command -----------------------------------------------------------------------------------------------------
@@ -293,7 +304,9 @@ def _plan(session: Session, args: argparse.Namespace) -> Plan | int:
         session.stderr.write(invalid_text(error))
         return 2
     try:
-        return reconcile.plan(manifest, observe(session, manifest), rotate_secrets=args.rotate_secrets)
+        return reconcile.plan(
+            manifest, observe(session, manifest), rotate_secrets=args.rotate_secrets, prune=args.prune
+        )
     except Conflict as error:
         session.stderr.write(f"pacerctl apply: error: {error}; nothing was changed\n")
         return CONFLICT_EXIT
@@ -326,7 +339,7 @@ def subcommand() -> Subcommand:
     return Subcommand(
         "apply",
         "",
-        "create or update jobs and endpoints from a YAML file; idempotent, never deletes",
+        "create or update jobs and endpoints from a YAML file; idempotent, deletes only with --prune",
         "pacerctl apply -f examples/use-cases/flash-sale.yaml --dry-run",
         add_arguments,
         apply,

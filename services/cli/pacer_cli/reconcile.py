@@ -108,16 +108,24 @@ class UpdateEndpoint:
     fields: tuple[FieldChange, ...]
 
 
-Change = CreateJob | UpdateJob | CreateEndpoint | UpdateEndpoint
-
-
 @dataclass(frozen=True)
 class Untracked:
-    """A live endpoint of a file's job that the file does not name: reported, left alone, never deleted."""
+    """A live endpoint of a file's job that the file does not name: reported and left alone, unless `--prune`."""
 
     job_name: str
     name: str
     endpoint_id: str
+
+
+@dataclass(frozen=True)
+class DeleteEndpoint:
+    """With `--prune`: delete an endpoint of a file's job that the file no longer names."""
+
+    job: JobSpec
+    untracked: Untracked
+
+
+Change = CreateJob | UpdateJob | CreateEndpoint | UpdateEndpoint | DeleteEndpoint
 
 
 @dataclass(frozen=True)
@@ -132,10 +140,13 @@ class Plan:
 # --- diffing ---------------------------------------------------------------------------------------------------------
 
 
-def plan(manifest: Manifest, observed: Mapping[str, ObservedJob], *, rotate_secrets: bool = False) -> Plan:
+def plan(
+    manifest: Manifest, observed: Mapping[str, ObservedJob], *, rotate_secrets: bool = False, prune: bool = False
+) -> Plan:
     """The changes that make Pacer hold what `manifest` says; `observed` maps job name -> the active job so named.
     With `rotate_secrets`, every endpoint the file gives a signing secret gets it again (Pacer cannot say whether
-    the secret it holds is the same).
+    the secret it holds is the same). With `prune`, the endpoints of the file's jobs that the file does not name are
+    deleted (after the job's other changes) instead of left alone; jobs the file does not name are never touched.
 
     Raises Conflict when a job of the file has two live endpoints named like one of the file's endpoints.
     """
@@ -152,7 +163,11 @@ def plan(manifest: Manifest, observed: Mapping[str, ObservedJob], *, rotate_secr
         job_changes, same = _endpoint_changes(job, found, rotate_secrets)
         changes += job_changes
         unchanged += same
-        untracked += _untracked(job, found)
+        extra = _untracked(job, found)
+        if prune:
+            changes += [DeleteEndpoint(job, item) for item in extra]
+        else:
+            untracked += extra
     return Plan(tuple(changes), unchanged, tuple(untracked))
 
 
@@ -453,6 +468,8 @@ def change_line(change: Change) -> str:
         case UpdateEndpoint(job=job, endpoint=endpoint, fields=fields):
             diffs = "; ".join(f"{f.field} {f.before} -> {f.after}" for f in fields)
             return f"~ {_endpoint_ref(job, endpoint.name)}: {diffs}"
+        case DeleteEndpoint(job=job, untracked=item):
+            return f"- {_endpoint_ref(job, item.name)} not in file, deleted (--prune)"
 
 
 def _extras(endpoint: EndpointSpec) -> str:
@@ -509,6 +526,8 @@ def change_json(change: Change, object_id: str | None = None) -> dict[str, Any]:
             }
         case UpdateEndpoint(job=job, endpoint=endpoint, fields=fields):
             item = _endpoint_json("update", job, endpoint) | {"fields": _fields_json(fields)}
+        case DeleteEndpoint(job=job, untracked=gone):
+            item = {"op": "delete", "kind": "endpoint", "job": job.name, "endpoint": gone.name, "path": job.path}
     item["job_id" if item["kind"] == "job" else "endpoint_id"] = object_id or _known_id(change)
     return item
 
@@ -519,6 +538,8 @@ def _known_id(change: Change) -> str | None:
             return job_id
         case UpdateEndpoint(endpoint_id=endpoint_id):
             return endpoint_id
+        case DeleteEndpoint(untracked=gone):
+            return gone.endpoint_id
         case CreateEndpoint() | CreateJob():
             return None
 
