@@ -930,3 +930,32 @@ def test_rules_acting_on_other_endpoints_are_set_once_the_whole_plan_exists() ->
     assert rpc == "UpdateEndpointConfig"
     assert last.endpoint_id == "ep_traffic-monitor"
     assert [rule.name for rule in last.policies.rules] == ["surge", "calm"]
+
+
+def test_header_values_come_from_the_environment_or_a_file_so_the_manifest_holds_no_credentials(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "token.txt").write_text("Bearer from-a-file\n")
+    manifest = tmp_path / "shop.yaml"
+    headers = {
+        "Authorization": {"valueFrom": {"file": "token.txt"}},
+        "X-Api-Key": "${SHOP_KEY}",
+        "X-Tenant": {"valueFrom": {"env": "SHOP_TENANT"}},
+        "X-Team": "web",
+    }
+    manifest.write_text(yaml.safe_dump(one_endpoint(every="60s", headers=headers)))
+
+    endpoint = only_endpoint(load(str(manifest), {"SHOP_KEY": "k-123", "SHOP_TENANT": "acme"}))
+
+    assert dict(endpoint.headers) == {
+        "Authorization": "Bearer from-a-file",
+        "X-Api-Key": "k-123",
+        "X-Tenant": "acme",
+        "X-Team": "web",
+    }
+    with pytest.raises(ManifestError) as missing:
+        load(str(manifest), {"SHOP_KEY": "k-123"})
+    problems = [(p.path, p.message) for p in missing.value.problems]
+    assert problems == [
+        ("jobs[0].endpoints[0].headers.X-Tenant", "the environment variable SHOP_TENANT is not set (or empty)")
+    ]

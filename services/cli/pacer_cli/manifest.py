@@ -8,7 +8,9 @@ GET, no headers, an empty body, no clamp, the server's 30 s timeout, not paused,
 because the file states the whole desired configuration.
 
 A signing secret is never written in the file: `signing_secret` must be `${VARIABLE}`, read from the environment when
-the file is loaded (a variable that is unset or empty is a problem). Policies (docs/policies.md) are a list of rules
+the file is loaded (a variable that is unset or empty is a problem). A header value may come from elsewhere too:
+`${VARIABLE}`, `{valueFrom: {env: VARIABLE}}` or `{valueFrom: {file: PATH}}` (relative to the file's folder), so a
+manifest holds no credentials. Policies (docs/policies.md) are a list of rules
 `{name, when, then: [action, ...], cooldown}`; an action is a mapping with an optional `endpoint` (another endpoint
 of the same job, by name) and exactly one of `interval_hint: {every, ttl}`, `one_shot: {delay}`, `pause: {for}`,
 `resume`, `clear_hints` or `reset_failures` (those three take no settings: `resume: {}` or just `resume:`).
@@ -267,7 +269,7 @@ def parse(text: str, source: str, environ: Mapping[str, str] | None = None) -> M
         document = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as error:
         raise ManifestError(source, (_syntax_problem(error),)) from None
-    reader = _Reader(environ or {})
+    reader = _Reader(environ or {}, Path(source).parent)
     jobs = reader.document(document)
     if reader.problems:
         raise ManifestError(source, tuple(reader.problems))
@@ -299,9 +301,10 @@ class _Reader:
     """Walks the parsed YAML, collecting problems; after a problem it returns a placeholder and carries on, so one
     pass reports everything. Placeholders never escape: `parse` raises when any problem was recorded."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], folder: Path = Path()) -> None:
         self.problems: list[Problem] = []
         self.environ = environ
+        self.folder = folder  # where a header's `valueFrom: {file: PATH}` is found from
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
@@ -469,14 +472,56 @@ class _Reader:
             return {}
         if limits.HEADERS.max_length is not None and len(value) > limits.HEADERS.max_length:
             self.fail(path, f"must have at most {limits.HEADERS.max_length} headers")
-        for name, text in value.items():
-            if not isinstance(name, str) or not isinstance(text, str):
-                self.fail(_at(path, str(name)), "header names and values must be strings (quote them)")
-            elif not _HEADER_NAME.fullmatch(name) or _too_long(name, limits.HEADER_NAME):
+        headers: dict[str, str] = {}
+        for name, raw in value.items():
+            if not isinstance(name, str):
+                self.fail(_at(path, str(name)), "header names must be strings (quote them)")
+                continue
+            text = self.header_value(raw, _at(path, name))
+            if text is None:
+                continue
+            if not _HEADER_NAME.fullmatch(name) or _too_long(name, limits.HEADER_NAME):
                 self.fail(_at(path, name), "is not a valid header name")
             elif "\r" in text or "\n" in text:
                 self.fail(_at(path, name), "must not contain line breaks")
-        return {str(name): str(text) for name, text in value.items()}
+            headers[name] = text
+        return headers
+
+    def header_value(self, raw: object, where: str) -> str | None:
+        """A header's value: a string as written; `${VARIABLE}` or `{valueFrom: {env: VARIABLE}}` from the
+        environment; `{valueFrom: {file: PATH}}` from a file (relative to the manifest's folder, a final newline
+        dropped), so a manifest need not hold credentials. A value read from elsewhere is never echoed."""
+        if isinstance(raw, str):
+            reference = _SECRET_REFERENCE.fullmatch(raw)
+            return self.from_environment(reference.group(1), where) if reference else raw
+        if not isinstance(raw, dict):
+            self.fail(where, "header values must be strings (quote them), or {valueFrom: ...}")
+            return None
+        source = raw.get("valueFrom") if isinstance(raw, dict) and set(raw) == {"valueFrom"} else None
+        if isinstance(source, dict) and len(source) == 1:
+            ((kind, name),) = source.items()
+            if kind == "env" and isinstance(name, str):
+                return self.from_environment(name, where)
+            if kind == "file" and isinstance(name, str):
+                return self.from_file(name, where)
+        self.fail(where, "must be a string, `${VARIABLE}`, {valueFrom: {env: VARIABLE}} or {valueFrom: {file: PATH}}")
+        return None
+
+    def from_environment(self, variable: str, where: str) -> str | None:
+        text = self.environ.get(variable)
+        if not text:
+            self.fail(where, f"the environment variable {variable} is not set (or empty)")
+            return None
+        return text
+
+    def from_file(self, name: str, where: str) -> str | None:
+        path = self.folder / Path(name).expanduser()
+        try:
+            return path.read_text(encoding="utf-8").removesuffix("\n")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            self.fail(where, f"cannot read {name}: {reason}")
+            return None
 
     def schedule(self, fields: Mapping[str, object], path: str) -> Schedule:
         """Exactly one of `every` and `cron`; `timezone` only with `cron`."""
