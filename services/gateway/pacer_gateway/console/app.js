@@ -278,13 +278,14 @@ function auditTable(records, names = new Map()) {
 // -- an endpoint ---------------------------------------------------------------------------------------------------
 
 async function loadEndpoint(jobId, endpointId) {
-  const [{ endpoints }, { runs }, { records }, health] = await Promise.all([
+  const [{ endpoints }, { runs }, { records }, health, { job }] = await Promise.all([
     get(`/jobs/${jobId}/endpoints`), get("/runs", { endpointId, limit: 300 }),
     get("/audit", { endpointId, pageSize: 100 }), get(`/jobs/${jobId}/endpoints/${endpointId}/health`, { windowHours: 24 }),
+    get(`/jobs/${jobId}`),
   ]);
   const endpoint = endpoints.find((e) => e.endpointId === endpointId);
   if (!endpoint) throw new ApiError(404, { detail: `endpoint ${endpointId} not found in this job` });
-  return { endpoint, runs, records, health };
+  return { endpoint, runs, records, health, jobName: job.name };
 }
 
 function runsTable(runs) {
@@ -374,7 +375,7 @@ async function renderEndpoint(jobId, endpointId) {
   const refresh = async () => { data = await loadEndpoint(jobId, endpointId); draw(); };
   const { endpoint } = data;
   replace(view,
-    h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Jobs"), " / ", h("a", { href: `#/jobs/${jobId}` }, "job"), " / ", endpoint.name),
+    h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Jobs"), " / ", h("a", { href: `#/jobs/${jobId}` }, data.jobName), " / ", endpoint.name),
     h("h1", {}, endpoint.name),
     h("p", { class: "sub" }, `${endpoint.method || "GET"} ${endpoint.url}`),
     h("section", { class: "card" }, h("h2", {}, "Timeline"), chartBox, legend()),
