@@ -198,7 +198,7 @@ def test_a_hint_moves_the_next_run_and_the_interval_line(console: Console, page:
     wait_for(lambda: planned_interval_ms(page) >= 3500, 10, "the planned interval to follow the hint")
     wait_for(lambda: page.locator("rect[data-kind=hint]").count() == 1, 10, "the hint band")
     assert "flash sale starts" in (page.locator("rect[data-kind=hint] title").text_content() or "")
-    expect(page.locator("[data-fact=cadence]")).to_contain_text("hint")
+    expect(page.locator("[data-fact=cadence]")).to_contain_text("hint every 4 s until")
     # Two runs at the hinted cadence, so the step line shows it (and the screenshot shows both cadences).
     hinted = page.locator("[data-section=runs] tr[data-run]").filter(has_text="ai_interval")
     wait_for(lambda: hinted.count() >= 2, 15, "runs at the hinted interval")

@@ -119,6 +119,20 @@ def test_clearing_hints_returns_to_the_baseline_cadence(harness, endpoint):
     assert dt(row(harness.a, job_id, endpoint_id).next_run_at) == at(10, 2, 20)
 
 
+def test_list_job_endpoints_shows_the_hints_cadence_and_end_until_it_is_cleared(harness, endpoint):
+    job_id, endpoint_id = endpoint
+    assert not row(harness.a, job_id, endpoint_id).HasField("hint_expires_at")
+
+    response = hint(harness.a, endpoint_id, interval_ms=20_000)
+
+    listed = row(harness.a, job_id, endpoint_id)
+    assert listed.hint_interval_ms == 20_000
+    assert listed.hint_expires_at == response.hint_expires_at
+    harness.a.ClearAdaptiveHints(pb.ClearAdaptiveHintsRequest(endpoint_id=endpoint_id, reason="sale over"))
+    cleared = row(harness.a, job_id, endpoint_id)
+    assert (cleared.hint_interval_ms, cleared.HasField("hint_expires_at")) == (0, False)
+
+
 def test_expired_hint_gives_way_to_the_baseline(harness, endpoint):
     job_id, endpoint_id = endpoint
     response = hint(harness.a, endpoint_id, interval_ms=20_000, ttl_minutes=1)

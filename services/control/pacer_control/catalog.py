@@ -185,6 +185,8 @@ class ListedEndpoint(NamedTuple):
     signed: bool
     previous_secret_expires_at: datetime | None
     policies: list[dict[str, Any]] | None
+    hint_interval_ms: int | None
+    hint_expires_at: datetime | None
 
 
 # The statements of the hot reads, built once (see Store._reading).

@@ -206,6 +206,9 @@ def _fill_summary(summary: pb.EndpointSummary, view: EndpointView) -> None:
     summary.clamp.max_interval_ms = endpoint.max_interval_ms
     if endpoint.policies:
         summary.policies.extend(policy(rule) for rule in policies.from_json(endpoint.policies))
+    if endpoint.hint_interval_ms is not None and endpoint.hint_expires_at is not None:
+        summary.hint_interval_ms = endpoint.hint_interval_ms
+        _stamp(summary.hint_expires_at, endpoint.hint_expires_at)
     _fill_delivery(summary, endpoint)
 
 

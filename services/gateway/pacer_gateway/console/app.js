@@ -97,8 +97,11 @@ function cadence(ep, observedMs) {
   const failures = Number(ep.failureCount || 0);
   if (ep.paused) return [badge("paused"), ep.pausedUntil ? [" until ", time(ep.pausedUntil)] : " until resumed"];
   switch (ep.nextRunSource) {
-    case "RUN_SOURCE_AI_INTERVAL":
-      return [badge("hint"), observedMs ? ` every ${duration(observedMs)}` : "", h("span", { class: "muted" }, ` (baseline ${baselineText(ep)})`)];
+    case "RUN_SOURCE_AI_INTERVAL": {
+      const every = Number(ep.hintIntervalMs || 0) || observedMs;
+      const until = ep.hintExpiresAt ? [" until ", time(ep.hintExpiresAt)] : "";
+      return [badge("hint"), every ? ` every ${duration(every)}` : "", until, h("span", { class: "muted" }, ` (baseline ${baselineText(ep)})`)];
+    }
     case "RUN_SOURCE_AI_ONESHOT":
       return [badge("one-shot", "hint"), " at ", time(ep.nextRunAt)];
     case "RUN_SOURCE_CLAMPED_MIN":

@@ -1391,6 +1391,8 @@ class EndpointSummary(_message.Message):
     JITTER_MS_FIELD_NUMBER: _builtins.int
     SIGNED_FIELD_NUMBER: _builtins.int
     PREVIOUS_SECRET_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    HINT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    HINT_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     endpoint_id: _builtins.str
     """Id of the endpoint."""
     name: _builtins.str
@@ -1416,6 +1418,10 @@ class EndpointSummary(_message.Message):
     """Jitter in milliseconds; zero means none."""
     signed: _builtins.bool
     """True when requests are signed; the secret itself is never returned."""
+    hint_interval_ms: _builtins.int
+    """The latest interval hint's cadence in milliseconds; zero when none was
+    applied since the hints were last cleared.
+    """
     @_builtins.property
     def next_run_at(self) -> _timestamp_pb2.Timestamp:
         """When the endpoint runs next; unset while paused indefinitely or archived."""
@@ -1444,6 +1450,12 @@ class EndpointSummary(_message.Message):
     def previous_secret_expires_at(self) -> _timestamp_pb2.Timestamp:
         """While a rotated-out signing secret still signs: when it stops."""
 
+    @_builtins.property
+    def hint_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When that hint stops applying (it may be past: compare with the time now);
+        unset when there is no hint.
+        """
+
     def __init__(
         self,
         *,
@@ -1465,10 +1477,12 @@ class EndpointSummary(_message.Message):
         jitter_ms: _builtins.int = ...,
         signed: _builtins.bool = ...,
         previous_secret_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        hint_interval_ms: _builtins.int = ...,
+        hint_expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp", "last_run_at", b"last_run_at", "next_run_at", b"next_run_at", "paused_until", b"paused_until", "previous_secret_expires_at", b"previous_secret_expires_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp", "hint_expires_at", b"hint_expires_at", "last_run_at", b"last_run_at", "next_run_at", b"next_run_at", "paused_until", b"paused_until", "previous_secret_expires_at", b"previous_secret_expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp", "config_digest", b"config_digest", "endpoint_id", b"endpoint_id", "failure_count", b"failure_count", "jitter_ms", b"jitter_ms", "last_run_at", b"last_run_at", "method", b"method", "name", b"name", "next_run_at", b"next_run_at", "next_run_source", b"next_run_source", "paused", b"paused", "paused_until", b"paused_until", "policies", b"policies", "previous_secret_expires_at", b"previous_secret_expires_at", "signed", b"signed", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp", "config_digest", b"config_digest", "endpoint_id", b"endpoint_id", "failure_count", b"failure_count", "hint_expires_at", b"hint_expires_at", "hint_interval_ms", b"hint_interval_ms", "jitter_ms", b"jitter_ms", "last_run_at", b"last_run_at", "method", b"method", "name", b"name", "next_run_at", b"next_run_at", "next_run_source", b"next_run_source", "paused", b"paused", "paused_until", b"paused_until", "policies", b"policies", "previous_secret_expires_at", b"previous_secret_expires_at", "signed", b"signed", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
