@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_cli import reconcile
-from pacer_cli.commands import Session, Subcommand
+from pacer_cli.commands import Session, Subcommand, every_job
 from pacer_cli.manifest import Manifest, ManifestError, load
 from pacer_cli.reconcile import (
     Change,
@@ -77,15 +77,8 @@ def reason_for(path: str) -> str:
 
 
 def active_jobs(session: Session) -> list[pb.JobSummary]:
-    """Every active job of the caller's tenant, following the page tokens."""
-    request = pb.ListJobsRequest(status=pb.JOB_STATUS_ACTIVE)
-    jobs: list[pb.JobSummary] = []
-    while True:
-        page: pb.ListJobsResponse = session.call("ListJobs", request)
-        jobs.extend(page.jobs)
-        if not page.next_page_token:
-            return jobs
-        request.page_token = page.next_page_token
+    """Every active job of the caller's tenant."""
+    return every_job(session, pb.JOB_STATUS_ACTIVE)
 
 
 def observe(session: Session, manifest: Manifest) -> dict[str, ObservedJob]:

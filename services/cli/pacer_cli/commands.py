@@ -246,7 +246,7 @@ def resolve_job(session: Session, args: argparse.Namespace) -> bool:
     name = getattr(args, "job", None)
     if not name or looks_like("job", name):
         return False
-    found = [job.job_id for job in _every_job(session) if job.name == name]
+    found = [job.job_id for job in every_job(session) if job.name == name]
     if not found:
         raise ApiError("NOT_FOUND", f"no job named {name!r}")
     if len(found) > 1:
@@ -255,8 +255,9 @@ def resolve_job(session: Session, args: argparse.Namespace) -> bool:
     return True
 
 
-def _every_job(session: Session) -> list[pb.JobSummary]:
-    request = pb.ListJobsRequest(page_size=limits.PAGE_SIZE.maximum or 0)
+def every_job(session: Session, status: pb.JobStatus.ValueType = pb.JOB_STATUS_UNSPECIFIED) -> list[pb.JobSummary]:
+    """Every job of the caller's tenant in `status` (unspecified: all), following the page tokens."""
+    request = pb.ListJobsRequest(status=status, page_size=limits.PAGE_SIZE.maximum or 0)
     jobs: list[pb.JobSummary] = []
     while True:
         page: pb.ListJobsResponse = session.call("ListJobs", request)

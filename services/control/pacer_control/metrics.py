@@ -119,16 +119,16 @@ class ControlMetrics:
     def runs_lost(self, count: int, tenants: Sequence[str] = ()) -> None:
         """Count runs the reaper settled as LOST (`tenants`: the tenant of each, for the per-tenant series)."""
         self.leases_expired.inc(count)
-        self.runs.labels(RunStatus.LOST).inc(count)
-        for tenant, lost in collections.Counter(tenants).items():
-            self.tenant_runs.labels(tenant, RunStatus.LOST).inc(lost)
+        self._lost(count, tenants)
 
     def runs_vanished(self, count: int, tenants: Sequence[str] = ()) -> None:
         """Count runs settled LOST because their executor vanished (`tenants`: the tenant of each)."""
         self.vanished.inc(count)
+        self._lost(count, tenants)
+
+    def _lost(self, count: int, tenants: Sequence[str]) -> None:
         self.runs.labels(RunStatus.LOST).inc(count)
-        for tenant, lost in collections.Counter(tenants).items():
-            self.tenant_runs.labels(tenant, RunStatus.LOST).inc(lost)
+        self.tenant_runs_settled(collections.Counter((tenant, RunStatus.LOST) for tenant in tenants))
 
     def policy_evaluated(self, outcome: str) -> None:
         """One rule's outcome on one run: `outcome` is a POLICY_OUTCOMES value."""
