@@ -162,21 +162,30 @@ def _encode_cursor(job: Job) -> str:
     return base64.urlsafe_b64encode(f"{micros}.{job.id}".encode()).decode().rstrip("=")
 
 
-def _decode_cursor(token: str) -> tuple[datetime, str]:
-    bad = InvalidArgument.single("page_token", "is not a token returned by ListJobs")
+def _token_match(token: str, pattern: re.Pattern[str], rpc: str) -> re.Match[str]:
+    """The fields of a page token: base64url text that `pattern` matches whole; INVALID_ARGUMENT `page_token`
+    naming `rpc` otherwise. Nothing a caller sends reaches a general-purpose parser."""
+    bad = InvalidArgument.single("page_token", f"is not a token returned by {rpc}")
     if len(token) > MAX_PAGE_TOKEN or not token.isascii():
         raise bad
     try:
         text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
     except (ValueError, binascii.Error):
         raise bad from None
-    found = _CURSOR.fullmatch(text)
-    if found is None or not looks_like("job", found[2]):
+    found = pattern.fullmatch(text)
+    if found is None:
         raise bad
+    return found
+
+
+def _decode_cursor(token: str) -> tuple[datetime, str]:
+    found = _token_match(token, _CURSOR, "ListJobs")
+    if not looks_like("job", found[2]):
+        raise InvalidArgument.single("page_token", "is not a token returned by ListJobs")
     try:
         return _EPOCH + timedelta(microseconds=int(found[1])), found[2]
     except OverflowError:
-        raise bad from None
+        raise InvalidArgument.single("page_token", "is not a token returned by ListJobs") from None
 
 
 # An audit page token is base64url of "audit.<id of the last record on the page>", parsed by this pattern alone.
@@ -188,17 +197,7 @@ def _encode_audit_cursor(record_id: int) -> str:
 
 
 def _decode_audit_cursor(token: str) -> int:
-    bad = InvalidArgument.single("page_token", "is not a token returned by ListAuditRecords")
-    if len(token) > MAX_PAGE_TOKEN or not token.isascii():
-        raise bad
-    try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
-    except (ValueError, binascii.Error):
-        raise bad from None
-    found = _AUDIT_CURSOR.fullmatch(text)
-    if found is None:
-        raise bad
-    return int(found[1])
+    return int(_token_match(token, _AUDIT_CURSOR, "ListAuditRecords")[1])
 
 
 @dataclass(frozen=True)
