@@ -202,6 +202,8 @@ def test_pruned_runs_take_their_rules_outcomes_with_them(harness: Harness) -> No
     wait_for(lambda: _firings(harness) == {old}, 10, "the old run's firing")
     harness.clock.advance(hours=31 * 24)
     overdue = harness.fire(endpoint_id)  # the slot planned 31 days ago
+    # Its rule acts (and re-plans the endpoint) off the result path: let it land before the next claim.
+    wait_for(lambda: _firings(harness) == {old, overdue}, 10, "the overdue run's firing")
     recent = harness.fire(endpoint_id)
     wait_for(lambda: _firings(harness) == {old, overdue, recent}, 10, "the later runs' firings")
 
