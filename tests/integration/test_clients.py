@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NODE_EXAMPLE = ROOT / "examples" / "clients" / "node"
 GO_EXAMPLE = ROOT / "examples" / "clients" / "go"
 BUF = ROOT / ".venv" / "bin" / "buf"
+GRPCURL = ROOT / ".venv" / "bin" / "grpcurl"
 GO_TOOLS = ("go", "protoc", "protoc-gen-go", "protoc-gen-go-grpc")
 
 
@@ -150,3 +151,29 @@ def test_the_docs_show_the_go_example_as_it_is() -> None:
     assert snippets
     for snippet in snippets:
         assert snippet in (GO_EXAMPLE / "main.go").read_text()
+
+
+def test_grpcurl_lists_the_jobs_through_server_reflection(harness: Harness) -> None:
+    if not GRPCURL.exists():
+        pytest.fail(f"{GRPCURL} is missing: make setup installs it (requirements-dev.txt)")
+    harness.a.CreateJob(pb.CreateJobRequest(name="seen by grpcurl"))
+
+    result = subprocess.run(
+        [
+            str(GRPCURL),
+            "-plaintext",
+            "-H",
+            f"authorization: Bearer {harness.a.key}",
+            "-d",
+            json.dumps({"page_size": 10}),
+            harness.address,
+            "pacer.control.v1.ControlService/ListJobs",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert [job["name"] for job in json.loads(result.stdout)["jobs"]] == ["seen by grpcurl"]
