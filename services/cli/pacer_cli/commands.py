@@ -45,6 +45,8 @@ _FLAGS = (
     ("clamp.max_interval_ms", "--max-interval"),
     ("clamp", "--min-interval/--max-interval"),
     ("timeout_ms", "--timeout"),
+    ("retry.max_attempts", "--attempts"),
+    ("retry.backoff_ms", "--retry-backoff"),
     ("interval_ms", "--every"),
     ("ttl_minutes", "--ttl"),
     ("run_at", "--at/--in"),
@@ -498,6 +500,29 @@ def _http_args(parser: argparse.ArgumentParser, *, adding: bool) -> None:
         "--body-file", dest="body", type=read_body, metavar="PATH", help="request body from a file (- reads stdin)"
     )
     parser.add_argument("--timeout", type=parse_duration_ms, metavar="DURATION", help=_TIMEOUT_HELP)
+    parser.add_argument(
+        "--attempts",
+        type=int,
+        metavar="N",
+        help="HTTP attempts per run, 1 to 5: a timeout, a refused connection or a 502/503/504 is tried again within "
+        "the run (1: no retry)" + ("" if adding else "; replaces the retry policy"),
+    )
+    parser.add_argument(
+        "--retry-backoff",
+        type=parse_duration_ms,
+        metavar="DURATION",
+        help="wait before the second attempt, doubling before each later one, 100ms to 1m (default 1s)",
+    )
+
+
+def _retry(args: argparse.Namespace) -> pb.RetryPolicy | None:
+    """The retry policy the options give; None when neither was given. --retry-backoff needs --attempts, since an
+    update replaces the whole policy."""
+    if args.attempts is None and args.retry_backoff is None:
+        return None
+    if args.attempts is None:
+        raise UsageError("--retry-backoff needs --attempts (the retry policy is set as a whole)")
+    return pb.RetryPolicy(max_attempts=args.attempts, backoff_ms=args.retry_backoff or 0)
 
 
 def _schedule_args(parser: argparse.ArgumentParser, *, adding: bool) -> None:
@@ -547,11 +572,13 @@ def _endpoint_add(args: argparse.Namespace, _now: datetime) -> Message:
         timeout_ms=args.timeout or 0,
         reason=args.reason,
     )
-    baseline, clamp = _baseline(args), _clamp(args)
+    baseline, clamp, retry = _baseline(args), _clamp(args), _retry(args)
     if baseline is not None:
         request.baseline.CopyFrom(baseline)
     if clamp is not None:
         request.clamp.CopyFrom(clamp)
+    if retry is not None:
+        request.retry.CopyFrom(retry)
     return request
 
 
@@ -573,11 +600,13 @@ def _endpoint_update(args: argparse.Namespace, _now: datetime) -> Message:
     if args.no_headers or args.headers:
         request.headers.SetInParent()
         request.headers.entries.update(dict(args.headers or ()))
-    baseline, clamp = _baseline(args), _clamp(args)
+    baseline, clamp, retry = _baseline(args), _clamp(args), _retry(args)
     if baseline is not None:
         request.baseline.CopyFrom(baseline)
     if clamp is not None:
         request.clamp.CopyFrom(clamp)
+    if retry is not None:
+        request.retry.CopyFrom(retry)
     if {field.name for field, _ in request.ListFields()} <= {"endpoint_id", "reason"}:
         raise UsageError("nothing to change: give at least one option (see --help)")
     return request
