@@ -198,6 +198,7 @@ def test_json_lists_the_changes_with_their_ids_and_an_empty_list_when_in_sync(ha
         "schedule": "every 60s",
         "paused": False,
         "jitter_ms": 0,
+        "retry": {"max_attempts": 1, "backoff_ms": 1000},
         "signed": False,
         "policies": [rule.name for rule in flash_sale_policies()],
         "endpoint_id": None,

@@ -169,6 +169,14 @@ def _cases() -> dict[FieldKey, Case]:
         ("ListJobsRequest", "page_size"): Case("ListJobs", lambda c, v: pb.ListJobsRequest(page_size=v), "page_size"),
         ("ListRunsRequest", "limit"): Case("ListRuns", lambda c, v: pb.ListRunsRequest(limit=v), "limit"),
         ("ListRunsRequest", "offset"): Case("ListRuns", lambda c, v: pb.ListRunsRequest(offset=v), "offset"),
+        ("RetryPolicy", "max_attempts"): Case(
+            "AddEndpointToJob", lambda c, v: _add(c, retry=pb.RetryPolicy(max_attempts=v)), "retry.max_attempts"
+        ),
+        ("RetryPolicy", "backoff_ms"): Case(
+            "UpdateEndpointConfig",
+            lambda c, v: _update(c, retry=pb.RetryPolicy(max_attempts=2, backoff_ms=v)),
+            "retry.backoff_ms",
+        ),
         ("SummarizeEndpointHealthRequest", "window_hours"): Case(
             "SummarizeEndpointHealth", _endpoint(pb.SummarizeEndpointHealthRequest, "window_hours"), "window_hours"
         ),

@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 
 from pacer.control.v1 import control_service_pb2 as pb
+from pacer_common.retries import Attempt
 from tests.support.harness import dt
 from tests.support.polling import wait_for
 
@@ -158,6 +159,21 @@ def test_a_streak_rule_fires_on_the_third_failure_in_a_row(harness, job_id):
     assert list(firing.effects) == ["pause for 1h on flaky"]
     assert listed(harness.a, job_id, endpoint).paused
     assert list(harness.a.GetRunDetails(pb.GetRunDetailsRequest(run_id=marker)).run.policy_firings) == []
+
+
+def test_a_rule_sees_how_many_attempts_a_retried_run_made(harness, job_id):
+    then = [pb.PolicyAction(interval_hint=pb.PolicyIntervalHint(interval_ms=10 * MINUTE_MS, ttl_ms=3_600_000))]
+    rule = pb.Policy(name="flaky-upstream", when="run.status == 'SUCCESS' && run.attempts > 1", then=then)
+    endpoint = add(harness.a, job_id, "upstream", [rule])
+    first = harness.fire(endpoint)
+    now = harness.clock.now()
+    retried = (Attempt(1, "FAILURE", now, 20, 503, "HTTP 503"), Attempt(2, "SUCCESS", now, 20, 200))
+
+    run_id = harness.fire(endpoint, attempts=retried)
+
+    (firing,) = firings(harness.a, run_id)
+    assert list(firing.effects) == ["interval hint 10m for 1h on upstream"]
+    assert list(harness.a.GetRunDetails(pb.GetRunDetailsRequest(run_id=first)).run.policy_firings) == []
 
 
 def test_a_missing_sibling_is_an_error_and_the_actions_before_it_stand(harness, job_id):

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from pacer.control.v1 import control_service_pb2_grpc
 from pacer_common.clock import FakeClock
+from pacer_common.retries import Attempt
 from pacer_control.auth import issue_key
 from pacer_control.catalog import Catalog
 from pacer_control.database import make_engine
@@ -155,6 +156,7 @@ class Harness:
         error_message: str = "",
         response_body: str = "",
         response_truncated: bool = False,
+        attempts: tuple[Attempt, ...] = (),
     ) -> str:
         """Run the endpoint's next run through the real claim and result paths; returns its run id.
 
@@ -186,6 +188,7 @@ class Harness:
                     error_message=error_message if mine else "",
                     response_body=response_body if mine else "",
                     response_truncated=response_truncated if mine else False,
+                    attempts=attempts if mine else (),
                 )
             )
         self.pipeline.record_results(results, self.clock.now())

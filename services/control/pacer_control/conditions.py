@@ -35,6 +35,7 @@ SAMPLE: Final = rules_.activation(
         "error_message": "",
         "source": "baseline-interval",
         "attempt": 1,
+        "attempts": 1,
         "response_truncated": False,
     },
     body=None,

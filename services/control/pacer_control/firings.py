@@ -35,6 +35,7 @@ _RUN_COLUMNS: Final = (
     "error_message",
     "response_body",
     "response_truncated",
+    "attempts",
 )
 _ENDPOINT_COLUMNS: Final = (
     "name",

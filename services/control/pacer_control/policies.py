@@ -108,6 +108,7 @@ def run_view(subject: Subject) -> dict[str, Any]:
         "error_message": run["error_message"],
         "source": run["source"],
         "attempt": run["attempt"],
+        "attempts": len(run["attempts"] or ()) or 1,
         "response_truncated": bool(run["response_truncated"]),
     }
 
