@@ -383,6 +383,21 @@ async def test_the_console_is_served_from_the_package_with_a_strict_policy(fake)
 
 
 @pytest.mark.asyncio
+async def test_the_documents_example_bodies_are_accepted(rest):
+    """Every example the document (and so /docs) offers works as sent, except the one-shot's fixed time."""
+    document = (await rest("GET", "/openapi.json")).body
+    job_id = await new_job(rest)
+    endpoint_id = await new_endpoint(rest, job_id)
+    for route in ROUTES:
+        media = route.body and document["paths"][route.path][route.method.lower()]["requestBody"]["content"]
+        if not media or route.rpc == "ScheduleOneShotRun":
+            continue
+        path = route.path.format(jobId=job_id, endpointId=endpoint_id)
+        answer = await rest(route.method, path, media["application/json"]["example"])
+        assert answer.status == route.status, (route.rpc, answer.body)
+
+
+@pytest.mark.asyncio
 async def test_path_ids_win_over_body_ids(rest):
     job_id, other = await new_job(rest), await new_job(rest, "other")
     endpoint_id = await new_endpoint(rest, job_id, jobId=other)
