@@ -17,6 +17,7 @@ from pacer.control.v1 import control_service_pb2 as pb
 from pacer_common.client import ApiError
 from pacer_common.credentials import token_of
 from pacer_gateway import problems
+from pacer_gateway.api_page import add_api_page
 from pacer_gateway.console import add_console, security_headers
 from pacer_gateway.metrics import GatewayMetrics
 from pacer_gateway.openapi import build_document
@@ -179,4 +180,5 @@ def create_app(
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     add_console(app)
+    add_api_page(app)
     return app
