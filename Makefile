@@ -55,6 +55,7 @@ format: $(STAMP)
 # The deployment tests need helm and promtool: each script prints the tool's path, fetching it when it is missing.
 test: $(STAMP)
 	scripts/ensure-chromium.sh
+	scripts/ensure-go.sh
 	PACER_TEST_DATABASE_URL="$$(scripts/ensure-postgres.sh)" PACER_HELM="$$(scripts/ensure-helm.sh)" \
 		PACER_PROMTOOL="$$(scripts/ensure-promtool.sh)" $(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -13,12 +13,15 @@ import subprocess
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from pacer.control.v1 import control_service_pb2 as pb
 from tests.support.environment import require
+from tests.support.harness import ts
 from tests.support.polling import wait_for
 from tests.support.processes import BIN, ServiceProcess, free_addr, start_service
 from tests.support.stack import Stack
@@ -261,6 +264,28 @@ def test_a_captured_script_shows_as_text_and_never_runs(console: Console, page: 
     expect(page.locator("[data-fact=http-status]")).to_have_text("200")
     assert page.locator("main script").count() == 0
     assert dialogs == []
+
+
+def test_a_retried_run_lists_each_attempt(console: Console, page: Page) -> None:
+    console.target.respond("/flaky", status=503, fail_first=1)
+    stack = console.stack
+    job_id = stack.client.CreateJob(pb.CreateJobRequest(name="Retries")).job_id
+    endpoint = pb.AddEndpointToJobRequest(
+        job_id=job_id,
+        name="flaky",
+        url=console.target.url("/flaky"),
+        baseline=pb.Baseline(interval_ms=3_600_000),
+        retry=pb.RetryPolicy(max_attempts=2, backoff_ms=100),
+    )
+    endpoint_id = stack.client.AddEndpointToJob(endpoint).endpoint_id
+    stack.client.ScheduleOneShotRun(pb.ScheduleOneShotRunRequest(endpoint_id=endpoint_id, run_at=ts(datetime.now(UTC))))
+    wait_for(lambda: [r for r in stack.runs(endpoint_id) if r.status == pb.RUN_STATUS_SUCCESS], 15, "the retried run")
+    (run,) = stack.runs(endpoint_id)
+    page.goto(f"{console.url}/#/runs/{run.run_id}")
+    rows = page.locator("[data-section=attempts] tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("503")
+    expect(rows.nth(1)).to_contain_text("success")
 
 
 def test_another_tenant_sees_none_of_these_jobs(console: Console) -> None:

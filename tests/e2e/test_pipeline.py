@@ -122,6 +122,29 @@ def test_failures_back_off_and_reset_restores_the_cadence(stack: Stack, target: 
     assert dt(recent[1].scheduled_for) - dt(recent[0].scheduled_for) == timedelta(seconds=1)
 
 
+def test_a_transient_failure_is_retried_within_the_run_and_the_schedule_moves_once(
+    stack: Stack, target: HttpTarget
+) -> None:
+    target.respond("/flaky", status=503, fail_first=2)
+    retry = pb.RetryPolicy(max_attempts=3, backoff_ms=200)
+    endpoint_id = add(stack, target, "/flaky", interval_ms=60_000, retry=retry)
+    stack.client.ScheduleOneShotRun(pb.ScheduleOneShotRunRequest(endpoint_id=endpoint_id, run_at=ts(datetime.now(UTC))))
+    wait_for(lambda: finished(stack, endpoint_id), 15, "the retried run")
+
+    (summary,) = finished(stack, endpoint_id)
+    run = detail(stack, summary.run_id)
+    assert run.status == pb.RUN_STATUS_SUCCESS
+    assert [(a.number, a.http_status) for a in run.attempts] == [(1, 503), (2, 503), (3, 200)]
+    hits = target.hits_on("/flaky")
+    assert [(h.run_id, h.headers["X-Pacer-Attempt"]) for h in hits] == [(run.run_id, str(n)) for n in (1, 2, 3)]
+    # The waits were 200 ms, then 400 ms: the target saw them.
+    assert hits[2].received_at - hits[0].received_at >= timedelta(milliseconds=600)
+    assert run.duration_ms >= 600
+    summaries = stack.client.ListJobEndpoints(pb.ListJobEndpointsRequest(job_id=run.job_id)).endpoints
+    (endpoint,) = [e for e in summaries if e.endpoint_id == endpoint_id]
+    assert endpoint.failure_count == 0
+
+
 def test_a_slow_target_times_out_and_a_large_body_is_truncated(stack: Stack, target: HttpTarget) -> None:
     target.respond("/slow", delay_ms=5000)
     target.respond("/big", body_bytes=1_000_000)

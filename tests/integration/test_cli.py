@@ -307,6 +307,7 @@ ADD_INVALID = [
     pytest.param(("--every", "1m", "--timeout", "50ms"), "timeout_ms", id="timeout-too-short"),
     pytest.param(("--every", "1m", "--method", "fetch"), "method", id="unknown-method"),
     pytest.param(("--every", "1m", "--header", "X@Y=1"), "headers", id="bad-header-name"),
+    pytest.param(("--every", "1m", "--attempts", "6"), "retry.max_attempts", id="too-many-attempts"),
 ]
 
 
@@ -334,6 +335,7 @@ ADD_USAGE = [
     pytest.param(("--name", "x", "--url", URL, "--every", "1m", "--timezone", "UTC"), "--timezone", id="tz-no-cron"),
     pytest.param(("--name", "x", "--url", URL, "--every", "1m", "--header", "no separator"), "--header", id="hdr"),
     pytest.param(("--name", "x", "--url", URL, "--every", "1m", "--body-file", "/nonexistent"), "cannot read", id="f"),
+    pytest.param(("--name", "x", "--url", URL, "--every", "1m", "--retry-backoff", "2s"), "--attempts", id="backoff"),
 ]
 
 
@@ -359,6 +361,35 @@ def test_endpoints_update_changes_the_schedule(cli: Cli) -> None:
     assert rows(cli.ok("endpoints", "list", job).out)[1][2:4] == ["2026-01-05 10:05:00Z", "baseline-cron"]
     stored = stored_endpoint(cli.harness, endpoint)
     assert (stored_headers(cli.harness, endpoint), stored.url, stored.timeout_ms) == ({}, URL, 2000)
+
+
+def test_endpoints_add_and_update_set_the_retry_policy(cli: Cli) -> None:
+    job = new_job(cli)
+    added = cli.data(
+        "endpoints",
+        "add",
+        job,
+        "--name",
+        "x",
+        "--url",
+        URL,
+        "--every",
+        "1m",
+        "--attempts",
+        "3",
+        "--retry-backoff",
+        "2s",
+    )
+    endpoint = added["endpoint_id"]
+    stored = stored_endpoint(cli.harness, endpoint)
+    assert (stored.retry_max_attempts, stored.retry_backoff_ms) == (3, 2000)
+    shown = pairs(cli.ok("endpoints", "get", job, endpoint).out)
+    assert (shown["retry.max_attempts"], shown["retry.backoff_ms"]) == ("3", "2000")
+    cli.ok("endpoints", "update", endpoint, "--attempts", "1", "--reason", "idempotency not guaranteed")
+    assert stored_endpoint(cli.harness, endpoint).retry_max_attempts == 1
+    refused = cli("endpoints", "update", endpoint, "--attempts", "2", "--retry-backoff", "50ms")
+    assert_refused(refused, 2, "INVALID_ARGUMENT", "retry.backoff_ms")
+    assert "(--retry-backoff)" in refused.err
 
 
 def test_endpoints_update_refuses_bad_input(cli: Cli) -> None:

@@ -111,6 +111,9 @@ def test_bash_completion_offers_groups_commands_and_options(config: Path) -> Non
     assert "hint" in completions(script, "endpoints", "")
     # An option's value and an endpoint id do not move the place: endpoints hint's own options are offered.
     assert "--ttl" in completions(script, "--addr", "x:1", "endpoints", "hint", "ep_1", "--")
+    # Nor does an endpoint named by its job: --job's value is skipped like any option's.
+    assert "--every" in completions(script, "endpoints", "hint", "--job", "Production Health Monitor", "errors", "--")
+    assert "--job" in completions(script, "endpoints", "pause", "Production Health Monitor/errors", "--j")
     assert completions(script, "completion", "f") == ["fish"]
 
 
@@ -189,3 +192,126 @@ def test_the_health_window_is_a_duration(harness: Harness) -> None:
     code, _, err = cli(harness, "endpoints", "health", endpoint, "--window", "90m")
     assert code == 2
     assert "not a whole number of hours" in err
+
+
+# --- endpoints by name: JOB/NAME or --job JOB NAME -----------------------------------------------------------------
+
+
+def add_endpoint(harness: Harness, job_id: str, name: str) -> str:
+    request = pb.AddEndpointToJobRequest(
+        job_id=job_id, name=name, url="https://api.example.com/" + name, baseline=pb.Baseline(interval_ms=60_000)
+    )
+    return str(harness.a.AddEndpointToJob(request).endpoint_id)
+
+
+def endpoint_state(harness: Harness, job_id: str, endpoint_id: str) -> pb.EndpointSummary:
+    listing = harness.a.ListJobEndpoints(pb.ListJobEndpointsRequest(job_id=job_id))
+    (endpoint,) = [e for e in listing.endpoints if e.endpoint_id == endpoint_id]
+    return endpoint
+
+
+def test_an_endpoint_is_named_as_job_slash_name_or_with_job_wherever_an_id_is(harness: Harness) -> None:
+    monitor = harness.a.CreateJob(pb.CreateJobRequest(name="Production Health Monitor")).job_id
+    billing = harness.a.CreateJob(pb.CreateJobRequest(name="Billing")).job_id
+    errors = add_endpoint(harness, monitor, "errors")
+    billing_errors = add_endpoint(harness, billing, "errors")  # the same name in another job
+
+    code, _, err = cli(harness, "endpoints", "hint", "Production Health Monitor/errors", "--every", "10s")
+    assert code == 0, err
+    assert endpoint_state(harness, monitor, errors).hint_interval_ms == 10_000
+    assert endpoint_state(harness, billing, billing_errors).hint_interval_ms == 0
+    assert cli(harness, "endpoints", "pause", "--job", "Billing", "errors", "--reason", "muted")[0] == 0
+    assert endpoint_state(harness, billing, billing_errors).paused
+    assert not endpoint_state(harness, monitor, errors).paused
+    code, out, _ = cli(harness, "audit", "list", "--endpoint", "Billing/errors", "--json")
+    assert code == 0
+    records = json.loads(out)["records"]
+    assert {r["target_id"] for r in records} == {billing_errors}
+    assert "muted" in [r["reason"] for r in records]
+    assert cli(harness, "endpoints", "resume", "--job", billing, "errors")[0] == 0  # the job by id
+    assert not endpoint_state(harness, billing, billing_errors).paused
+    code, out, _ = cli(harness, "endpoints", "get", "Billing/errors", "--json")
+    assert (code, json.loads(out)["endpoint_id"]) == (0, billing_errors)
+    code, out, _ = cli(harness, "endpoints", "health", f"{monitor}/errors", "--window", "1h", "--json")
+    assert (code, json.loads(out)["failure_streak"]) == (0, 0)
+    assert cli(harness, "endpoints", "update", "Production Health Monitor/errors", "--timeout", "10s")[0] == 0
+    assert endpoint_state(harness, monitor, errors).timeout_ms == 10_000
+    assert cli(harness, "endpoints", "clear-hints", errors)[0] == 0  # an id works as before
+    assert endpoint_state(harness, monitor, errors).hint_interval_ms == 0
+    assert cli(harness, "endpoints", "delete", "Billing/errors")[0] == 0
+    assert not harness.a.ListJobEndpoints(pb.ListJobEndpointsRequest(job_id=billing)).endpoints
+
+
+def test_runs_are_filtered_by_an_endpoint_or_job_named_by_name(harness: Harness) -> None:
+    monitor = harness.a.CreateJob(pb.CreateJobRequest(name="Production Health Monitor")).job_id
+    errors = add_endpoint(harness, monitor, "errors")
+    latency = add_endpoint(harness, monitor, "latency")
+    run = harness.fire(errors)
+    harness.fire(latency)
+
+    def listed(*argv: str) -> set[tuple[str, str]]:
+        code, out, err = cli(harness, "runs", "list", *argv, "--json")
+        assert code == 0, err
+        return {(r["endpoint_id"], r["run_id"]) for r in json.loads(out)["runs"]}
+
+    by_name = listed("--endpoint", "Production Health Monitor/errors")
+    assert (errors, run) in by_name
+    assert {endpoint for endpoint, _ in by_name} == {errors}
+    assert listed("--job", "Production Health Monitor", "--endpoint", "errors") == by_name
+    assert listed("--endpoint", errors) == by_name
+    # runs watch looks the names up before it starts watching: an unknown one ends it at once.
+    code, _, err = cli(harness, "runs", "watch", "--endpoint", "Production Health Monitor/nope")
+    assert (code, err) == (3, "error: NOT_FOUND: job 'Production Health Monitor' has no endpoint named 'nope'\n")
+    assert cli(harness, "runs", "watch", "--job", "No Such Job")[0] == 3
+
+
+def test_an_unknown_or_ambiguous_endpoint_name_is_refused_clearly_and_changes_nothing(harness: Harness) -> None:
+    first = harness.a.CreateJob(pb.CreateJobRequest(name="Production Health Monitor")).job_id
+    errors = add_endpoint(harness, first, "errors")
+
+    code, _, err = cli(harness, "endpoints", "pause", "Production Health Monitor/nope")
+    assert (code, err) == (3, "error: NOT_FOUND: job 'Production Health Monitor' has no endpoint named 'nope'\n")
+    code, _, err = cli(harness, "endpoints", "pause", "No Such Job/errors")
+    assert (code, err) == (3, "error: NOT_FOUND: no job named 'No Such Job'\n")
+    code, _, err = cli(harness, "-o", "json", "endpoints", "pause", "--job", "No Such Job", "errors")
+    assert code == 3
+    assert json.loads(err) == {"error": {"code": "NOT_FOUND", "message": "no job named 'No Such Job'"}}
+    code, _, err = cli(harness, "endpoints", "pause", "errors")  # a name needs its job
+    assert code == 2
+    assert "'errors' is not an endpoint id: give JOB/errors or --job JOB errors" in err
+
+    second = harness.a.CreateJob(pb.CreateJobRequest(name="Production Health Monitor")).job_id
+    other = add_endpoint(harness, second, "errors")
+    code, _, err = cli(harness, "endpoints", "pause", "Production Health Monitor/errors")
+    assert code == 2
+    assert (
+        f"2 endpoints match 'Production Health Monitor/errors': {errors} (job {first}), {other} (job {second}); "
+        "give the endpoint id"
+    ) in err
+    code, _, err = cli(harness, "endpoints", "pause", "--job", "Production Health Monitor", "errors", "-o", "json")
+    assert code == 2
+    refused = json.loads(err)["error"]
+    assert refused["code"] == "INVALID_ARGUMENT"
+    assert refused["message"].startswith("2 endpoints match 'errors': ")
+    assert not endpoint_state(harness, first, errors).paused
+    assert not endpoint_state(harness, second, other).paused
+    # Where only one of the jobs of that name has the endpoint, the name says which one.
+    only = add_endpoint(harness, second, "latency")
+    assert cli(harness, "endpoints", "pause", "Production Health Monitor/latency")[0] == 0
+    assert endpoint_state(harness, second, only).paused
+
+
+def test_a_slash_may_sit_in_a_job_or_an_endpoint_name(harness: Harness) -> None:
+    team = harness.a.CreateJob(pb.CreateJobRequest(name="team/api")).job_id
+    errors = add_endpoint(harness, team, "health/errors")
+
+    code, out, err = cli(harness, "endpoints", "get", "team/api/health/errors", "--json")
+    assert code == 0, err
+    assert json.loads(out)["endpoint_id"] == errors
+    assert cli(harness, "endpoints", "pause", "--job", "team/api", "health/errors")[0] == 0
+    assert endpoint_state(harness, team, errors).paused
+    # A job "team" with an endpoint "api/health/errors" makes the same words name two endpoints.
+    add_endpoint(harness, harness.a.CreateJob(pb.CreateJobRequest(name="team")).job_id, "api/health/errors")
+    code, _, err = cli(harness, "endpoints", "resume", "team/api/health/errors")
+    assert code == 2
+    assert "2 endpoints match 'team/api/health/errors'" in err

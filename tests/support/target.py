@@ -23,6 +23,8 @@ class Behaviour:
     content_type: str | None = None
     # A JSON document to answer with instead of `body_bytes` bytes of "o".
     json_body: str = ""
+    # When set, `status` answers only the first `fail_first` requests of each run id; later ones get 200.
+    fail_first: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,10 @@ class HttpTarget:
         hit = Hit(request.path, request.method, dict(request.headers), await request.text(), datetime.now(UTC))
         with self._lock:
             self.hits.append(hit)
+            earlier = sum(1 for seen in self.hits if seen.path == hit.path and seen.run_id == hit.run_id) - 1
         behaviour = self._behaviours.get(request.path, Behaviour())
+        if behaviour.fail_first and earlier >= behaviour.fail_first:
+            behaviour = Behaviour()
         if behaviour.delay_ms:
             await asyncio.sleep(behaviour.delay_ms / 1000)
         if behaviour.redirect_to:

@@ -447,6 +447,8 @@ def test_an_added_endpoint_carries_every_field_of_the_file() -> None:
         min_interval_ms=60_000,
         timeout_ms=5000,
         paused=True,
+        retry_attempts=3,
+        retry_backoff_ms=2000,
     )
     request = add_request("job_1", endpoint, REASON)
     assert request == pb.AddEndpointToJobRequest(
@@ -459,12 +461,34 @@ def test_an_added_endpoint_carries_every_field_of_the_file() -> None:
         baseline=pb.Baseline(cron=pb.CronSchedule(expression="*/5 * * * *", timezone="Europe/Berlin")),
         clamp=pb.Clamp(min_interval_ms=60_000),
         timeout_ms=5000,
+        retry=pb.RetryPolicy(max_attempts=3, backoff_ms=2000),
         reason=REASON,
     )
 
 
 def sent(request: pb.UpdateEndpointConfigRequest) -> set[str]:
     return {field.name for field, _ in request.ListFields()}
+
+
+def test_a_manifests_retry_is_read_compared_and_sent_only_when_it_differs() -> None:
+    text = (
+        "jobs:\n- name: J\n  endpoints:\n  - name: probe\n    url: https://api.example.com/health\n"
+        "    every: 1m\n    retry: {attempts: 3, backoff: 2s}\n"
+    )
+    (endpoint,) = parse(text, "test.yaml").jobs[0].endpoints
+    assert (endpoint.retry_attempts, endpoint.retry_backoff_ms) == (3, 2000)
+    listed = pb.EndpointSummary(
+        url=endpoint.url, method="GET", baseline=pb.Baseline(interval_ms=60_000), timeout_ms=30_000
+    )
+    listed.config_digest = config_digest({}, "", None)
+    listed.retry.max_attempts, listed.retry.backoff_ms = 1, 1000
+    (change,) = endpoint_fields(endpoint, listed)
+    assert (change.field, change.before, change.after) == ("retry", "1 attempt", "3 attempts, backoff 2s")
+    request = update_request(UpdateEndpoint(job(endpoint), endpoint, "ep_1", (change,)), REASON)
+    assert sent(request) == {"endpoint_id", "reason", "retry"}
+    assert (request.retry.max_attempts, request.retry.backoff_ms) == (3, 2000)
+    listed.retry.max_attempts, listed.retry.backoff_ms = 3, 2000
+    assert endpoint_fields(endpoint, listed) == ()
 
 
 def test_an_update_sends_only_the_differing_fields() -> None:
@@ -609,6 +633,7 @@ def test_the_json_plan_is_a_list_of_changes_with_ids_once_known() -> None:
             "schedule": "every 1m",
             "paused": True,
             "jitter_ms": 0,
+            "retry": {"max_attempts": 1, "backoff_ms": 1000},
             "signed": False,
             "policies": [],
             "endpoint_id": "ep_1",

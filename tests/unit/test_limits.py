@@ -189,6 +189,10 @@ def test_apply_refuses_one_past_each_length_limit(key: str) -> None:
         ({"every": ONE_PAST_INTERVAL}, "every"),
         ({"clamp": {"max": ONE_PAST_INTERVAL}}, "clamp.max"),
         ({"timeout": f"{limits.TIMEOUT_MS.maximum}ms1ms"}, "timeout"),
+        ({"retry": {"attempts": (limits.RETRY_MAX_ATTEMPTS.maximum or 0) + 1}}, "retry.attempts"),
+        ({"retry": {"attempts": 0}}, "retry.attempts"),
+        ({"retry": {"attempts": 2, "backoff": f"{limits.RETRY_BACKOFF_MS.maximum}ms1ms"}}, "retry.backoff"),
+        ({"retry": {"attempts": 2, "backoff": f"{(limits.RETRY_BACKOFF_MS.minimum or 0) - 1}ms"}}, "retry.backoff"),
     ],
 )
 def test_apply_refuses_one_past_each_other_limit(endpoint: dict[str, Any], path: str) -> None:
@@ -197,5 +201,12 @@ def test_apply_refuses_one_past_each_other_limit(endpoint: dict[str, Any], path:
 
 def test_apply_accepts_the_limits_themselves() -> None:
     longest_name = {"X" * (limits.HEADER_NAME.max_length or 0): "v"}
-    at_limits = {"headers": longest_name, "every": MAX_INTERVAL, "clamp": {"max": MAX_INTERVAL}, "timeout": "5m"}
+    retry = {"attempts": limits.RETRY_MAX_ATTEMPTS.maximum, "backoff": f"{limits.RETRY_BACKOFF_MS.maximum}ms"}
+    at_limits = {
+        "headers": longest_name,
+        "every": MAX_INTERVAL,
+        "clamp": {"max": MAX_INTERVAL},
+        "timeout": "5m",
+        "retry": retry,
+    }
     assert _problems({**ENDPOINT, **at_limits}) == []

@@ -88,6 +88,9 @@ POLICY_PAUSE_FOR_MS: Final = Limit(minimum=1000, maximum=30 * 24 * 3600 * 1000, 
 JITTER_MS: Final = Limit(minimum=0, maximum=3600 * 1000)
 SIGNING_SECRET: Final = Limit(min_length=32, max_length=256)
 SIGNING_OVERLAP_MS: Final = Limit(minimum=0, maximum=7 * 24 * 3600 * 1000, default=24 * 3600 * 1000)
+# Retries within a run (pacer_common.retries).
+RETRY_MAX_ATTEMPTS: Final = Limit(minimum=1, maximum=5, zero="default", default=1)
+RETRY_BACKOFF_MS: Final = Limit(minimum=100, maximum=60_000, zero="default", default=1000)
 
 _API = "pacer.control.v1."
 _REASONED = (
@@ -136,6 +139,8 @@ LIMITS: Final[Mapping[FieldKey, Limit]] = MappingProxyType(
         **_each("limit", RUN_LIMIT, "ListRunsRequest"),
         **_each("offset", RUN_OFFSET, "ListRunsRequest"),
         **_each("window_hours", WINDOW_HOURS, "SummarizeEndpointHealthRequest"),
+        **_each("max_attempts", RETRY_MAX_ATTEMPTS, "RetryPolicy"),
+        **_each("backoff_ms", RETRY_BACKOFF_MS, "RetryPolicy"),
     }
 )
 

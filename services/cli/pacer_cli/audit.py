@@ -10,13 +10,13 @@ from datetime import datetime
 
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_cli import render
-from pacer_cli.commands import Session, Subcommand, unary
+from pacer_cli.commands import Subcommand, call, unary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--job", metavar="JOB", help="the job's records and its endpoints'")
-    target.add_argument("--endpoint", metavar="ENDPOINT", help="one endpoint's records")
+    target.add_argument("--job", metavar="JOB", help="the job's records and its endpoints' (the job by id or name)")
+    target.add_argument("--endpoint", metavar="ENDPOINT", help="one endpoint's records: its id, or JOB/NAME")
     parser.add_argument("--page-size", type=int, default=0, help="records per page, 1 to 100 (default 50)")
     parser.add_argument("--page-token", default="", help="the token printed after the previous page")
 
@@ -41,11 +41,6 @@ def table(response: pb.ListAuditRecordsResponse, _args: argparse.Namespace) -> s
     return text
 
 
-def _execute(session: Session, args: argparse.Namespace) -> pb.ListAuditRecordsResponse:
-    response: pb.ListAuditRecordsResponse = session.call("ListAuditRecords", request(args, session.now()))
-    return response
-
-
 def subcommand() -> Subcommand:
     """`pacerctl audit list`."""
     return unary(
@@ -54,6 +49,6 @@ def subcommand() -> Subcommand:
         "who changed a job or an endpoint, what and why, newest first (ListAuditRecords)",
         "pacerctl audit list --endpoint ENDPOINT",
         add_arguments,
-        _execute,
+        call("ListAuditRecords", request),
         table,
     )

@@ -45,6 +45,8 @@ _FLAGS = (
     ("clamp.max_interval_ms", "--max-interval"),
     ("clamp", "--min-interval/--max-interval"),
     ("timeout_ms", "--timeout"),
+    ("retry.max_attempts", "--attempts"),
+    ("retry.backoff_ms", "--retry-backoff"),
     ("interval_ms", "--every"),
     ("ttl_minutes", "--ttl"),
     ("run_at", "--at/--in"),
@@ -230,11 +232,22 @@ def call(rpc: str, build: Build) -> Callable[[Session, argparse.Namespace], Any]
 
     def execute(session: Session, args: argparse.Namespace) -> Any:
         request = build(args, session.now())  # the arguments' own errors come first, before any call
-        if resolve_job(session, args):
+        if resolve_names(session, args):
             request = build(args, session.now())
         return session.call(rpc, request)
 
     return execute
+
+
+def resolve_names(session: Session, args: argparse.Namespace) -> bool:
+    """Replace the endpoint and the job given by name (`args.endpoint`, `args.job`) with their ids, in place.
+
+    The endpoint comes first: a `--job` that only says whose endpoint a name is then becomes that endpoint's job.
+    True when a name was replaced.
+    """
+    endpoint = resolve_endpoint(session, args)
+    job = resolve_job(session, args)
+    return endpoint or job
 
 
 def resolve_job(session: Session, args: argparse.Namespace) -> bool:
@@ -253,6 +266,97 @@ def resolve_job(session: Session, args: argparse.Namespace) -> bool:
         raise UsageError(f"{len(found)} jobs are named {name!r}: {', '.join(found)}; give the id")
     args.job = found[0]
     return True
+
+
+def resolve_endpoint(session: Session, args: argparse.Namespace) -> bool:
+    """Replace an endpoint given by name (`endpoints hint "Production Health Monitor/errors"`) with its id, in place.
+
+    An argument shaped like an endpoint id is used as is. A name is `JOB/NAME`, or NAME with `--job JOB` (the job by
+    id or name either way), and must match exactly one endpoint (see `find_endpoint`). When `--job` was given it
+    becomes the id of the endpoint's job. True when it replaced a name.
+    """
+    reference = getattr(args, "endpoint", None)
+    if not reference or looks_like("ep", reference):
+        return False
+    job_id, endpoint = find_endpoint(session, reference, getattr(args, "job", None))
+    args.endpoint = endpoint.endpoint_id
+    if getattr(args, "job", None):
+        args.job = job_id
+    return True
+
+
+def find_endpoint(session: Session, reference: str, job: str | None) -> tuple[str, pb.EndpointSummary]:
+    """The one endpoint `reference` names, with its job's id: its id or name within `job` (an id or a name), or
+    without `job`, `JOB/NAME`.
+
+    Job and endpoint names may hold a slash, so `JOB/NAME` is tried at every slash (`--job` takes a name whole).
+    None matching is NOT_FOUND, naming what was missing; several (two jobs of that name both have the endpoint)
+    is a usage error listing their ids. A name without a job is a usage error that shows both forms.
+    """
+    places = [(job, reference)] if job else _job_and_name(reference)
+    if not places:
+        raise UsageError(f"{reference!r} is not an endpoint id: give JOB/{reference} or --job JOB {reference}")
+    directory = _Directory(session)
+    found: dict[str, tuple[str, pb.EndpointSummary]] = {}
+    misses = []
+    for job_ref, name in places:
+        matches = directory.endpoints_named(job_ref, name)
+        found.update((endpoint.endpoint_id, (job_id, endpoint)) for job_id, endpoint in matches)
+        if not matches:
+            misses.append(directory.miss(job_ref, name))
+    if not found:
+        raise ApiError("NOT_FOUND", "; ".join(misses))
+    if len(found) > 1:
+        ids = ", ".join(f"{endpoint_id} (job {job_id})" for endpoint_id, (job_id, _) in sorted(found.items()))
+        raise UsageError(f"{len(found)} endpoints match {reference!r}: {ids}; give the endpoint id")
+    return next(iter(found.values()))
+
+
+def _job_and_name(reference: str) -> list[tuple[str, str]]:
+    """`a/b/c` -> [("a", "b/c"), ("a/b", "c")]: every way to read it as JOB/NAME, both parts non-empty."""
+    return [
+        (reference[:at], reference[at + 1 :])
+        for at, char in enumerate(reference)
+        if char == "/" and 0 < at < len(reference) - 1
+    ]
+
+
+class _Directory:
+    """The tenant's jobs and their endpoints as one command looks them up: each list is fetched once, when needed."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._jobs: list[pb.JobSummary] | None = None
+        self._endpoints: dict[str, list[pb.EndpointSummary]] = {}
+
+    def job_ids(self, job: str) -> list[str]:
+        """The ids of the jobs `job` names: itself when it is shaped like an id, else the jobs of that name."""
+        if looks_like("job", job):
+            return [job]
+        if self._jobs is None:
+            self._jobs = every_job(self._session)
+        return [summary.job_id for summary in self._jobs if summary.name == job]
+
+    def endpoints(self, job_id: str) -> list[pb.EndpointSummary]:
+        if job_id not in self._endpoints:
+            listing = self._session.call("ListJobEndpoints", pb.ListJobEndpointsRequest(job_id=job_id))
+            self._endpoints[job_id] = list(listing.endpoints)
+        return self._endpoints[job_id]
+
+    def endpoints_named(self, job: str, name: str) -> list[tuple[str, pb.EndpointSummary]]:
+        """(job id, endpoint) of every endpoint whose id or name is `name` in a job that `job` names."""
+        return [
+            (job_id, endpoint)
+            for job_id in self.job_ids(job)
+            for endpoint in self.endpoints(job_id)
+            if name in (endpoint.endpoint_id, endpoint.name)
+        ]
+
+    def miss(self, job: str, name: str) -> str:
+        """Why `job`/`name` matched nothing: no such job, or no such endpoint in it."""
+        if not self.job_ids(job):
+            return f"no job named {job!r}"
+        return f"job {job!r} has no endpoint named {name!r}"
 
 
 def every_job(session: Session, status: pb.JobStatus.ValueType = pb.JOB_STATUS_UNSPECIFIED) -> list[pb.JobSummary]:
@@ -277,8 +381,12 @@ def _reason(parser: argparse.ArgumentParser) -> None:
     )
 
 
+ENDPOINT_HELP = "endpoint id, JOB/NAME (the job by id or name), or a name with --job"
+
+
 def _endpoint_only(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("endpoint", metavar="ENDPOINT", help="endpoint id")
+    parser.add_argument("endpoint", metavar="ENDPOINT", help=ENDPOINT_HELP)
+    parser.add_argument("--job", metavar="JOB", help="the job (id or name) of the endpoint ENDPOINT names")
 
 
 def _endpoint_with_reason(parser: argparse.ArgumentParser) -> None:
@@ -392,6 +500,29 @@ def _http_args(parser: argparse.ArgumentParser, *, adding: bool) -> None:
         "--body-file", dest="body", type=read_body, metavar="PATH", help="request body from a file (- reads stdin)"
     )
     parser.add_argument("--timeout", type=parse_duration_ms, metavar="DURATION", help=_TIMEOUT_HELP)
+    parser.add_argument(
+        "--attempts",
+        type=int,
+        metavar="N",
+        help="HTTP attempts per run, 1 to 5: a timeout, a refused connection or a 502/503/504 is tried again within "
+        "the run (1: no retry)" + ("" if adding else "; replaces the retry policy"),
+    )
+    parser.add_argument(
+        "--retry-backoff",
+        type=parse_duration_ms,
+        metavar="DURATION",
+        help="wait before the second attempt, doubling before each later one, 100ms to 1m (default 1s)",
+    )
+
+
+def _retry(args: argparse.Namespace) -> pb.RetryPolicy | None:
+    """The retry policy the options give; None when neither was given. --retry-backoff needs --attempts, since an
+    update replaces the whole policy."""
+    if args.attempts is None and args.retry_backoff is None:
+        return None
+    if args.attempts is None:
+        raise UsageError("--retry-backoff needs --attempts (the retry policy is set as a whole)")
+    return pb.RetryPolicy(max_attempts=args.attempts, backoff_ms=args.retry_backoff or 0)
 
 
 def _schedule_args(parser: argparse.ArgumentParser, *, adding: bool) -> None:
@@ -441,11 +572,13 @@ def _endpoint_add(args: argparse.Namespace, _now: datetime) -> Message:
         timeout_ms=args.timeout or 0,
         reason=args.reason,
     )
-    baseline, clamp = _baseline(args), _clamp(args)
+    baseline, clamp, retry = _baseline(args), _clamp(args), _retry(args)
     if baseline is not None:
         request.baseline.CopyFrom(baseline)
     if clamp is not None:
         request.clamp.CopyFrom(clamp)
+    if retry is not None:
+        request.retry.CopyFrom(retry)
     return request
 
 
@@ -467,11 +600,13 @@ def _endpoint_update(args: argparse.Namespace, _now: datetime) -> Message:
     if args.no_headers or args.headers:
         request.headers.SetInParent()
         request.headers.entries.update(dict(args.headers or ()))
-    baseline, clamp = _baseline(args), _clamp(args)
+    baseline, clamp, retry = _baseline(args), _clamp(args), _retry(args)
     if baseline is not None:
         request.baseline.CopyFrom(baseline)
     if clamp is not None:
         request.clamp.CopyFrom(clamp)
+    if retry is not None:
+        request.retry.CopyFrom(retry)
     if {field.name for field, _ in request.ListFields()} <= {"endpoint_id", "reason"}:
         raise UsageError("nothing to change: give at least one option (see --help)")
     return request
@@ -595,8 +730,8 @@ def _health(args: argparse.Namespace, _now: datetime) -> Message:
 
 
 def _runs_list_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--job", metavar="JOB", help="only runs of this job")
-    parser.add_argument("--endpoint", metavar="ENDPOINT", help="only runs of this endpoint")
+    parser.add_argument("--job", metavar="JOB", help="only runs of this job (id or name)")
+    parser.add_argument("--endpoint", metavar="ENDPOINT", help="only runs of this endpoint: " + ENDPOINT_HELP)
     parser.add_argument(
         "--status", choices=("success", "failure", "running"), help="failure covers FAILURE, TIMEOUT, LOST, BLOCKED"
     )
@@ -726,7 +861,7 @@ def _endpoint_commands() -> tuple[Subcommand, ...]:
             "endpoints",
             "get",
             "show one endpoint of a job, by id or name: its config, rules and schedule (from ListJobEndpoints)",
-            "pacerctl endpoints get 'Production Health Monitor' check_error_rate -o yaml",
+            "pacerctl endpoints get 'Production Health Monitor/check_error_rate' -o yaml",
             _endpoint_get_args,
             _endpoint_get,
             _details,
@@ -735,22 +870,17 @@ def _endpoint_commands() -> tuple[Subcommand, ...]:
 
 
 def _endpoint_get_args(parser: argparse.ArgumentParser) -> None:
-    _job_only(parser)
-    parser.add_argument("endpoint", metavar="ENDPOINT", help="endpoint id or name")
+    parser.add_argument("job", metavar="JOB", help="job id or name (or JOB/NAME alone, for the endpoint)")
+    parser.add_argument("endpoint", metavar="ENDPOINT", nargs="?", help="endpoint id or name")
 
 
 def _endpoint_get(session: Session, args: argparse.Namespace) -> pb.EndpointSummary:
-    """The job's endpoint whose id or (unique) name is `args.endpoint`."""
-    resolve_job(session, args)
-    listing: pb.ListJobEndpointsResponse = session.call("ListJobEndpoints", _endpoint_list(args, session.now()))
-    by_id = [e for e in listing.endpoints if e.endpoint_id == args.endpoint]
-    found = by_id or [e for e in listing.endpoints if e.name == args.endpoint]
-    if not found:
-        raise ApiError("NOT_FOUND", f"job {args.job!r} has no endpoint {args.endpoint!r}")
-    if len(found) > 1:
-        ids = ", ".join(e.endpoint_id for e in found)
-        raise UsageError(f"{len(found)} endpoints are named {args.endpoint!r}: {ids}; give the id")
-    return found[0]
+    """The job's endpoint whose id or (unique) name is `args.endpoint`; `args.job` alone is `JOB/NAME`."""
+    if args.endpoint is not None:
+        return find_endpoint(session, args.endpoint, args.job)[1]
+    if looks_like("ep", args.job):
+        raise UsageError(f"give the endpoint's job too: endpoints get JOB {args.job}")
+    return find_endpoint(session, args.job, None)[1]
 
 
 def _steering_commands() -> tuple[Subcommand, ...]:
@@ -760,7 +890,7 @@ def _steering_commands() -> tuple[Subcommand, ...]:
             "endpoints",
             "hint",
             "use another interval for a while (ApplyIntervalHint)",
-            "pacerctl endpoints hint ENDPOINT --every 10s --ttl 30m --reason 'error rate rising'",
+            "pacerctl endpoints hint 'Production Health Monitor/check_error_rate' --every 10s --ttl 30m",
             _hint_args,
             call("ApplyIntervalHint", _hint),
             _details,
@@ -778,7 +908,7 @@ def _steering_commands() -> tuple[Subcommand, ...]:
             "endpoints",
             "pause",
             "pause an endpoint, until a time or indefinitely (PauseOrResumeEndpoint)",
-            "pacerctl endpoints pause ENDPOINT --reason 'run only when the DB degrades'",
+            "pacerctl endpoints pause --job JOB fetch_slow_query_logs --reason 'run only when the DB degrades'",
             _pause_args,
             call("PauseOrResumeEndpoint", _pause),
             _details,

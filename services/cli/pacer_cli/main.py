@@ -225,8 +225,7 @@ def run(
         session = Session(client.call, now, stdout, stderr, output, environment(environ))
         return int(args.action(session, args))
     except UsageError as error:
-        command = " ".join(part for part in (args.group, getattr(args, "command", None)) if part)
-        stderr.write(f"pacerctl {command}: error: {error}\n")
+        stderr.write(_usage_error(error, args, output))
         return 2
     except ApiError as error:
         stderr.write(
@@ -235,6 +234,15 @@ def run(
         return exit_code(error.code)
     finally:
         client.close()
+
+
+def _usage_error(error: UsageError, args: argparse.Namespace, output: str) -> str:
+    """A usage error found after parsing (nothing to change, an ambiguous name): text naming the command, or under
+    `-o json` the JSON of a refused call with the code its exit code shares, INVALID_ARGUMENT."""
+    if output == "json":
+        return render.error_json(ApiError("INVALID_ARGUMENT", str(error)))
+    command = " ".join(part for part in (args.group, getattr(args, "command", None)) if part)
+    return f"pacerctl {command}: error: {error}\n"
 
 
 def main() -> None:

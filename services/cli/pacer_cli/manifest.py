@@ -3,9 +3,9 @@
 The format (see examples/use-cases/*.yaml) is a top-level `jobs:` list; each job has a `name`, an optional
 `description` and an `endpoints:` list; each endpoint has a `name`, a `url` and exactly one of `every: DURATION` or
 `cron: EXPR` (with an optional `timezone`), and optionally `method`, `headers`, `body`, `clamp: {min, max}`,
-`timeout`, `paused`, `jitter`, `signing_secret` and `policies`. A key left out means its default (no description,
-GET, no headers, an empty body, no clamp, the server's 30 s timeout, not paused, no jitter, unsigned, no rules),
-because the file states the whole desired configuration.
+`timeout`, `retry: {attempts, backoff}`, `paused`, `jitter`, `signing_secret` and `policies`. A key left out means
+its default (no description, GET, no headers, an empty body, no clamp, the server's 30 s timeout, one attempt per run
+(backoff 1s), not paused, no jitter, unsigned, no rules), because the file states the whole desired configuration.
 
 A signing secret is never written in the file: `signing_secret` must be `${VARIABLE}`, read from the environment when
 the file is loaded (a variable that is unset or empty is a problem). A header value may come from elsewhere too:
@@ -55,12 +55,14 @@ _ENDPOINT_KEYS = (
     "timezone",
     "clamp",
     "timeout",
+    "retry",
     "paused",
     "jitter",
     "signing_secret",
     "policies",
 )
 _CLAMP_KEYS = ("min", "max")
+_RETRY_KEYS = ("attempts", "backoff")
 _POLICY_KEYS = ("name", "when", "then", "cooldown")
 _ACTION_KINDS = ("interval_hint", "one_shot", "pause", "resume", "clear_hints", "reset_failures")
 _ACTION_KEYS = ("endpoint", *_ACTION_KINDS)
@@ -88,6 +90,9 @@ DEFAULT_HINT_TTL_MS = limits.POLICY_HINT_TTL_MS.default or 0  # what the API app
 MAX_DELAY_MS = _bounds(limits.POLICY_ONE_SHOT_DELAY_MS)[1]
 PAUSE_MS = _bounds(limits.POLICY_PAUSE_FOR_MS)
 MAX_JITTER_MS = _bounds(limits.JITTER_MS)[1]
+RETRY_ATTEMPTS = _bounds(limits.RETRY_MAX_ATTEMPTS)
+RETRY_BACKOFF_MS = _bounds(limits.RETRY_BACKOFF_MS)
+DEFAULT_BACKOFF_MS = limits.RETRY_BACKOFF_MS.default or 0  # what the API stores for backoff_ms 0
 SECRET_CHARS = (limits.SIGNING_SECRET.min_length or 0, limits.SIGNING_SECRET.max_length or 0)
 _SECRET_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -191,6 +196,9 @@ class EndpointSpec:
     signing_secret: str = field(default="", repr=False)  # read from the environment, never from the file
     signing_secret_from: str = ""  # the variable it was read from, to name in a plan
     policies: tuple[PolicySpec, ...] = ()
+    # Attempts per run (1: no retry) and the wait before the second (pacer_common.retries).
+    retry_attempts: int = 1
+    retry_backoff_ms: int = DEFAULT_BACKOFF_MS
 
 
 @dataclass(frozen=True)
@@ -424,7 +432,9 @@ class _Reader:
         body = self.limited(self.text(fields, "body", path, default=""), limits.BODY, _at(path, "body"))
         schedule = self.schedule(fields, path)
         min_ms, max_ms = self.clamp(fields.get("clamp", {}), _at(path, "clamp"))
-        timeout_ms, paused = self.timeout_ms(fields, path), self.flag(fields, "paused", path)
+        timeout_ms = self.timeout_ms(fields, path)
+        attempts, backoff_ms = self.retry(fields.get("retry", {}), _at(path, "retry"))
+        paused = self.flag(fields, "paused", path)
         jitter_ms = self.jitter_ms(fields, schedule, path)
         secret, variable = self.secret(fields, path)
         policies = self.policies(fields, path)
@@ -444,6 +454,8 @@ class _Reader:
             secret,
             variable,
             policies,
+            attempts,
+            backoff_ms,
         )
 
     # --- endpoint fields -------------------------------------------------------------------------------------------
@@ -565,6 +577,24 @@ class _Reader:
         if timeout_ms is not None and not low <= timeout_ms <= high:
             self.fail(_at(path, "timeout"), f"must be between {duration_text(low)} and {duration_text(high)}")
         return timeout_ms or DEFAULT_TIMEOUT_MS
+
+    def retry(self, value: object, path: str) -> tuple[int, int]:
+        """(attempts, backoff in ms): 1 to 5 attempts per run, the wait before the second 100 ms to 1 minute."""
+        fields = self.fields(value, path, _RETRY_KEYS)
+        if fields is None:
+            return 1, DEFAULT_BACKOFF_MS
+        attempts = fields.get("attempts", 1)
+        low, high = RETRY_ATTEMPTS
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or not low <= attempts <= high:
+            self.fail(_at(path, "attempts"), f"must be a whole number from {low} to {high}")
+            attempts = 1
+        if "backoff" not in fields:
+            return attempts, DEFAULT_BACKOFF_MS
+        backoff_ms = self.duration_ms(fields["backoff"], _at(path, "backoff"))
+        low, high = RETRY_BACKOFF_MS
+        if backoff_ms is not None and not low <= backoff_ms <= high:
+            self.fail(_at(path, "backoff"), f"must be between {duration_text(low)} and {duration_text(high)}")
+        return attempts, backoff_ms or DEFAULT_BACKOFF_MS
 
     def jitter_ms(self, fields: Mapping[str, object], schedule: Schedule, path: str) -> int:
         """The jitter; at most an hour, and less than an interval baseline (a run never slides into the next slot)."""

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_cli.manifest import (
+    DEFAULT_BACKOFF_MS,
     DEFAULT_HINT_TTL_MS,
     ActionSpec,
     ClearHints,
@@ -41,13 +42,16 @@ from pacer_cli.render import format_millis
 from pacer_common.digest import config_digest
 from pacer_common.urls import split_password
 
-Field = Literal["url", "method", "baseline", "clamp", "timeout", "jitter", "headers/body", "signing", "policies"]
+Field = Literal[
+    "url", "method", "baseline", "clamp", "timeout", "retry", "jitter", "headers/body", "signing", "policies"
+]
 FIELDS: tuple[Field, ...] = (  # the order shown
     "url",
     "method",
     "baseline",
     "clamp",
     "timeout",
+    "retry",
     "jitter",
     "headers/body",
     "signing",
@@ -230,6 +234,7 @@ def _held(actual: pb.EndpointSummary) -> Compared:
         "baseline": (schedule, schedule_text(schedule)),
         "clamp": (bounds, clamp_text(*bounds)),
         "timeout": (actual.timeout_ms, format_millis(actual.timeout_ms)),
+        "retry": _retry(actual.retry.max_attempts or 1, actual.retry.backoff_ms or DEFAULT_BACKOFF_MS),
         "jitter": (actual.jitter_ms, _jitter_text(actual.jitter_ms)),
         "headers/body": (actual.config_digest, _digest(actual.config_digest)),
         "signing": (actual.signed, "signed" if actual.signed else "unsigned"),
@@ -248,11 +253,19 @@ def _wanted(desired: EndpointSpec) -> Compared:
         "baseline": (_normal(desired.schedule), schedule_text(desired.schedule)),
         "clamp": (bounds, clamp_text(*bounds)),
         "timeout": (desired.timeout_ms, format_millis(desired.timeout_ms)),
+        "retry": _retry(desired.retry_attempts, desired.retry_backoff_ms),
         "jitter": (desired.jitter_ms, _jitter_text(desired.jitter_ms)),
         "headers/body": (digest, _digest(digest)),
         "signing": (bool(desired.signing_secret), _signing_text(desired)),
         "policies": (_wanted_policies(desired), _names([rule.name for rule in desired.policies])),
     }
+
+
+def _retry(attempts: int, backoff_ms: int) -> tuple[object, str]:
+    """A retry policy to compare (its backoff matters only when it retries) and its text: `3 attempts, backoff 2s`."""
+    if attempts <= 1:
+        return (1, 0), "1 attempt"
+    return (attempts, backoff_ms), f"{attempts} attempts, backoff {format_millis(backoff_ms)}"
 
 
 def _jitter_text(jitter_ms: int) -> str:
@@ -376,11 +389,16 @@ def add_request(
         baseline=baseline_message(endpoint.schedule),
         clamp=pb.Clamp(min_interval_ms=endpoint.min_interval_ms, max_interval_ms=endpoint.max_interval_ms),
         timeout_ms=endpoint.timeout_ms,
+        retry=retry_message(endpoint),
         reason=reason,
         jitter_ms=endpoint.jitter_ms,
         signing_secret=endpoint.signing_secret,
         policies=[policy_message(rule) for rule in endpoint.policies] if with_policies else [],
     )
+
+
+def retry_message(endpoint: EndpointSpec) -> pb.RetryPolicy:
+    return pb.RetryPolicy(max_attempts=endpoint.retry_attempts, backoff_ms=endpoint.retry_backoff_ms)
 
 
 def policies_request(endpoint_id: str, endpoint: EndpointSpec, reason: str) -> pb.UpdateEndpointConfigRequest:
@@ -413,6 +431,8 @@ def update_request(change: UpdateEndpoint, reason: str) -> pb.UpdateEndpointConf
                 request.clamp.max_interval_ms = desired.max_interval_ms
             case "timeout":
                 request.timeout_ms = desired.timeout_ms
+            case "retry":
+                request.retry.CopyFrom(retry_message(desired))
             case "jitter":
                 request.jitter_ms = desired.jitter_ms
             case "signing":
@@ -476,6 +496,7 @@ def _extras(endpoint: EndpointSpec) -> str:
     """What a new endpoint has beyond its schedule: `, paused, jitter 5s, signed, policies [surge, calm]`."""
     extras = ["paused"] if endpoint.paused else []
     extras += [f"jitter {format_millis(endpoint.jitter_ms)}"] if endpoint.jitter_ms else []
+    extras += [_retry(endpoint.retry_attempts, endpoint.retry_backoff_ms)[1]] if endpoint.retry_attempts > 1 else []
     extras += ["signed"] if endpoint.signing_secret else []
     extras += [f"policies {_names([rule.name for rule in endpoint.policies])}"] if endpoint.policies else []
     return "".join(f", {extra}" for extra in extras)
@@ -521,6 +542,7 @@ def change_json(change: Change, object_id: str | None = None) -> dict[str, Any]:
                 "schedule": schedule_text(endpoint.schedule),
                 "paused": endpoint.paused,
                 "jitter_ms": endpoint.jitter_ms,
+                "retry": {"max_attempts": endpoint.retry_attempts, "backoff_ms": endpoint.retry_backoff_ms},
                 "signed": bool(endpoint.signing_secret),
                 "policies": [rule.name for rule in endpoint.policies],
             }

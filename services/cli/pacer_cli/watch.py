@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_cli import render
-from pacer_cli.commands import Session, Subcommand, runs_request
+from pacer_cli.commands import ENDPOINT_HELP, Session, Subcommand, resolve_names, runs_request
 from pacer_common.client import ApiError
 
 PAGE_SIZE = 100
@@ -75,8 +75,8 @@ def _positive_seconds(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The filters of `runs watch` and its poll interval."""
-    parser.add_argument("--job", metavar="JOB", help="only runs of this job")
-    parser.add_argument("--endpoint", metavar="ENDPOINT", help="only runs of this endpoint")
+    parser.add_argument("--job", metavar="JOB", help="only runs of this job (id or name)")
+    parser.add_argument("--endpoint", metavar="ENDPOINT", help="only runs of this endpoint: " + ENDPOINT_HELP)
     parser.add_argument("--status", choices=("success", "failure"), help="only runs with this outcome")
     parser.add_argument(
         "--interval", type=_positive_seconds, default=DEFAULT_INTERVAL_S, metavar="SECONDS", help="poll interval"
@@ -119,6 +119,7 @@ def watch(session: Session, args: argparse.Namespace, sleep: Callable[[float], N
 
     The "watching" line goes to stderr after the first poll: every run finishing after it is printed.
     """
+    resolve_names(session, args)
     request = runs_request(args)
     request.limit = PAGE_SIZE
     running = _Watch(session, request)

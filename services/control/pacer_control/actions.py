@@ -18,6 +18,7 @@ from pacer_common.clock import Clock
 from pacer_common.digest import config_digest
 from pacer_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from pacer_common.ids import looks_like, new_endpoint_id, new_job_id
+from pacer_common.retries import NO_RETRY, RetryPolicy
 from pacer_common.runs import FAILURES, RunStatus
 from pacer_common.urls import split_password, with_password
 from pacer_control import jittering, schedule, signing
@@ -63,6 +64,7 @@ class EndpointSpec:
     jitter_ms: int = 0
     signing_secret: str = field(default="", repr=False)
     policies: tuple[policies.Rule, ...] = ()
+    retry: RetryPolicy = NO_RETRY
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class EndpointChanges:
     signing_overlap_ms: int | None = None
     # Replaces every rule when set; an empty tuple removes them.
     policies: tuple[policies.Rule, ...] | None = None
+    retry: RetryPolicy | None = None
 
     @property
     def signing(self) -> bool:
@@ -313,6 +316,7 @@ class ControlActions:
         checks.headers(spec.headers or {})
         checks.body(spec.body)
         timeout_ms = checks.timeout(spec.timeout_ms)
+        retry = checks.retry(spec.retry)
         checks.baseline(spec.baseline, self._floor_ms)
         checks.clamp(spec.clamp, self._floor_ms)
         checks.reason(reason)
@@ -339,6 +343,8 @@ class ControlActions:
             paused=False,
             jitter_ms=spec.jitter_ms,
             policies=policies.to_json(spec.policies),
+            retry_max_attempts=retry.max_attempts,
+            retry_backoff_ms=retry.backoff_ms,
         )
         signs = signing.first(EndpointSecrets(), spec.signing_secret)
         self._keep_secrets(endpoint, spec.url, spec.headers or {}, signs.secrets)
@@ -360,6 +366,7 @@ class ControlActions:
         checks, now = self._check_changes(changes, reason), self._clock.now()
         method = checks.method(changes.method) if changes.method is not None else None
         timeout_ms = checks.timeout(changes.timeout_ms) if changes.timeout_ms is not None else None
+        retry = checks.retry(changes.retry) if changes.retry is not None else None
         if changes.jitter_ms is not None:
             jittering.check(checks, changes.jitter_ms, None, now)  # its fit with the baseline: see _respread
         signing.check_secret(checks, changes.signing_secret, stopping_allowed=True)
@@ -378,6 +385,8 @@ class ControlActions:
                 headers = changes.headers if changes.headers is not None else held.headers
                 self._keep_secrets(endpoint, url, headers, self._resigned(endpoint, held, changes, now))
             _apply_changes(endpoint, changes, method, timeout_ms)
+            if retry is not None:
+                endpoint.retry_max_attempts, endpoint.retry_backoff_ms = retry.max_attempts, retry.backoff_ms
             _respread(endpoint, changes, now)
             if changes.baseline is not None:
                 endpoint.anchor_at = now  # a new cadence starts from the moment it was set

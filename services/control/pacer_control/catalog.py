@@ -187,6 +187,8 @@ class ListedEndpoint(NamedTuple):
     policies: list[dict[str, Any]] | None
     hint_interval_ms: int | None
     hint_expires_at: datetime | None
+    retry_max_attempts: int
+    retry_backoff_ms: int
 
 
 # The statements of the hot reads, built once (see Store._reading).

@@ -11,6 +11,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pacer.control.v1 import control_service_pb2 as pb
 from pacer_common import policies, runs
 from pacer_common.errors import InvalidArgument
+from pacer_common.retries import Attempt, RetryPolicy
+from pacer_common.runs import RunStatus
 from pacer_control.actions import EndpointChanges, EndpointSpec, EndpointView
 from pacer_control.catalog import HealthView, JobView, ListedEndpoint, PolicyCountView
 from pacer_control.models import AuditRecord, PolicyFiring, Run
@@ -121,6 +123,7 @@ def endpoint_spec(request: pb.AddEndpointToJobRequest) -> EndpointSpec:
         jitter_ms=request.jitter_ms,
         signing_secret=request.signing_secret,
         policies=rules(request.policies, "policies"),
+        retry=retry_sent(request.retry),
     )
 
 
@@ -141,6 +144,27 @@ def endpoint_changes(request: pb.UpdateEndpointConfigRequest) -> EndpointChanges
         signing_secret=optional("signing_secret"),  # type: ignore[arg-type]
         signing_overlap_ms=optional("signing_overlap_ms"),  # type: ignore[arg-type]
         policies=rules(request.policies.rules, "policies.rules") if request.HasField("policies") else None,
+        retry=retry_sent(request.retry) if request.HasField("retry") else None,
+    )
+
+
+def retry_sent(message: pb.RetryPolicy) -> RetryPolicy:
+    """The retry policy as sent, zeros included (`Checks.retry` gives them their defaults)."""
+    return RetryPolicy(message.max_attempts, message.backoff_ms)
+
+
+def retry_policy(policy: RetryPolicy) -> pb.RetryPolicy:
+    return pb.RetryPolicy(max_attempts=policy.max_attempts, backoff_ms=policy.backoff_ms)
+
+
+def attempt(stored: Attempt) -> pb.RunAttempt:
+    return pb.RunAttempt(
+        number=stored.number,
+        status=runs.to_proto(RunStatus(stored.status)),
+        started_at=ts(stored.started_at),
+        duration_ms=stored.duration_ms,
+        http_status=stored.http_status,
+        error_message=stored.error_message,
     )
 
 
@@ -216,6 +240,8 @@ def _fill_delivery(summary: pb.EndpointSummary, endpoint: ListedEndpoint) -> Non
     """Jitter and whether requests are signed; never a signing secret."""
     summary.jitter_ms = endpoint.jitter_ms
     summary.signed = endpoint.signed
+    summary.retry.max_attempts = endpoint.retry_max_attempts
+    summary.retry.backoff_ms = endpoint.retry_backoff_ms
     if endpoint.previous_secret_expires_at is not None:
         _stamp(summary.previous_secret_expires_at, endpoint.previous_secret_expires_at)
 
@@ -250,6 +276,7 @@ def run(record: Run, firings: Iterable[PolicyFiring] = ()) -> pb.Run:
         response_body=record.response_body,
         response_truncated=record.response_truncated,
         policy_firings=[policy_firing(firing) for firing in firings],
+        attempts=[attempt(Attempt.from_json(stored)) for stored in record.attempts or ()],
     )
 
 

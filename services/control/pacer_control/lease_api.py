@@ -11,13 +11,15 @@ from typing import TypeVar
 
 import grpc
 
+from pacer.control.v1 import control_service_pb2 as pb
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer.internal.v1 import lease_service_pb2_grpc as lease_grpc
-from pacer_common import runs
+from pacer_common import retries, runs
 from pacer_common.clock import Clock
 from pacer_common.credentials import ServiceGate
 from pacer_common.errors import PermissionDenied
-from pacer_control.codec import moment, ts
+from pacer_common.retries import Attempt
+from pacer_control.codec import moment, retry_policy, ts
 from pacer_control.metrics import ControlMetrics
 from pacer_control.pipeline import ClaimedRun, LostRun, Pipeline, Recorded, RunResult, missed_when_lost
 from pacer_control.validation import Checks
@@ -30,6 +32,7 @@ MAX_BATCH = 5000
 MAX_SESSION_ID = 64
 MAX_SCHEDULER_ID = 200
 REPORTABLE = frozenset(runs.to_proto(status) for status in runs.REPORTABLE)
+_REPORTABLE_TEXT = "must be SUCCESS, FAILURE, TIMEOUT or BLOCKED"
 
 
 def work_item(run: ClaimedRun) -> lease_pb.WorkItem:
@@ -47,6 +50,7 @@ def work_item(run: ClaimedRun) -> lease_pb.WorkItem:
         start_at=ts(run.start_at),
         signing_secrets=run.signing_secrets,
         job_id=run.job_id,
+        retry=retry_policy(run.retry) if run.retry.retries else None,
     )
 
 
@@ -64,6 +68,18 @@ def run_result(message: lease_pb.RunResult, index: int) -> RunResult:
         error_message=message.error_message,
         response_body=message.response_body,
         response_truncated=message.response_truncated,
+        attempts=tuple(_attempt(sent, f"{path}attempts[{n}].") for n, sent in enumerate(message.attempts)),
+    )
+
+
+def _attempt(message: pb.RunAttempt, path: str) -> Attempt:
+    return Attempt(
+        number=message.number,
+        status=runs.from_proto(message.status),
+        started_at=moment(message, "started_at", path),
+        duration_ms=message.duration_ms,
+        http_status=message.http_status,
+        error_message=message.error_message,
     )
 
 
@@ -84,9 +100,14 @@ def _check_results(results: list[lease_pb.RunResult], request: lease_pb.ReportRe
             checks.fail(field, f"at most {MAX_BATCH} per batch")
     for index, result in enumerate(results):
         if result.status not in REPORTABLE:
-            checks.fail(f"results[{index}].status", "must be SUCCESS, FAILURE, TIMEOUT or BLOCKED")
+            checks.fail(f"results[{index}].status", _REPORTABLE_TEXT)
         if not result.HasField("finished_at"):
             checks.fail(f"results[{index}].finished_at", "is required")
+        if len(result.attempts) > retries.MAX_ATTEMPTS:
+            checks.fail(f"results[{index}].attempts", f"at most {retries.MAX_ATTEMPTS}")
+        for number, attempt in enumerate(result.attempts):
+            if attempt.status not in REPORTABLE:
+                checks.fail(f"results[{index}].attempts[{number}].status", _REPORTABLE_TEXT)
     checks.done()
 
 

@@ -165,6 +165,9 @@ class Endpoint(Base):
     # Whether requests are signed; the signing secrets are sealed in `secrets` with the headers.
     signed: Mapped[bool] = mapped_column(Boolean, default=False)
     previous_secret_expires_at: Mapped[datetime | None]
+    # Retries within a run (pacer_common.retries): attempts per run (1: none) and the wait before the second.
+    retry_max_attempts: Mapped[int] = mapped_column(default=1)
+    retry_backoff_ms: Mapped[int] = mapped_column(BigInteger, default=1000)
 
 
 class Run(Base):
@@ -200,6 +203,8 @@ class Run(Base):
     error_message: Mapped[str] = mapped_column(Text, default="")
     response_body: Mapped[str] = mapped_column(Text, default="")
     response_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Each HTTP attempt of a retried run as JSON (pacer_control.attempts), NULL for a run of one attempt.
+    attempts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON())
     # The scheduler session that claimed the run, and whether an executor said it holds it (begun, result due).
     session_id: Mapped[str | None] = mapped_column(String(64))
     claim_id: Mapped[str | None] = mapped_column(String(64))

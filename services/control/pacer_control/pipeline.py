@@ -19,9 +19,10 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from pacer_common import jitter, transitions
+from pacer_common import jitter, retries, transitions
 from pacer_common.errors import FailedPrecondition, shown
 from pacer_common.ids import new_run_id
+from pacer_common.retries import NO_RETRY, Attempt, RetryPolicy
 from pacer_common.runs import RunStatus
 from pacer_common.transitions import MISSED_OUTAGE, Claim, Missed, Outcome, Replanned
 from pacer_common.urls import with_password
@@ -62,6 +63,8 @@ class ClaimedRun:
     # The secrets that sign the request, newest first (pacer_control.signing); empty when unsigned.
     signing_secrets: tuple[str, ...] = field(default=(), repr=False)
     job_id: str = ""
+    # How the executor retries transient failures within the run; the lease covers every attempt.
+    retry: RetryPolicy = NO_RETRY
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class RunResult:
     error_message: str = ""
     response_body: str = ""
     response_truncated: bool = False
+    # Every attempt of a retried run, first to last; empty for a run of one attempt.
+    attempts: tuple[Attempt, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,7 @@ _CLAIM_UPDATE = _RowsById(ENDPOINTS, _CLAIMED_COLUMNS)
 _OUTCOME_UPDATE = _RowsById(RUNS, _OUTCOME_COLUMNS)
 _SETTLE_UPDATE = _RowsById(ENDPOINTS, _SETTLED_COLUMNS)
 _RELEASE_UPDATE = _RowsById(ENDPOINTS, _RELEASED_COLUMNS)
+_ATTEMPTS_UPDATE = by_id_update(RUNS, ("attempts",))
 
 
 class Pipeline(Store):
@@ -306,6 +312,7 @@ class Pipeline(Store):
             outcomes = [_outcome_row(by_run[run.id]) for run in live]
             outcomes += [_found_after_lost_row(run, by_run[run.id]) for run in lost]
             _OUTCOME_UPDATE.execute(connection, outcomes)
+            _record_attempts(connection, [by_run[run.id] for run in (*live, *lost)])
             ruled: list[str] = []
             missed = _settle(connection, {run.endpoint_id: _outcome_of(by_run[run.id]) for run in live}, now, ruled)
         if ruled and self._recorded_listener is not None:
@@ -440,9 +447,15 @@ def _within_bytes(rows: Sequence[Any], budget: int) -> Sequence[Any]:
 
 
 def _claim(row: Any, now: datetime, lease_grace_ms: int) -> Claim:
+    """Claim the endpoint of `row`; the lease covers the run's every attempt (`RetryPolicy.budget_ms`)."""
     state = schedule.state_of(row)
     start_at = jitter.claim_start(state, row.id, row.jitter_ms)
-    return transitions.on_claim(state, new_run_id(), now, row.timeout_ms, lease_grace_ms, start_at=start_at)
+    budget_ms = _retry_of(row).budget_ms(row.timeout_ms)
+    return transitions.on_claim(state, new_run_id(), now, budget_ms, lease_grace_ms, start_at=start_at)
+
+
+def _retry_of(row: Any) -> RetryPolicy:
+    return retries.policy(row.retry_max_attempts, row.retry_backoff_ms)
 
 
 def _claimed_before(
@@ -507,6 +520,7 @@ def _sendable(row: Any, run_id: str, timing: _Timing, keyring: Keyring, now: dat
         start_at=timing.start_at,
         signing_secrets=signing.signing_secrets(secrets, row.previous_secret_expires_at, now),
         job_id=row.job_id,
+        retry=_retry_of(row),
     )
 
 
@@ -553,6 +567,17 @@ def _outcome_of(result: RunResult) -> Outcome:
 
 def _outcome_row(result: RunResult) -> tuple[str, dict[str, Any]]:
     return result.run_id, {name: getattr(result, name) for name in _OUTCOME_COLUMNS}
+
+
+def _record_attempts(connection: Connection, results: Sequence[RunResult]) -> None:
+    """Store the attempts of the retried runs among `results` (few: apart from the batched outcome columns)."""
+    retried = [
+        by_id_row(result.run_id, {"attempts": [attempt.to_json() for attempt in result.attempts]})
+        for result in results
+        if result.attempts
+    ]
+    if retried:
+        connection.execute(_ATTEMPTS_UPDATE, retried)
 
 
 def _found_after_lost_row(run: Any, result: RunResult) -> tuple[str, dict[str, Any]]:

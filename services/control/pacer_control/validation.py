@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from pacer_common import limits
+from pacer_common import limits, retries
 from pacer_common.cron import CronError, validate_cron
 from pacer_common.errors import FieldViolation, InvalidArgument, shown
 from pacer_common.headers import is_forbidden, is_reserved
 from pacer_common.limits import HTTP_METHODS as METHODS
 from pacer_common.limits import MAX_INTERVAL_MS
+from pacer_common.retries import RetryPolicy
 from pacer_common.urls import split_password
 
 
@@ -43,6 +44,9 @@ DEFAULT_TIMEOUT_MS = _declared(limits.TIMEOUT_MS.default)
 DEFAULT_TTL_MINUTES = _declared(limits.TTL_MINUTES.default)
 MIN_TTL_MINUTES = _declared(limits.TTL_MINUTES.minimum)
 MAX_TTL_MINUTES = _declared(limits.TTL_MINUTES.maximum)
+MAX_ATTEMPTS = _declared(limits.RETRY_MAX_ATTEMPTS.maximum)
+MIN_BACKOFF_MS = _declared(limits.RETRY_BACKOFF_MS.minimum)
+MAX_BACKOFF_MS = _declared(limits.RETRY_BACKOFF_MS.maximum)
 ONESHOT_PAST_TOLERANCE = timedelta(minutes=5)
 ONESHOT_HORIZON = timedelta(days=366)
 _TOKEN = re.compile(limits.HEADER_NAME_PATTERN)
@@ -165,6 +169,14 @@ class Checks:
         if not MIN_TIMEOUT_MS <= value <= MAX_TIMEOUT_MS:
             self.fail(field, f"must be between {MIN_TIMEOUT_MS} and {MAX_TIMEOUT_MS} ms")
         return value
+
+    def retry(self, sent: RetryPolicy, field: str = "retry") -> RetryPolicy:
+        """The retry policy `sent` (zeros for defaults) as stored: 1 to MAX_ATTEMPTS attempts, a backoff in range."""
+        if not 0 <= sent.max_attempts <= MAX_ATTEMPTS:
+            self.fail(f"{field}.max_attempts", f"must be between 1 and {MAX_ATTEMPTS} (0 means 1: no retry)")
+        if sent.backoff_ms and not MIN_BACKOFF_MS <= sent.backoff_ms <= MAX_BACKOFF_MS:
+            self.fail(f"{field}.backoff_ms", f"must be between {MIN_BACKOFF_MS} and {MAX_BACKOFF_MS} ms (0 means 1000)")
+        return retries.policy(sent.max_attempts, sent.backoff_ms)
 
     def interval(self, value: int, field: str, floor_ms: int) -> None:
         if value < floor_ms:

@@ -58,9 +58,15 @@ class ExecutorMetrics:
             "Results sent again on another stream because the one that carried them broke before confirming them.",
             registry=self.registry,
         )
+        self.retries = Counter(
+            "pacer_run_retries_total",
+            "Attempts made again within a run after a transient failure (timeout, no connection, 502/503/504), as "
+            "its endpoint's retry policy allows.",
+            registry=self.registry,
+        )
         self._http_seconds = Histogram(
             "pacer_http_duration_seconds",
-            "Duration of each run's HTTP exchange (every redirect hop included), by outcome (the run's status).",
+            "Duration of each HTTP exchange (every redirect hop included; each attempt of a retried run), by outcome.",
             ["outcome"],
             buckets=HTTP_BUCKETS_S,
             registry=self.registry,

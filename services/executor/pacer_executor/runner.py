@@ -30,6 +30,7 @@ from yarl import URL
 
 from pacer_common.clock import Clock
 from pacer_common.headers import forbidden_names, without_forbidden
+from pacer_common.retries import ATTEMPT_HEADER, NO_RETRY, Attempt, RetryPolicy, worth_retrying
 from pacer_common.signing import SIGNATURE_HEADER, header_value
 from pacer_executor.egress import EgressBlocked, EgressPolicy, PolicyResolver
 from pacer_executor.metrics import ExecutorMetrics
@@ -46,7 +47,7 @@ _REDIRECTS_TO_GET: Final = frozenset({301, 302, 303})
 _BODY_HEADERS: Final = frozenset({"content-type", "content-encoding"})
 _SIGNED_HEADERS: Final = frozenset({SIGNATURE_HEADER.lower()})
 _PACER_HEADERS: Final = frozenset(
-    {"x-pacer-run-id", "x-pacer-endpoint-id", "x-pacer-scheduled-for", SIGNATURE_HEADER.lower()}
+    {"x-pacer-run-id", "x-pacer-endpoint-id", "x-pacer-scheduled-for", ATTEMPT_HEADER.lower(), SIGNATURE_HEADER.lower()}
 )
 
 
@@ -69,6 +70,11 @@ class WorkItem:
     tenant_id: str = ""
     # The secrets to sign with, newest first (pacer_common.signing); never logged. Empty: unsigned.
     signing_secrets: tuple[str, ...] = field(default=(), repr=False)
+    # Retries within the run (pacer_executor.attempts), the attempt this is (sent as X-Pacer-Attempt when the run
+    # retries) and when the run's lease ends (no attempt starts that could not end before it; None: no bound known).
+    retry: RetryPolicy = NO_RETRY
+    attempt: int = 1
+    lease_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,10 @@ class Outcome:
     error_message: str = ""
     response_body: str = ""
     response_truncated: bool = False
+    # True when another attempt may pass (pacer_common.retries.worth_retrying).
+    transient: bool = False
+    # Every attempt of a retried run, first to last (the fields above are the run's); empty for one attempt.
+    attempts: tuple[Attempt, ...] = ()
 
 
 class Runner(Protocol):
@@ -122,6 +132,7 @@ class _Result:
     response_body: str = ""
     response_truncated: bool = False
     refusal_category: str = ""
+    connect_failed: bool = False  # no connection could be made, or it broke before an answer
 
     def outcome(self, run_id: str, started_at: datetime, finished_at: datetime, duration_ms: int) -> Outcome:
         """This result with the run's identity and timing."""
@@ -135,6 +146,7 @@ class _Result:
             error_message=self.error_message,
             response_body=self.response_body,
             response_truncated=self.response_truncated,
+            transient=worth_retrying(self.status, self.http_status, connect_failed=self.connect_failed),
         )
 
 
@@ -244,7 +256,9 @@ class HttpRunner:
         except aiohttp.ClientConnectorDNSError as exc:
             return _Result("FAILURE", error_message=f"DNS lookup failed: {exc}")
         except aiohttp.ClientConnectorError as exc:
-            return _Result("FAILURE", error_message=f"connection failed: {exc}")
+            return _Result("FAILURE", error_message=f"connection failed: {exc}", connect_failed=True)
+        except aiohttp.ServerDisconnectedError as exc:
+            return _Result("FAILURE", error_message=_describe(exc), connect_failed=True)
         except aiohttp.ClientError as exc:
             return _Result("FAILURE", error_message=_describe(exc))
         except ValueError as exc:
@@ -324,6 +338,8 @@ def _first_hop(item: WorkItem, user_agent: str, now: datetime) -> _Hop:
         "X-Pacer-Endpoint-Id": item.endpoint_id,
         "X-Pacer-Scheduled-For": rfc3339_utc(item.scheduled_for),
     }
+    if item.retry.retries:
+        pacer_headers[ATTEMPT_HEADER] = str(item.attempt)
     if item.signing_secrets:
         signed_at = int(now.timestamp())
         pacer_headers[SIGNATURE_HEADER] = header_value(item.signing_secrets, signed_at, item.run_id, item.body.encode())

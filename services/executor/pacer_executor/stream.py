@@ -24,11 +24,13 @@ from typing import Final, Protocol
 
 import grpc
 
+from pacer.control.v1 import control_service_pb2 as pb
 from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
 from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
-from pacer_common import runs
+from pacer_common import retries, runs
 from pacer_common.outbox import Outbox
+from pacer_common.retries import NO_RETRY, Attempt
 from pacer_common.retrying import JitteredBackoff
 from pacer_executor.runner import Outcome, WorkItem
 from pacer_executor.worker import Worker
@@ -93,6 +95,8 @@ def decode_work(item: lease_pb.WorkItem) -> WorkItem:
         timeout_ms=item.timeout_ms,
         tenant_id=item.tenant_id,
         signing_secrets=tuple(item.signing_secrets),
+        retry=retries.policy(item.retry.max_attempts, item.retry.backoff_ms) if item.HasField("retry") else NO_RETRY,
+        lease_expires_at=item.lease_expires_at.ToDatetime(tzinfo=UTC) if item.HasField("lease_expires_at") else None,
     )
 
 
@@ -119,6 +123,18 @@ def fill_result(result: lease_pb.RunResult, outcome: Outcome, executor_id: str) 
     if outcome.status != "BLOCKED":
         result.started_at.FromDatetime(outcome.started_at)
     result.finished_at.FromDatetime(outcome.finished_at)
+    for attempt in outcome.attempts:
+        _fill_attempt(result.attempts.add(), attempt)
+
+
+def _fill_attempt(message: pb.RunAttempt, attempt: Attempt) -> None:
+    message.number = attempt.number
+    message.status = runs.to_proto(runs.RunStatus(attempt.status))
+    message.duration_ms = attempt.duration_ms
+    message.http_status = attempt.http_status
+    message.error_message = attempt.error_message
+    if attempt.started_at is not None:
+        message.started_at.FromDatetime(attempt.started_at)
 
 
 class ConnectCall(Protocol):

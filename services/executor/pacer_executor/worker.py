@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pacer_common.clock import Clock
+from pacer_executor import attempts
 from pacer_executor.metrics import ExecutorMetrics
 from pacer_executor.runner import Outcome, Runner, WorkItem
 
@@ -125,6 +126,7 @@ class Worker:
         self._idle = asyncio.Event()
         self._idle.set()
         self._draining = False
+        self._stopping = asyncio.Event()  # set with draining: retries waiting for their turn give up
 
     @property
     def draining(self) -> bool:
@@ -212,6 +214,7 @@ class Worker:
         wait up to `timeout_s` until every begun run's outcome is acknowledged. True if all were; on timeout the runs
         still going are cancelled (their scheduler reports them vanished) and False is returned."""
         self._draining = True
+        self._stopping.set()
         for link in list(self._links):
             self.leave(link)
         self._check_idle()
@@ -321,7 +324,7 @@ class Worker:
         started_at = self._clock.now()
         began = time.monotonic()
         try:
-            return await self._runner.run(item)
+            return await attempts.perform(self._runner, item, self._clock, self._stopping, self._metrics)
         except Exception as exc:
             log.exception("runner failed", extra=_run_fields("run.crashed", item))
             return Outcome(

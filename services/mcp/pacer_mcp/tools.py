@@ -608,6 +608,25 @@ def _jitter() -> dict[str, Any]:
     )
 
 
+def _retry(update: bool) -> dict[str, Any]:
+    attempts, backoff = limits.RETRY_MAX_ATTEMPTS, limits.RETRY_BACKOFF_MS
+    properties = {
+        "maxAttempts": {
+            "type": "integer",
+            "description": f"HTTP attempts per run, {attempts.minimum} to {attempts.maximum}; 1 or omitted = no retry.",
+        },
+        "backoffMs": _ms(backoff, "Wait before the second attempt, doubling before each later one; omitted = 1000"),
+    }
+    replaces = ' Replaces the current policy; {"maxAttempts": 1} stops retrying.' if update else ""
+    return {
+        **_object(properties),
+        "description": "Retry a run's HTTP call when it fails in a way that may pass (timeout, no connection, 502, "
+        "503, 504): the run is recorded once with every attempt (listRuns/getRunDetails attempts), and only its "
+        "final outcome counts for the failure backoff. Each attempt carries the same X-Pacer-Run-Id and its number "
+        'in X-Pacer-Attempt. Example: {"maxAttempts": 3, "backoffMs": 2000}.' + replaces,
+    }
+
+
 def _signing_secret(update: bool) -> dict[str, Any]:
     secret = limits.SIGNING_SECRET
     stop = ' "" stops signing;' if update else ""
@@ -859,6 +878,7 @@ def _add_endpoint(floor_ms: int) -> ToolSpec:
                 "policies": _policies(floor_ms, "Rules"),
                 "jitterMs": _jitter(),
                 "signingSecret": _signing_secret(update=False),
+                "retry": _retry(update=False),
                 "reason": _reason("watch 5xx rate during the launch"),
             },
             "jobId",
@@ -900,6 +920,7 @@ def _update_endpoint(floor_ms: int) -> ToolSpec:
                 "policies": _policies(floor_ms, "New rules, replacing all current ones ([] removes them)"),
                 "jitterMs": _jitter(),
                 "signingSecret": _signing_secret(update=True),
+                "retry": _retry(update=True),
                 "signingOverlapMs": _ms(
                     limits.SIGNING_OVERLAP_MS,
                     "After a new signingSecret, how long the previous one still signs alongside it; omitted means "
@@ -952,7 +973,7 @@ def _list_job_endpoints() -> ToolSpec:
             "indefinitely), nextRunSource (the rule that chose it), lastRunAt, failureCount (consecutive failures, "
             "which drive backoff), paused and pausedUntil; and their configuration, including policies (the rules "
             "Pacer applies by itself), jitterMs, signed (the secret is never returned) and previousSecretExpiresAt "
-            "(while a rotated-out secret still signs). Use it to find endpoint ids and to see what runs next."
+            "(while a rotated-out secret still signs) and retry. Use it to find endpoint ids and to see what runs next."
         ),
         input_schema=_object({"jobId": _id("job", "createJob or listJobs")}, "jobId"),
         summarize=lambda args, r: f"{_count(len(r['endpoints']), 'endpoint')} in job {args['jobId']}.",

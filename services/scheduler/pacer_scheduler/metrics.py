@@ -189,8 +189,11 @@ class SchedulerMetrics:
         self._lateness.observe(late)
         self.recent_lateness_s.append(lateness_s)
         self._tenant_lateness.labels(tenant_id).observe(late)
+        # The tenant's series exists at 0 from its first dispatch on, so increase() and rate() see its first late
+        # run too (a series that appears at 1 has no earlier sample to count the step from).
+        started_late = self._started_late.labels(tenant_id)
         if late > self._late_threshold_s:
-            self._started_late.labels(tenant_id).inc()
+            started_late.inc()
         if job_id in self._measured_jobs:
             self._job_lateness.labels(tenant_id, job_id).observe(late)
 

@@ -402,6 +402,7 @@ async function renderRun(runId) {
   const { run } = await get(`/runs/${runId}`);
   const lateness = run.startedAt ? new Date(run.startedAt) - new Date(run.scheduledFor) : null;
   const firings = run.policyFirings || [];
+  const attempts = run.attempts || [];
   replace(view,
     h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Jobs"), " / ", h("a", { href: `#/jobs/${run.jobId}` }, "job"), " / ",
       h("a", { href: `#/jobs/${run.jobId}/endpoints/${run.endpointId}` }, "endpoint"), " / run"),
@@ -415,8 +416,13 @@ async function renderRun(runId) {
       h("dt", {}, "Lateness"), h("dd", {}, lateness === null ? "—" : duration(lateness)),
       h("dt", {}, "HTTP status"), h("dd", { "data-fact": "http-status" }, run.httpStatus ? String(run.httpStatus) : "—"),
       h("dt", {}, "Source"), h("dd", {}, (run.source || "").replace("RUN_SOURCE_", "").toLowerCase()),
-      h("dt", {}, "Attempt"), h("dd", {}, String(run.attempt)),
+      h("dt", {}, "Backoff attempt"), h("dd", {}, String(run.attempt)),
       h("dt", {}, "Error"), h("dd", {}, run.errorMessage || "—"))),
+    attempts.length ? h("section", { class: "card", "data-section": "attempts" }, h("h2", {}, "Attempts"),
+      h("table", {}, h("thead", {}, h("tr", {}, ["#", "Status", "Started", "Duration", "HTTP", "Error"].map((c) => h("th", {}, c)))),
+        h("tbody", {}, attempts.map((a) => h("tr", {},
+          h("td", {}, String(a.number)), h("td", {}, badge(statusName(a.status))), h("td", {}, time(a.startedAt)),
+          h("td", {}, duration(a.durationMs)), h("td", {}, a.httpStatus ? String(a.httpStatus) : "—"), h("td", {}, a.errorMessage || "—")))))) : null,
     h("section", { class: "card" }, h("h2", {}, "Captured response", run.responseTruncated ? " (truncated)" : ""),
       run.responseBody ? h("pre", { class: "body", "data-section": "response" }, prettyBody(run.responseBody)) : h("p", { class: "muted" }, "Nothing captured.")),
     h("section", { class: "card" }, h("h2", {}, "Rules that fired on this run"),

@@ -502,6 +502,39 @@ class PolicyResetFailures(_message.Message):
 Global___PolicyResetFailures: _TypeAlias = PolicyResetFailures  # noqa: Y015
 
 @_typing.final
+class RetryPolicy(_message.Message):
+    """RetryPolicy retries a run's HTTP call when it fails in a way that may pass:
+    the connection could not be made, the exchange timed out, or the answer was
+    502, 503 or 504. Every attempt carries the same X-Pacer-Run-Id and its number
+    in X-Pacer-Attempt; the run is recorded once, with each attempt, and only its
+    final outcome moves the schedule (failure count and backoff).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    BACKOFF_MS_FIELD_NUMBER: _builtins.int
+    max_attempts: _builtins.int
+    """Attempts per run, 1 to 5; zero or 1 means no retry."""
+    backoff_ms: _builtins.int
+    """Wait before the second attempt, 100 to 60000 ms, doubling before each later
+    one (at most 300000); zero means 1000.
+    """
+    def __init__(
+        self,
+        *,
+        max_attempts: _builtins.int = ...,
+        backoff_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backoff_ms", b"backoff_ms", "max_attempts", b"max_attempts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryPolicy: _TypeAlias = RetryPolicy  # noqa: Y015
+
+@_typing.final
 class Policies(_message.Message):
     """Policies is a set of rules."""
 
@@ -1057,6 +1090,7 @@ class AddEndpointToJobRequest(_message.Message):
     POLICIES_FIELD_NUMBER: _builtins.int
     JITTER_MS_FIELD_NUMBER: _builtins.int
     SIGNING_SECRET_FIELD_NUMBER: _builtins.int
+    RETRY_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """Id of the job to add the endpoint to."""
     name: _builtins.str
@@ -1095,6 +1129,10 @@ class AddEndpointToJobRequest(_message.Message):
     def policies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Policy]:
         """Rules Pacer applies on its own when a run is recorded; at most 10."""
 
+    @_builtins.property
+    def retry(self) -> Global___RetryPolicy:
+        """Retry transient failures within a run; unset means one attempt."""
+
     def __init__(
         self,
         *,
@@ -1111,10 +1149,11 @@ class AddEndpointToJobRequest(_message.Message):
         policies: _abc.Iterable[Global___Policy] | None = ...,
         jitter_ms: _builtins.int = ...,
         signing_secret: _builtins.str = ...,
+        retry: Global___RetryPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp", "retry", b"retry"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "body", b"body", "clamp", b"clamp", "headers", b"headers", "jitter_ms", b"jitter_ms", "job_id", b"job_id", "method", b"method", "name", b"name", "policies", b"policies", "reason", b"reason", "signing_secret", b"signing_secret", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "body", b"body", "clamp", b"clamp", "headers", b"headers", "jitter_ms", b"jitter_ms", "job_id", b"job_id", "method", b"method", "name", b"name", "policies", b"policies", "reason", b"reason", "retry", b"retry", "signing_secret", b"signing_secret", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1168,6 +1207,7 @@ class UpdateEndpointConfigRequest(_message.Message):
     JITTER_MS_FIELD_NUMBER: _builtins.int
     SIGNING_SECRET_FIELD_NUMBER: _builtins.int
     SIGNING_OVERLAP_MS_FIELD_NUMBER: _builtins.int
+    RETRY_FIELD_NUMBER: _builtins.int
     endpoint_id: _builtins.str
     """Id of the endpoint."""
     url: _builtins.str
@@ -1208,6 +1248,12 @@ class UpdateEndpointConfigRequest(_message.Message):
     def policies(self) -> Global___Policies:
         """New rules; replaces all rules when set (an empty list removes them)."""
 
+    @_builtins.property
+    def retry(self) -> Global___RetryPolicy:
+        """New retry policy; replaces the old one when set (max_attempts 1 stops
+        retrying).
+        """
+
     def __init__(
         self,
         *,
@@ -1225,10 +1271,11 @@ class UpdateEndpointConfigRequest(_message.Message):
         jitter_ms: _builtins.int | None = ...,
         signing_secret: _builtins.str | None = ...,
         signing_overlap_ms: _builtins.int | None = ...,
+        retry: Global___RetryPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_body", b"_body", "_jitter_ms", b"_jitter_ms", "_method", b"_method", "_name", b"_name", "_signing_overlap_ms", b"_signing_overlap_ms", "_signing_secret", b"_signing_secret", "_timeout_ms", b"_timeout_ms", "_url", b"_url", "baseline", b"baseline", "body", b"body", "clamp", b"clamp", "headers", b"headers", "jitter_ms", b"jitter_ms", "method", b"method", "name", b"name", "policies", b"policies", "signing_overlap_ms", b"signing_overlap_ms", "signing_secret", b"signing_secret", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_body", b"_body", "_jitter_ms", b"_jitter_ms", "_method", b"_method", "_name", b"_name", "_signing_overlap_ms", b"_signing_overlap_ms", "_signing_secret", b"_signing_secret", "_timeout_ms", b"_timeout_ms", "_url", b"_url", "baseline", b"baseline", "body", b"body", "clamp", b"clamp", "headers", b"headers", "jitter_ms", b"jitter_ms", "method", b"method", "name", b"name", "policies", b"policies", "retry", b"retry", "signing_overlap_ms", b"signing_overlap_ms", "signing_secret", b"signing_secret", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_body", b"_body", "_jitter_ms", b"_jitter_ms", "_method", b"_method", "_name", b"_name", "_signing_overlap_ms", b"_signing_overlap_ms", "_signing_secret", b"_signing_secret", "_timeout_ms", b"_timeout_ms", "_url", b"_url", "baseline", b"baseline", "body", b"body", "clamp", b"clamp", "endpoint_id", b"endpoint_id", "headers", b"headers", "jitter_ms", b"jitter_ms", "method", b"method", "name", b"name", "policies", b"policies", "reason", b"reason", "signing_overlap_ms", b"signing_overlap_ms", "signing_secret", b"signing_secret", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_body", b"_body", "_jitter_ms", b"_jitter_ms", "_method", b"_method", "_name", b"_name", "_signing_overlap_ms", b"_signing_overlap_ms", "_signing_secret", b"_signing_secret", "_timeout_ms", b"_timeout_ms", "_url", b"_url", "baseline", b"baseline", "body", b"body", "clamp", b"clamp", "endpoint_id", b"endpoint_id", "headers", b"headers", "jitter_ms", b"jitter_ms", "method", b"method", "name", b"name", "policies", b"policies", "reason", b"reason", "retry", b"retry", "signing_overlap_ms", b"signing_overlap_ms", "signing_secret", b"signing_secret", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__body: _TypeAlias = _typing.Literal["body"]  # noqa: Y015
     _WhichOneofArgType__body: _TypeAlias = _typing.Literal["_body", b"_body"]  # noqa: Y015
@@ -1393,6 +1440,7 @@ class EndpointSummary(_message.Message):
     PREVIOUS_SECRET_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     HINT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
     HINT_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    RETRY_FIELD_NUMBER: _builtins.int
     endpoint_id: _builtins.str
     """Id of the endpoint."""
     name: _builtins.str
@@ -1456,6 +1504,10 @@ class EndpointSummary(_message.Message):
         unset when there is no hint.
         """
 
+    @_builtins.property
+    def retry(self) -> Global___RetryPolicy:
+        """How a run retries transient failures; max_attempts 1 means it does not."""
+
     def __init__(
         self,
         *,
@@ -1479,10 +1531,11 @@ class EndpointSummary(_message.Message):
         previous_secret_expires_at: _timestamp_pb2.Timestamp | None = ...,
         hint_interval_ms: _builtins.int = ...,
         hint_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        retry: Global___RetryPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp", "hint_expires_at", b"hint_expires_at", "last_run_at", b"last_run_at", "next_run_at", b"next_run_at", "paused_until", b"paused_until", "previous_secret_expires_at", b"previous_secret_expires_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp", "hint_expires_at", b"hint_expires_at", "last_run_at", b"last_run_at", "next_run_at", b"next_run_at", "paused_until", b"paused_until", "previous_secret_expires_at", b"previous_secret_expires_at", "retry", b"retry"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp", "config_digest", b"config_digest", "endpoint_id", b"endpoint_id", "failure_count", b"failure_count", "hint_expires_at", b"hint_expires_at", "hint_interval_ms", b"hint_interval_ms", "jitter_ms", b"jitter_ms", "last_run_at", b"last_run_at", "method", b"method", "name", b"name", "next_run_at", b"next_run_at", "next_run_source", b"next_run_source", "paused", b"paused", "paused_until", b"paused_until", "policies", b"policies", "previous_secret_expires_at", b"previous_secret_expires_at", "signed", b"signed", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "clamp", b"clamp", "config_digest", b"config_digest", "endpoint_id", b"endpoint_id", "failure_count", b"failure_count", "hint_expires_at", b"hint_expires_at", "hint_interval_ms", b"hint_interval_ms", "jitter_ms", b"jitter_ms", "last_run_at", b"last_run_at", "method", b"method", "name", b"name", "next_run_at", b"next_run_at", "next_run_source", b"next_run_source", "paused", b"paused", "paused_until", b"paused_until", "policies", b"policies", "previous_secret_expires_at", b"previous_secret_expires_at", "retry", b"retry", "signed", b"signed", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1979,6 +2032,50 @@ class GetRunDetailsRequest(_message.Message):
 Global___GetRunDetailsRequest: _TypeAlias = GetRunDetailsRequest  # noqa: Y015
 
 @_typing.final
+class RunAttempt(_message.Message):
+    """RunAttempt is one HTTP attempt of a run whose endpoint retries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUMBER_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    HTTP_STATUS_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    number: _builtins.int
+    """1 for the first attempt; sent to the target as X-Pacer-Attempt."""
+    status: Global___RunStatus.ValueType
+    """Outcome of this attempt: SUCCESS, FAILURE, TIMEOUT or BLOCKED."""
+    duration_ms: _builtins.int
+    """Duration of the attempt's exchange in milliseconds."""
+    http_status: _builtins.int
+    """HTTP status of the response; zero when there was none."""
+    error_message: _builtins.str
+    """What went wrong, when the attempt did not succeed."""
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """When the attempt's HTTP call started."""
+
+    def __init__(
+        self,
+        *,
+        number: _builtins.int = ...,
+        status: Global___RunStatus.ValueType = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        duration_ms: _builtins.int = ...,
+        http_status: _builtins.int = ...,
+        error_message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error_message", b"error_message", "http_status", b"http_status", "number", b"number", "started_at", b"started_at", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunAttempt: _TypeAlias = RunAttempt  # noqa: Y015
+
+@_typing.final
 class Run(_message.Message):
     """Run is one run with its outcome."""
 
@@ -1999,6 +2096,7 @@ class Run(_message.Message):
     RESPONSE_BODY_FIELD_NUMBER: _builtins.int
     RESPONSE_TRUNCATED_FIELD_NUMBER: _builtins.int
     POLICY_FIRINGS_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Id of the run."""
     endpoint_id: _builtins.str
@@ -2010,9 +2108,13 @@ class Run(_message.Message):
     source: Global___RunSource.ValueType
     """The rule that scheduled the run."""
     attempt: _builtins.int
-    """1 plus the endpoint's failure count when the run was claimed."""
+    """1 plus the endpoint's failure count when the run was claimed (the failure
+    backoff's count, not the retries within the run: see attempts).
+    """
     duration_ms: _builtins.int
-    """Duration of the HTTP exchange in milliseconds."""
+    """Duration of the run in milliseconds: the HTTP exchange, or with retries
+    from the first attempt's start to the last one's end.
+    """
     http_status: _builtins.int
     """HTTP status of the response; zero when there was none."""
     error_message: _builtins.str
@@ -2037,6 +2139,12 @@ class Run(_message.Message):
     def policy_firings(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyFiring]:
         """The rules evaluated on this run whose condition held, and what they did."""
 
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunAttempt]:
+        """Every HTTP attempt, first to last, when the run was retried; empty for a
+        run of one attempt (the run's own fields describe it).
+        """
+
     def __init__(
         self,
         *,
@@ -2055,10 +2163,11 @@ class Run(_message.Message):
         response_body: _builtins.str = ...,
         response_truncated: _builtins.bool = ...,
         policy_firings: _abc.Iterable[Global___PolicyFiring] | None = ...,
+        attempts: _abc.Iterable[Global___RunAttempt] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "scheduled_for", b"scheduled_for", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "duration_ms", b"duration_ms", "endpoint_id", b"endpoint_id", "error_message", b"error_message", "finished_at", b"finished_at", "http_status", b"http_status", "job_id", b"job_id", "policy_firings", b"policy_firings", "response_body", b"response_body", "response_truncated", b"response_truncated", "run_id", b"run_id", "scheduled_for", b"scheduled_for", "source", b"source", "started_at", b"started_at", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "attempts", b"attempts", "duration_ms", b"duration_ms", "endpoint_id", b"endpoint_id", "error_message", b"error_message", "finished_at", b"finished_at", "http_status", b"http_status", "job_id", b"job_id", "policy_firings", b"policy_firings", "response_body", b"response_body", "response_truncated", b"response_truncated", "run_id", b"run_id", "scheduled_for", b"scheduled_for", "source", b"source", "started_at", b"started_at", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from pacer.control.v1 import control_service_pb2 as pacer_dot_control_dot_v1_dot_control__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%pacer/internal/v1/lease_service.proto\x12\x11pacer.internal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&pacer/control/v1/control_service.proto\"\xac\x03\n\x08WorkItem\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\x31\n\rscheduled_for\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10lease_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03url\x18\x06 \x01(\t\x12\x0e\n\x06method\x18\x07 \x01(\t\x12\x39\n\x07headers\x18\x08 \x03(\x0b\x32(.pacer.internal.v1.WorkItem.HeadersEntry\x12\x0c\n\x04\x62ody\x18\t \x01(\t\x12\x12\n\ntimeout_ms\x18\n \x01(\x03\x12,\n\x08start_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsigning_secrets\x18\x0c \x03(\t\x12\x0e\n\x06job_id\x18\r \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb2\x02\n\tRunResult\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.pacer.control.v1.RunStatus\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x03\x12\x13\n\x0bhttp_status\x18\x06 \x01(\x05\x12\x15\n\rerror_message\x18\x07 \x01(\t\x12\x15\n\rresponse_body\x18\x08 \x01(\t\x12\x1a\n\x12response_truncated\x18\t \x01(\x08\x12\x13\n\x0b\x65xecutor_id\x18\n \x01(\t\"t\n\x13\x43laimDueRunsRequest\x12\x14\n\x0cscheduler_id\x18\x01 \x01(\t\x12\x12\n\nhorizon_ms\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x10\n\x08\x63laim_id\x18\x05 \x01(\t\"k\n\x14\x43laimDueRunsResponse\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.pacer.internal.v1.WorkItem\x12\'\n\x03now\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8f\x01\n\x14ReportResultsRequest\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.pacer.internal.v1.RunResult\x12\x14\n\x0cheld_run_ids\x18\x02 \x03(\t\x12\x18\n\x10vanished_run_ids\x18\x03 \x03(\t\x12\x18\n\x10released_run_ids\x18\x04 \x03(\t\"7\n\x15ReportResultsResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x05\x12\r\n\x05stale\x18\x02 \x01(\x05\"9\n\x13\x45xtendLeasesRequest\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x11\n\textend_ms\x18\x02 \x01(\x03\"0\n\x14\x45xtendLeasesResponse\x12\x18\n\x10\x65xtended_run_ids\x18\x01 \x03(\t\"M\n\x10HeartbeatRequest\x12\x14\n\x0cscheduler_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63losing\x18\x03 \x01(\x08\"L\n\x11HeartbeatResponse\x12\x0e\n\x06ttl_ms\x18\x01 \x01(\x03\x12\'\n\x03now\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x8c\x03\n\x0cLeaseService\x12_\n\x0c\x43laimDueRuns\x12&.pacer.internal.v1.ClaimDueRunsRequest\x1a\'.pacer.internal.v1.ClaimDueRunsResponse\x12\x62\n\rReportResults\x12\'.pacer.internal.v1.ReportResultsRequest\x1a(.pacer.internal.v1.ReportResultsResponse\x12_\n\x0c\x45xtendLeases\x12&.pacer.internal.v1.ExtendLeasesRequest\x1a\'.pacer.internal.v1.ExtendLeasesResponse\x12V\n\tHeartbeat\x12#.pacer.internal.v1.HeartbeatRequest\x1a$.pacer.internal.v1.HeartbeatResponseBY\n\x15\x64\x65v.pacer.internal.v1P\x01Z*pacer.dev/api/pacer/internal/v1;internalv1\xaa\x02\x11Pacer.Internal.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%pacer/internal/v1/lease_service.proto\x12\x11pacer.internal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&pacer/control/v1/control_service.proto\"\xda\x03\n\x08WorkItem\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\x31\n\rscheduled_for\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10lease_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03url\x18\x06 \x01(\t\x12\x0e\n\x06method\x18\x07 \x01(\t\x12\x39\n\x07headers\x18\x08 \x03(\x0b\x32(.pacer.internal.v1.WorkItem.HeadersEntry\x12\x0c\n\x04\x62ody\x18\t \x01(\t\x12\x12\n\ntimeout_ms\x18\n \x01(\x03\x12,\n\x08start_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsigning_secrets\x18\x0c \x03(\t\x12\x0e\n\x06job_id\x18\r \x01(\t\x12,\n\x05retry\x18\x0e \x01(\x0b\x32\x1d.pacer.control.v1.RetryPolicy\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe2\x02\n\tRunResult\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.pacer.control.v1.RunStatus\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x03\x12\x13\n\x0bhttp_status\x18\x06 \x01(\x05\x12\x15\n\rerror_message\x18\x07 \x01(\t\x12\x15\n\rresponse_body\x18\x08 \x01(\t\x12\x1a\n\x12response_truncated\x18\t \x01(\x08\x12\x13\n\x0b\x65xecutor_id\x18\n \x01(\t\x12.\n\x08\x61ttempts\x18\x0b \x03(\x0b\x32\x1c.pacer.control.v1.RunAttempt\"t\n\x13\x43laimDueRunsRequest\x12\x14\n\x0cscheduler_id\x18\x01 \x01(\t\x12\x12\n\nhorizon_ms\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x10\n\x08\x63laim_id\x18\x05 \x01(\t\"k\n\x14\x43laimDueRunsResponse\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.pacer.internal.v1.WorkItem\x12\'\n\x03now\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8f\x01\n\x14ReportResultsRequest\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.pacer.internal.v1.RunResult\x12\x14\n\x0cheld_run_ids\x18\x02 \x03(\t\x12\x18\n\x10vanished_run_ids\x18\x03 \x03(\t\x12\x18\n\x10released_run_ids\x18\x04 \x03(\t\"7\n\x15ReportResultsResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x05\x12\r\n\x05stale\x18\x02 \x01(\x05\"9\n\x13\x45xtendLeasesRequest\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x11\n\textend_ms\x18\x02 \x01(\x03\"0\n\x14\x45xtendLeasesResponse\x12\x18\n\x10\x65xtended_run_ids\x18\x01 \x03(\t\"M\n\x10HeartbeatRequest\x12\x14\n\x0cscheduler_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63losing\x18\x03 \x01(\x08\"L\n\x11HeartbeatResponse\x12\x0e\n\x06ttl_ms\x18\x01 \x01(\x03\x12\'\n\x03now\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x8c\x03\n\x0cLeaseService\x12_\n\x0c\x43laimDueRuns\x12&.pacer.internal.v1.ClaimDueRunsRequest\x1a\'.pacer.internal.v1.ClaimDueRunsResponse\x12\x62\n\rReportResults\x12\'.pacer.internal.v1.ReportResultsRequest\x1a(.pacer.internal.v1.ReportResultsResponse\x12_\n\x0c\x45xtendLeases\x12&.pacer.internal.v1.ExtendLeasesRequest\x1a\'.pacer.internal.v1.ExtendLeasesResponse\x12V\n\tHeartbeat\x12#.pacer.internal.v1.HeartbeatRequest\x1a$.pacer.internal.v1.HeartbeatResponseBY\n\x15\x64\x65v.pacer.internal.v1P\x01Z*pacer.dev/api/pacer/internal/v1;internalv1\xaa\x02\x11Pacer.Internal.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,27 +37,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKITEM_HEADERSENTRY']._loaded_options = None
   _globals['_WORKITEM_HEADERSENTRY']._serialized_options = b'8\001'
   _globals['_WORKITEM']._serialized_start=134
-  _globals['_WORKITEM']._serialized_end=562
-  _globals['_WORKITEM_HEADERSENTRY']._serialized_start=516
-  _globals['_WORKITEM_HEADERSENTRY']._serialized_end=562
-  _globals['_RUNRESULT']._serialized_start=565
-  _globals['_RUNRESULT']._serialized_end=871
-  _globals['_CLAIMDUERUNSREQUEST']._serialized_start=873
-  _globals['_CLAIMDUERUNSREQUEST']._serialized_end=989
-  _globals['_CLAIMDUERUNSRESPONSE']._serialized_start=991
-  _globals['_CLAIMDUERUNSRESPONSE']._serialized_end=1098
-  _globals['_REPORTRESULTSREQUEST']._serialized_start=1101
-  _globals['_REPORTRESULTSREQUEST']._serialized_end=1244
-  _globals['_REPORTRESULTSRESPONSE']._serialized_start=1246
-  _globals['_REPORTRESULTSRESPONSE']._serialized_end=1301
-  _globals['_EXTENDLEASESREQUEST']._serialized_start=1303
-  _globals['_EXTENDLEASESREQUEST']._serialized_end=1360
-  _globals['_EXTENDLEASESRESPONSE']._serialized_start=1362
-  _globals['_EXTENDLEASESRESPONSE']._serialized_end=1410
-  _globals['_HEARTBEATREQUEST']._serialized_start=1412
-  _globals['_HEARTBEATREQUEST']._serialized_end=1489
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1491
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1567
-  _globals['_LEASESERVICE']._serialized_start=1570
-  _globals['_LEASESERVICE']._serialized_end=1966
+  _globals['_WORKITEM']._serialized_end=608
+  _globals['_WORKITEM_HEADERSENTRY']._serialized_start=562
+  _globals['_WORKITEM_HEADERSENTRY']._serialized_end=608
+  _globals['_RUNRESULT']._serialized_start=611
+  _globals['_RUNRESULT']._serialized_end=965
+  _globals['_CLAIMDUERUNSREQUEST']._serialized_start=967
+  _globals['_CLAIMDUERUNSREQUEST']._serialized_end=1083
+  _globals['_CLAIMDUERUNSRESPONSE']._serialized_start=1085
+  _globals['_CLAIMDUERUNSRESPONSE']._serialized_end=1192
+  _globals['_REPORTRESULTSREQUEST']._serialized_start=1195
+  _globals['_REPORTRESULTSREQUEST']._serialized_end=1338
+  _globals['_REPORTRESULTSRESPONSE']._serialized_start=1340
+  _globals['_REPORTRESULTSRESPONSE']._serialized_end=1395
+  _globals['_EXTENDLEASESREQUEST']._serialized_start=1397
+  _globals['_EXTENDLEASESREQUEST']._serialized_end=1454
+  _globals['_EXTENDLEASESRESPONSE']._serialized_start=1456
+  _globals['_EXTENDLEASESRESPONSE']._serialized_end=1504
+  _globals['_HEARTBEATREQUEST']._serialized_start=1506
+  _globals['_HEARTBEATREQUEST']._serialized_end=1583
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1585
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1661
+  _globals['_LEASESERVICE']._serialized_start=1664
+  _globals['_LEASESERVICE']._serialized_end=2060
 # @@protoc_insertion_point(module_scope)

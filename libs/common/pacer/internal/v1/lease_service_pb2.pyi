@@ -59,6 +59,7 @@ class WorkItem(_message.Message):
     START_AT_FIELD_NUMBER: _builtins.int
     SIGNING_SECRETS_FIELD_NUMBER: _builtins.int
     JOB_ID_FIELD_NUMBER: _builtins.int
+    RETRY_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Id of the run; sent to the target as X-Pacer-Run-Id."""
     endpoint_id: _builtins.str
@@ -100,6 +101,12 @@ class WorkItem(_message.Message):
         unsigned.
         """
 
+    @_builtins.property
+    def retry(self) -> _control_service_pb2.RetryPolicy:
+        """How to retry transient failures within the run; unset means one attempt.
+        The lease covers every attempt and every wait.
+        """
+
     def __init__(
         self,
         *,
@@ -116,10 +123,11 @@ class WorkItem(_message.Message):
         start_at: _timestamp_pb2.Timestamp | None = ...,
         signing_secrets: _abc.Iterable[_builtins.str] | None = ...,
         job_id: _builtins.str = ...,
+        retry: _control_service_pb2.RetryPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expires_at", b"lease_expires_at", "scheduled_for", b"scheduled_for", "start_at", b"start_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expires_at", b"lease_expires_at", "retry", b"retry", "scheduled_for", b"scheduled_for", "start_at", b"start_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "endpoint_id", b"endpoint_id", "headers", b"headers", "job_id", b"job_id", "lease_expires_at", b"lease_expires_at", "method", b"method", "run_id", b"run_id", "scheduled_for", b"scheduled_for", "signing_secrets", b"signing_secrets", "start_at", b"start_at", "tenant_id", b"tenant_id", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "endpoint_id", b"endpoint_id", "headers", b"headers", "job_id", b"job_id", "lease_expires_at", b"lease_expires_at", "method", b"method", "retry", b"retry", "run_id", b"run_id", "scheduled_for", b"scheduled_for", "signing_secrets", b"signing_secrets", "start_at", b"start_at", "tenant_id", b"tenant_id", "timeout_ms", b"timeout_ms", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -141,6 +149,7 @@ class RunResult(_message.Message):
     RESPONSE_BODY_FIELD_NUMBER: _builtins.int
     RESPONSE_TRUNCATED_FIELD_NUMBER: _builtins.int
     EXECUTOR_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Id of the run."""
     status: _control_service_pb2.RunStatus.ValueType
@@ -165,6 +174,13 @@ class RunResult(_message.Message):
     def finished_at(self) -> _timestamp_pb2.Timestamp:
         """When the run finished."""
 
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[_control_service_pb2.RunAttempt]:
+        """Every attempt, first to last, when the run was retried; empty otherwise.
+        The fields above describe the run: the last attempt's outcome, from the
+        first attempt's start.
+        """
+
     def __init__(
         self,
         *,
@@ -178,10 +194,11 @@ class RunResult(_message.Message):
         response_body: _builtins.str = ...,
         response_truncated: _builtins.bool = ...,
         executor_id: _builtins.str = ...,
+        attempts: _abc.Iterable[_control_service_pb2.RunAttempt] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error_message", b"error_message", "executor_id", b"executor_id", "finished_at", b"finished_at", "http_status", b"http_status", "response_body", b"response_body", "response_truncated", b"response_truncated", "run_id", b"run_id", "started_at", b"started_at", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "duration_ms", b"duration_ms", "error_message", b"error_message", "executor_id", b"executor_id", "finished_at", b"finished_at", "http_status", b"http_status", "response_body", b"response_body", "response_truncated", b"response_truncated", "run_id", b"run_id", "started_at", b"started_at", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
