@@ -851,6 +851,9 @@ def test_every_request_field_has_a_place_in_its_route():
 def test_settings_find_the_control_plane_like_the_other_front_doors():
     assert load_settings({}) == GatewaySettings(gateway_addr="127.0.0.1:8080", control_addr="127.0.0.1:50051")
     assert load_settings({}).metrics_addr == "127.0.0.1:9467"
+    # The interval floor the OpenAPI document states, read from the variable the control plane reads.
+    assert load_settings({}).min_interval_ms == 1000
+    assert load_settings({"PACER_MIN_INTERVAL_MS": "5000"}).min_interval_ms == 5000
     assert load_settings({"PACER_ADDR": "10.0.0.5:50051"}).control_addr == "10.0.0.5:50051"
     explicit = load_settings({"PACER_ADDR": "a:1", "PACER_CONTROL_ADDR": "b:2", "PACER_GATEWAY_ADDR": "0.0.0.0:9000"})
     assert (explicit.control_addr, explicit.gateway_addr) == ("b:2", "0.0.0.0:9000")
