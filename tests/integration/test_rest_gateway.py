@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import grpc
 import pytest
@@ -27,6 +30,7 @@ from pacer_common.errors import QuotaViolation, ResourceExhausted, Unavailable
 from pacer_common.ports import parse_addr
 from pacer_common.status import to_grpc_status
 from pacer_gateway.app import create_app
+from pacer_gateway.console import CONTENT_SECURITY_POLICY as CONSOLE_POLICY
 from pacer_gateway.metrics import GatewayMetrics
 from pacer_gateway.routes import ROUTES
 from pacer_gateway.settings import GatewaySettings, load_settings
@@ -380,6 +384,66 @@ async def test_the_console_is_served_from_the_package_with_a_strict_policy(fake)
     assert (await anonymous.client.get("/console/nothing.js")).status == 404
     api = await fake.rest("GET", "/jobs")
     assert api.headers["X-Frame-Options"] == "DENY"
+
+
+class Links(HTMLParser):
+    """The URLs an HTML page loads or links to (`src` and `href`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.urls += [value for name, value in attrs if name in ("src", "href") and value]
+
+
+@pytest.mark.asyncio
+async def test_the_api_page_and_everything_it_loads_are_served_by_the_gateway(fake):
+    client = fake.rest.as_key(None).client
+    page = await client.get("/docs")
+    assert page.status == 200
+    assert page.content_type == "text/html"
+    html = await page.text()
+    links = Links()
+    links.feed(html)
+    assert "docs/swagger-ui-bundle.js" in links.urls
+    assert not re.search(r"https?://", html)  # no CDN, no other host
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy
+    assert "script-src 'self';" in policy
+    assert "connect-src 'self';" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "unsafe" not in policy  # no inline script or style, no eval
+    # The console keeps its own, stricter policy.
+    assert (await client.get("/")).headers["Content-Security-Policy"] == CONSOLE_POLICY != policy
+    for url in links.urls:
+        resolved = urljoin("http://gateway/docs", url)
+        assert urlsplit(resolved).netloc == "gateway", url
+        asset = await client.get(urlsplit(resolved).path)
+        assert asset.status == 200, url
+        assert asset.content_type in ("text/javascript", "text/css", "application/json"), url
+        assert asset.headers["Content-Security-Policy"] == policy or url == "openapi.json"
+        assert len(await asset.read()) > 0
+    starter = await (await client.get("/docs/api-page.js")).text()
+    assert "validatorUrl: null" in starter  # the document is never sent to an outside validator
+    assert not re.search(r"https?://", starter)
+    assert (await client.get("/docs/nothing.js")).status == 404
+    assert (await client.get("/docs/../app.py")).status == 404
+
+
+@pytest.mark.asyncio
+async def test_the_documents_example_bodies_are_accepted(rest):
+    """Every example the document (and so /docs) offers works as sent, except the one-shot's fixed time."""
+    document = (await rest("GET", "/openapi.json")).body
+    job_id = await new_job(rest)
+    endpoint_id = await new_endpoint(rest, job_id)
+    for route in ROUTES:
+        media = route.body and document["paths"][route.path][route.method.lower()]["requestBody"]["content"]
+        if not media or route.rpc == "ScheduleOneShotRun":
+            continue
+        path = route.path.format(jobId=job_id, endpointId=endpoint_id)
+        answer = await rest(route.method, path, media["application/json"]["example"])
+        assert answer.status == route.status, (route.rpc, answer.body)
 
 
 @pytest.mark.asyncio
@@ -787,6 +851,9 @@ def test_every_request_field_has_a_place_in_its_route():
 def test_settings_find_the_control_plane_like_the_other_front_doors():
     assert load_settings({}) == GatewaySettings(gateway_addr="127.0.0.1:8080", control_addr="127.0.0.1:50051")
     assert load_settings({}).metrics_addr == "127.0.0.1:9467"
+    # The interval floor the OpenAPI document states, read from the variable the control plane reads.
+    assert load_settings({}).min_interval_ms == 1000
+    assert load_settings({"PACER_MIN_INTERVAL_MS": "5000"}).min_interval_ms == 5000
     assert load_settings({"PACER_ADDR": "10.0.0.5:50051"}).control_addr == "10.0.0.5:50051"
     explicit = load_settings({"PACER_ADDR": "a:1", "PACER_CONTROL_ADDR": "b:2", "PACER_GATEWAY_ADDR": "0.0.0.0:9000"})
     assert (explicit.control_addr, explicit.gateway_addr) == ("b:2", "0.0.0.0:9000")

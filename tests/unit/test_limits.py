@@ -16,12 +16,14 @@ from pacer_cli.manifest import ManifestError, parse
 from pacer_common import limits
 from pacer_common.descriptors import field_key, is_map, map_fields, message_type, value_kind, wrapped_map
 from pacer_common.limits import LIMITS, FieldKey, Limit
+from pacer_gateway.constraints import FIELD_LIMITS
 from pacer_gateway.openapi import build_document
 from pacer_gateway.routes import ROUTES
 from pacer_mcp.tools import tool_specs
 
 FLOOR_MS = 5000  # not the default, so a front door that ignores the floor it is given shows
-Found = Iterator[tuple[FieldKey, dict[str, Any], bool]]  # (field, its schema, whether the schema is a map's)
+# (field, its schema, what its lengths count: "Length" for a string, "Properties" for a map, "Items" for a list)
+Found = Iterator[tuple[FieldKey, dict[str, Any], str]]
 
 
 def test_every_key_names_a_field_of_the_api() -> None:
@@ -37,12 +39,11 @@ def test_every_string_field_named_reason_is_limited() -> None:
             assert LIMITS[(method.input_type.full_name, "reason")] == limits.REASON
 
 
-def _carries(schema: dict[str, Any], limit: Limit, lowest: int | None, entries: bool) -> None:
-    length = "Properties" if entries else "Length"
-    longest = limit.max_length if limit.max_length is not None or entries else limit.max_bytes
+def _carries(schema: dict[str, Any], limit: Limit, lowest: int | None, length: str) -> None:
+    longest = limit.max_length if limit.max_length is not None or length != "Length" else limit.max_bytes
     if longest is not None:
         assert schema["max" + length] == longest
-    if limit.min_length is not None:
+    if limit.min_length is not None and limit.zero == "refused":  # else "" is allowed too, and the pattern says so
         assert schema["min" + length] == limit.min_length
     if limit.pattern is not None:
         assert schema["pattern"] == limit.pattern
@@ -65,16 +66,20 @@ def _walk_field(schema: dict[str, Any], field: FieldDescriptor, resolve: Any) ->
     if inner is not None and "properties" not in schema:  # the MCP tool takes the wrapped map itself
         field = inner
     if is_map(field):
-        yield field_key(field), schema, True
-        yield field_key(map_fields(field)[0]), resolve(schema["propertyNames"]), False
+        yield field_key(field), schema, "Properties"
+        yield field_key(map_fields(field)[0]), resolve(schema["propertyNames"]), "Length"
+    elif field.is_repeated and "items" in schema:
+        yield field_key(field), schema, "Items"
+        if value_kind(field) == "message":
+            yield from _walk(schema["items"], message_type(field), resolve)
     elif value_kind(field) == "message":
         yield from _walk(schema, message_type(field), resolve)
     else:
-        yield field_key(field), schema, False
+        yield field_key(field), schema, "Length"
 
 
 def _openapi_schemas() -> Found:
-    document = build_document()
+    document = build_document(floor_ms=FLOOR_MS)
 
     def resolve(schema: dict[str, Any]) -> dict[str, Any]:
         for option in schema.get("anyOf", []):  # a nullable reference
@@ -90,7 +95,7 @@ def _openapi_schemas() -> Found:
             field = route.request_type.fields_by_name.get(parameter["name"])
             field = field or {f.json_name: f for f in route.request_type.fields}.get(parameter["name"])
             if field is not None and parameter["in"] == "query":
-                yield field_key(field), parameter["schema"], False
+                yield field_key(field), parameter["schema"], "Length"
         if route.body:
             body = operation["requestBody"]["content"]["application/json"]["schema"]
             yield from _walk(body, route.request_type, resolve)
@@ -102,25 +107,26 @@ def _mcp_schemas() -> Found:
 
 
 def test_the_openapi_document_carries_every_limit() -> None:
+    """Every limit of LIMITS, and those the gateway states beside them (policies, jitter, signing)."""
     found = list(_openapi_schemas())
-    assert {key for key, _, _ in found} >= set(LIMITS)
-    for key, schema, entries in found:
-        limit = LIMITS.get(key)
+    assert {key for key, _, _ in found} >= set(FIELD_LIMITS) >= set(LIMITS)
+    for key, schema, length in found:
+        limit = FIELD_LIMITS.get(key)
         if limit is not None:
-            # The gateway serves any floor, and a request body spells a default or "no bound" as 0.
-            lowest = 0 if limit.accepts_zero(omittable=False) else limit.minimum
-            _carries(schema, limit, lowest if limit.minimum is not None else None, entries)
+            # The floor is the one the gateway is given; a request body spells a default or "no bound" as 0.
+            lowest = 0 if limit.accepts_zero(omittable=False) else limit.lowest(FLOOR_MS)
+            _carries(schema, limit, lowest if limit.minimum is not None else None, length)
 
 
 def test_the_mcp_schemas_carry_every_limit() -> None:
     found = list(_mcp_schemas())
     assert {key for key, _, _ in found} >= set(LIMITS)
-    for key, schema, entries in found:
+    for key, schema, length in found:
         limit = LIMITS.get(key)
         if limit is not None:
             # An argument is left out rather than sent as 0, unless 0 means "no bound"; the floor is the server's.
             lowest = 0 if limit.accepts_zero(omittable=True) else limit.lowest(FLOOR_MS)
-            _carries(schema, limit, lowest, entries)
+            _carries(schema, limit, lowest, length)
 
 
 def test_the_mcp_schemas_use_the_floor_they_are_given() -> None:

@@ -24,16 +24,15 @@ _PROXY_PREFIX: Final = "proxy-"
 _RESERVED: Final = frozenset({"x-pacer-signature"})
 
 
+# Every name a tenant may never set (lower case), and the prefix of more: what `is_forbidden` refuses.
+FORBIDDEN_NAMES: Final = _RESERVED | _FRAMING | _CONNECTION | _ROUTING
+FORBIDDEN_PREFIX: Final = _PROXY_PREFIX
+
+
 def is_forbidden(name: str) -> bool:
     """True for a header name (any case) that frames or routes the message: a tenant may never set it."""
     lowered = name.strip().lower()
-    return (
-        is_reserved(lowered)
-        or lowered in _FRAMING
-        or lowered in _CONNECTION
-        or lowered in _ROUTING
-        or lowered.startswith(_PROXY_PREFIX)
-    )
+    return lowered in FORBIDDEN_NAMES or lowered.startswith(FORBIDDEN_PREFIX)
 
 
 def is_reserved(name: str) -> bool:

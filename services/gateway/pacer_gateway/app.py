@@ -17,10 +17,12 @@ from pacer.control.v1 import control_service_pb2 as pb
 from pacer_common.client import ApiError
 from pacer_common.credentials import token_of
 from pacer_gateway import problems
+from pacer_gateway.api_page import add_api_page
 from pacer_gateway.console import add_console, security_headers
 from pacer_gateway.metrics import GatewayMetrics
 from pacer_gateway.openapi import build_document
 from pacer_gateway.routes import MAX_BODY_BYTES, ROUTES, Route, decode_request, parse_body
+from pacer_gateway.settings import DEFAULT_MIN_INTERVAL_MS
 
 log = logging.getLogger("pacer.gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -151,9 +153,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem.response()
 
 
-def create_app(client: ControlCaller, metrics: GatewayMetrics | None = None) -> web.Application:
-    """The gateway over `client`, measured into `metrics` when given; the caller owns the client (and closes it after
-    the app is cleaned up)."""
+def create_app(
+    client: ControlCaller, metrics: GatewayMetrics | None = None, min_interval_ms: int = DEFAULT_MIN_INTERVAL_MS
+) -> web.Application:
+    """The gateway over `client`, measured into `metrics` when given, describing requests by the control plane's
+    interval floor `min_interval_ms`; the caller owns the client (and closes it after the app is cleaned up)."""
     middlewares: list[Middleware] = [security_headers, problem_middleware]
     if metrics is not None:
         middlewares.insert(0, metrics.middleware())
@@ -165,7 +169,7 @@ def create_app(client: ControlCaller, metrics: GatewayMetrics | None = None) -> 
             app.router.add_get(route.path, route_handler(route, client))
         else:
             app.router.add_route(route.method, route.path, route_handler(route, client))
-    document = json.dumps(build_document(ROUTES)).encode()
+    document = json.dumps(build_document(ROUTES, floor_ms=min_interval_ms)).encode()
 
     async def openapi(_: web.Request) -> web.Response:
         return web.Response(body=document, content_type="application/json")
@@ -176,4 +180,5 @@ def create_app(client: ControlCaller, metrics: GatewayMetrics | None = None) -> 
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     add_console(app)
+    add_api_page(app)
     return app

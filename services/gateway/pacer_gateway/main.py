@@ -47,7 +47,7 @@ async def serve(settings: GatewaySettings) -> None:
     registry = new_registry()
     metrics_endpoint = serve_metrics(settings.metrics_addr, registry, setting="PACER_METRICS_ADDR")
     client = AsyncControlClient(settings.control_addr, client_tls_credentials(settings.tls))
-    app = create_app(client, GatewayMetrics(registry))
+    app = create_app(client, GatewayMetrics(registry), settings.min_interval_ms)
     runner = GatewayRunner(app, access_log_class=JsonAccessLogger, access_log=log)
     await runner.setup()
     try:

@@ -2,7 +2,8 @@
 
 Nothing here is written by hand per operation: parameters, bodies and responses come from the same `Route` entries
 and field kinds the gateway decodes and encodes with, so the document cannot drift from what the gateway does.
-Request schemas describe the decoder in `routes.py`; response schemas describe
+Request schemas describe the decoder in `routes.py` and what the control plane accepts (`constraints.py`: limits,
+required fields, fields that exclude each other); response schemas describe
 `MessageToDict(always_print_fields_with_no_presence=True, unquote_int64_if_possible=True)`: lowerCamelCase names,
 enums by name, int64 as a JSON number whenever a double holds it exactly (else a decimal string), timestamps as
 RFC 3339 strings, and every field without presence always present.
@@ -17,16 +18,22 @@ from typing import Any, Literal
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from pacer_common.descriptors import enum_names, is_map, limit_of, map_fields, message_type, reachable, value_kind
-from pacer_common.limits import schema_bounds
+from pacer_common.descriptors import enum_names, is_map, map_fields, message_type, reachable, value_kind
+from pacer_gateway.constraints import (
+    CHOICES,
+    NO_NUL,
+    integer_keywords,
+    is_required,
+    size_keywords,
+    string_keywords,
+    zero_schema,
+)
+from pacer_gateway.examples import EXAMPLES
 from pacer_gateway.problems import PROBLEM_JSON
 from pacer_gateway.protocol import MAX_FIELD_BYTES, MAX_HEADERS, MAX_URL_BYTES
-from pacer_gateway.routes import INT64_STRING, INT_RANGE, MAX_BODY_BYTES, ROUTES, Route, choices
+from pacer_gateway.routes import INT_RANGE, MAX_BODY_BYTES, ROUTES, Route, choices
 
 Direction = Literal["input", "output"]
-NO_NUL = "^[^\\u0000]*$"
-# The gateway serves whatever interval floor the control plane is set to, so it states the least any floor allows.
-_ANY_FLOOR_MS = 0
 _ERRORS_ALL = (400, 401, 403, 404, 409, 412, 414, 429, 431, 500, 502, 503, 504)
 _ERRORS_BODY = (413, 415)
 _ERROR_TEXT = MappingProxyType(
@@ -62,10 +69,12 @@ parameter at fault."""
 
 
 class _Components:
-    """Message schemas, collected by name as the operations reference them."""
+    """Message schemas, collected by name as the operations reference them; request schemas state the interval
+    floor `floor_ms`."""
 
-    def __init__(self, routes: Iterable[Route]) -> None:
+    def __init__(self, routes: Iterable[Route], floor_ms: int) -> None:
         self.schemas: dict[str, Any] = {}
+        self.floor_ms = floor_ms
         self._outputs = reachable(route.response_type for route in routes)
 
     def ref(self, descriptor: Descriptor, direction: Direction, ignored: Mapping[str, str] | None = None) -> str:
@@ -83,38 +92,20 @@ class _Components:
 # -- field schemas -------------------------------------------------------------------------------------------------
 
 
-def _integer_schema(kind: str) -> dict[str, Any]:
-    low, high = INT_RANGE[kind]
-    return {"type": "integer", "format": kind, "minimum": low, "maximum": high}
-
-
-def _bounded(schema: dict[str, Any], field: FieldDescriptor, *, entries: bool = False) -> dict[str, Any]:
-    """`schema` with the API limit on `field` stated, from `pacer_common.limits` (a request body is the proto's JSON,
-    where 0 is how a default or "no bound" is spelled, so 0 stays valid where it means either)."""
-    limit = limit_of(field)
-    if limit is None:
-        return schema
-    return {**schema, **schema_bounds(limit, _ANY_FLOOR_MS, omittable=False, entries=entries)}
-
-
-def _scalar_schema(field: FieldDescriptor, direction: Direction, components: _Components) -> dict[str, Any]:
-    schema = _value_schema(field, direction, components)
-    return _bounded(schema, field) if direction == "input" else schema
-
-
 def _value_schema(field: FieldDescriptor, direction: Direction, components: _Components) -> dict[str, Any]:
+    """One value of `field`; a request's with what the control plane accepts in it (`constraints`)."""
     kind = value_kind(field)
     if kind == "string":
-        return {"type": "string", "pattern": NO_NUL} if direction == "input" else {"type": "string"}
+        return {"type": "string", **string_keywords(field)} if direction == "input" else {"type": "string"}
     if kind == "bool":
         return {"type": "boolean"}
+    if kind in ("int32", "int64") and direction == "input":
+        return integer_keywords(field, kind, components.floor_ms, as_text=kind == "int64")
     if kind == "int32":
-        return _integer_schema(kind)
-    if kind == "int64" and direction == "output":
-        return {"type": ["integer", "string"], "format": "int64", "pattern": "^-?[0-9]+$"}
+        low, high = INT_RANGE[kind]
+        return {"type": "integer", "format": kind, "minimum": low, "maximum": high}
     if kind == "int64":
-        # `pattern` constrains the string form only and `minimum`/`maximum` the number form (JSON Schema rules).
-        return {**_integer_schema(kind), "type": ["integer", "string"], "pattern": INT64_STRING.pattern}
+        return {"type": ["integer", "string"], "format": "int64", "pattern": "^-?[0-9]+$"}
     if kind == "enum":
         return {"type": "string", "enum": enum_names(field)}
     if kind == "timestamp":
@@ -123,19 +114,16 @@ def _value_schema(field: FieldDescriptor, direction: Direction, components: _Com
 
 
 def _field_schema(field: FieldDescriptor, direction: Direction, components: _Components) -> dict[str, Any]:
+    sizes = size_keywords(field) if direction == "input" else {}
     if is_map(field):
         key, value = map_fields(field)
-        schema: dict[str, Any] = {
-            "type": "object",
-            "additionalProperties": _scalar_schema(value, direction, components),
-        }
+        schema: dict[str, Any] = {"type": "object", "additionalProperties": _value_schema(value, direction, components)}
         if direction == "input":
-            schema["propertyNames"] = _scalar_schema(key, direction, components)
-            return _bounded(schema, field, entries=True)
-        return schema
+            schema["propertyNames"] = _value_schema(key, direction, components)
+        return {**schema, **sizes}
     if field.is_repeated:
-        return {"type": "array", "items": _scalar_schema(field, direction, components)}
-    return _scalar_schema(field, direction, components)
+        return {"type": "array", "items": _value_schema(field, direction, components), **sizes}
+    return _value_schema(field, direction, components)
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -149,12 +137,46 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return nullable
 
 
-def _input_message(descriptor: Descriptor, components: _Components, ignored: Mapping[str, str]) -> dict[str, Any]:
-    """A request object: both spellings of each field, never both at once, nothing else."""
+def _spellings(field: FieldDescriptor) -> list[str]:
+    return list(dict.fromkeys((field.json_name, field.name)))
+
+
+def _given(field: FieldDescriptor) -> dict[str, Any]:
+    """A request object that sets `field`, in either spelling, to something other than what leaves it unset."""
+    options = [{"required": [name], "properties": {name: {"not": zero_schema(field)}}} for name in _spellings(field)]
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def _present(field: FieldDescriptor) -> dict[str, Any]:
+    """A request object that names `field` in either spelling (its schema then says which values it takes)."""
+    options = [{"required": [name]} for name in _spellings(field)]
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def _rules(descriptor: Descriptor, ignored: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The request object's fields that must be set, and its fields of which at most (or exactly) one may be."""
+    rules = [_present(f) for f in descriptor.fields if is_required(f) and f.name not in ignored]
+    choice = CHOICES.get(descriptor.full_name)
+    if choice is not None:
+        given = [_given(field) for field in choice.resolve(descriptor)]
+        if choice.required:
+            rules.append({"oneOf": given})
+        else:
+            rules += [{"not": {"allOf": [a, b]}} for i, a in enumerate(given) for b in given[i + 1 :]]
+    return rules
+
+
+def _spelled(
+    descriptor: Descriptor, components: _Components, ignored: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The properties of a request object, each field in both spellings, and the `dependentSchemas` that allow one
+    spelling at a time and one field of each oneof."""
     properties: dict[str, Any] = {}
     one_spelling: dict[str, Any] = {}
     for field in descriptor.fields:
-        schema = _nullable(_field_schema(field, "input", components))
+        schema = _field_schema(field, "input", components)
+        if not is_required(field) or field.name in ignored:
+            schema = _nullable(schema)
         if field.name in ignored:
             schema["description"] = f"Ignored: the `{ignored[field.name]}` path parameter is used instead."
         properties[field.json_name] = schema
@@ -166,9 +188,19 @@ def _input_message(descriptor: Descriptor, components: _Components, ignored: Map
             others = {name: {"type": "null"} for f in fields if f is not field for name in {f.json_name, f.name}}
             for name in {field.json_name, field.name}:
                 one_spelling[name] = {"properties": {**one_spelling.get(name, {}).get("properties", {}), **others}}
-    schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    return properties, one_spelling
+
+
+def _input_message(descriptor: Descriptor, components: _Components, ignored: Mapping[str, str]) -> dict[str, Any]:
+    """A request object: both spellings of each field, never both at once, nothing else; the fields the control plane
+    needs set (never null), and at most or exactly one of the fields that exclude each other."""
+    properties, one_spelling = _spelled(descriptor, components, ignored)
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
     if one_spelling:
         schema["dependentSchemas"] = one_spelling
+    rules = _rules(descriptor, ignored)
+    if rules:
+        schema["allOf"] = rules
     return schema
 
 
@@ -193,11 +225,18 @@ def _path_parameter(route: Route, name: str) -> dict[str, Any]:
 
 def _query_parameter(route: Route, proto_name: str, components: _Components) -> dict[str, Any]:
     field = route.request_type.fields_by_name[proto_name]
-    schema = _scalar_schema(field, "input", components)
-    if value_kind(field) == "int64":
-        schema = _bounded(_integer_schema("int64"), field)  # a query string carries digits, never a JSON string
+    kind = value_kind(field)
+    schema = _value_schema(field, "input", components)
+    if kind == "int64":  # a query string carries digits, never a JSON string
+        schema = integer_keywords(field, kind, components.floor_ms, as_text=False)
     description = f"Fills `{proto_name}` of `{route.request_type.name}`."
-    return {"name": field.json_name, "in": "query", "required": False, "description": description, "schema": schema}
+    return {
+        "name": field.json_name,
+        "in": "query",
+        "required": is_required(field),
+        "description": description,
+        "schema": schema,
+    }
 
 
 def _problem_response(status: int) -> dict[str, Any]:
@@ -243,7 +282,12 @@ def _operation(route: Route, components: _Components) -> dict[str, Any]:
     if route.body:
         ignored = {field: param for param, field in route.path_fields.items()}
         schema = {"$ref": components.ref(route.request_type, "input", ignored)}
-        operation["requestBody"] = {"required": False, "content": {"application/json": {"schema": schema}}}
+        # An empty body is `{}`: optional unless the message has fields a request must set.
+        needed = bool(_rules(route.request_type, ignored))
+        media: dict[str, Any] = {"schema": schema}
+        if route.rpc in EXAMPLES:
+            media["example"] = dict(EXAMPLES[route.rpc])
+        operation["requestBody"] = {"required": needed, "content": {"application/json": media}}
     return operation
 
 
@@ -282,10 +326,11 @@ def _problem_schemas() -> dict[str, Any]:
     return {"Problem": problem, "InvalidParam": invalid, "QuotaViolation": quota}
 
 
-def build_document(routes: Iterable[Route] = ROUTES) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for `routes`, plus the unauthenticated /healthz and /openapi.json."""
+def build_document(routes: Iterable[Route] = ROUTES, *, floor_ms: int) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for `routes`, plus the unauthenticated /healthz and /openapi.json; requests are held
+    to the interval floor `floor_ms`, the control plane's (PACER_MIN_INTERVAL_MS)."""
     routes = tuple(routes)
-    components = _Components(routes)
+    components = _Components(routes, floor_ms)
     paths: dict[str, Any] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, components)

@@ -33,7 +33,8 @@ from pacer_gateway.problems import InvalidParam, bad_request, json_name
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ControlService"]
 INT_RANGE = MappingProxyType({"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)})
-INT64_STRING = re.compile(r"^-?[0-9]{1,18}$")  # 18 digits always fit in int64, so the pattern alone is exact
+INT64_DIGITS = 18  # 18 digits always fit in int64, so the pattern alone is exact
+INT64_STRING = re.compile(f"^-?[0-9]{{1,{INT64_DIGITS}}}$")
 QUERY_INT = re.compile(r"^-?[0-9]{1,20}$")  # longer digit runs are out of range anyway (and slow to convert)
 # Room for the largest request the control plane accepts (256 KiB body, 16 KiB headers) even when JSON escapes grow it.
 MAX_BODY_BYTES = 2 * 1024 * 1024
