@@ -48,18 +48,23 @@ def go_example() -> Path:
     return Path(built.stdout.strip())
 
 
-def test_the_node_example_creates_an_endpoint_and_lists_the_tenants_jobs(harness: Harness, node_example: Path) -> None:
-    harness.a.CreateJob(pb.CreateJobRequest(name="made in Python"))
-
-    result = subprocess.run(
-        ["node", "create-and-list.mjs"],
-        cwd=node_example,
-        env=process_environment({"PACER_CONTROL_ADDR": harness.address, "PACER_API_KEY": harness.a.key or ""}),
+def run_example(argv: list[str], address: str, key: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a client example as a user does: the control plane's address and an API key in its environment."""
+    return subprocess.run(
+        argv,
+        cwd=cwd,
+        env=process_environment({"PACER_CONTROL_ADDR": address, "PACER_API_KEY": key}),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_the_node_example_creates_an_endpoint_and_lists_the_tenants_jobs(harness: Harness, node_example: Path) -> None:
+    harness.a.CreateJob(pb.CreateJobRequest(name="made in Python"))
+
+    result = run_example(["node", "create-and-list.mjs"], harness.address, harness.a.key or "", cwd=node_example)
 
     assert result.returncode == 0, result.stderr
     assert "endpoint ep_" in result.stdout
@@ -68,15 +73,7 @@ def test_the_node_example_creates_an_endpoint_and_lists_the_tenants_jobs(harness
 
 
 def test_the_node_example_reports_a_refusal_by_its_status_name(harness: Harness, node_example: Path) -> None:
-    result = subprocess.run(
-        ["node", "create-and-list.mjs"],
-        cwd=node_example,
-        env=process_environment({"PACER_CONTROL_ADDR": harness.address, "PACER_API_KEY": "pk_abcdefgh_wrong"}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_example(["node", "create-and-list.mjs"], harness.address, "pk_abcdefgh_wrong", cwd=node_example)
 
     assert result.returncode == 1
     assert result.stderr.startswith("UNAUTHENTICATED: ")
@@ -114,14 +111,7 @@ def test_buf_curl_calls_an_rpc_with_the_protos_as_its_schema(harness: Harness) -
 def test_the_go_example_creates_an_endpoint_and_lists_the_tenants_jobs(harness: Harness, go_example: Path) -> None:
     harness.a.CreateJob(pb.CreateJobRequest(name="made in Python"))
 
-    result = subprocess.run(
-        [str(go_example)],
-        env=process_environment({"PACER_CONTROL_ADDR": harness.address, "PACER_API_KEY": harness.a.key or ""}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_example([str(go_example)], harness.address, harness.a.key or "")
 
     assert result.returncode == 0, result.stderr
     assert "endpoint ep_" in result.stdout
@@ -131,14 +121,7 @@ def test_the_go_example_creates_an_endpoint_and_lists_the_tenants_jobs(harness: 
 
 @pytest.mark.timeout(300)
 def test_the_go_example_reports_a_refusal_by_its_status_name(harness: Harness, go_example: Path) -> None:
-    result = subprocess.run(
-        [str(go_example)],
-        env=process_environment({"PACER_CONTROL_ADDR": harness.address, "PACER_API_KEY": "pk_abcdefgh_wrong"}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_example([str(go_example)], harness.address, "pk_abcdefgh_wrong")
 
     assert result.returncode == 1
     assert result.stderr.startswith("Unauthenticated: ")

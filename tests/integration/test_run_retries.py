@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from pacer_common.clock import SystemClock
 from pacer_common.retries import NO_RETRY, RetryPolicy
@@ -20,50 +19,28 @@ from pacer_executor import attempts
 from pacer_executor.egress import EgressPolicy
 from pacer_executor.metrics import ExecutorMetrics
 from pacer_executor.runner import HttpRunner, Outcome, WorkItem
+from tests.support.target import HttpTarget
 
 CLOCK = SystemClock()
 
 
-class FlakyTarget:
-    """Answers `/fail/<status>/<times>` with `status` the first `times` requests of each run id, then 200; `/slow`
-    never answers in time. Records the X-Pacer-Attempt header of every request, by run id."""
-
-    def __init__(self) -> None:
-        self.attempts: dict[str, list[str | None]] = {}
-        app = web.Application()
-        app.router.add_route("*", "/{path:.*}", self._handle)
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self._sock.getsockname()[1]}{path}"
-
-    async def start(self) -> None:
-        self._sock.bind(("127.0.0.1", 0))
-        await self._runner.setup()
-        await web.SockSite(self._runner, self._sock).start()
-
-    async def close(self) -> None:
-        await self._runner.cleanup()
-        self._sock.close()
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        seen = self.attempts.setdefault(request.headers["X-Pacer-Run-Id"], [])
-        seen.append(request.headers.get("X-Pacer-Attempt"))
-        parts = request.path.strip("/").split("/")
-        if parts[0] == "fail" and len(seen) <= int(parts[2]):
-            return web.Response(status=int(parts[1]), text="not now")
-        if parts[0] == "slow":
-            await asyncio.sleep(5)
-        return web.Response(text="ok")
+@pytest.fixture
+def target() -> Iterator[HttpTarget]:
+    running = HttpTarget().start()
+    yield running
+    running.stop()
 
 
-@pytest_asyncio.fixture
-async def target() -> AsyncIterator[FlakyTarget]:
-    flaky = FlakyTarget()
-    await flaky.start()
-    yield flaky
-    await flaky.close()
+def failing(target: HttpTarget, status: int, times: int) -> str:
+    """The URL of a path that answers `status` to the first `times` requests of each run, then 200."""
+    path = f"/fail/{status}/{times}"
+    target.respond(path, status=status, fail_first=times)
+    return target.url(path)
+
+
+def attempts_seen(target: HttpTarget, path: str) -> list[str | None]:
+    """The X-Pacer-Attempt header of each request `path` received, in order."""
+    return [hit.headers.get("X-Pacer-Attempt") for hit in target.hits_on(path)]
 
 
 @pytest_asyncio.fixture
@@ -89,20 +66,23 @@ def _item(url: str, run_id: str, retry: RetryPolicy = NO_RETRY, *, timeout_ms: i
     )
 
 
-async def _perform(runner: HttpRunner, item: WorkItem, stopping: asyncio.Event | None = None) -> Outcome:
-    return await attempts.perform(runner, item, CLOCK, stopping or asyncio.Event(), ExecutorMetrics())
+async def _perform(
+    runner: HttpRunner, item: WorkItem, stopping: asyncio.Event | None = None, metrics: ExecutorMetrics | None = None
+) -> Outcome:
+    return await attempts.perform(runner, item, CLOCK, stopping or asyncio.Event(), metrics or ExecutorMetrics())
 
 
 @pytest.mark.asyncio
 async def test_a_503_is_tried_again_and_the_run_succeeds_listing_every_attempt(
-    target: FlakyTarget, runner: HttpRunner
+    target: HttpTarget, runner: HttpRunner
 ) -> None:
-    item = _item(target.url("/fail/503/2"), "run_flaky", RetryPolicy(max_attempts=3, backoff_ms=100))
+    item = _item(failing(target, 503, 2), "run_flaky", RetryPolicy(max_attempts=3, backoff_ms=100))
+    metrics = ExecutorMetrics()
 
-    outcome = await _perform(runner, item)
+    outcome = await _perform(runner, item, metrics=metrics)
 
     assert outcome.status == "SUCCESS"
-    assert target.attempts["run_flaky"] == ["1", "2", "3"]
+    assert attempts_seen(target, "/fail/503/2") == ["1", "2", "3"]
     assert [(a.number, a.status, a.http_status) for a in outcome.attempts] == [
         (1, "FAILURE", 503),
         (2, "FAILURE", 503),
@@ -111,36 +91,37 @@ async def test_a_503_is_tried_again_and_the_run_succeeds_listing_every_attempt(
     # One run: it started with the first attempt and lasted through the waits (100 ms, then 200 ms).
     assert outcome.started_at == outcome.attempts[0].started_at
     assert outcome.duration_ms >= 300
+    assert metrics.registry.get_sample_value("pacer_run_retries_total") == 2
 
 
 @pytest.mark.asyncio
 async def test_the_last_attempts_failure_is_the_runs_and_says_how_many_were_made(
-    target: FlakyTarget, runner: HttpRunner
+    target: HttpTarget, runner: HttpRunner
 ) -> None:
-    item = _item(target.url("/fail/502/9"), "run_down", RetryPolicy(max_attempts=2, backoff_ms=100))
+    item = _item(failing(target, 502, 9), "run_down", RetryPolicy(max_attempts=2, backoff_ms=100))
 
     outcome = await _perform(runner, item)
 
     assert outcome.status == "FAILURE"
     assert outcome.http_status == 502
     assert outcome.error_message == "HTTP 502 (attempt 2 of 2)"
-    assert len(target.attempts["run_down"]) == 2
+    assert len(attempts_seen(target, "/fail/502/9")) == 2
 
 
 @pytest.mark.asyncio
-async def test_an_answer_that_is_not_transient_is_not_tried_again(target: FlakyTarget, runner: HttpRunner) -> None:
-    item = _item(target.url("/fail/500/1"), "run_refused", RetryPolicy(max_attempts=3, backoff_ms=100))
+async def test_an_answer_that_is_not_transient_is_not_tried_again(target: HttpTarget, runner: HttpRunner) -> None:
+    item = _item(failing(target, 500, 1), "run_refused", RetryPolicy(max_attempts=3, backoff_ms=100))
 
     outcome = await _perform(runner, item)
 
     assert outcome.status == "FAILURE"
     assert outcome.http_status == 500
-    assert target.attempts["run_refused"] == ["1"]
+    assert attempts_seen(target, "/fail/500/1") == ["1"]
     assert outcome.attempts == ()  # one attempt: the run's own fields describe it
 
 
 @pytest.mark.asyncio
-async def test_a_refused_connection_and_a_timeout_are_tried_again(target: FlakyTarget, runner: HttpRunner) -> None:
+async def test_a_refused_connection_and_a_timeout_are_tried_again(target: HttpTarget, runner: HttpRunner) -> None:
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
@@ -148,6 +129,7 @@ async def test_a_refused_connection_and_a_timeout_are_tried_again(target: FlakyT
     retry = RetryPolicy(max_attempts=2, backoff_ms=100)
 
     refused = await _perform(runner, _item(f"http://127.0.0.1:{port}/", "run_refused_conn", retry))
+    target.respond("/slow", delay_ms=5000)
     slow = await _perform(runner, _item(target.url("/slow"), "run_slow", retry, timeout_ms=200))
 
     assert [a.status for a in refused.attempts] == ["FAILURE", "FAILURE"]
@@ -158,30 +140,30 @@ async def test_a_refused_connection_and_a_timeout_are_tried_again(target: FlakyT
 
 @pytest.mark.asyncio
 async def test_without_a_retry_policy_one_attempt_is_made_and_no_attempt_header_is_sent(
-    target: FlakyTarget, runner: HttpRunner
+    target: HttpTarget, runner: HttpRunner
 ) -> None:
-    outcome = await _perform(runner, _item(target.url("/fail/503/1"), "run_once"))
+    outcome = await _perform(runner, _item(failing(target, 503, 1), "run_once"))
 
     assert outcome.status == "FAILURE"
-    assert target.attempts["run_once"] == [None]
+    assert attempts_seen(target, "/fail/503/1") == [None]
 
 
 @pytest.mark.asyncio
-async def test_no_attempt_starts_that_could_not_end_before_the_lease(target: FlakyTarget, runner: HttpRunner) -> None:
-    item = _item(target.url("/fail/503/9"), "run_leased", RetryPolicy(max_attempts=5, backoff_ms=100))
+async def test_no_attempt_starts_that_could_not_end_before_the_lease(target: HttpTarget, runner: HttpRunner) -> None:
+    item = _item(failing(target, 503, 9), "run_leased", RetryPolicy(max_attempts=5, backoff_ms=100))
     # Room for the first attempt and one wait, not for a second attempt's whole timeout.
     short = CLOCK.now() + timedelta(milliseconds=1500)
     outcome = await _perform(runner, replace(item, lease_expires_at=short))
 
     assert outcome.status == "FAILURE"
-    assert target.attempts["run_leased"] == ["1"]
+    assert attempts_seen(target, "/fail/503/9") == ["1"]
 
 
 @pytest.mark.asyncio
 async def test_draining_cuts_the_wait_short_and_reports_the_attempts_made(
-    target: FlakyTarget, runner: HttpRunner
+    target: HttpTarget, runner: HttpRunner
 ) -> None:
-    item = _item(target.url("/fail/503/9"), "run_drained", RetryPolicy(max_attempts=3, backoff_ms=30_000))
+    item = _item(failing(target, 503, 9), "run_drained", RetryPolicy(max_attempts=3, backoff_ms=30_000))
     stopping = asyncio.Event()
     began = datetime.now(UTC)
 
@@ -192,7 +174,7 @@ async def test_draining_cuts_the_wait_short_and_reports_the_attempts_made(
 
     assert outcome.status == "FAILURE"
     assert outcome.http_status == 503
-    assert target.attempts["run_drained"] == ["1"]
+    assert attempts_seen(target, "/fail/503/9") == ["1"]
     assert datetime.now(UTC) - began < timedelta(seconds=5)
 
 

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from pacer.control.v1 import control_service_pb2 as pb
+from pacer_common import runs
+
 # Answers that say "not now" rather than "no": a gateway or proxy failed, or the service is briefly unavailable.
 TRANSIENT_HTTP_STATUSES: Final = frozenset({502, 503, 504})
 MAX_ATTEMPTS: Final = 5
@@ -91,6 +94,16 @@ class Attempt:
             "http_status": self.http_status,
             "error_message": self.error_message,
         }
+
+    def fill(self, message: pb.RunAttempt) -> None:
+        """Write the attempt into an empty RunAttempt (one added to a run or a result in place)."""
+        message.number = self.number
+        message.status = runs.to_proto(runs.RunStatus(self.status))
+        message.duration_ms = self.duration_ms
+        message.http_status = self.http_status
+        message.error_message = self.error_message
+        if self.started_at is not None:
+            message.started_at.FromDatetime(self.started_at)
 
     @classmethod
     def from_json(cls, stored: Mapping[str, Any]) -> Attempt:

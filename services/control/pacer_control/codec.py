@@ -12,7 +12,6 @@ from pacer.control.v1 import control_service_pb2 as pb
 from pacer_common import policies, runs
 from pacer_common.errors import InvalidArgument
 from pacer_common.retries import Attempt, RetryPolicy
-from pacer_common.runs import RunStatus
 from pacer_control.actions import EndpointChanges, EndpointSpec, EndpointView
 from pacer_control.catalog import HealthView, JobView, ListedEndpoint, PolicyCountView
 from pacer_control.models import AuditRecord, PolicyFiring, Run
@@ -157,17 +156,6 @@ def retry_policy(policy: RetryPolicy) -> pb.RetryPolicy:
     return pb.RetryPolicy(max_attempts=policy.max_attempts, backoff_ms=policy.backoff_ms)
 
 
-def attempt(stored: Attempt) -> pb.RunAttempt:
-    return pb.RunAttempt(
-        number=stored.number,
-        status=runs.to_proto(RunStatus(stored.status)),
-        started_at=ts(stored.started_at),
-        duration_ms=stored.duration_ms,
-        http_status=stored.http_status,
-        error_message=stored.error_message,
-    )
-
-
 def job(view: JobView) -> pb.Job:
     return pb.Job(
         job_id=view.job.id,
@@ -260,7 +248,7 @@ def run_summary(run: Run) -> pb.RunSummary:
 
 
 def run(record: Run, firings: Iterable[PolicyFiring] = ()) -> pb.Run:
-    return pb.Run(
+    message = pb.Run(
         run_id=record.id,
         endpoint_id=record.endpoint_id,
         job_id=record.job_id,
@@ -276,8 +264,10 @@ def run(record: Run, firings: Iterable[PolicyFiring] = ()) -> pb.Run:
         response_body=record.response_body,
         response_truncated=record.response_truncated,
         policy_firings=[policy_firing(firing) for firing in firings],
-        attempts=[attempt(Attempt.from_json(stored)) for stored in record.attempts or ()],
     )
+    for stored in record.attempts or ():
+        Attempt.from_json(stored).fill(message.attempts.add())
+    return message
 
 
 def audit_record(record: AuditRecord) -> pb.AuditRecord:

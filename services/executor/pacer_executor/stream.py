@@ -24,13 +24,12 @@ from typing import Final, Protocol
 
 import grpc
 
-from pacer.control.v1 import control_service_pb2 as pb
 from pacer.internal.v1 import dispatch_service_pb2 as dispatch_pb
 from pacer.internal.v1 import dispatch_service_pb2_grpc as dispatch_grpc
 from pacer.internal.v1 import lease_service_pb2 as lease_pb
 from pacer_common import retries, runs
 from pacer_common.outbox import Outbox
-from pacer_common.retries import NO_RETRY, Attempt
+from pacer_common.retries import NO_RETRY
 from pacer_common.retrying import JitteredBackoff
 from pacer_executor.runner import Outcome, WorkItem
 from pacer_executor.worker import Worker
@@ -124,17 +123,7 @@ def fill_result(result: lease_pb.RunResult, outcome: Outcome, executor_id: str) 
         result.started_at.FromDatetime(outcome.started_at)
     result.finished_at.FromDatetime(outcome.finished_at)
     for attempt in outcome.attempts:
-        _fill_attempt(result.attempts.add(), attempt)
-
-
-def _fill_attempt(message: pb.RunAttempt, attempt: Attempt) -> None:
-    message.number = attempt.number
-    message.status = runs.to_proto(runs.RunStatus(attempt.status))
-    message.duration_ms = attempt.duration_ms
-    message.http_status = attempt.http_status
-    message.error_message = attempt.error_message
-    if attempt.started_at is not None:
-        message.started_at.FromDatetime(attempt.started_at)
+        attempt.fill(result.attempts.add())
 
 
 class ConnectCall(Protocol):
